@@ -11,6 +11,8 @@ pub mod records;
 pub mod stage;
 pub mod topic;
 
+pub use prometheus;
+
 pub use codec::{Codec, CodecError};
 pub use error::{Classify, Disposition, StageError};
 pub use metrics::Metrics;

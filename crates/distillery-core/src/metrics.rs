@@ -29,6 +29,8 @@ pub struct Metrics {
     pub process_seconds: HistogramVec,
     /// Committed consumer positions, by stage, topic and partition.
     pub committed_offset: IntGaugeVec,
+    /// Consumer lag reported by the Kafka client, by stage, topic and partition.
+    pub consumer_lag: IntGaugeVec,
     /// LLM calls, by role (generator/judge), model and outcome.
     pub llm_calls: IntCounterVec,
     /// LLM call latency in seconds, by role and model.
@@ -84,6 +86,7 @@ impl Metrics {
             in_flight: gauge(r, "in_flight", "Inputs being processed", &["stage"]),
             process_seconds: histogram(r, "process_seconds", "Time to process one input", &["stage"]),
             committed_offset: gauge(r, "committed_offset", "Committed consumer position", &["stage", "topic", "partition"]),
+            consumer_lag: gauge(r, "consumer_lag", "Messages behind the partition end", &["stage", "topic", "partition"]),
             llm_calls: counter(r, "llm_calls_total", "LLM calls by outcome", &["role", "model", "outcome"]),
             llm_latency: histogram(r, "llm_latency_seconds", "LLM call latency", &["role", "model"]),
             llm_tokens: counter(r, "llm_tokens_total", "LLM tokens", &["role", "model", "kind"]),

@@ -1,0 +1,483 @@
+//! Structure-aware chunking within a token budget, and context grouping.
+//!
+//! Sections start at headings and never share a chunk. Inside a section, whole blocks are packed up to
+//! `max_tokens`; a block over budget is split at sentence boundaries, and a sentence over budget at word
+//! boundaries (the only place a sentence is ever cut). Optional overlap repeats the previous chunk's last
+//! sentences. Every chunk's text is exactly its char span of the document's canonical text.
+//!
+//! A chunk's generation context is the chunk plus its nearest neighbours from the same top-level section,
+//! added alternately before and after while the context budget allows.
+
+use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation;
+
+use crate::blocks::{BlockKind, Extracted, BLOCK_SEPARATOR};
+use crate::tokens::TokenCounter;
+
+/// Chunking settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkConfig {
+    /// Upper bound of one chunk, in tokens.
+    pub max_tokens: usize,
+    /// Tokens of the previous chunk's closing sentences repeated at the start of the next (same section).
+    pub overlap_tokens: usize,
+    /// Chunks under this many tokens merge into the previous chunk of their section when it has room.
+    pub min_tokens: usize,
+    /// Budget of a generation context (the chunk plus neighbours), in tokens.
+    pub context_tokens: usize,
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        ChunkConfig { max_tokens: 384, overlap_tokens: 0, min_tokens: 24, context_tokens: 1024 }
+    }
+}
+
+impl ChunkConfig {
+    pub fn validate(&self, section: &str, errors: &mut Vec<String>) {
+        if self.max_tokens < 16 {
+            errors.push(format!("{section}.max_tokens must be >= 16 (got {})", self.max_tokens));
+        }
+        if self.overlap_tokens >= self.max_tokens / 2 {
+            errors.push(format!("{section}.overlap_tokens must be < max_tokens / 2"));
+        }
+        if self.context_tokens < self.max_tokens {
+            errors.push(format!("{section}.context_tokens must be >= max_tokens"));
+        }
+    }
+}
+
+/// One chunk of a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Piece {
+    pub text: String,
+    pub heading_path: Vec<String>,
+    /// Index of the section (a new one starts at every heading).
+    pub section: usize,
+    pub page_start: Option<u32>,
+    pub page_end: Option<u32>,
+    /// Char offsets in the canonical text.
+    pub char_start: usize,
+    pub char_end: usize,
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    start: usize, // byte offsets into the canonical text
+    end: usize,
+    tokens: usize,
+    page: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    units: Vec<Unit>,
+    tokens: usize,
+}
+
+/// Cuts a document into chunks.
+pub fn chunk(doc: &Extracted, counter: &dyn TokenCounter, cfg: &ChunkConfig) -> Vec<Piece> {
+    let canonical = doc.text();
+    let sep_tokens = 1;
+    let mut pieces: Vec<(Vec<Unit>, Vec<String>, usize)> = Vec::new();
+    let mut headings: Vec<(u8, String)> = Vec::new();
+    let mut section = 0usize;
+    let mut open = Open::default();
+    let mut offset = 0usize;
+
+    let emit = |open: &mut Open, headings: &[(u8, String)], section: usize, pieces: &mut Vec<(Vec<Unit>, Vec<String>, usize)>| {
+        if !open.units.is_empty() {
+            let path = headings.iter().map(|(_, t)| t.clone()).collect();
+            pieces.push((std::mem::take(&mut open.units), path, section));
+        }
+        open.tokens = 0;
+    };
+
+    for block in &doc.blocks {
+        let start = offset;
+        let end = start + block.text.len();
+        offset = end + BLOCK_SEPARATOR.len();
+        if let BlockKind::Heading(level) = block.kind {
+            emit(&mut open, &headings, section, &mut pieces);
+            while headings.last().is_some_and(|(l, _)| *l >= level) {
+                headings.pop();
+            }
+            headings.push((level, block.text.clone()));
+            section += 1;
+            continue;
+        }
+        for unit in split_block(&canonical, start, end, block.kind, block.page, counter, cfg.max_tokens) {
+            if open.tokens > 0 && open.tokens + sep_tokens + unit.tokens > cfg.max_tokens {
+                let tail = overlap_tail(&canonical, &open.units, counter, cfg.overlap_tokens);
+                emit(&mut open, &headings, section, &mut pieces);
+                if let Some(t) = tail
+                    && t.tokens + sep_tokens + unit.tokens <= cfg.max_tokens
+                {
+                    open.tokens = t.tokens;
+                    open.units.push(t);
+                }
+            }
+            open.tokens += unit.tokens + if open.units.is_empty() { 0 } else { sep_tokens };
+            open.units.push(unit);
+        }
+    }
+    emit(&mut open, &headings, section, &mut pieces);
+
+    // Merge runts into the previous chunk of the same section when that stays within budget.
+    let mut merged: Vec<(Vec<Unit>, Vec<String>, usize)> = Vec::new();
+    for p in pieces {
+        let tokens: usize = p.0.iter().map(|u| u.tokens).sum();
+        if let Some(prev) = merged.last_mut()
+            && prev.2 == p.2
+            && tokens < cfg.min_tokens
+            && prev.0.iter().map(|u| u.tokens).sum::<usize>() + tokens + sep_tokens <= cfg.max_tokens
+        {
+            prev.0.extend(p.0);
+            continue;
+        }
+        merged.push(p);
+    }
+
+    let mut chars = CharCursor::new(&canonical);
+    merged
+        .into_iter()
+        .map(|(units, heading_path, section)| {
+            let start = units.iter().map(|u| u.start).min().unwrap_or(0);
+            let end = units.iter().map(|u| u.end).max().unwrap_or(0);
+            let text = canonical[start..end].to_string();
+            let pages: Vec<u32> = units.iter().filter_map(|u| u.page).collect();
+            Piece {
+                tokens: counter.count(&text),
+                char_start: chars.char_index(start),
+                char_end: chars.char_index(end),
+                text,
+                heading_path,
+                section,
+                page_start: pages.iter().min().copied(),
+                page_end: pages.iter().max().copied(),
+            }
+        })
+        .collect()
+}
+
+/// Splits a block into units within budget: the block, else its lines (tables, code, lists) or
+/// sentences, else words.
+fn split_block(
+    canonical: &str,
+    start: usize,
+    end: usize,
+    kind: BlockKind,
+    page: Option<u32>,
+    counter: &dyn TokenCounter,
+    max: usize,
+) -> Vec<Unit> {
+    let text = &canonical[start..end];
+    let tokens = counter.count(text);
+    if tokens <= max {
+        return vec![Unit { start, end, tokens, page }];
+    }
+    let spans: Vec<(usize, usize)> = match kind {
+        BlockKind::Table | BlockKind::Code => line_spans(text),
+        _ => text.split_sentence_bound_indices().map(|(i, s)| (i, i + s.len())).collect(),
+    };
+    let mut out: Vec<Unit> = Vec::new();
+    for (s, e) in spans {
+        let piece = &text[s..e];
+        if piece.trim().is_empty() {
+            continue;
+        }
+        let t = counter.count(piece);
+        if t <= max {
+            // Pack consecutive sentences of the same block together while they fit.
+            if let Some(last) = out.last_mut() {
+                let joined = counter.count(&canonical[last.start..start + e]);
+                if joined <= max {
+                    last.end = start + e;
+                    last.tokens = joined;
+                    continue;
+                }
+            }
+            out.push(Unit { start: start + s, end: start + e, tokens: t, page });
+        } else {
+            out.extend(split_words(canonical, start + s, start + e, counter, max, page));
+        }
+    }
+    for u in &mut out {
+        trim_unit(canonical, u, counter);
+    }
+    out
+}
+
+fn line_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        spans.push((pos, pos + line.len()));
+        pos += line.len();
+    }
+    spans
+}
+
+/// Hard split of an oversized sentence at word boundaries.
+fn split_words(canonical: &str, start: usize, end: usize, counter: &dyn TokenCounter, max: usize, page: Option<u32>) -> Vec<Unit> {
+    let text = &canonical[start..end];
+    let mut out = Vec::new();
+    let mut cur_start: Option<usize> = None;
+    let mut cur_end = 0;
+    for (i, w) in text.split_word_bound_indices() {
+        let (ws, we) = (start + i, start + i + w.len());
+        match cur_start {
+            None => {
+                cur_start = Some(ws);
+                cur_end = we;
+            }
+            Some(cs) => {
+                if counter.count(&canonical[cs..we]) > max {
+                    out.push(Unit { start: cs, end: cur_end, tokens: counter.count(&canonical[cs..cur_end]), page });
+                    cur_start = Some(ws);
+                }
+                cur_end = we;
+            }
+        }
+    }
+    if let Some(cs) = cur_start {
+        out.push(Unit { start: cs, end: cur_end, tokens: counter.count(&canonical[cs..cur_end]), page });
+    }
+    out
+}
+
+fn trim_unit(canonical: &str, u: &mut Unit, counter: &dyn TokenCounter) {
+    let s = &canonical[u.start..u.end];
+    let lead = s.len() - s.trim_start().len();
+    let trail = s.len() - s.trim_end().len();
+    if lead + trail > 0 && lead + trail < s.len() {
+        u.start += lead;
+        u.end -= trail;
+        u.tokens = counter.count(&canonical[u.start..u.end]);
+    }
+}
+
+/// The closing sentences of a chunk that fit in `budget` tokens, as a unit to start the next chunk.
+fn overlap_tail(canonical: &str, units: &[Unit], counter: &dyn TokenCounter, budget: usize) -> Option<Unit> {
+    if budget == 0 {
+        return None;
+    }
+    let last = units.last()?;
+    let text = &canonical[last.start..last.end];
+    let mut start = None;
+    for (i, _) in text.split_sentence_bound_indices().collect::<Vec<_>>().into_iter().rev() {
+        if counter.count(&text[i..]) > budget {
+            break;
+        }
+        start = Some(i);
+    }
+    let s = start?;
+    let mut u = Unit { start: last.start + s, end: last.end, tokens: counter.count(&text[s..]), page: last.page };
+    trim_unit(canonical, &mut u, counter);
+    Some(u)
+}
+
+/// Converts monotonically increasing byte offsets to char offsets in one pass.
+struct CharCursor<'a> {
+    text: &'a str,
+    byte: usize,
+    chars: usize,
+}
+
+impl<'a> CharCursor<'a> {
+    fn new(text: &'a str) -> Self {
+        CharCursor { text, byte: 0, chars: 0 }
+    }
+    fn char_index(&mut self, byte: usize) -> usize {
+        if byte < self.byte {
+            return self.text[..byte].chars().count();
+        }
+        self.chars += self.text[self.byte..byte].chars().count();
+        self.byte = byte;
+        self.chars
+    }
+}
+
+/// The context of each chunk: indices (in document order) of the chunk and its neighbours from the same
+/// top-level section that fit in `context_tokens`.
+pub fn contexts(pieces: &[Piece], cfg: &ChunkConfig) -> Vec<Vec<usize>> {
+    let top = |p: &Piece| p.heading_path.first().cloned();
+    (0..pieces.len())
+        .map(|i| {
+            let mut members = vec![i];
+            let mut total = pieces[i].tokens;
+            let (mut left, mut right) = (i, i);
+            let (mut can_left, mut can_right) = (true, true);
+            while can_left || can_right {
+                if can_right {
+                    let j = right + 1;
+                    if j < pieces.len() && top(&pieces[j]) == top(&pieces[i]) && total + pieces[j].tokens <= cfg.context_tokens {
+                        total += pieces[j].tokens;
+                        members.push(j);
+                        right = j;
+                    } else {
+                        can_right = false;
+                    }
+                }
+                if can_left {
+                    if left > 0 && top(&pieces[left - 1]) == top(&pieces[i]) && total + pieces[left - 1].tokens <= cfg.context_tokens {
+                        left -= 1;
+                        total += pieces[left].tokens;
+                        members.push(left);
+                    } else {
+                        can_left = false;
+                    }
+                }
+            }
+            members.sort_unstable();
+            members
+        })
+        .collect()
+}
+
+/// The text of a context: member chunks in order, with a section line whenever the heading path changes.
+pub fn context_text(pieces: &[Piece], members: &[usize]) -> String {
+    let mut out = String::new();
+    let mut last_path: Option<&Vec<String>> = None;
+    for &m in members {
+        let p = &pieces[m];
+        if last_path != Some(&p.heading_path) && !p.heading_path.is_empty() {
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            out.push_str("## ");
+            out.push_str(&p.heading_path.join(" > "));
+        }
+        last_path = Some(&p.heading_path);
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&p.text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocks::Block;
+    use crate::tokens::ApproxCounter;
+
+    /// A sentence of `n` words; capitalised so that sentence boundaries follow (UAX #29 does not break
+    /// before a lowercase word).
+    fn words(n: usize, tag: &str) -> String {
+        (0..n).map(|i| format!("{tag}{i}")).collect::<Vec<_>>().join(" ") + "."
+    }
+
+    fn doc(blocks: Vec<Block>) -> Extracted {
+        Extracted { blocks, pages: None }
+    }
+
+    #[test]
+    fn sections_split_at_headings_and_spans_match_text() {
+        let d = doc(vec![
+            Block::new(BlockKind::Heading(1), "Guide"),
+            Block::new(BlockKind::Paragraph, "Intro paragraph here."),
+            Block::new(BlockKind::Heading(2), "Leave"),
+            Block::new(BlockKind::Paragraph, "Annual leave is twenty five days."),
+            Block::new(BlockKind::Paragraph, "Sick leave is separate."),
+            Block::new(BlockKind::Heading(2), "Pay"),
+            Block::new(BlockKind::Paragraph, "Salaries are paid monthly. Ünïcödé ok."),
+        ]);
+        let cfg = ChunkConfig { max_tokens: 100, min_tokens: 0, ..Default::default() };
+        let pieces = chunk(&d, &ApproxCounter, &cfg);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces[0].heading_path, vec!["Guide"]);
+        assert_eq!(pieces[1].heading_path, vec!["Guide", "Leave"]);
+        assert_eq!(pieces[1].text, "Annual leave is twenty five days.\n\nSick leave is separate.");
+        assert_eq!(pieces[2].heading_path, vec!["Guide", "Pay"]);
+        let canonical: Vec<char> = d.text().chars().collect();
+        for p in &pieces {
+            let span: String = canonical[p.char_start..p.char_end].iter().collect();
+            assert_eq!(span, p.text);
+        }
+    }
+
+    #[test]
+    fn budget_is_respected_and_sentences_are_not_cut() {
+        let para = (0..12).map(|i| words(8, &format!("S{i}w"))).collect::<Vec<_>>().join(" ");
+        let d = doc(vec![Block::new(BlockKind::Paragraph, para.clone())]);
+        let cfg = ChunkConfig { max_tokens: 40, min_tokens: 0, overlap_tokens: 0, context_tokens: 200 };
+        let pieces = chunk(&d, &ApproxCounter, &cfg);
+        assert!(pieces.len() > 2);
+        for p in &pieces {
+            assert!(p.tokens <= 40, "{} tokens: {}", p.tokens, p.text);
+            assert!(p.text.ends_with('.'), "cut mid-sentence: {}", p.text);
+        }
+        // Nothing is lost: the chunks cover every sentence in order.
+        let joined = pieces.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join(" ");
+        assert_eq!(joined, para);
+    }
+
+    #[test]
+    fn oversized_sentence_splits_at_words() {
+        let long = words(200, "w");
+        let d = doc(vec![Block::new(BlockKind::Paragraph, long)]);
+        let cfg = ChunkConfig { max_tokens: 50, min_tokens: 0, overlap_tokens: 0, context_tokens: 100 };
+        let pieces = chunk(&d, &ApproxCounter, &cfg);
+        // ~223 tokens of one sentence in pieces of at most 50.
+        assert!(pieces.len() >= 5, "{}", pieces.len());
+        for p in &pieces {
+            assert!(p.tokens <= 50);
+            assert!(!p.text.starts_with(' ') && !p.text.ends_with(' '));
+        }
+    }
+
+    #[test]
+    fn overlap_repeats_closing_sentences() {
+        let paras: Vec<Block> = (0..6).map(|i| Block::new(BlockKind::Paragraph, format!("{} {}", words(10, &format!("A{i}")), words(3, &format!("Z{i}"))))).collect();
+        let d = doc(paras);
+        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 12, context_tokens: 200 };
+        let pieces = chunk(&d, &ApproxCounter, &cfg);
+        assert!(pieces.len() >= 2);
+        for w in pieces.windows(2) {
+            let last_sentence = w[0].text.rsplit(". ").next().unwrap();
+            assert!(w[1].text.starts_with(last_sentence.trim_start()), "{:?} / {:?}", w[0].text, w[1].text);
+            assert!(w[1].char_start < w[0].char_end);
+        }
+    }
+
+    #[test]
+    fn tables_split_by_rows() {
+        let rows = (0..40).map(|i| format!("| row {i} | value {i} |")).collect::<Vec<_>>().join("\n");
+        let d = doc(vec![Block::new(BlockKind::Table, format!("| a | b |\n| --- | --- |\n{rows}"))]);
+        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 100 };
+        let pieces = chunk(&d, &ApproxCounter, &cfg);
+        assert!(pieces.len() > 3);
+        for p in &pieces {
+            assert!(p.text.starts_with('|') && p.text.ends_with('|'), "{}", p.text);
+        }
+    }
+
+    #[test]
+    fn contexts_grow_within_section_and_budget() {
+        let mut blocks = vec![Block::new(BlockKind::Heading(1), "A")];
+        for i in 0..5 {
+            blocks.push(Block::new(BlockKind::Paragraph, words(30, &format!("a{i}"))));
+        }
+        blocks.push(Block::new(BlockKind::Heading(1), "B"));
+        blocks.push(Block::new(BlockKind::Paragraph, words(30, "b")));
+        // Each paragraph is ~34 tokens: one per chunk, three per context.
+        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 110 };
+        let pieces = chunk(&doc(blocks), &ApproxCounter, &cfg);
+        assert_eq!(pieces.len(), 6);
+        let ctx = contexts(&pieces, &cfg);
+        assert_eq!(ctx[0], vec![0, 1, 2]);
+        assert_eq!(ctx[2], vec![1, 2, 3]);
+        assert_eq!(ctx[4], vec![2, 3, 4]);
+        assert_eq!(ctx[5], vec![5], "never crosses into another section");
+        for (i, c) in ctx.iter().enumerate() {
+            assert!(c.contains(&i));
+            assert!(c.iter().map(|&m| pieces[m].tokens).sum::<usize>() <= 110);
+        }
+        let text = context_text(&pieces, &ctx[0]);
+        assert!(text.starts_with("## A\n\n"));
+    }
+}

@@ -1,0 +1,261 @@
+//! The client every LLM stage uses: rate limits (requests/s and tokens/min), a concurrency cap sized to the
+//! server's parallel slots, retries with exponential backoff and full jitter that honour `Retry-After`, a
+//! per-call timeout, metrics, and schema-constrained JSON with one repair round trip.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use distillery_core::Metrics;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use crate::config::LlmConfig;
+use crate::error::LlmError;
+use crate::json::{extract_json, looks_like_refusal};
+use crate::providers::{self, truncate, ChatApi};
+use crate::types::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Usage};
+
+/// Default concurrency when the server does not report its slots.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// A client for one model endpoint in one role (`generator`, `judge`, ...).
+pub struct LlmClient {
+    api: Box<dyn ChatApi>,
+    cfg: LlmConfig,
+    role: &'static str,
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    requests: Option<DefaultDirectRateLimiter>,
+    tokens: Option<(DefaultDirectRateLimiter, u32)>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for LlmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmClient")
+            .field("role", &self.role)
+            .field("provider", &self.cfg.provider)
+            .field("model", &self.cfg.model)
+            .field("base_url", &self.cfg.base_url)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+/// A parsed structured answer with what it cost.
+#[derive(Debug, Clone)]
+pub struct Structured<T> {
+    pub value: T,
+    /// The response the value was parsed from.
+    pub response: ChatResponse,
+    /// Usage over every call it took (a repair adds one).
+    pub usage: Usage,
+    /// Calls it took: 1, or 2 after a repair.
+    pub calls: u32,
+}
+
+impl LlmClient {
+    /// Builds a client, asking the server for its parallel slots when `max_concurrency` is unset.
+    pub async fn connect(cfg: LlmConfig, role: &'static str, metrics: Arc<Metrics>) -> LlmClient {
+        let http = http_client();
+        let api = providers::build(&cfg, http);
+        let concurrency = match cfg.max_concurrency {
+            Some(n) => n,
+            None => api.server_slots().await.unwrap_or(DEFAULT_CONCURRENCY),
+        };
+        Self::from_parts(api, cfg, role, metrics, Arc::new(Semaphore::new(concurrency)), concurrency)
+    }
+
+    /// A client sharing `slots` with another (generator and judge on one server share its slots).
+    pub fn sharing(other: &LlmClient, cfg: LlmConfig, role: &'static str) -> LlmClient {
+        let api = providers::build(&cfg, http_client());
+        Self::from_parts(api, cfg, role, other.metrics.clone(), other.slots.clone(), other.concurrency)
+    }
+
+    /// A client over any [`ChatApi`] (tests, custom providers).
+    pub fn from_parts(
+        api: Box<dyn ChatApi>,
+        cfg: LlmConfig,
+        role: &'static str,
+        metrics: Arc<Metrics>,
+        slots: Arc<Semaphore>,
+        concurrency: usize,
+    ) -> LlmClient {
+        let requests = cfg.requests_per_second.map(|rps| {
+            let period = Duration::from_secs_f64(1.0 / rps.max(1e-6));
+            RateLimiter::direct(Quota::with_period(period).expect("positive period").allow_burst(NonZeroU32::MIN))
+        });
+        let tokens = cfg.tokens_per_minute.and_then(NonZeroU32::new).map(|tpm| {
+            (RateLimiter::direct(Quota::per_minute(tpm)), tpm.get())
+        });
+        LlmClient { api, cfg, role, slots, concurrency: concurrency.max(1), requests, tokens, metrics }
+    }
+
+    pub fn config(&self) -> &LlmConfig {
+        &self.cfg
+    }
+
+    /// Requests this client keeps in flight at most (the server's slots by default).
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    pub fn role(&self) -> &'static str {
+        self.role
+    }
+
+    /// One chat call with rate limits, the concurrency cap and retries.
+    pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let model = self.cfg.model.as_str();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(l) = &self.requests {
+                l.until_ready().await;
+            }
+            if let Some((l, burst)) = &self.tokens {
+                let want = req.estimated_prompt_tokens() + req.max_tokens.unwrap_or(self.cfg.max_tokens);
+                let n = NonZeroU32::new(want.clamp(1, *burst)).expect("clamped to >= 1");
+                let _ = l.until_n_ready(n).await;
+            }
+            let permit = self.slots.acquire().await.expect("slots never closed");
+            let gauge = self.metrics.llm_in_flight.with_label_values(&[self.role]);
+            gauge.inc();
+            let result = self.api.chat(req).await;
+            gauge.dec();
+            drop(permit);
+            match result {
+                Ok(resp) => {
+                    self.metrics.llm_calls.with_label_values(&[self.role, model, "ok"]).inc();
+                    self.metrics.llm_latency.with_label_values(&[self.role, model]).observe(resp.latency.as_secs_f64());
+                    self.metrics.llm_tokens.with_label_values(&[self.role, model, "prompt"]).inc_by(resp.usage.prompt_tokens as u64);
+                    self.metrics
+                        .llm_tokens
+                        .with_label_values(&[self.role, model, "completion"])
+                        .inc_by(resp.usage.completion_tokens as u64);
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    self.metrics.llm_calls.with_label_values(&[self.role, model, e.kind()]).inc();
+                    if !e.is_retryable() || attempt > self.cfg.max_retries {
+                        tracing::warn!(role = self.role, model, attempt, error = %e, "LLM call failed");
+                        return Err(e);
+                    }
+                    self.metrics.llm_retries.with_label_values(&[self.role, e.kind()]).inc();
+                    let wait = self.backoff(attempt).max(e.retry_after().unwrap_or_default());
+                    tracing::info!(role = self.role, model, attempt, error = %e, wait_ms = wait.as_millis() as u64, "LLM call retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.cfg.initial_backoff_ms.saturating_mul(1u64 << (attempt - 1).min(20));
+        let cap = exp.min(self.cfg.max_backoff_ms).max(1);
+        Duration::from_millis(rand::random_range(0..=cap))
+    }
+
+    /// A structured answer: the response must be JSON that deserializes to `T` and passes `check`.
+    /// Invalid, truncated or empty output gets one repair round trip that tells the model what was wrong;
+    /// a second failure (or a refusal) is an error carrying every raw output.
+    pub async fn chat_json<T, F>(&self, mut req: ChatRequest, check: F) -> Result<Structured<T>, LlmError>
+    where
+        T: DeserializeOwned,
+        F: Fn(&T) -> Result<(), String>,
+    {
+        let mut usage = Usage::default();
+        let mut raws: Vec<String> = Vec::new();
+        for call in 1..=2u32 {
+            let resp = self.chat(&req).await?;
+            usage += resp.usage;
+            let content = resp.content.trim().to_string();
+            raws.push(if content.is_empty() { resp.reasoning.clone().unwrap_or_default() } else { content.clone() });
+            let raw_all = || raws.join("\n--- repair ---\n");
+
+            if let Some(reason) = resp.refusal.clone() {
+                return Err(LlmError::Refusal { raw: raw_all(), reason });
+            }
+            if resp.finish_reason == FinishReason::Refusal {
+                return Err(LlmError::Refusal { raw: raw_all(), reason: "the provider filtered the output".into() });
+            }
+            let truncated = resp.finish_reason == FinishReason::Length;
+            let problem = if content.is_empty() {
+                if truncated { Problem::Truncated } else { Problem::Empty }
+            } else {
+                match extract_json(&content) {
+                    Ok(value) => match serde_json::from_value::<T>(value) {
+                        Ok(parsed) => match check(&parsed) {
+                            Ok(()) => return Ok(Structured { value: parsed, response: resp, usage, calls: call }),
+                            Err(e) => Problem::Invalid(e),
+                        },
+                        Err(e) => Problem::Invalid(e.to_string()),
+                    },
+                    Err(_) if truncated => Problem::Truncated,
+                    Err(_) if looks_like_refusal(&content) => {
+                        return Err(LlmError::Refusal { raw: raw_all(), reason: truncate(&content, 200) });
+                    }
+                    Err(e) => Problem::Invalid(e),
+                }
+            };
+            if call == 2 {
+                return Err(match problem {
+                    Problem::Truncated => LlmError::Truncated { raw: raw_all() },
+                    Problem::Empty => LlmError::Empty { raw: raw_all() },
+                    Problem::Invalid(error) => LlmError::Unparseable { raw: raw_all(), error },
+                });
+            }
+            tracing::debug!(role = self.role, problem = ?problem, "repairing structured output");
+            self.metrics.llm_retries.with_label_values(&[self.role, problem.label()]).inc();
+            match &problem {
+                Problem::Truncated => {
+                    let max = req.max_tokens.unwrap_or(self.cfg.max_tokens);
+                    req.max_tokens = Some(max.saturating_mul(2));
+                    req.messages.push(ChatMessage::user(
+                        "Your previous reply was cut off before the JSON was complete. Reply again with the \
+                         complete JSON object only, keeping every string short.",
+                    ));
+                }
+                Problem::Empty => req.messages.push(ChatMessage::user(
+                    "Your previous reply was empty. Reply with the JSON object only.",
+                )),
+                Problem::Invalid(error) => {
+                    req.messages.push(ChatMessage::assistant(truncate(&content, 4000)));
+                    req.messages.push(ChatMessage::user(format!(
+                        "That reply is not valid for the required JSON schema: {error}. Reply again with only \
+                         the corrected JSON object."
+                    )));
+                }
+            }
+        }
+        unreachable!("the loop returns on its second call")
+    }
+}
+
+#[derive(Debug)]
+enum Problem {
+    Truncated,
+    Empty,
+    Invalid(String),
+}
+
+impl Problem {
+    fn label(&self) -> &'static str {
+        match self {
+            Problem::Truncated => "repair_truncated",
+            Problem::Empty => "repair_empty",
+            Problem::Invalid(_) => "repair_invalid",
+        }
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+        .expect("HTTP client builds")
+}

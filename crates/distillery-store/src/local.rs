@@ -1,0 +1,160 @@
+//! A folder as an object store: the "bucket" is a root folder, keys are `/`-separated relative paths.
+
+use std::path::{Component, Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use distillery_core::ids::ContentHasher;
+use distillery_core::StoreKind;
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::io::AsyncReadExt;
+
+use crate::{Digest, ObjectMeta, ObjectStore, StoreError, HEAD_BYTES};
+
+#[derive(Debug, Default, Clone)]
+pub struct LocalStore;
+
+fn resolve(root: &str, key: &str) -> Result<PathBuf, StoreError> {
+    let rel = Path::new(key);
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(StoreError::Denied(format!("key {key:?} escapes the root")));
+    }
+    Ok(Path::new(root).join(rel))
+}
+
+fn io(key: &str, e: std::io::Error) -> StoreError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
+        std::io::ErrorKind::PermissionDenied => StoreError::Denied(format!("{key}: {e}")),
+        _ => StoreError::Io(format!("{key}: {e}")),
+    }
+}
+
+async fn meta(path: &Path, key: &str) -> Result<ObjectMeta, StoreError> {
+    let m = tokio::fs::metadata(path).await.map_err(|e| io(key, e))?;
+    if !m.is_file() {
+        return Err(StoreError::NotFound(key.to_string()));
+    }
+    let modified = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64);
+    Ok(ObjectMeta {
+        key: key.to_string(),
+        size: m.len(),
+        etag: None,
+        version_id: None,
+        content_type: None,
+        last_modified_ms: modified,
+    })
+}
+
+/// Every file under `dir`, as keys relative to `root`, sorted.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let ft = e.file_type()?;
+        let path = e.path();
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if ft.is_dir() && !hidden {
+            walk(root, &path, out)?;
+        } else if ft.is_file() && !hidden
+            && let Ok(rel) = path.strip_prefix(root)
+        {
+            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::File
+    }
+
+    async fn head(&self, root: &str, key: &str) -> Result<ObjectMeta, StoreError> {
+        meta(&resolve(root, key)?, key).await
+    }
+
+    async fn get(&self, root: &str, key: &str, max_bytes: u64) -> Result<(ObjectMeta, Bytes), StoreError> {
+        let path = resolve(root, key)?;
+        let m = meta(&path, key).await?;
+        if m.size > max_bytes {
+            return Err(StoreError::TooLarge { size: m.size, limit: max_bytes });
+        }
+        let bytes = tokio::fs::read(&path).await.map_err(|e| io(key, e))?;
+        Ok((m, Bytes::from(bytes)))
+    }
+
+    async fn digest(&self, root: &str, key: &str, max_bytes: u64) -> Result<Digest, StoreError> {
+        let path = resolve(root, key)?;
+        let m = meta(&path, key).await?;
+        if m.size > max_bytes {
+            return Err(StoreError::TooLarge { size: m.size, limit: max_bytes });
+        }
+        let mut f = tokio::fs::File::open(&path).await.map_err(|e| io(key, e))?;
+        let mut hasher = ContentHasher::new();
+        let mut head = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf).await.map_err(|e| io(key, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            if head.len() < HEAD_BYTES {
+                let take = (HEAD_BYTES - head.len()).min(n);
+                head.extend_from_slice(&buf[..take]);
+            }
+        }
+        Ok(Digest { meta: m, sha256: hasher.finish(), head })
+    }
+
+    fn list<'a>(&'a self, root: &'a str, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta, StoreError>> {
+        let mut keys = Vec::new();
+        if let Err(e) = walk(Path::new(root), Path::new(root), &mut keys) {
+            return stream::iter([Err(io(root, e))]).boxed();
+        }
+        stream::iter(keys.into_iter().filter(move |k| k.starts_with(prefix)))
+            .then(move |k| async move { meta(&Path::new(root).join(&k), &k).await })
+            .boxed()
+    }
+
+    async fn put(&self, root: &str, key: &str, body: Bytes, _content_type: &str) -> Result<(), StoreError> {
+        let path = resolve(root, key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| io(key, e))?;
+        }
+        let tmp = path.with_extension("partial");
+        tokio::fs::write(&tmp, &body).await.map_err(|e| io(key, e))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(|e| io(key, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn folder_behaves_like_a_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let s = LocalStore;
+        s.put(root, "b/two.txt", Bytes::from_static(b"two"), "text/plain").await.unwrap();
+        s.put(root, "a.md", Bytes::from_static(b"# one"), "text/markdown").await.unwrap();
+        std::fs::write(dir.path().join(".hidden"), b"x").unwrap();
+        let listed: Vec<String> = s.list(root, "").map(|m| m.unwrap().key).collect().await;
+        assert_eq!(listed, vec!["a.md", "b/two.txt"]);
+        let only_b: Vec<String> = s.list(root, "b/").map(|m| m.unwrap().key).collect().await;
+        assert_eq!(only_b, vec!["b/two.txt"]);
+        let d = s.digest(root, "a.md", 100).await.unwrap();
+        assert_eq!(d.sha256, distillery_core::ids::hash_bytes(b"# one"));
+        assert_eq!(d.head, b"# one");
+        assert!(matches!(s.get(root, "a.md", 2).await, Err(StoreError::TooLarge { size: 5, limit: 2 })));
+        assert!(matches!(s.get(root, "missing", 10).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(s.get(root, "../etc/passwd", 10).await, Err(StoreError::Denied(_))));
+    }
+}

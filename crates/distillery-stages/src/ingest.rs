@@ -8,7 +8,7 @@ use distillery_core::{
     StoreKind, SubjectKind, Topic,
 };
 use distillery_docs::MediaType;
-use distillery_store::{ObjectMeta, ObjectStore, StoreError};
+use distillery_store::{ObjectMeta, StoreError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 

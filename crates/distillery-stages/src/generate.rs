@@ -12,6 +12,7 @@ use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::prompts::{self, QaReply, RegenerateReply};
+use crate::quality::{self, QualityConfig};
 
 /// Generation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,11 +26,19 @@ pub struct GenerateConfig {
     pub max_answer_chars: usize,
     /// Extra instructions appended to every generation task.
     pub extra_instructions: Option<String>,
+    /// Deterministic checks before any judge tokens are spent.
+    pub quality: QualityConfig,
 }
 
 impl Default for GenerateConfig {
     fn default() -> Self {
-        GenerateConfig { pairs_per_chunk: 3, max_question_chars: 300, max_answer_chars: 700, extra_instructions: None }
+        GenerateConfig {
+            pairs_per_chunk: 3,
+            max_question_chars: 200,
+            max_answer_chars: 500,
+            extra_instructions: None,
+            quality: QualityConfig::default(),
+        }
     }
 }
 
@@ -41,6 +50,7 @@ impl GenerateConfig {
         if self.max_question_chars < 20 || self.max_answer_chars < 20 {
             errors.push(format!("{section}.max_question_chars and max_answer_chars must be >= 20"));
         }
+        self.quality.validate(&format!("{section}.quality"), errors);
     }
 }
 
@@ -115,25 +125,25 @@ impl Generate {
             .await?;
         let reasoning = out.response.reasoning.clone();
         let latency = out.response.latency.as_millis();
-        let mut seen_questions = std::collections::HashSet::new();
-        let usable: Vec<_> = out
-            .value
-            .pairs
-            .into_iter()
-            .filter(|p| !p.question.trim().is_empty() && !p.answer.trim().is_empty())
-            .filter(|p| seen_questions.insert(p.question.trim().to_lowercase()))
-            .take(n)
-            .collect();
-        let total = usable.len();
+        let mut kept: Vec<prompts::QaPair> = Vec::new();
+        for p in out.value.pairs.into_iter().take(n) {
+            let (q, a) = (p.question.trim(), p.answer.trim());
+            if q.is_empty() || a.is_empty() || kept.iter().any(|k| quality::near_duplicate(&k.question, q)) {
+                continue;
+            }
+            kept.push(p);
+        }
+        let total = kept.len();
         let mut records = Vec::with_capacity(total);
-        for (i, p) in usable.into_iter().enumerate() {
+        for (i, p) in kept.into_iter().enumerate() {
             let model = self.model_call(prompts::QA_TEMPLATE, &template_hash, seed, out.usage, total, i, latency);
             let id = ids::hash_parts(&["draft", &chunk.id, DraftKind::Qa.as_str(), &template_hash, &model.model, "1", &i.to_string()]);
             let mut q = Message::new(Role::User, p.question.trim());
             q.chunk_ids = vec![chunk.id.clone()];
             let mut a = Message::new(Role::Assistant, p.answer.trim());
             a.chunk_ids = chunk.context_chunk_ids.clone();
-            records.push(Record::Draft(Draft {
+            let evidence = p.evidence.filter(|e| !e.trim().is_empty());
+            let draft = Draft {
                 id,
                 kind: DraftKind::Qa,
                 document_id: chunk.document_id.clone(),
@@ -144,13 +154,20 @@ impl Generate {
                 reasoning: reasoning.clone(),
                 question_type: p.question_type,
                 difficulty: p.difficulty,
-                evidence: p.evidence.filter(|e| !e.trim().is_empty()),
+                evidence,
                 attempt: 1,
                 parent_ids: vec![chunk.id.clone()],
                 generator: model,
                 previous: None,
                 created_at_ms: now_ms(),
-            }));
+            };
+            match quality::check_pair(draft.question(), draft.answer(), &chunk.context_text, &self.cfg.quality) {
+                Ok(()) => records.push(Record::Draft(draft)),
+                Err((reason, detail)) => {
+                    let rejected = Rejected::of(&Record::Draft(draft), "generate", reason, detail);
+                    records.push(Record::Rejected(rejected));
+                }
+            }
         }
         tracing::debug!(chunk = %chunk.id, drafts = records.len(), prompt_tokens = out.usage.prompt_tokens,
             completion_tokens = out.usage.completion_tokens, "generated");

@@ -108,20 +108,21 @@ impl Stage for Judge {
         let out = self.llm.chat_json::<JudgeReply, _>(req, JudgeReply::check).await?;
         let v = out.value;
         let c = self.llm.config();
+        let verdict = v.verdict();
         let scores = Scores {
-            overall: v.overall,
+            overall: verdict,
             faithfulness: v.faithfulness,
             correctness: v.correctness,
             clarity: v.clarity,
             usefulness: v.usefulness,
         };
-        self.metrics.judge_scores.with_label_values(&[&v.overall.to_string()]).inc();
+        self.metrics.judge_scores.with_label_values(&[&verdict.to_string()]).inc();
         let judged = Judged {
             id: ids::hash_parts(&["judged", &draft.id, &c.model, &template_hash]),
             draft: draft.clone(),
             scores,
             rationale: v.rationale.trim().to_string(),
-            passed: v.overall >= self.cfg.threshold,
+            passed: verdict >= self.cfg.threshold,
             judge: ModelCall {
                 provider: c.provider.as_str().to_string(),
                 model: c.model.clone(),
@@ -136,7 +137,7 @@ impl Stage for Judge {
             },
             judged_at_ms: now_ms(),
         };
-        tracing::debug!(draft = %draft.id, overall = v.overall, passed = judged.passed, "judged");
+        tracing::debug!(draft = %draft.id, overall = verdict, passed = judged.passed, "judged");
         Ok(vec![self.route(judged)])
     }
 }

@@ -8,5 +8,6 @@ pub mod generate;
 pub mod ingest;
 pub mod judge;
 pub mod prompts;
+pub mod quality;
 pub mod sink;
 pub mod stores;

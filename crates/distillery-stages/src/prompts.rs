@@ -37,8 +37,9 @@ pub fn qa_task(focus: &str, pairs: usize, avoid: &[String], extra: Option<&str>)
     let mut t = format!(
         "TASK: write {pairs} different question/answer pairs about this part of the context:\n<focus>\n{}\n</focus>\n\
          Mix question types (factual, analytical, explanatory, inferential, multi_hop). For each pair give: \
-         question; answer (1-3 sentences, from the context only); type; difficulty (easy, medium or hard); \
-         evidence (the shortest exact span of the context that supports the answer).",
+         question (one short question); answer (1-3 sentences, from the context only, no calculations the \
+         context does not make); type; difficulty (easy, medium or hard); evidence (the exact sentence of the \
+         context that supports the answer).",
         neutralize(focus)
     );
     if !avoid.is_empty() {
@@ -68,7 +69,7 @@ pub fn qa_schema(pairs: usize, max_question: usize, max_answer: usize) -> Value 
                 "items": {
                     "type": "object",
                     "properties": {
-                        "question": {"type": "string", "minLength": 8, "maxLength": max_question},
+                        "question": {"type": "string", "pattern": format!("^[^?\\n]{{8,{max_question}}}[?]$")},
                         "answer": {"type": "string", "minLength": 2, "maxLength": max_answer},
                         "type": {"type": "string", "enum": ["factual", "analytical", "explanatory", "inferential", "multi_hop"]},
                         "difficulty": {"type": "string", "enum": ["easy", "medium", "hard"]},
@@ -138,24 +139,25 @@ pub struct RegenerateReply {
 pub fn judge_task(transcript: &str) -> String {
     format!(
         "TASK: judge this training example against the context.\n<example>\n{}\n</example>\n\
-         Score each from 1 (bad) to 5 (excellent): faithfulness (every claim is supported by the context), \
-         correctness (the answer really answers the question), clarity (clear and self-contained), usefulness \
-         (worth teaching an assistant). overall: your verdict from 1 to 5. rationale: one sentence naming the \
-         main weakness, or why it is good.",
+         First the rationale: one short sentence naming the main weakness, or why it is good. Then score each \
+         from 1 (bad) to 5 (excellent): faithfulness (every claim is supported by the context), correctness \
+         (the answer really answers the question), clarity (clear and self-contained), usefulness (worth \
+         teaching an assistant), and overall: your verdict from 1 to 5.",
         neutralize(transcript)
     )
 }
 
 pub fn judge_schema() -> Value {
+    // The rationale comes first: the critic writes its reasons before it commits to numbers.
     let score = json!({"type": "integer", "minimum": 1, "maximum": 5});
     json!({
         "type": "object",
         "properties": {
+            "rationale": {"type": "string", "maxLength": 240},
             "faithfulness": score, "correctness": score, "clarity": score, "usefulness": score,
-            "overall": score,
-            "rationale": {"type": "string", "maxLength": 400}
+            "overall": score
         },
-        "required": ["faithfulness", "correctness", "clarity", "usefulness", "overall", "rationale"],
+        "required": ["rationale", "faithfulness", "correctness", "clarity", "usefulness", "overall"],
         "additionalProperties": false
     })
 }
@@ -172,6 +174,12 @@ pub struct JudgeReply {
 }
 
 impl JudgeReply {
+    /// The verdict: the critic's overall score, but never above faithfulness or correctness. An example
+    /// that is unfaithful or wrong is not rescued by clarity, however the critic weighs it.
+    pub fn verdict(&self) -> i32 {
+        self.overall.min(self.faithfulness).min(self.correctness)
+    }
+
     pub fn check(&self) -> Result<(), String> {
         for (name, v) in [
             ("faithfulness", self.faithfulness),
@@ -222,5 +230,13 @@ mod tests {
         assert!(r.check().unwrap_err().contains("clarity"));
         r.clarity = 6;
         assert!(r.check().is_err());
+    }
+
+    #[test]
+    fn verdict_is_capped_by_faithfulness_and_correctness() {
+        let r = JudgeReply { faithfulness: 1, correctness: 5, clarity: 5, usefulness: 5, overall: 5, rationale: String::new() };
+        assert_eq!(r.verdict(), 1);
+        let r = JudgeReply { faithfulness: 5, correctness: 4, clarity: 2, usefulness: 3, overall: 5, rationale: String::new() };
+        assert_eq!(r.verdict(), 4);
     }
 }

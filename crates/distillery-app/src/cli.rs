@@ -1,0 +1,224 @@
+//! The `distillery` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use distillery_core::config::{from_toml, load};
+use distillery_core::{ids, now_ms, Discovery, Document, ObjectRef};
+use distillery_docs::MediaType;
+use distillery_export::{ExportOptions, Format};
+
+use crate::config::RunConfig;
+use crate::run::{run, RunOptions};
+use crate::service::{run_service, ServiceKind};
+
+#[derive(Parser, Debug)]
+#[command(name = "distillery", version, about = "Turn a company's documents into verified LLM training data.")]
+pub struct Cli {
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole pipeline in this process on a folder, a file or s3://bucket/prefix.
+    Run {
+        /// A folder, a file, or s3://bucket/prefix.
+        input: String,
+        /// Output folder (accepted.jsonl, rejected.jsonl, alpaca.jsonl, ..., summary.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// OpenAI-compatible base URL of the generator (and judge) server, e.g. http://127.0.0.1:8080/v1.
+        #[arg(long, env = "DISTILLERY_LLM_BASE_URL")]
+        llm_base_url: Option<String>,
+        /// Model name on that server.
+        #[arg(long, env = "DISTILLERY_LLM_MODEL")]
+        llm_model: Option<String>,
+        /// A TOML configuration file (see `distillery config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// No progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run one stage as a Kafka service.
+    Service {
+        stage: ServiceKind,
+        /// The service's TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the chunks documents would produce, one JSON object per line, without calling an LLM.
+    Extract {
+        files: Vec<PathBuf>,
+        /// A TOML file with an [extract] section (chunk budgets, tokenizer).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Rebuild training exports from a dataset folder (drops repeated ids).
+    Export {
+        /// The dataset folder (with accepted.jsonl).
+        #[arg(long)]
+        from: PathBuf,
+        /// Where the exports go (default: the dataset folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Formats: alpaca, sharegpt, openai, dpo, parquet (repeatable; default all).
+        #[arg(long = "format")]
+        formats: Vec<String>,
+        /// Put reasoning traces before answers in SFT exports.
+        #[arg(long)]
+        include_reasoning: bool,
+        /// A system message for ShareGPT and OpenAI chat exports.
+        #[arg(long)]
+        system_prompt: Option<String>,
+    },
+    /// Create the pipeline's Kafka topics.
+    Topics {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long, default_value = "distillery.")]
+        prefix: String,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i32,
+    },
+    /// Print the default configuration of `run` as TOML.
+    Config,
+}
+
+/// Logging: `RUST_LOG` wins; JSON lines when `DISTILLERY_LOG_JSON=1`.
+pub fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("DISTILLERY_LOG_JSON").is_ok_and(|v| v == "1") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Entry point of the `distillery` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match (cli.verbose, &cli.command) {
+        (0, Command::Service { .. }) => "info",
+        (0, _) => "warn",
+        (1, _) => "info",
+        _ => "debug",
+    };
+    init_tracing(default_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { input, out, llm_base_url, llm_model, config, quiet } => {
+            let mut cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(url) = llm_base_url {
+                cfg.llm.generator.base_url = url.clone();
+                if let Some(j) = cfg.llm.judge.as_mut() {
+                    j.base_url = url;
+                }
+            }
+            if let Some(model) = llm_model {
+                cfg.llm.generator.model = model.clone();
+                if let Some(j) = cfg.llm.judge.as_mut() {
+                    j.model = model;
+                }
+            }
+            let cancel = distillery_runtime::shutdown_signal();
+            let summary = run(RunOptions { input, out: out.clone(), config: cfg, progress: !quiet }, cancel).await?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
+            writeln!(stdout, "dataset written to {}", out.display())?;
+            Ok(())
+        }
+        Command::Service { stage, config } => run_service(stage, config.as_deref(), distillery_runtime::shutdown_signal()).await,
+        Command::Extract { files, config } => extract(files, config),
+        Command::Export { from, out, formats, include_reasoning, system_prompt } => {
+            let formats: Vec<Format> = if formats.is_empty() {
+                Format::ALL.to_vec()
+            } else {
+                formats
+                    .iter()
+                    .map(|f| Format::parse(f).with_context(|| format!("unknown format {f} (alpaca, sharegpt, openai, dpo, parquet)")))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let counts = crate::export::export(&from, out.as_deref().unwrap_or(&from), &formats, &ExportOptions { include_reasoning, system_prompt })?;
+            for (f, n) in counts {
+                println!("{}: {n} records", f.file_name());
+            }
+            Ok(())
+        }
+        Command::Topics { brokers, prefix, partitions, replication_factor } => {
+            let cfg = distillery_kafka::KafkaConfig { brokers, topic_prefix: prefix, partitions, replication_factor, ..Default::default() };
+            distillery_kafka::ensure_topics(&cfg, &distillery_core::Topic::ALL).await?;
+            println!("topics ready");
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&RunConfig::default())?);
+            Ok(())
+        }
+    }
+}
+
+fn extract(files: Vec<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg: RunConfig = match config {
+        Some(p) => load(Some(&p)).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => from_toml("").map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let counter = crate::wiring::token_counter(cfg.extract.tokenizer.as_deref())?;
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = 0;
+    for file in files {
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let root = file.parent().map(|p| p.to_string_lossy().to_string()).unwrap_or_default();
+        let doc = Document {
+            id: ids::hash_bytes(&bytes),
+            source: ObjectRef::file(root, name.clone()),
+            size: bytes.len() as i64,
+            media_type: MediaType::detect(&name, &bytes[..bytes.len().min(8192)]).mime().to_string(),
+            discovered_by: Discovery::Local,
+            discovered_at_ms: now_ms(),
+        };
+        match distillery_stages::extract::chunk_document(&doc, &bytes, counter.as_ref(), &cfg.extract.chunking) {
+            Ok(chunks) => {
+                for c in chunks {
+                    serde_json::to_writer(&mut stdout, &c)?;
+                    stdout.write_all(b"\n")?;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: rejected ({}): {e}", file.display(), e.reason());
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} file(s) yielded no chunks");
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! The Kafka services: each stage as a consumer-group member with its ops endpoint. Ingest also serves
+//! the notification webhook and runs the reconcile scan.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use distillery_core::config::{load, Secret, Settings};
+use distillery_core::{Discovery, Metrics, ObjectRef, Stage, StoreKind, Topic};
+use distillery_export::{DatasetOut, FolderBackend, ObjectBackend};
+use distillery_kafka::{run_stage, KafkaConfig, KafkaPublisher};
+use distillery_runtime::http::{ops_router, serve, Ready};
+use distillery_runtime::{publish_counted, RuntimeConfig};
+use distillery_stages::claims::{Claims, MemoryClaims, StoreClaims};
+use distillery_stages::dedup::Dedup;
+use distillery_stages::events;
+use distillery_stages::extract::Extract;
+use distillery_stages::generate::Generate;
+use distillery_stages::ingest::{Ingest, Ingestor};
+use distillery_stages::judge::Judge;
+use distillery_stages::sink::Sink;
+use distillery_stages::stores::Stores;
+use distillery_llm::LlmClient;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::*;
+use crate::wiring;
+
+/// The deployable services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceKind {
+    Ingest,
+    Extract,
+    Generate,
+    Judge,
+    Dedup,
+    Sink,
+}
+
+fn load_cfg<T: Settings>(path: Option<&Path>) -> anyhow::Result<T> {
+    load::<T>(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Runs a service until SIGTERM/ctrl-c (or `cancel`).
+pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Metrics::global();
+    match kind {
+        ServiceKind::Ingest => ingest(load_cfg(config)?, metrics, cancel).await,
+        ServiceKind::Extract => {
+            let c: ExtractServiceConfig = load_cfg(config)?;
+            let stage = Extract {
+                stores: Stores::with_s3(wiring::s3(&c.s3).await),
+                counter: wiring::token_counter(c.extract.tokenizer.as_deref())?,
+                cfg: c.extract.clone(),
+            };
+            consume(&c.kafka, &c.runtime, &c.ops, stage, metrics, Router::new(), cancel).await
+        }
+        ServiceKind::Generate => {
+            let c: GenerateServiceConfig = load_cfg(config)?;
+            let llm = Arc::new(LlmClient::connect(c.llm.clone(), "generator", metrics.clone()).await);
+            tracing::info!(llm = ?llm, "generator model");
+            consume(&c.kafka, &c.runtime, &c.ops, Generate { llm, cfg: c.generate.clone() }, metrics, Router::new(), cancel).await
+        }
+        ServiceKind::Judge => {
+            let c: JudgeServiceConfig = load_cfg(config)?;
+            let llm = Arc::new(LlmClient::connect(c.llm.clone(), "judge", metrics.clone()).await);
+            tracing::info!(llm = ?llm, "judge model");
+            let stage = Judge { llm, cfg: c.judge.clone(), metrics: metrics.clone() };
+            consume(&c.kafka, &c.runtime, &c.ops, stage, metrics, Router::new(), cancel).await
+        }
+        ServiceKind::Dedup => {
+            let c: DedupServiceConfig = load_cfg(config)?;
+            let embedder = wiring::embedder(&c.embedder).await?;
+            let index = wiring::index(&c.vectors, embedder.dim()).await?;
+            consume(&c.kafka, &c.runtime, &c.ops, Dedup::new(embedder, index, c.dedup.clone()), metrics, Router::new(), cancel).await
+        }
+        ServiceKind::Sink => {
+            let c: SinkServiceConfig = load_cfg(config)?;
+            let linger = Duration::from_millis(c.output.linger_ms);
+            let out = match (&c.output.dir, &c.output.bucket) {
+                (Some(dir), _) => DatasetOut::start(FolderBackend::new(dir)?, c.output.batch_lines, linger),
+                (None, Some(bucket)) => {
+                    let store = wiring::s3(&c.s3).await;
+                    DatasetOut::start(ObjectBackend::new(store, bucket.clone(), c.output.prefix.clone()), c.output.batch_lines, linger)
+                }
+                (None, None) => anyhow::bail!("no output configured"),
+            };
+            consume(&c.kafka, &c.runtime, &c.ops, Sink::new(out, c.sink.clone()), metrics, Router::new(), cancel).await
+        }
+    }
+}
+
+async fn consume<S: Stage>(
+    kafka: &KafkaConfig,
+    runtime: &RuntimeConfig,
+    ops: &OpsConfig,
+    stage: S,
+    metrics: Arc<Metrics>,
+    extra: Router,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let ready = Ready::default();
+    let router = ops_router(metrics.clone(), ready.clone()).merge(extra);
+    serve(ops.listen, router, cancel.clone()).await.with_context(|| format!("binding {}", ops.listen))?;
+    run_stage(kafka, runtime, Arc::new(stage), metrics, ready, cancel).await?;
+    Ok(())
+}
+
+#[derive(Clone)]
+struct WebhookState {
+    ingestor: Arc<Ingestor>,
+    publisher: Arc<KafkaPublisher>,
+    token: Secret,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `POST /events`: an S3 notification; answers 200 only once the documents are in Kafka, so the store
+/// retries anything we could not take.
+async fn webhook(State(s): State<WebhookState>, Query(q): Query<TokenQuery>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    if !s.token.is_empty() {
+        let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if bearer != Some(s.token.expose()) && q.token.as_deref() != Some(s.token.expose()) {
+            s.metrics.errors.with_label_values(&["ingest", "webhook_auth"]).inc();
+            return (StatusCode::UNAUTHORIZED, "bad token".into());
+        }
+    }
+    let created = match events::parse(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            s.metrics.errors.with_label_values(&["ingest", "bad_event"]).inc();
+            tracing::warn!(error = %e, "webhook body is not an S3 event");
+            return (StatusCode::BAD_REQUEST, e);
+        }
+    };
+    s.metrics.records_in.with_label_values(&["ingest", "webhook"]).inc();
+    let mut records = Vec::new();
+    for ev in created {
+        let source = ObjectRef { store: StoreKind::S3, bucket: ev.bucket, key: ev.key, version_id: ev.version_id, etag: ev.etag };
+        match s.ingestor.object(source, ev.size, &ev.event_id, Discovery::Webhook).await {
+            Ok(outcome) => records.extend(outcome.into_record()),
+            Err(e) => {
+                s.metrics.errors.with_label_values(&["ingest", e.kind]).inc();
+                tracing::error!(error = %e, "webhook event failed");
+                return (StatusCode::SERVICE_UNAVAILABLE, e.message);
+            }
+        }
+    }
+    let n = records.len();
+    match publish_counted("ingest", records, &*s.publisher, &s.metrics, &s.cancel).await {
+        Ok(()) => (StatusCode::OK, format!("{n} record(s) published")),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn ingest(c: IngestServiceConfig, metrics: Arc<Metrics>, cancel: CancellationToken) -> anyhow::Result<()> {
+    let s3 = wiring::s3(&c.s3).await;
+    let claims: Arc<dyn Claims> = match &c.claims.bucket {
+        Some(bucket) => Arc::new(StoreClaims { store: s3.clone(), bucket: bucket.clone(), prefix: c.claims.prefix.clone() }),
+        None => Arc::new(MemoryClaims::default()),
+    };
+    let ingestor = Arc::new(Ingestor { stores: Stores::with_s3(s3), claims, cfg: c.ingest.clone() });
+    if c.kafka.create_topics {
+        distillery_kafka::ensure_topics(&c.kafka, &Topic::ALL).await?;
+    }
+    let publisher = Arc::new(KafkaPublisher::new(&c.kafka)?);
+    let mut extra = Router::new();
+    if c.webhook.enabled {
+        let state = WebhookState {
+            ingestor: ingestor.clone(),
+            publisher: publisher.clone(),
+            token: c.webhook.token.clone(),
+            metrics: metrics.clone(),
+            cancel: cancel.clone(),
+        };
+        extra = Router::new().route("/events", post(webhook)).with_state(state);
+    }
+    if !c.scan.targets.is_empty() {
+        tokio::spawn(scan_loop(ingestor.clone(), publisher, c.scan.clone(), metrics.clone(), cancel.clone()));
+    }
+    let stage = Ingest { ingestor: (*ingestor).clone() };
+    consume(&c.kafka, &c.runtime, &c.ops, stage, metrics, extra, cancel).await
+}
+
+/// Lists every target periodically and publishes what it finds; claims make already-seen content a no-op.
+async fn scan_loop(ingestor: Arc<Ingestor>, publisher: Arc<KafkaPublisher>, cfg: ScanConfig, metrics: Arc<Metrics>, cancel: CancellationToken) {
+    loop {
+        for target in &cfg.targets {
+            let (bucket, prefix) = target.split_once('/').unwrap_or((target.as_str(), ""));
+            let res = ingestor
+                .scan(StoreKind::S3, bucket, prefix, Discovery::Scan, |outcome| {
+                    let (publisher, metrics, cancel) = (publisher.clone(), metrics.clone(), cancel.clone());
+                    async move {
+                        if let Some(r) = outcome.into_record()
+                            && let Err(e) = publish_counted("ingest", vec![r], &*publisher, &metrics, &cancel).await
+                        {
+                            tracing::error!(error = %e, "scan publish failed");
+                        }
+                    }
+                })
+                .await;
+            if let Err(e) = res {
+                metrics.errors.with_label_values(&["ingest", "scan"]).inc();
+                tracing::error!(target, error = %e, "reconcile scan failed");
+            }
+        }
+        if cfg.interval_secs == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(cfg.interval_secs)) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Entry point of the per-service binaries: `--config FILE` (or `DISTILLERY_CONFIG`) and env overrides.
+pub fn main(kind: ServiceKind) -> std::process::ExitCode {
+    crate::cli::init_tracing("info");
+    let mut args = std::env::args().skip(1);
+    let mut config = std::env::var_os("DISTILLERY_CONFIG").map(std::path::PathBuf::from);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" => config = args.next().map(Into::into),
+            "-h" | "--help" => {
+                println!("usage: distillery-<stage> [--config FILE]\nSettings: defaults, then FILE, then DISTILLERY__SECTION__FIELD variables.");
+                return std::process::ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("error: unknown argument {other}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(async { run_service(kind, config.as_deref(), distillery_runtime::shutdown_signal()).await }) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

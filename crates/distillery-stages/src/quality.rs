@@ -1,0 +1,201 @@
+//! Cheap, deterministic checks of a generated pair before any judge tokens are spent on it: the question
+//! is a real question that does not just copy the context, every number in the answer appears in the
+//! context, and most of the answer's content words do. Small models hallucinate arithmetic and pad
+//! questions; these catch much of it for free.
+
+use std::collections::HashSet;
+
+use distillery_core::RejectReason;
+use serde::{Deserialize, Serialize};
+
+/// Thresholds of the pre-judge checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Share of the answer's content words that must appear in the context (0 disables).
+    pub min_grounding: f32,
+    /// Reject answers stating numbers the context does not contain.
+    pub check_numbers: bool,
+    /// Reject questions whose words are more than this share copied in order from the context.
+    pub max_question_copy: f32,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig { min_grounding: 0.5, check_numbers: true, max_question_copy: 0.9 }
+    }
+}
+
+impl QualityConfig {
+    pub fn validate(&self, section: &str, errors: &mut Vec<String>) {
+        if !(0.0..=1.0).contains(&self.min_grounding) {
+            errors.push(format!("{section}.min_grounding must be in [0, 1]"));
+        }
+        if !(0.0..=1.0).contains(&self.max_question_copy) {
+            errors.push(format!("{section}.max_question_copy must be in [0, 1]"));
+        }
+    }
+}
+
+const STOPWORDS: &[&str] = &[
+    "about", "above", "after", "again", "also", "because", "been", "before", "being", "below", "between", "both",
+    "could", "does", "doing", "down", "during", "each", "from", "further", "have", "having", "here", "into", "itself",
+    "just", "more", "most", "must", "only", "other", "over", "same", "should", "some", "such", "than", "that", "their",
+    "them", "then", "there", "these", "they", "this", "those", "through", "under", "until", "very", "were", "what",
+    "when", "where", "which", "while", "will", "with", "would", "your", "yes", "within", "without", "using", "used",
+];
+
+/// Lowercased alphanumeric words.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+fn content_words(text: &str) -> Vec<String> {
+    words(text).into_iter().filter(|w| w.chars().count() >= 4 && !STOPWORDS.contains(&w.as_str())).collect()
+}
+
+/// Crude stem so that "carried"/"carry" or "employees"/"employee" match.
+fn stem(w: &str) -> &str {
+    for suffix in ["ing", "ied", "ies", "ed", "es", "s"] {
+        if let Some(s) = w.strip_suffix(suffix)
+            && s.chars().count() >= 4
+        {
+            return s;
+        }
+    }
+    w
+}
+
+/// Share of the answer's content words found in the context.
+pub fn grounding(answer: &str, context: &str) -> f32 {
+    let ctx: HashSet<String> = content_words(context).iter().map(|w| stem(w).to_string()).collect();
+    let ans = content_words(answer);
+    if ans.is_empty() {
+        return 1.0;
+    }
+    ans.iter().filter(|w| ctx.contains(stem(w))).count() as f32 / ans.len() as f32
+}
+
+/// Numbers in `text` (digits with `,`/`.` separators normalised away).
+pub fn numbers(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_digit() {
+            cur.push(c);
+        } else if (c == ',' || c == '.') && !cur.is_empty() && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
+            if c == '.' {
+                cur.push('.');
+            }
+        } else if !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Numbers the answer states that the context does not contain.
+pub fn unsupported_numbers(answer: &str, context: &str) -> Vec<String> {
+    let ctx: HashSet<String> = numbers(context).into_iter().collect();
+    let mut missing: Vec<String> = numbers(answer).into_iter().filter(|n| !ctx.contains(n)).collect();
+    missing.dedup();
+    missing
+}
+
+/// Longest run of the question's words that appears in the same order in the context, as a share.
+pub fn copied_share(question: &str, context: &str) -> f32 {
+    let q = words(question);
+    if q.len() < 6 {
+        return 0.0;
+    }
+    let ctx = format!(" {} ", words(context).join(" "));
+    let mut best = 0;
+    for start in 0..q.len() {
+        for end in (start + best + 1)..=q.len() {
+            if ctx.contains(&format!(" {} ", q[start..end].join(" "))) {
+                best = end - start;
+            } else {
+                break;
+            }
+        }
+    }
+    best as f32 / q.len() as f32
+}
+
+/// Checks one pair; the error carries the rejection reason and why.
+pub fn check_pair(question: &str, answer: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+    let q = question.trim();
+    if !q.ends_with('?') || q.matches('?').count() > 1 {
+        return Err((RejectReason::InvalidRecord, "the question is not exactly one question".into()));
+    }
+    let copied = copied_share(q, context);
+    if copied > cfg.max_question_copy {
+        return Err((RejectReason::InvalidRecord, format!("{:.0}% of the question is copied from the context", copied * 100.0)));
+    }
+    if cfg.check_numbers {
+        let missing = unsupported_numbers(answer, context);
+        if !missing.is_empty() {
+            return Err((RejectReason::Ungrounded, format!("the answer states numbers the context does not: {}", missing.join(", "))));
+        }
+    }
+    let g = grounding(answer, context);
+    if g < cfg.min_grounding {
+        return Err((RejectReason::Ungrounded, format!("only {:.0}% of the answer's content words are in the context", g * 100.0)));
+    }
+    Ok(())
+}
+
+/// Near-identical questions within one reply (word-set Jaccard >= 0.8).
+pub fn near_duplicate(a: &str, b: &str) -> bool {
+    let (x, y): (HashSet<String>, HashSet<String>) = (words(a).into_iter().collect(), words(b).into_iter().collect());
+    if x.is_empty() || y.is_empty() {
+        return x == y;
+    }
+    x.intersection(&y).count() as f32 / x.union(&y).count() as f32 >= 0.8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: &str = "Full-time employees receive 25 days of paid annual leave per calendar year, plus public holidays. \
+        Up to 5 unused days may be carried over to the next year; expenses up to 2,000 NOK are approved by the line manager.";
+
+    #[test]
+    fn grounded_answers_pass() {
+        let cfg = QualityConfig::default();
+        assert!(check_pair("How many days of annual leave do full-time employees get?", "They receive 25 days of paid annual leave per year.", CTX, &cfg).is_ok());
+        assert!(check_pair("Who approves small expenses?", "The line manager approves expenses up to 2000 NOK.", CTX, &cfg).is_ok());
+    }
+
+    #[test]
+    fn hallucinated_numbers_and_words_fail() {
+        let cfg = QualityConfig::default();
+        let (r, why) = check_pair("How much leave is there?", "25 + 5 = 35 days of leave, about 1.39% of hours.", CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::Ungrounded);
+        assert!(why.contains("35") && why.contains("1.39"), "{why}");
+        let (r, _) = check_pair("What about pensions?", "Pension contributions are matched by quarterly bonuses and stock grants.", CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::Ungrounded);
+    }
+
+    #[test]
+    fn malformed_questions_fail() {
+        let cfg = QualityConfig::default();
+        assert_eq!(check_pair("Leave policy", "25 days.", CTX, &cfg).unwrap_err().0, RejectReason::InvalidRecord);
+        assert_eq!(check_pair("What? And why?", "25 days.", CTX, &cfg).unwrap_err().0, RejectReason::InvalidRecord);
+        let copied = "Full-time employees receive 25 days of paid annual leave per calendar year?";
+        assert_eq!(check_pair(copied, "25 days.", CTX, &cfg).unwrap_err().0, RejectReason::InvalidRecord);
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(numbers("25 days, 2,000 NOK and 1.5 hours; v3.2"), vec!["25", "2000", "1.5", "3.2"]);
+        assert!(near_duplicate("How many days of leave?", "How many leave days?"));
+        assert!(!near_duplicate("How many days of leave?", "Who approves expenses?"));
+        assert!(grounding("carried days expire", "days may be carried over and expire") > 0.99);
+    }
+}

@@ -123,7 +123,15 @@ impl LlmClient {
             let permit = self.slots.acquire().await.expect("slots never closed");
             let gauge = self.metrics.llm_in_flight.with_label_values(&[self.role]);
             gauge.inc();
-            let result = self.api.chat(req).await;
+            // A retry samples with another seed: a server error caused by what the model wrote (llama.cpp
+            // answers 500 when it cannot parse the output) would otherwise repeat exactly.
+            let result = if attempt > 1 && req.seed.is_some() {
+                let mut reseeded = req.clone();
+                reseeded.seed = req.seed.map(|s| s.wrapping_add(attempt as u64 - 1));
+                self.api.chat(&reseeded).await
+            } else {
+                self.api.chat(req).await
+            };
             gauge.dec();
             drop(permit);
             match result {

@@ -95,7 +95,7 @@ impl Default for LlmConfig {
             max_concurrency: None,
             requests_per_second: None,
             tokens_per_minute: None,
-            max_retries: 4,
+            max_retries: 3,
             initial_backoff_ms: 500,
             max_backoff_ms: 30_000,
             json_schema: true,

@@ -35,7 +35,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 6, initial_backoff_ms: 500, max_backoff_ms: 30_000 }
+        RetryPolicy { max_attempts: 4, initial_backoff_ms: 1000, max_backoff_ms: 30_000 }
     }
 }
 

@@ -69,7 +69,9 @@ pub fn qa_schema(pairs: usize, max_question: usize, max_answer: usize) -> Value 
                 "items": {
                     "type": "object",
                     "properties": {
-                        "question": {"type": "string", "pattern": format!("^[^?\\n]{{8,{max_question}}}[?]$")},
+                        // No `pattern` here: llama.cpp's schema-to-grammar conversion silently drops the whole
+                        // grammar for some patterns; one-question-ness is checked in `quality` instead.
+                        "question": {"type": "string", "minLength": 8, "maxLength": max_question},
                         "answer": {"type": "string", "minLength": 2, "maxLength": max_answer},
                         "type": {"type": "string", "enum": ["factual", "analytical", "explanatory", "inferential", "multi_hop"]},
                         "difficulty": {"type": "string", "enum": ["easy", "medium", "hard"]},

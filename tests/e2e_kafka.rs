@@ -1,0 +1,238 @@
+//! The foundation's end-to-end test: three documents in a real S3 server, their ObjectCreated events (in
+//! MinIO's JSON shape) delivered to the events topic of a real Kafka-protocol broker, every stage running as
+//! its own `distillery service` process against a real llama.cpp server with a small real model. Every
+//! draft must end accepted or rejected with a reason, accepted must not be empty, the Alpaca export must
+//! parse; a stage killed mid-run and restarted must lose and duplicate nothing.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use distillery_core::{Record, Topic};
+use distillery_store::ObjectStore;
+
+const STAGES: [&str; 6] = ["ingest", "extract", "generate", "judge", "dedup", "sink"];
+
+fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> String {
+    let mut c = scope.service_toml(servers, port);
+    match stage {
+        "ingest" => {
+            c += &servers.s3_toml();
+            c += &format!("[claims]\nbucket = \"{}\"\n[webhook]\nenabled = false\n", scope.bucket);
+        }
+        "extract" => c += &servers.s3_toml(),
+        "generate" => {
+            c += &format!("[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\nmax_tokens = 600\ntemperature = 0.5\n", servers.llm, servers.llm_model);
+            c += "[generate]\npairs_per_chunk = 2\n[generate.quality]\nmin_grounding = 0.3\n";
+        }
+        "judge" => {
+            c += &format!("[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\nmax_tokens = 200\ntemperature = 0.1\n", servers.llm, servers.llm_model);
+            c += "[judge]\nthreshold = 3\nmax_attempts = 2\n";
+        }
+        "dedup" => c += &format!("[embedder]\nmodel_dir = \"{}\"\n", servers.embed_dir),
+        "sink" => c += &format!("[output]\ndir = \"{}\"\nlinger_ms = 50\n", scope.path("dataset").display()),
+        _ => unreachable!(),
+    }
+    c
+}
+
+/// What the topics and the dataset say so far.
+struct Ledger {
+    chunks: HashMap<String, String>, // chunk id -> document id
+    drafts: HashSet<String>,
+    regenerated: HashSet<String>, // draft ids sent back for regeneration
+    accepted: Vec<String>,
+    rejected: Vec<serde_json::Value>,
+}
+
+impl Ledger {
+    fn read(tap: &Tap, dataset: &std::path::Path) -> Ledger {
+        let mut chunks = HashMap::new();
+        for r in tap.records(Topic::Chunks) {
+            if let Record::Chunk(c) = r {
+                chunks.insert(c.id.clone(), c.document_id.clone());
+            }
+        }
+        let drafts = tap.records(Topic::Drafts).iter().map(|r| r.id().to_string()).collect();
+        let regenerated = tap
+            .records(Topic::Regenerate)
+            .iter()
+            .filter_map(|r| if let Record::Regenerate(g) = r { Some(g.judged.draft.id.clone()) } else { None })
+            .collect();
+        let accepted = jsonl(&dataset.join("accepted.jsonl")).iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
+        let rejected = jsonl(&dataset.join("rejected.jsonl"));
+        Ledger { chunks, drafts, regenerated, accepted, rejected }
+    }
+
+    fn rejected_ids(&self) -> HashSet<String> {
+        self.rejected.iter().map(|v| v["id"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// Drafts with no outcome yet.
+    fn open_drafts(&self) -> Vec<String> {
+        let accepted: HashSet<&String> = self.accepted.iter().collect();
+        let rejected = self.rejected_ids();
+        self.drafts
+            .iter()
+            .filter(|d| !accepted.contains(d) && !rejected.contains(*d) && !self.regenerated.contains(*d))
+            .cloned()
+            .collect()
+    }
+
+    /// Chunks with neither a draft nor a rejection.
+    fn silent_chunks(&self, tap: &Tap) -> Vec<String> {
+        let mut spoken: HashSet<String> = HashSet::new();
+        for r in tap.records(Topic::Drafts) {
+            if let Record::Draft(d) = r {
+                spoken.insert(d.chunk_id.clone());
+            }
+        }
+        for v in &self.rejected {
+            if let Some(c) = v["chunk_id"].as_str() {
+                spoken.insert(c.to_string());
+            }
+        }
+        self.chunks.keys().filter(|c| !spoken.contains(*c)).cloned().collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
+    let servers = Servers::from_env();
+    let scope = Scope::new("e2e");
+    let kafka = scope.kafka(&servers);
+    let logs = scope.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+
+    // The documents, in a real S3 bucket.
+    let s3 = distillery_store::S3Store::connect(&servers.s3_config()).await;
+    s3.ensure_bucket(&scope.bucket).await.expect("bucket");
+    let docs = example_docs();
+    assert_eq!(docs.len(), 3);
+    for (key, bytes) in &docs {
+        s3.put(&scope.bucket, &format!("inbox/{key}"), Bytes::from(bytes.clone()), "application/octet-stream").await.expect("put");
+    }
+
+    // Every stage as its own process.
+    distillery_kafka::ensure_topics(&kafka, &Topic::ALL).await.expect("topics");
+    let mut services: HashMap<&str, Service> = HashMap::new();
+    for stage in STAGES {
+        let port = free_port();
+        let cfg = scope.path(&format!("{stage}.toml"));
+        std::fs::write(&cfg, service_config(stage, &scope, &servers, port)).unwrap();
+        services.insert(stage, Service::start(stage, &cfg, port, &logs));
+    }
+
+    // The store's notifications, as MinIO publishes them to Kafka.
+    let publisher = distillery_kafka::KafkaPublisher::new(&kafka).expect("producer");
+    for (i, (key, bytes)) in docs.iter().enumerate() {
+        let object_key = format!("inbox/{key}");
+        let event = minio_event(&scope.bucket, &object_key, bytes.len(), &format!("{:032x}", i + 1), &format!("17A0B0F1F2F3F4F{i}"));
+        publisher
+            .publish_raw(Topic::Events, &format!("{}/{object_key}", scope.bucket), event.to_string().as_bytes())
+            .await
+            .expect("publish event");
+    }
+    // A garbage notification must end in the dead-letter topic, not stop ingest.
+    publisher.publish_raw(Topic::Events, "garbage", b"{not an event").await.unwrap();
+
+    let mut tap = Tap::new(&kafka, &[Topic::Chunks, Topic::Drafts, Topic::Regenerate, Topic::DeadLetter]);
+    let dataset = scope.path("dataset");
+    let started = Instant::now();
+    let deadline = Duration::from_secs(900);
+    let mut restarted = false;
+    let ledger = loop {
+        tap.poll(Duration::from_secs(2)).await;
+        let ledger = Ledger::read(&tap, &dataset);
+        // Kill the judge (no chance to drain) as soon as it has work, then start it again.
+        if !restarted && !ledger.drafts.is_empty() {
+            let judge = services.get_mut("judge").unwrap();
+            judge.signal("KILL");
+            let _ = judge.child.wait();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            judge.restart(&logs);
+            restarted = true;
+        }
+        let documents: HashSet<&String> = ledger.chunks.values().collect();
+        if restarted
+            && documents.len() == 3
+            && !ledger.drafts.is_empty()
+            && ledger.open_drafts().is_empty()
+            && ledger.silent_chunks(&tap).is_empty()
+        {
+            break ledger;
+        }
+        if started.elapsed() > deadline {
+            for s in services.values() {
+                eprintln!("==== {} ====\n{}", s.stage, s.log_text());
+            }
+            panic!(
+                "pipeline did not settle in {deadline:?}: {} documents, {} chunks, {} drafts, {} open, {} silent chunks",
+                documents.len(),
+                ledger.chunks.len(),
+                ledger.drafts.len(),
+                ledger.open_drafts().len(),
+                ledger.silent_chunks(&tap).len()
+            );
+        }
+    };
+
+    // Every draft ended accepted, rejected (with a reason) or regenerated; every chunk said something.
+    assert!(ledger.open_drafts().is_empty());
+    assert!(!ledger.accepted.is_empty(), "nothing was accepted: {:?}", ledger.rejected);
+    for r in &ledger.rejected {
+        assert!(r["reason"].as_str().is_some_and(|s| !s.is_empty()), "rejection without a reason: {r}");
+        assert!(r["detail"].as_str().is_some(), "rejection without detail: {r}");
+    }
+    // Nothing duplicated by the crash and replay: one dataset line per id.
+    let unique: HashSet<&String> = ledger.accepted.iter().collect();
+    assert_eq!(unique.len(), ledger.accepted.len(), "duplicate accepted ids: {:?}", ledger.accepted);
+    assert_eq!(ledger.rejected_ids().len(), ledger.rejected.len(), "duplicate rejected ids");
+    for id in &ledger.accepted {
+        assert!(ledger.drafts.contains(id), "accepted {id} is not a draft");
+    }
+    // The Alpaca export parses and matches the accepted records.
+    let alpaca = jsonl(&dataset.join("alpaca.jsonl"));
+    assert_eq!(alpaca.len(), ledger.accepted.len());
+    for a in &alpaca {
+        assert!(a["instruction"].as_str().is_some_and(|s| s.ends_with('?')), "{a}");
+        assert!(a["output"].as_str().is_some_and(|s| !s.is_empty()), "{a}");
+        assert_eq!(a["input"], "");
+    }
+    // The garbage event was dead-lettered whole, with its reason.
+    tap.poll(Duration::from_secs(1)).await;
+    let dead: Vec<&Record> = tap.records(Topic::DeadLetter).iter().collect();
+    assert!(
+        dead.iter().any(|r| matches!(r, Record::DeadLetter(d) if d.payload == b"{not an event" && d.error_kind == "bad_event")),
+        "garbage event not dead-lettered: {dead:?}"
+    );
+    let dead_lines = jsonl(&dataset.join("dead-letter.jsonl"));
+    assert!(dead_lines.iter().any(|d| d["error_kind"] == "bad_event"));
+
+    // Metrics are served and count the work.
+    let metrics = services["generate"].metrics().await;
+    assert!(metrics.contains("distillery_llm_calls_total{model="), "{metrics}");
+    assert!(metrics.contains("distillery_records_out_total{stage=\"generate\",topic=\"drafts\"}"), "{metrics}");
+    let ingest_metrics = services["ingest"].metrics().await;
+    assert!(ingest_metrics.contains("distillery_dead_letters_total{kind=\"bad_event\",stage=\"ingest\"} 1"), "{ingest_metrics}");
+
+    // Graceful shutdown: every service drains and exits cleanly on SIGTERM.
+    for stage in STAGES {
+        let s = services.get_mut(stage).unwrap();
+        let status = s.stop(90).unwrap_or_else(|| panic!("{stage} did not stop on SIGTERM:\n{}", s.log_text()));
+        assert!(status.success(), "{stage} exited with {status}:\n{}", s.log_text());
+        assert!(s.log_text().contains("stopped"), "{stage} did not drain:\n{}", s.log_text());
+    }
+    eprintln!(
+        "e2e: {} chunks, {} drafts, {} regenerated, {} accepted, {} rejected in {:.0?}",
+        ledger.chunks.len(),
+        ledger.drafts.len(),
+        ledger.regenerated.len(),
+        ledger.accepted.len(),
+        ledger.rejected.len(),
+        started.elapsed()
+    );
+}

@@ -25,11 +25,17 @@ fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> S
         }
         "extract" => c += &servers.s3_toml(),
         "generate" => {
-            c += &format!("[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\nmax_tokens = 600\ntemperature = 0.5\n", servers.llm, servers.llm_model);
+            c += &format!(
+                "[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\nmax_tokens = 600\ntemperature = 0.5\n",
+                servers.llm, servers.llm_model
+            );
             c += "[generate]\npairs_per_chunk = 2\n[generate.quality]\nmin_grounding = 0.3\n";
         }
         "judge" => {
-            c += &format!("[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\nmax_tokens = 200\ntemperature = 0.1\n", servers.llm, servers.llm_model);
+            c += &format!(
+                "[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\nmax_tokens = 200\ntemperature = 0.1\n",
+                servers.llm, servers.llm_model
+            );
             c += "[judge]\nthreshold = 3\nmax_attempts = 2\n";
         }
         "dedup" => c += &format!("[embedder]\nmodel_dir = \"{}\"\n", servers.embed_dir),
@@ -62,7 +68,8 @@ impl Ledger {
             .iter()
             .filter_map(|r| if let Record::Regenerate(g) = r { Some(g.judged.draft.id.clone()) } else { None })
             .collect();
-        let accepted = jsonl(&dataset.join("accepted.jsonl")).iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
+        let accepted =
+            jsonl(&dataset.join("accepted.jsonl")).iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
         let rejected = jsonl(&dataset.join("rejected.jsonl"));
         Ledger { chunks, drafts, regenerated, accepted, rejected }
     }
@@ -113,7 +120,9 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     let docs = example_docs();
     assert_eq!(docs.len(), 3);
     for (key, bytes) in &docs {
-        s3.put(&scope.bucket, &format!("inbox/{key}"), Bytes::from(bytes.clone()), "application/octet-stream").await.expect("put");
+        s3.put(&scope.bucket, &format!("inbox/{key}"), Bytes::from(bytes.clone()), "application/octet-stream")
+            .await
+            .expect("put");
     }
 
     // Every stage as its own process.
@@ -130,7 +139,13 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     let publisher = distillery_kafka::KafkaPublisher::new(&kafka).expect("producer");
     for (i, (key, bytes)) in docs.iter().enumerate() {
         let object_key = format!("inbox/{key}");
-        let event = minio_event(&scope.bucket, &object_key, bytes.len(), &format!("{:032x}", i + 1), &format!("17A0B0F1F2F3F4F{i}"));
+        let event = minio_event(
+            &scope.bucket,
+            &object_key,
+            bytes.len(),
+            &format!("{:032x}", i + 1),
+            &format!("17A0B0F1F2F3F4F{i}"),
+        );
         publisher
             .publish_raw(Topic::Events, &format!("{}/{object_key}", scope.bucket), event.to_string().as_bytes())
             .await
@@ -206,7 +221,9 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     tap.poll(Duration::from_secs(1)).await;
     let dead: Vec<&Record> = tap.records(Topic::DeadLetter).iter().collect();
     assert!(
-        dead.iter().any(|r| matches!(r, Record::DeadLetter(d) if d.payload == b"{not an event" && d.error_kind == "bad_event")),
+        dead.iter().any(
+            |r| matches!(r, Record::DeadLetter(d) if d.payload == b"{not an event" && d.error_kind == "bad_event")
+        ),
         "garbage event not dead-lettered: {dead:?}"
     );
     let dead_lines = jsonl(&dataset.join("dead-letter.jsonl"));
@@ -217,7 +234,10 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     assert!(metrics.contains("distillery_llm_calls_total{model="), "{metrics}");
     assert!(metrics.contains("distillery_records_out_total{stage=\"generate\",topic=\"drafts\"}"), "{metrics}");
     let ingest_metrics = services["ingest"].metrics().await;
-    assert!(ingest_metrics.contains("distillery_dead_letters_total{kind=\"bad_event\",stage=\"ingest\"} 1"), "{ingest_metrics}");
+    assert!(
+        ingest_metrics.contains("distillery_dead_letters_total{kind=\"bad_event\",stage=\"ingest\"} 1"),
+        "{ingest_metrics}"
+    );
 
     // Graceful shutdown: every service drains and exits cleanly on SIGTERM.
     for stage in STAGES {

@@ -48,7 +48,8 @@ impl SlotSampler {
                     && let Some(slots) = v.as_array()
                     && !slots.is_empty()
                 {
-                    let busy = slots.iter().filter(|x| x.get("is_processing").and_then(|b| b.as_bool()) == Some(true)).count();
+                    let busy =
+                        slots.iter().filter(|x| x.get("is_processing").and_then(|b| b.as_bool()) == Some(true)).count();
                     let mut g = st.lock().expect("stats lock");
                     g.samples += 1;
                     g.any_busy += u64::from(busy > 0);

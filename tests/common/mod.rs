@@ -72,7 +72,11 @@ pub struct Scope {
 
 impl Scope {
     pub fn new(test: &str) -> Scope {
-        let tag = format!("{}{}", test, &distillery_core::ids::hash_parts(&[test, &distillery_core::now_ms().to_string()])[..8]);
+        let tag = format!(
+            "{}{}",
+            test,
+            &distillery_core::ids::hash_parts(&[test, &distillery_core::now_ms().to_string()])[..8]
+        );
         Scope {
             name: tag.clone(),
             prefix: format!("{tag}."),
@@ -142,7 +146,8 @@ impl Service {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().expect("kill");
+        let status =
+            Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success(), "kill -{sig} failed");
     }
 
@@ -211,7 +216,9 @@ impl Tap {
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Ok(m)) = tokio::time::timeout_at(deadline, self.consumer.recv()).await {
             let Some(topic) = self.names.resolve(m.topic()) else { continue };
-            let record = Codec::global().decode(m.payload().unwrap_or_default(), topic.record_kind()).expect("topics carry valid records");
+            let record = Codec::global()
+                .decode(m.payload().unwrap_or_default(), topic.record_kind())
+                .expect("topics carry valid records");
             self.seen.entry(topic).or_default().push(record);
         }
     }

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use distillery_core::config::{from_toml, load};
-use distillery_core::{ids, now_ms, Discovery, Document, ObjectRef};
+use distillery_core::{Discovery, Document, ObjectRef, ids, now_ms};
 use distillery_docs::MediaType;
 use distillery_export::{ExportOptions, Format};
 
 use crate::config::RunConfig;
-use crate::run::{run, RunOptions};
-use crate::service::{run_service, ServiceKind};
+use crate::run::{RunOptions, run};
+use crate::service::{ServiceKind, run_service};
 
 #[derive(Parser, Debug)]
 #[command(name = "distillery", version, about = "Turn a company's documents into verified LLM training data.")]
@@ -96,7 +96,8 @@ pub enum Command {
 
 /// Logging: `RUST_LOG` wins; JSON lines when `DISTILLERY_LOG_JSON=1`.
 pub fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("DISTILLERY_LOG_JSON").is_ok_and(|v| v == "1") {
         let _ = builder.json().try_init();
@@ -154,7 +155,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             writeln!(stdout, "dataset written to {}", out.display())?;
             Ok(())
         }
-        Command::Service { stage, config } => run_service(stage, config.as_deref(), distillery_runtime::shutdown_signal()).await,
+        Command::Service { stage, config } => {
+            run_service(stage, config.as_deref(), distillery_runtime::shutdown_signal()).await
+        }
         Command::Extract { files, config } => extract(files, config),
         Command::Export { from, out, formats, include_reasoning, system_prompt } => {
             let formats: Vec<Format> = if formats.is_empty() {
@@ -162,17 +165,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             } else {
                 formats
                     .iter()
-                    .map(|f| Format::parse(f).with_context(|| format!("unknown format {f} (alpaca, sharegpt, openai, dpo, parquet)")))
+                    .map(|f| {
+                        Format::parse(f)
+                            .with_context(|| format!("unknown format {f} (alpaca, sharegpt, openai, dpo, parquet)"))
+                    })
                     .collect::<anyhow::Result<_>>()?
             };
-            let counts = crate::export::export(&from, out.as_deref().unwrap_or(&from), &formats, &ExportOptions { include_reasoning, system_prompt })?;
+            let counts = crate::export::export(
+                &from,
+                out.as_deref().unwrap_or(&from),
+                &formats,
+                &ExportOptions { include_reasoning, system_prompt },
+            )?;
             for (f, n) in counts {
                 println!("{}: {n} records", f.file_name());
             }
             Ok(())
         }
         Command::Topics { brokers, prefix, partitions, replication_factor } => {
-            let cfg = distillery_kafka::KafkaConfig { brokers, topic_prefix: prefix, partitions, replication_factor, ..Default::default() };
+            let cfg = distillery_kafka::KafkaConfig {
+                brokers,
+                topic_prefix: prefix,
+                partitions,
+                replication_factor,
+                ..Default::default()
+            };
             distillery_kafka::ensure_topics(&cfg, &distillery_core::Topic::ALL).await?;
             println!("topics ready");
             Ok(())

@@ -53,7 +53,13 @@ pub struct EmbedderConfig {
 
 impl Default for EmbedderConfig {
     fn default() -> Self {
-        EmbedderConfig { model_dir: None, url: None, model: "all-MiniLM-L6-v2".into(), dim: 384, api_key: Secret::default() }
+        EmbedderConfig {
+            model_dir: None,
+            url: None,
+            model: "all-MiniLM-L6-v2".into(),
+            dim: 384,
+            api_key: Secret::default(),
+        }
     }
 }
 
@@ -281,19 +287,13 @@ service_config!(
 );
 
 /// The generator and judge models of the one-process run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Models {
     /// The generator.
     pub generator: LlmConfig,
     /// The judge; unset uses the generator's server and model at temperature 0.1.
     pub judge: Option<LlmConfig>,
-}
-
-impl Default for Models {
-    fn default() -> Self {
-        Models { generator: LlmConfig::default(), judge: None }
-    }
 }
 
 impl Models {
@@ -398,7 +398,13 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        for needle in ["max_pending", "llm.generator.temperature", "llm.generator.base_url", "judge.threshold", "extract.chunking.max_tokens"] {
+        for needle in [
+            "max_pending",
+            "llm.generator.temperature",
+            "llm.generator.base_url",
+            "judge.threshold",
+            "extract.chunking.max_tokens",
+        ] {
             assert!(err.contains(needle), "{needle} missing from:\n{err}");
         }
         let err = from_toml::<GenerateServiceConfig>("[llm]\nmodle = \"x\"").unwrap_err().to_string();

@@ -4,10 +4,15 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use distillery_export::{formats, read_unique, ExportOptions, Format, ACCEPTED};
+use distillery_export::{ACCEPTED, ExportOptions, Format, formats, read_unique};
 
 /// Writes each format from `from/accepted.jsonl` into `out`; returns the records per format.
-pub fn export(from: &Path, out: &Path, formats_wanted: &[Format], opts: &ExportOptions) -> anyhow::Result<Vec<(Format, usize)>> {
+pub fn export(
+    from: &Path,
+    out: &Path,
+    formats_wanted: &[Format],
+    opts: &ExportOptions,
+) -> anyhow::Result<Vec<(Format, usize)>> {
     let src = from.join(ACCEPTED);
     std::fs::create_dir_all(out)?;
     let mut counts = Vec::new();

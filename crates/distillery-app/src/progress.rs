@@ -20,7 +20,9 @@ impl Progress {
         let started = Instant::now();
         let task = tokio::spawn(async move {
             loop {
-                let out = |stage: &str, topic: &str| Metrics::counter_sum(&metrics.records_out, &[("stage", stage), ("topic", topic)]);
+                let out = |stage: &str, topic: &str| {
+                    Metrics::counter_sum(&metrics.records_out, &[("stage", stage), ("topic", topic)])
+                };
                 let drafts = out("generate", "drafts");
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 b.set_message(format!(

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use distillery_core::{Discovery, Metrics, RejectReason, StoreKind};
-use distillery_export::{DatasetOut, FolderBackend, ACCEPTED};
+use distillery_export::{ACCEPTED, DatasetOut, FolderBackend};
 use distillery_runtime::memory::MemoryBus;
 use distillery_stages::claims::MemoryClaims;
 use distillery_stages::dedup::Dedup;
@@ -51,7 +51,11 @@ impl InputSpec {
         } else {
             let parent = abs.parent().context("a file has a parent folder")?;
             let name = abs.file_name().context("a file has a name")?;
-            Ok(InputSpec { store: StoreKind::File, bucket: parent.to_string_lossy().into(), prefix: name.to_string_lossy().into() })
+            Ok(InputSpec {
+                store: StoreKind::File,
+                bucket: parent.to_string_lossy().into(),
+                prefix: name.to_string_lossy().into(),
+            })
         }
     }
 }
@@ -88,7 +92,8 @@ pub struct Summary {
 impl Summary {
     /// Reads the counters of a run.
     pub fn from_metrics(m: &Metrics, duration: Duration, duplicates: u64, cfg: &RunConfig) -> Summary {
-        let out = |stage: &str, topic: &str| Metrics::counter_sum(&m.records_out, &[("stage", stage), ("topic", topic)]);
+        let out =
+            |stage: &str, topic: &str| Metrics::counter_sum(&m.records_out, &[("stage", stage), ("topic", topic)]);
         let mut by_reason = BTreeMap::new();
         for reason in RejectReason::ALL {
             let n = Metrics::counter_sum(&m.rejected, &[("reason", reason.as_str())]);
@@ -99,10 +104,16 @@ impl Summary {
         let scores: Vec<(u64, u64)> =
             (1..=5).map(|s| (s, Metrics::counter_sum(&m.judge_scores, &[("score", &s.to_string())]))).collect();
         let verdicts: u64 = scores.iter().map(|(_, n)| n).sum();
-        let mean_score = (verdicts > 0).then(|| scores.iter().map(|(s, n)| (s * n) as f64).sum::<f64>() / verdicts as f64);
+        let mean_score =
+            (verdicts > 0).then(|| scores.iter().map(|(s, n)| (s * n) as f64).sum::<f64>() / verdicts as f64);
         let below = scores.iter().filter(|(s, _)| (*s as i32) < cfg.judge.threshold).map(|(_, n)| n).sum::<u64>();
         let tokens = |role: &str, kind: &str| Metrics::counter_sum(&m.llm_tokens, &[("role", role), ("kind", kind)]);
-        let (gp, gc, jp, jc) = (tokens("generator", "prompt"), tokens("generator", "completion"), tokens("judge", "prompt"), tokens("judge", "completion"));
+        let (gp, gc, jp, jc) = (
+            tokens("generator", "prompt"),
+            tokens("generator", "completion"),
+            tokens("judge", "prompt"),
+            tokens("judge", "completion"),
+        );
         let cost = match (cfg.llm.generator.cost(gp, gc), cfg.llm.judge().cost(jp, jc)) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
@@ -179,14 +190,24 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
             retry.clone(),
             stage_cancel.clone(),
         ),
-        bus.spawn_stage(Arc::new(Generate { llm: gen_llm.clone(), cfg: cfg.generate.clone() }), slots, retry.clone(), stage_cancel.clone()),
+        bus.spawn_stage(
+            Arc::new(Generate { llm: gen_llm.clone(), cfg: cfg.generate.clone() }),
+            slots,
+            retry.clone(),
+            stage_cancel.clone(),
+        ),
         bus.spawn_stage(
             Arc::new(Judge { llm: judge_llm.clone(), cfg: cfg.judge.clone(), metrics: metrics.clone() }),
             judge_llm.concurrency(),
             retry.clone(),
             stage_cancel.clone(),
         ),
-        bus.spawn_stage(Arc::new(Dedup::new(embedder, index, cfg.dedup.clone())), 2, retry.clone(), stage_cancel.clone()),
+        bus.spawn_stage(
+            Arc::new(Dedup::new(embedder, index, cfg.dedup.clone())),
+            2,
+            retry.clone(),
+            stage_cancel.clone(),
+        ),
         bus.spawn_stage(sink.clone(), 512, retry, stage_cancel.clone()),
     ];
 
@@ -199,7 +220,8 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
             duplicates += 1;
         }
         let record = outcome.into_record();
-        let (bus, metrics, max_pending, cancel) = (bus.clone(), metrics.clone(), cfg.max_pending as i64, cancel.clone());
+        let (bus, metrics, max_pending, cancel) =
+            (bus.clone(), metrics.clone(), cfg.max_pending as i64, cancel.clone());
         async move {
             let Some(record) = record else { return };
             bus.wait_pending_at_most(max_pending).await;

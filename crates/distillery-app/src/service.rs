@@ -6,17 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use axum::Router;
 use bytes::Bytes;
-use distillery_core::config::{load, Secret, Settings};
+use distillery_core::config::{Secret, Settings, load};
 use distillery_core::{Discovery, Metrics, ObjectRef, Stage, StoreKind, Topic};
 use distillery_export::{DatasetOut, FolderBackend, ObjectBackend};
-use distillery_kafka::{run_stage, KafkaConfig, KafkaPublisher};
-use distillery_runtime::http::{ops_router, serve, Ready};
-use distillery_runtime::{publish_counted, RuntimeConfig};
+use distillery_kafka::{KafkaConfig, KafkaPublisher, run_stage};
+use distillery_llm::LlmClient;
+use distillery_runtime::http::{Ready, ops_router, serve};
+use distillery_runtime::{RuntimeConfig, publish_counted};
 use distillery_stages::claims::{Claims, MemoryClaims, StoreClaims};
 use distillery_stages::dedup::Dedup;
 use distillery_stages::events;
@@ -26,7 +27,6 @@ use distillery_stages::ingest::{Ingest, Ingestor};
 use distillery_stages::judge::Judge;
 use distillery_stages::sink::Sink;
 use distillery_stages::stores::Stores;
-use distillery_llm::LlmClient;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +66,16 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
             let c: GenerateServiceConfig = load_cfg(config)?;
             let llm = Arc::new(LlmClient::connect(c.llm.clone(), "generator", metrics.clone()).await);
             tracing::info!(llm = ?llm, "generator model");
-            consume(&c.kafka, &c.runtime, &c.ops, Generate { llm, cfg: c.generate.clone() }, metrics, Router::new(), cancel).await
+            consume(
+                &c.kafka,
+                &c.runtime,
+                &c.ops,
+                Generate { llm, cfg: c.generate.clone() },
+                metrics,
+                Router::new(),
+                cancel,
+            )
+            .await
         }
         ServiceKind::Judge => {
             let c: JudgeServiceConfig = load_cfg(config)?;
@@ -79,7 +88,16 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
             let c: DedupServiceConfig = load_cfg(config)?;
             let embedder = wiring::embedder(&c.embedder).await?;
             let index = wiring::index(&c.vectors, embedder.dim()).await?;
-            consume(&c.kafka, &c.runtime, &c.ops, Dedup::new(embedder, index, c.dedup.clone()), metrics, Router::new(), cancel).await
+            consume(
+                &c.kafka,
+                &c.runtime,
+                &c.ops,
+                Dedup::new(embedder, index, c.dedup.clone()),
+                metrics,
+                Router::new(),
+                cancel,
+            )
+            .await
         }
         ServiceKind::Sink => {
             let c: SinkServiceConfig = load_cfg(config)?;
@@ -88,7 +106,11 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
                 (Some(dir), _) => DatasetOut::start(FolderBackend::new(dir)?, c.output.batch_lines, linger),
                 (None, Some(bucket)) => {
                     let store = wiring::s3(&c.s3).await;
-                    DatasetOut::start(ObjectBackend::new(store, bucket.clone(), c.output.prefix.clone()), c.output.batch_lines, linger)
+                    DatasetOut::start(
+                        ObjectBackend::new(store, bucket.clone(), c.output.prefix.clone()),
+                        c.output.batch_lines,
+                        linger,
+                    )
                 }
                 (None, None) => anyhow::bail!("no output configured"),
             };
@@ -129,7 +151,12 @@ struct TokenQuery {
 
 /// `POST /events`: an S3 notification; answers 200 only once the documents are in Kafka, so the store
 /// retries anything we could not take.
-async fn webhook(State(s): State<WebhookState>, Query(q): Query<TokenQuery>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn webhook(
+    State(s): State<WebhookState>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     if !s.token.is_empty() {
         let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if bearer != Some(s.token.expose()) && q.token.as_deref() != Some(s.token.expose()) {
@@ -148,7 +175,13 @@ async fn webhook(State(s): State<WebhookState>, Query(q): Query<TokenQuery>, hea
     s.metrics.records_in.with_label_values(&["ingest", "webhook"]).inc();
     let mut records = Vec::new();
     for ev in created {
-        let source = ObjectRef { store: StoreKind::S3, bucket: ev.bucket, key: ev.key, version_id: ev.version_id, etag: ev.etag };
+        let source = ObjectRef {
+            store: StoreKind::S3,
+            bucket: ev.bucket,
+            key: ev.key,
+            version_id: ev.version_id,
+            etag: ev.etag,
+        };
         match s.ingestor.object(source, ev.size, &ev.event_id, Discovery::Webhook).await {
             Ok(outcome) => records.extend(outcome.into_record()),
             Err(e) => {
@@ -168,7 +201,9 @@ async fn webhook(State(s): State<WebhookState>, Query(q): Query<TokenQuery>, hea
 async fn ingest(c: IngestServiceConfig, metrics: Arc<Metrics>, cancel: CancellationToken) -> anyhow::Result<()> {
     let s3 = wiring::s3(&c.s3).await;
     let claims: Arc<dyn Claims> = match &c.claims.bucket {
-        Some(bucket) => Arc::new(StoreClaims { store: s3.clone(), bucket: bucket.clone(), prefix: c.claims.prefix.clone() }),
+        Some(bucket) => {
+            Arc::new(StoreClaims { store: s3.clone(), bucket: bucket.clone(), prefix: c.claims.prefix.clone() })
+        }
         None => Arc::new(MemoryClaims::default()),
     };
     let ingestor = Arc::new(Ingestor { stores: Stores::with_s3(s3), claims, cfg: c.ingest.clone() });
@@ -195,7 +230,13 @@ async fn ingest(c: IngestServiceConfig, metrics: Arc<Metrics>, cancel: Cancellat
 }
 
 /// Lists every target periodically and publishes what it finds; claims make already-seen content a no-op.
-async fn scan_loop(ingestor: Arc<Ingestor>, publisher: Arc<KafkaPublisher>, cfg: ScanConfig, metrics: Arc<Metrics>, cancel: CancellationToken) {
+async fn scan_loop(
+    ingestor: Arc<Ingestor>,
+    publisher: Arc<KafkaPublisher>,
+    cfg: ScanConfig,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
     loop {
         for target in &cfg.targets {
             let (bucket, prefix) = target.split_once('/').unwrap_or((target.as_str(), ""));
@@ -235,7 +276,9 @@ pub fn main(kind: ServiceKind) -> std::process::ExitCode {
         match a.as_str() {
             "--config" => config = args.next().map(Into::into),
             "-h" | "--help" => {
-                println!("usage: distillery-<stage> [--config FILE]\nSettings: defaults, then FILE, then DISTILLERY__SECTION__FIELD variables.");
+                println!(
+                    "usage: distillery-<stage> [--config FILE]\nSettings: defaults, then FILE, then DISTILLERY__SECTION__FIELD variables."
+                );
                 return std::process::ExitCode::SUCCESS;
             }
             other => {

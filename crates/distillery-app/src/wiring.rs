@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use distillery_core::Metrics;
 use distillery_docs::{ApproxCounter, HfTokenizer, TokenCounter};
 use distillery_llm::{LlmClient, LlmConfig, ProviderKind};
@@ -59,8 +59,10 @@ pub async fn embedder(cfg: &EmbedderConfig) -> anyhow::Result<Arc<dyn Embedder>>
                 )
             })?,
     };
-    let m = tokio::task::spawn_blocking(move || MiniLm::load(&dir).with_context(|| format!("loading embedding model {}", dir.display())))
-        .await??;
+    let m = tokio::task::spawn_blocking(move || {
+        MiniLm::load(&dir).with_context(|| format!("loading embedding model {}", dir.display()))
+    })
+    .await??;
     Ok(Arc::new(m))
 }
 
@@ -69,7 +71,11 @@ pub async fn index(cfg: &VectorConfig, dim: usize) -> anyhow::Result<Arc<dyn Vec
     Ok(match &cfg.qdrant_url {
         Some(url) => {
             let key = (!cfg.qdrant_api_key.is_empty()).then(|| cfg.qdrant_api_key.expose().to_string());
-            Arc::new(QdrantIndex::connect(url, key, &cfg.collection, dim).await.with_context(|| format!("connecting to Qdrant at {url}"))?)
+            Arc::new(
+                QdrantIndex::connect(url, key, &cfg.collection, dim)
+                    .await
+                    .with_context(|| format!("connecting to Qdrant at {url}"))?,
+            )
         }
         None => Arc::new(MemoryIndex::new(dim)),
     })
@@ -105,12 +111,18 @@ pub async fn check_llm(cfg: &LlmConfig) -> anyhow::Result<()> {
     match req.send().await {
         Ok(r) if r.status().is_success() || r.status().as_u16() == 401 => Ok(()),
         Ok(r) => bail!("the LLM server at {base} answered {} to {url}", r.status()),
-        Err(e) => bail!("the LLM server at {base} is not reachable ({e}); start one with `scripts/local-llm start` or pass --llm-base-url"),
+        Err(e) => bail!(
+            "the LLM server at {base} is not reachable ({e}); start one with `scripts/local-llm start` or pass --llm-base-url"
+        ),
     }
 }
 
 /// Generator and judge clients; on the same server they share its parallel slots.
-pub async fn llm_clients(generator: &LlmConfig, judge: &LlmConfig, metrics: Arc<Metrics>) -> (Arc<LlmClient>, Arc<LlmClient>) {
+pub async fn llm_clients(
+    generator: &LlmConfig,
+    judge: &LlmConfig,
+    metrics: Arc<Metrics>,
+) -> (Arc<LlmClient>, Arc<LlmClient>) {
     let g = LlmClient::connect(generator.clone(), "generator", metrics.clone()).await;
     let j = if judge.base_url == generator.base_url && judge.provider == generator.provider {
         LlmClient::sharing(&g, judge.clone(), "judge")

@@ -9,12 +9,12 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::Schema;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::records::*;
 
@@ -403,7 +403,10 @@ mod tests {
     fn decoding_rejects_garbage_and_wrong_kinds() {
         let codec = Codec::build().unwrap();
         assert!(matches!(codec.decode(b"{\"json\":1}", None), Err(CodecError::NotSingleObject(_))));
-        assert!(matches!(codec.decode(&[0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0], None), Err(CodecError::UnknownSchema(_))));
+        assert!(matches!(
+            codec.decode(&[0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0], None),
+            Err(CodecError::UnknownSchema(_))
+        ));
         let doc = codec.encode(&Record::Document(fixtures::document())).unwrap();
         assert!(matches!(codec.decode(&doc, Some(RecordKind::Chunk)), Err(CodecError::WrongKind { .. })));
         // A truncated body is an error, never a panic.

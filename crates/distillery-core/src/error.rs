@@ -32,7 +32,12 @@ impl StageError {
     }
 
     pub fn reject(reason: RejectReason, message: impl Into<String>) -> Self {
-        Self { kind: reason.as_str(), disposition: Disposition::Reject(reason), message: message.into(), raw_output: None }
+        Self {
+            kind: reason.as_str(),
+            disposition: Disposition::Reject(reason),
+            message: message.into(),
+            raw_output: None,
+        }
     }
 
     pub fn dead_letter(kind: &'static str, message: impl Into<String>) -> Self {

@@ -51,9 +51,6 @@ mod tests {
         h.update(b"hello ");
         h.update(b"world");
         assert_eq!(h.finish(), hash_bytes(b"hello world"));
-        assert_eq!(
-            hash_bytes(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash_bytes(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

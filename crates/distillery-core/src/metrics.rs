@@ -3,9 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every metric a Distillery process exports.
 #[derive(Clone)]
@@ -85,8 +83,18 @@ impl Metrics {
             retries: counter(r, "retries_total", "Runtime retries of an input", &["stage", "kind"]),
             in_flight: gauge(r, "in_flight", "Inputs being processed", &["stage"]),
             process_seconds: histogram(r, "process_seconds", "Time to process one input", &["stage"]),
-            committed_offset: gauge(r, "committed_offset", "Committed consumer position", &["stage", "topic", "partition"]),
-            consumer_lag: gauge(r, "consumer_lag", "Messages behind the partition end", &["stage", "topic", "partition"]),
+            committed_offset: gauge(
+                r,
+                "committed_offset",
+                "Committed consumer position",
+                &["stage", "topic", "partition"],
+            ),
+            consumer_lag: gauge(
+                r,
+                "consumer_lag",
+                "Messages behind the partition end",
+                &["stage", "topic", "partition"],
+            ),
             llm_calls: counter(r, "llm_calls_total", "LLM calls by outcome", &["role", "model", "outcome"]),
             llm_latency: histogram(r, "llm_latency_seconds", "LLM call latency", &["role", "model"]),
             llm_tokens: counter(r, "llm_tokens_total", "LLM tokens", &["role", "model", "kind"]),

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::blocks::{BlockKind, Extracted, BLOCK_SEPARATOR};
+use crate::blocks::{BLOCK_SEPARATOR, BlockKind, Extracted};
 use crate::tokens::TokenCounter;
 
 /// Chunking settings.
@@ -87,7 +87,10 @@ pub fn chunk(doc: &Extracted, counter: &dyn TokenCounter, cfg: &ChunkConfig) -> 
     let mut open = Open::default();
     let mut offset = 0usize;
 
-    let emit = |open: &mut Open, headings: &[(u8, String)], section: usize, pieces: &mut Vec<(Vec<Unit>, Vec<String>, usize)>| {
+    let emit = |open: &mut Open,
+                headings: &[(u8, String)],
+                section: usize,
+                pieces: &mut Vec<(Vec<Unit>, Vec<String>, usize)>| {
         if !open.units.is_empty() {
             let path = headings.iter().map(|(_, t)| t.clone()).collect();
             pieces.push((std::mem::take(&mut open.units), path, section));
@@ -221,7 +224,14 @@ fn line_spans(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// Hard split of an oversized sentence at word boundaries.
-fn split_words(canonical: &str, start: usize, end: usize, counter: &dyn TokenCounter, max: usize, page: Option<u32>) -> Vec<Unit> {
+fn split_words(
+    canonical: &str,
+    start: usize,
+    end: usize,
+    counter: &dyn TokenCounter,
+    max: usize,
+    page: Option<u32>,
+) -> Vec<Unit> {
     let text = &canonical[start..end];
     let mut out = Vec::new();
     let mut cur_start: Option<usize> = None;
@@ -313,7 +323,10 @@ pub fn contexts(pieces: &[Piece], cfg: &ChunkConfig) -> Vec<Vec<usize>> {
             while can_left || can_right {
                 if can_right {
                     let j = right + 1;
-                    if j < pieces.len() && top(&pieces[j]) == top(&pieces[i]) && total + pieces[j].tokens <= cfg.context_tokens {
+                    if j < pieces.len()
+                        && top(&pieces[j]) == top(&pieces[i])
+                        && total + pieces[j].tokens <= cfg.context_tokens
+                    {
                         total += pieces[j].tokens;
                         members.push(j);
                         right = j;
@@ -322,7 +335,10 @@ pub fn contexts(pieces: &[Piece], cfg: &ChunkConfig) -> Vec<Vec<usize>> {
                     }
                 }
                 if can_left {
-                    if left > 0 && top(&pieces[left - 1]) == top(&pieces[i]) && total + pieces[left - 1].tokens <= cfg.context_tokens {
+                    if left > 0
+                        && top(&pieces[left - 1]) == top(&pieces[i])
+                        && total + pieces[left - 1].tokens <= cfg.context_tokens
+                    {
                         left -= 1;
                         total += pieces[left].tokens;
                         members.push(left);
@@ -432,7 +448,14 @@ mod tests {
 
     #[test]
     fn overlap_repeats_closing_sentences() {
-        let paras: Vec<Block> = (0..6).map(|i| Block::new(BlockKind::Paragraph, format!("{} {}", words(10, &format!("A{i}")), words(3, &format!("Z{i}"))))).collect();
+        let paras: Vec<Block> = (0..6)
+            .map(|i| {
+                Block::new(
+                    BlockKind::Paragraph,
+                    format!("{} {}", words(10, &format!("A{i}")), words(3, &format!("Z{i}"))),
+                )
+            })
+            .collect();
         let d = doc(paras);
         let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 12, context_tokens: 200 };
         let pieces = chunk(&d, &ApproxCounter, &cfg);

@@ -11,7 +11,7 @@ pub mod tokens;
 use distillery_core::RejectReason;
 
 pub use blocks::{Block, BlockKind, Extracted};
-pub use chunk::{chunk, context_text, contexts, ChunkConfig, Piece};
+pub use chunk::{ChunkConfig, Piece, chunk, context_text, contexts};
 pub use media::MediaType;
 pub use tokens::{ApproxCounter, HfTokenizer, TokenCounter};
 

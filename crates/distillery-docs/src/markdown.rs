@@ -7,7 +7,8 @@ use crate::blocks::{Block, BlockKind, Extracted};
 
 pub fn extract(bytes: &[u8]) -> Extracted {
     let (text, _) = crate::text::decode(bytes);
-    let parser = Parser::new_ext(&text, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES);
+    let parser =
+        Parser::new_ext(&text, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES);
     let mut blocks = Vec::new();
     let mut buf = String::new();
     let mut kind: Option<BlockKind> = None;
@@ -32,16 +33,14 @@ pub fn extract(bytes: &[u8]) -> Extracted {
             Event::End(TagEnd::Heading(_)) => {
                 flush(&mut blocks, &mut buf, kind.take().unwrap_or(BlockKind::Paragraph));
             }
-            Event::Start(Tag::Paragraph) => {
-                if kind.is_none() {
-                    kind = Some(if list_depth > 0 {
-                        BlockKind::ListItem
-                    } else if quote_depth > 0 {
-                        BlockKind::Quote
-                    } else {
-                        BlockKind::Paragraph
-                    });
-                }
+            Event::Start(Tag::Paragraph) if kind.is_none() => {
+                kind = Some(if list_depth > 0 {
+                    BlockKind::ListItem
+                } else if quote_depth > 0 {
+                    BlockKind::Quote
+                } else {
+                    BlockKind::Paragraph
+                });
             }
             Event::End(TagEnd::Paragraph) => {
                 if list_depth == 0 {
@@ -104,11 +103,7 @@ pub fn extract(bytes: &[u8]) -> Extracted {
             Event::Html(h) | Event::InlineHtml(h) => {
                 // Keep text inside inline HTML out; only comments and tags are dropped.
                 let stripped = strip_tags(&h);
-                if in_table {
-                    cell.push_str(&stripped)
-                } else {
-                    buf.push_str(&stripped)
-                }
+                if in_table { cell.push_str(&stripped) } else { buf.push_str(&stripped) }
             }
             Event::FootnoteReference(_) | Event::TaskListMarker(_) | Event::Rule => {}
             _ => {}

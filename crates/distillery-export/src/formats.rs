@@ -2,7 +2,7 @@
 //! (`conversations` with from/value) and OpenAI chat (`messages`), and DPO as prompt/chosen/rejected.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::view::{ExampleView, TurnView};
 
@@ -138,11 +138,16 @@ pub fn line(format: Format, v: &ExampleView, opts: &ExportOptions) -> Option<Val
 #[cfg(test)]
 mod tests {
     use super::*;
-    use distillery_core::codec::fixtures;
     use distillery_core::Accepted;
+    use distillery_core::codec::fixtures;
 
     fn view() -> ExampleView {
-        ExampleView::accepted(&Accepted { id: "d1".into(), judged: fixtures::judged(), nearest_similarity: None, accepted_at_ms: 1 })
+        ExampleView::accepted(&Accepted {
+            id: "d1".into(),
+            judged: fixtures::judged(),
+            nearest_similarity: None,
+            accepted_at_ms: 1,
+        })
     }
 
     #[test]

@@ -53,7 +53,11 @@ struct Builders {
 
 impl Builders {
     fn new() -> Self {
-        Builders { s: (0..15).map(|_| StringBuilder::new()).collect(), i: (0..8).map(|_| Int32Builder::new()).collect(), f: Float32Builder::new() }
+        Builders {
+            s: (0..15).map(|_| StringBuilder::new()).collect(),
+            i: (0..8).map(|_| Int32Builder::new()).collect(),
+            f: Float32Builder::new(),
+        }
     }
 
     fn push(&mut self, v: &ExampleView) {
@@ -68,7 +72,11 @@ impl Builders {
         s[7].append_option(v.difficulty.as_deref());
         s[8].append_option(v.evidence.as_deref());
         s[9].append_option(v.rationale.as_deref());
-        let rejected = v.previous.as_ref().and_then(|p| p.messages.iter().rev().find(|t| t.role == "assistant")).map(|t| t.content.as_str());
+        let rejected = v
+            .previous
+            .as_ref()
+            .and_then(|p| p.messages.iter().rev().find(|t| t.role == "assistant"))
+            .map(|t| t.content.as_str());
         s[10].append_option(rejected);
         s[11].append_option(v.document_id.as_deref());
         s[12].append_option(v.chunk_id.as_deref());
@@ -95,9 +103,29 @@ impl Builders {
         let s: Vec<ArrayRef> = self.s.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         let i: Vec<ArrayRef> = self.i.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         let cols: Vec<ArrayRef> = vec![
-            s[0].clone(), s[1].clone(), s[2].clone(), s[3].clone(), s[4].clone(), s[5].clone(), s[6].clone(), s[7].clone(),
-            s[8].clone(), i[0].clone(), i[1].clone(), i[2].clone(), i[3].clone(), i[4].clone(), s[9].clone(), i[5].clone(),
-            s[10].clone(), s[11].clone(), s[12].clone(), s[13].clone(), s[14].clone(), i[6].clone(), i[7].clone(),
+            s[0].clone(),
+            s[1].clone(),
+            s[2].clone(),
+            s[3].clone(),
+            s[4].clone(),
+            s[5].clone(),
+            s[6].clone(),
+            s[7].clone(),
+            s[8].clone(),
+            i[0].clone(),
+            i[1].clone(),
+            i[2].clone(),
+            i[3].clone(),
+            i[4].clone(),
+            s[9].clone(),
+            i[5].clone(),
+            s[10].clone(),
+            s[11].clone(),
+            s[12].clone(),
+            s[13].clone(),
+            s[14].clone(),
+            i[6].clone(),
+            i[7].clone(),
             Arc::new(self.f.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
@@ -134,20 +162,26 @@ pub fn write_parquet(path: &Path, records: impl IntoIterator<Item = ExampleView>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use distillery_core::codec::fixtures;
     use distillery_core::Accepted;
+    use distillery_core::codec::fixtures;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     #[test]
     fn writes_readable_parquet() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.parquet");
-        let v = ExampleView::accepted(&Accepted { id: "d1".into(), judged: fixtures::judged(), nearest_similarity: Some(0.3), accepted_at_ms: 1 });
+        let v = ExampleView::accepted(&Accepted {
+            id: "d1".into(),
+            judged: fixtures::judged(),
+            nearest_similarity: Some(0.3),
+            accepted_at_ms: 1,
+        });
         let rows = write_parquet(&path, (0..10).map(|i| ExampleView { id: format!("d{i}"), ..v.clone() })).unwrap();
         assert_eq!(rows, 10);
         let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
         assert_eq!(reader.metadata().file_metadata().num_rows(), 10);
-        let names: Vec<String> = reader.metadata().file_metadata().schema_descr().columns().iter().map(|c| c.name().to_string()).collect();
+        let names: Vec<String> =
+            reader.metadata().file_metadata().schema_descr().columns().iter().map(|c| c.name().to_string()).collect();
         assert!(names.contains(&"question".to_string()) && names.contains(&"rejected_answer".to_string()));
         let first = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
         assert!(first.to_string().contains("How many days of paid leave"));

@@ -117,7 +117,11 @@ fn role(r: Role) -> &'static str {
 fn turns(messages: &[distillery_core::Message]) -> Vec<TurnView> {
     messages
         .iter()
-        .map(|m| TurnView { role: role(m.role).to_string(), content: m.content.clone(), chunk_ids: m.chunk_ids.clone() })
+        .map(|m| TurnView {
+            role: role(m.role).to_string(),
+            content: m.content.clone(),
+            chunk_ids: m.chunk_ids.clone(),
+        })
         .collect()
 }
 
@@ -250,7 +254,8 @@ mod tests {
 
     #[test]
     fn accepted_view_is_flat_and_complete() {
-        let a = Accepted { id: "d1".into(), judged: fixtures::judged(), nearest_similarity: Some(0.5), accepted_at_ms: 5 };
+        let a =
+            Accepted { id: "d1".into(), judged: fixtures::judged(), nearest_similarity: Some(0.5), accepted_at_ms: 5 };
         let v = ExampleView::accepted(&a);
         assert_eq!(v.question.as_deref(), Some("How many days of paid leave do employees get?"));
         assert_eq!(v.answer.as_deref(), Some("25 days."));

@@ -141,7 +141,13 @@ impl Backend for ObjectBackend {
         for (name, bytes) in batch {
             self.seq += 1;
             let (stem, ext) = name.rsplit_once('.').unwrap_or((&name, "jsonl"));
-            let key = format!("{}{stem}/part-{}-{:06}-{}.{ext}", self.prefix, distillery_core::now_ms(), self.seq, uuid::Uuid::new_v4());
+            let key = format!(
+                "{}{stem}/part-{}-{:06}-{}.{ext}",
+                self.prefix,
+                distillery_core::now_ms(),
+                self.seq,
+                uuid::Uuid::new_v4()
+            );
             self.store
                 .put(&self.bucket, &key, Bytes::from(bytes), "application/x-ndjson")
                 .await
@@ -202,7 +208,11 @@ mod tests {
     async fn object_backend_writes_parts() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(distillery_store::LocalStore);
-        let out = DatasetOut::start(ObjectBackend::new(store, dir.path().to_str().unwrap(), "ds/"), 100, Duration::from_millis(5));
+        let out = DatasetOut::start(
+            ObjectBackend::new(store, dir.path().to_str().unwrap(), "ds/"),
+            100,
+            Duration::from_millis(5),
+        );
         out.append(vec![("accepted.jsonl".into(), b"1".to_vec())]).await.unwrap();
         out.append(vec![("accepted.jsonl".into(), b"2".to_vec())]).await.unwrap();
         let parts: Vec<_> = std::fs::read_dir(dir.path().join("ds/accepted")).unwrap().collect();

@@ -20,7 +20,7 @@ use distillery_core::config::Secret;
 use distillery_core::offsets::OffsetTracker;
 use distillery_core::{Codec, Input, Metrics, Record, Stage, Topic, TopicNames};
 use distillery_runtime::http::Ready;
-use distillery_runtime::{dead_letter_raw, handle, publish_counted, PublishError, Publisher, RuntimeConfig};
+use distillery_runtime::{PublishError, Publisher, RuntimeConfig, dead_letter_raw, handle, publish_counted};
 use futures::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -100,7 +100,10 @@ impl KafkaConfig {
             errors.push(format!("kafka.replication_factor must be >= 1 (got {})", self.replication_factor));
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
-            errors.push(format!("kafka.compression must be one of none, gzip, snappy, lz4, zstd (got {})", self.compression));
+            errors.push(format!(
+                "kafka.compression must be one of none, gzip, snappy, lz4, zstd (got {})",
+                self.compression
+            ));
         }
         if self.session_timeout_ms < 1000 {
             errors.push("kafka.session_timeout_ms must be >= 1000".into());
@@ -168,7 +171,8 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[Topic]) -> Result<(), Ka
         .iter()
         .map(|n| NewTopic::new(n, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)))
         .collect();
-    let results = admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await?;
+    let results =
+        admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -261,7 +265,10 @@ impl ClientContext for Ctx {
             let base = self.names.resolve(topic).map_or("unknown", |t| t.base_name());
             for (p, part) in &t.partitions {
                 if *p >= 0 && part.consumer_lag >= 0 {
-                    self.metrics.consumer_lag.with_label_values(&[self.stage, base, &p.to_string()]).set(part.consumer_lag);
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[self.stage, base, &p.to_string()])
+                        .set(part.consumer_lag);
                 }
             }
         }
@@ -276,8 +283,13 @@ impl ConsumerContext for Ctx {
                 if let Some((_, t)) = tracking.partitions.remove(&(e.topic().to_string(), e.partition()))
                     && t.in_flight() > 0
                 {
-                    tracing::warn!(stage = self.stage, topic = e.topic(), partition = e.partition(),
-                        in_flight = t.in_flight(), "partition revoked with work in flight; it will be replayed");
+                    tracing::warn!(
+                        stage = self.stage,
+                        topic = e.topic(),
+                        partition = e.partition(),
+                        in_flight = t.in_flight(),
+                        "partition revoked with work in flight; it will be replayed"
+                    );
                 }
             }
         }
@@ -286,7 +298,8 @@ impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let parts: Vec<String> = tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
+                let parts: Vec<String> =
+                    tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
                 tracing::info!(stage = self.stage, partitions = ?parts, "partitions assigned");
                 self.generation.fetch_add(1, Ordering::SeqCst);
             }
@@ -356,7 +369,8 @@ pub async fn run_stage<S: Stage>(
         let generation = {
             let gen_now = consumer.context().generation.load(Ordering::SeqCst);
             let mut t = tracking.lock().expect("tracking lock");
-            let entry = t.partitions.entry((tname.clone(), partition)).or_insert_with(|| (gen_now, OffsetTracker::new()));
+            let entry =
+                t.partitions.entry((tname.clone(), partition)).or_insert_with(|| (gen_now, OffsetTracker::new()));
             if entry.0 != gen_now {
                 *entry = (gen_now, OffsetTracker::new());
             }

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use crate::config::LlmConfig;
 use crate::error::LlmError;
 use crate::json::{extract_json, looks_like_refusal};
-use crate::providers::{self, truncate, ChatApi};
+use crate::providers::{self, ChatApi, truncate};
 use crate::types::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Usage};
 
 /// Default concurrency when the server does not report its slots.
@@ -87,9 +87,10 @@ impl LlmClient {
             let period = Duration::from_secs_f64(1.0 / rps.max(1e-6));
             RateLimiter::direct(Quota::with_period(period).expect("positive period").allow_burst(NonZeroU32::MIN))
         });
-        let tokens = cfg.tokens_per_minute.and_then(NonZeroU32::new).map(|tpm| {
-            (RateLimiter::direct(Quota::per_minute(tpm)), tpm.get())
-        });
+        let tokens = cfg
+            .tokens_per_minute
+            .and_then(NonZeroU32::new)
+            .map(|tpm| (RateLimiter::direct(Quota::per_minute(tpm)), tpm.get()));
         LlmClient { api, cfg, role, slots, concurrency: concurrency.max(1), requests, tokens, metrics }
     }
 
@@ -138,7 +139,10 @@ impl LlmClient {
                 Ok(resp) => {
                     self.metrics.llm_calls.with_label_values(&[self.role, model, "ok"]).inc();
                     self.metrics.llm_latency.with_label_values(&[self.role, model]).observe(resp.latency.as_secs_f64());
-                    self.metrics.llm_tokens.with_label_values(&[self.role, model, "prompt"]).inc_by(resp.usage.prompt_tokens as u64);
+                    self.metrics
+                        .llm_tokens
+                        .with_label_values(&[self.role, model, "prompt"])
+                        .inc_by(resp.usage.prompt_tokens as u64);
                     self.metrics
                         .llm_tokens
                         .with_label_values(&[self.role, model, "completion"])
@@ -226,9 +230,9 @@ impl LlmClient {
                          complete JSON object only, keeping every string short.",
                     ));
                 }
-                Problem::Empty => req.messages.push(ChatMessage::user(
-                    "Your previous reply was empty. Reply with the JSON object only.",
-                )),
+                Problem::Empty => req
+                    .messages
+                    .push(ChatMessage::user("Your previous reply was empty. Reply with the JSON object only.")),
                 Problem::Invalid(error) => {
                     req.messages.push(ChatMessage::assistant(truncate(&content, 4000)));
                     req.messages.push(ChatMessage::user(format!(

@@ -140,7 +140,8 @@ impl LlmConfig {
     /// Cost of a usage under the price table.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
         self.price.map(|p| {
-            prompt_tokens as f64 * p.prompt_per_million / 1e6 + completion_tokens as f64 * p.completion_per_million / 1e6
+            prompt_tokens as f64 * p.prompt_per_million / 1e6
+                + completion_tokens as f64 * p.completion_per_million / 1e6
         })
     }
 }

@@ -7,7 +7,7 @@ pub mod json;
 pub mod providers;
 pub mod types;
 
-pub use client::{LlmClient, Structured, DEFAULT_CONCURRENCY};
+pub use client::{DEFAULT_CONCURRENCY, LlmClient, Structured};
 pub use config::{LlmConfig, Price, ProviderKind};
 pub use error::LlmError;
 pub use types::{ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, OutputSchema, Usage};

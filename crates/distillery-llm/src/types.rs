@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(split_think("<think>a\nb</think>\n{\"x\":1}"), ("{\"x\":1}".into(), Some("a\nb".into())));
         assert_eq!(split_think("plain"), ("plain".into(), None));
         assert_eq!(split_think("  <think>cut off"), ("".into(), Some("cut off".into())));
-        assert_eq!(split_think("reasoning only closed</think> answer"), ("answer".into(), Some("reasoning only closed".into())));
+        assert_eq!(
+            split_think("reasoning only closed</think> answer"),
+            ("answer".into(), Some("reasoning only closed".into()))
+        );
         assert_eq!(split_think("<think></think>answer"), ("answer".into(), None));
     }
 }

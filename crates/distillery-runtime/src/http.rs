@@ -2,14 +2,14 @@
 //! `/readyz` (consuming). Extra routes (webhooks, APIs) can be merged in.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use distillery_core::Metrics;
 use tokio_util::sync::CancellationToken;
 

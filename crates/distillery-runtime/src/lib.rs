@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use distillery_core::{
-    ids, now_ms, Codec, DeadLetter, Disposition, Input, Metrics, Payload, Record, Rejected, StageError,
-    SubjectKind, Topic,
+    Codec, DeadLetter, Disposition, Input, Metrics, Payload, Record, Rejected, StageError, SubjectKind, Topic, ids,
+    now_ms,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -85,7 +85,17 @@ pub fn dead_letter(stage: &str, input: &Input, kind: &str, error: &str, attempts
         Payload::Raw(b) => b.to_vec(),
         Payload::Record(r) => Codec::global().encode(r).unwrap_or_default(),
     };
-    dead_letter_raw(stage, input.topic, input.partition, input.offset, input.key.clone(), payload, kind, error, attempts)
+    dead_letter_raw(
+        stage,
+        input.topic,
+        input.partition,
+        input.offset,
+        input.key.clone(),
+        payload,
+        kind,
+        error,
+        attempts,
+    )
 }
 
 /// The dead-letter record of a message that never became an input (it could not be decoded).

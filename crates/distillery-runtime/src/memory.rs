@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{handle, PublishError, Publisher, RetryPolicy};
+use crate::{PublishError, Publisher, RetryPolicy, handle};
 
 #[derive(Debug)]
 struct Envelope {

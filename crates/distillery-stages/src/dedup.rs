@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use distillery_core::{now_ms, Accepted, Input, Judged, Record, RejectReason, Rejected, Stage, StageError, Topic};
+use distillery_core::{Accepted, Input, Judged, Record, RejectReason, Rejected, Stage, StageError, Topic, now_ms};
 use distillery_vector::{Embedder, VectorIndex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -80,13 +80,20 @@ impl Stage for Dedup {
             .ok_or_else(|| StageError::retry("embed", "no embedding returned"))?;
         let own_id = judged.draft.id.as_str();
         let _gate = self.gate.lock().await;
-        let nearest = self.index.nearest(&vector).await.map_err(|e| StageError::retry("vector_index", e.to_string()))?;
+        let nearest =
+            self.index.nearest(&vector).await.map_err(|e| StageError::retry("vector_index", e.to_string()))?;
         if let Some(hit) = &nearest
             && hit.score >= self.cfg.threshold
             && hit.id != own_id
         {
-            let detail = format!("cosine {:.3} to accepted example {} (threshold {})", hit.score, hit.id, self.cfg.threshold);
-            return Ok(vec![Record::Rejected(Rejected::of(&Record::Judged(judged.clone()), "dedup", RejectReason::Duplicate, detail))]);
+            let detail =
+                format!("cosine {:.3} to accepted example {} (threshold {})", hit.score, hit.id, self.cfg.threshold);
+            return Ok(vec![Record::Rejected(Rejected::of(
+                &Record::Judged(judged.clone()),
+                "dedup",
+                RejectReason::Duplicate,
+                detail,
+            ))]);
         }
         self.index.upsert(own_id, &vector).await.map_err(|e| StageError::retry("vector_index", e.to_string()))?;
         Ok(vec![Record::Accepted(Accepted {
@@ -103,7 +110,7 @@ mod tests {
     use super::*;
     use async_trait::async_trait;
     use distillery_core::codec::fixtures;
-    use distillery_vector::{normalize, EmbedError, MemoryIndex};
+    use distillery_vector::{EmbedError, MemoryIndex, normalize};
 
     /// Embeds by letter frequencies: equal texts get equal vectors, different texts differ.
     #[derive(Debug)]

@@ -65,7 +65,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<ObjectCreated>, String> {
         .filter_map(|r| {
             let s3 = r.s3?;
             let key = decode_key(&s3.object.key);
-            let event_id = s3.object.sequencer.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| r.event_time.clone());
+            let event_id =
+                s3.object.sequencer.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| r.event_time.clone());
             Some(ObjectCreated {
                 bucket: s3.bucket.name,
                 key,

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use distillery_core::{ids, Chunk, Document, Input, Record, RejectReason, Stage, StageError, Topic};
-use distillery_docs::{chunk, context_text, contexts, ChunkConfig, ExtractError, MediaType, TokenCounter};
+use distillery_core::{Chunk, Document, Input, Record, RejectReason, Stage, StageError, Topic, ids};
+use distillery_docs::{ChunkConfig, ExtractError, MediaType, TokenCounter, chunk, context_text, contexts};
 use distillery_store::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -124,7 +124,10 @@ impl Stage for Extract {
         let bytes = match store.get(&doc.source.bucket, &doc.source.key, self.cfg.max_object_bytes).await {
             Ok((_, b)) => b,
             Err(StoreError::TooLarge { size, limit }) => {
-                return Err(StageError::reject(RejectReason::TooLarge, format!("{size} bytes is over the {limit}-byte limit")));
+                return Err(StageError::reject(
+                    RejectReason::TooLarge,
+                    format!("{size} bytes is over the {limit}-byte limit"),
+                ));
             }
             Err(StoreError::NotFound(k)) => {
                 return Err(StageError::reject(RejectReason::Other, format!("object {k} no longer exists")));
@@ -139,8 +142,15 @@ impl Stage for Extract {
         let (doc2, counter, chunking) = (doc.clone(), self.counter.clone(), self.cfg.chunking.clone());
         let work = tokio::task::spawn_blocking(move || chunk_document(&doc2, &bytes, counter.as_ref(), &chunking));
         let chunks = match tokio::time::timeout(Duration::from_secs(self.cfg.timeout_secs), work).await {
-            Err(_) => return Err(StageError::reject(RejectReason::ExtractionTimeout, format!("over {} s", self.cfg.timeout_secs))),
-            Ok(Err(join)) => return Err(StageError::reject(RejectReason::Corrupt, format!("extractor crashed: {join}"))),
+            Err(_) => {
+                return Err(StageError::reject(
+                    RejectReason::ExtractionTimeout,
+                    format!("over {} s", self.cfg.timeout_secs),
+                ));
+            }
+            Ok(Err(join)) => {
+                return Err(StageError::reject(RejectReason::Corrupt, format!("extractor crashed: {join}")));
+            }
             Ok(Ok(Err(e))) => return Err(StageError::reject(e.reason(), e.to_string())),
             Ok(Ok(Ok(chunks))) => chunks,
         };
@@ -160,7 +170,8 @@ mod tests {
         let md = b"# Leave\n\nEmployees get 25 days.\n\nCarry-over is capped at 5 days.\n\n# Pay\n\nSalaries are paid monthly.";
         let mut doc = fixtures::document();
         doc.media_type = "text/markdown".into();
-        let chunks = chunk_document(&doc, md, &ApproxCounter, &ChunkConfig { min_tokens: 0, ..Default::default() }).unwrap();
+        let chunks =
+            chunk_document(&doc, md, &ApproxCounter, &ChunkConfig { min_tokens: 0, ..Default::default() }).unwrap();
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].heading_path, vec!["Leave"]);
         assert_eq!(chunks[0].text, "Employees get 25 days.\n\nCarry-over is capped at 5 days.");
@@ -168,7 +179,8 @@ mod tests {
         assert!(chunks[0].context_text.contains("## Leave"));
         assert!(chunks.iter().all(|c| c.total == 2 && c.document_id == doc.id));
         // Same input, same ids.
-        let again = chunk_document(&doc, md, &ApproxCounter, &ChunkConfig { min_tokens: 0, ..Default::default() }).unwrap();
+        let again =
+            chunk_document(&doc, md, &ApproxCounter, &ChunkConfig { min_tokens: 0, ..Default::default() }).unwrap();
         assert_eq!(chunks, again);
     }
 
@@ -176,8 +188,14 @@ mod tests {
     fn empty_and_unsupported_documents_are_refused() {
         let mut doc = fixtures::document();
         doc.media_type = "text/plain".into();
-        assert_eq!(chunk_document(&doc, b"   \n\n ", &ApproxCounter, &ChunkConfig::default()), Err(ExtractError::Empty));
+        assert_eq!(
+            chunk_document(&doc, b"   \n\n ", &ApproxCounter, &ChunkConfig::default()),
+            Err(ExtractError::Empty)
+        );
         doc.media_type = "image/png".into();
-        assert!(matches!(chunk_document(&doc, b"\x89PNG", &ApproxCounter, &ChunkConfig::default()), Err(ExtractError::Unsupported(_))));
+        assert!(matches!(
+            chunk_document(&doc, b"\x89PNG", &ApproxCounter, &ChunkConfig::default()),
+            Err(ExtractError::Unsupported(_))
+        ));
     }
 }

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use distillery_core::{
-    ids, now_ms, Chunk, Draft, DraftKind, Input, Message, ModelCall, PriorAttempt, Record, RejectReason, Rejected,
-    Regenerate, Role, Stage, StageError, Topic,
+    Chunk, Draft, DraftKind, Input, Message, ModelCall, PriorAttempt, Record, Regenerate, RejectReason, Rejected, Role,
+    Stage, StageError, Topic, ids, now_ms,
 };
-use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema, Usage};
+use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::prompts::{self, QaReply, RegenerateReply};
@@ -73,7 +73,8 @@ pub struct Generate {
 }
 
 impl Generate {
-    fn model_call(&self, template: &str, template_hash: &str, seed: u64, usage: Usage, n: usize, i: usize, latency_ms: u128) -> ModelCall {
+    /// The generator's parameters, with this record's share of the call's tokens.
+    fn model_call(&self, template: &str, template_hash: &str, seed: u64, tokens: (i32, i32), latency_ms: u128) -> ModelCall {
         let c = self.llm.config();
         ModelCall {
             provider: c.provider.as_str().to_string(),
@@ -83,13 +84,13 @@ impl Generate {
             seed: Some(seed as i64),
             template: template.to_string(),
             template_hash: template_hash.to_string(),
-            prompt_tokens: share(usage.prompt_tokens, n, i),
-            completion_tokens: share(usage.completion_tokens, n, i),
+            prompt_tokens: tokens.0,
+            completion_tokens: tokens.1,
             latency_ms: latency_ms.min(i32::MAX as u128) as i32,
         }
     }
 
-    async fn from_chunk(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
+    async fn pairs_for_chunk(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
         let n = self.cfg.pairs_per_chunk;
         let extra = self.cfg.extra_instructions.as_deref();
         let template_hash = prompts::template_hash(&[
@@ -136,8 +137,17 @@ impl Generate {
         let total = kept.len();
         let mut records = Vec::with_capacity(total);
         for (i, p) in kept.into_iter().enumerate() {
-            let model = self.model_call(prompts::QA_TEMPLATE, &template_hash, seed, out.usage, total, i, latency);
-            let id = ids::hash_parts(&["draft", &chunk.id, DraftKind::Qa.as_str(), &template_hash, &model.model, "1", &i.to_string()]);
+            let tokens = (share(out.usage.prompt_tokens, total, i), share(out.usage.completion_tokens, total, i));
+            let model = self.model_call(prompts::QA_TEMPLATE, &template_hash, seed, tokens, latency);
+            let id = ids::hash_parts(&[
+                "draft",
+                &chunk.id,
+                DraftKind::Qa.as_str(),
+                &template_hash,
+                &model.model,
+                "1",
+                &i.to_string(),
+            ]);
             let mut q = Message::new(Role::User, p.question.trim());
             q.chunk_ids = vec![chunk.id.clone()];
             let mut a = Message::new(Role::Assistant, p.answer.trim());
@@ -177,7 +187,11 @@ impl Generate {
     async fn regenerate(&self, regen: &Regenerate) -> Result<Vec<Record>, StageError> {
         let judged = &regen.judged;
         let prev = &judged.draft;
-        let template_hash = prompts::template_hash(&[prompts::SYSTEM, prompts::REGENERATE_TEMPLATE, &self.cfg.max_answer_chars.to_string()]);
+        let template_hash = prompts::template_hash(&[
+            prompts::SYSTEM,
+            prompts::REGENERATE_TEMPLATE,
+            &self.cfg.max_answer_chars.to_string(),
+        ]);
         let seed = seed_of(&regen.id);
         let mut req = ChatRequest::new(vec![
             ChatMessage::system(prompts::SYSTEM),
@@ -188,7 +202,8 @@ impl Generate {
             )),
         ]);
         req.seed = Some(seed);
-        req.schema = Some(OutputSchema { name: "answer".into(), schema: prompts::regenerate_schema(self.cfg.max_answer_chars) });
+        req.schema =
+            Some(OutputSchema { name: "answer".into(), schema: prompts::regenerate_schema(self.cfg.max_answer_chars) });
         let out = self
             .llm
             .chat_json::<RegenerateReply, _>(req, |r: &RegenerateReply| {
@@ -196,7 +211,8 @@ impl Generate {
             })
             .await?;
         let attempt = prev.attempt + 1;
-        let model = self.model_call(prompts::REGENERATE_TEMPLATE, &template_hash, seed, out.usage, 1, 0, out.response.latency.as_millis());
+        let tokens = (out.usage.prompt_tokens as i32, out.usage.completion_tokens as i32);
+        let model = self.model_call(prompts::REGENERATE_TEMPLATE, &template_hash, seed, tokens, out.response.latency.as_millis());
         let id = ids::hash_parts(&["draft", &prev.id, &template_hash, &model.model, &attempt.to_string()]);
         let mut messages = prev.messages.clone();
         if let Some(last) = messages.iter_mut().rev().find(|m| m.role == Role::Assistant) {
@@ -239,7 +255,7 @@ impl Stage for Generate {
 
     async fn process(&self, input: Input) -> Result<Vec<Record>, StageError> {
         match input.as_record() {
-            Some(Record::Chunk(chunk)) => self.from_chunk(chunk).await,
+            Some(Record::Chunk(chunk)) => self.pairs_for_chunk(chunk).await,
             Some(Record::Regenerate(regen)) => match self.regenerate(regen).await {
                 Ok(r) => Ok(r),
                 // The first draft is accounted for by the rejection: it carries the scores it got.
@@ -249,7 +265,12 @@ impl Stage for Generate {
                         distillery_core::Disposition::Reject(r) => r,
                         _ => RejectReason::LlmError,
                     };
-                    let mut r = Rejected::of(&Record::Judged(judged.clone()), "generate", reason, format!("regeneration failed: {}", e.message));
+                    let mut r = Rejected::of(
+                        &Record::Judged(judged.clone()),
+                        "generate",
+                        reason,
+                        format!("regeneration failed: {}", e.message),
+                    );
                     r.raw_output = e.raw_output.clone();
                     Ok(vec![Record::Rejected(r)])
                 }

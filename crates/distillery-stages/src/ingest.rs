@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use distillery_core::{
-    now_ms, Discovery, Document, Input, ObjectRef, Payload, Record, RejectReason, Rejected, Stage, StageError,
-    StoreKind, SubjectKind, Topic,
+    Discovery, Document, Input, ObjectRef, Payload, Record, RejectReason, Rejected, Stage, StageError, StoreKind,
+    SubjectKind, Topic, now_ms,
 };
 use distillery_docs::MediaType;
 use distillery_store::{ObjectMeta, StoreError};
@@ -45,7 +45,8 @@ impl IngestConfig {
     pub fn accepts(&self, key: &str) -> bool {
         let lower = key.to_lowercase();
         (self.include_prefixes.is_empty() || self.include_prefixes.iter().any(|p| key.starts_with(p.as_str())))
-            && (self.include_suffixes.is_empty() || self.include_suffixes.iter().any(|s| lower.ends_with(&s.to_lowercase())))
+            && (self.include_suffixes.is_empty()
+                || self.include_suffixes.iter().any(|s| lower.ends_with(&s.to_lowercase())))
             && !key.ends_with('/')
     }
 }
@@ -96,8 +97,13 @@ impl Ingestor {
             Err(StoreError::TooLarge { size, .. }) => return Ok(Outcome::Rejected(self.too_large(&source, size))),
             Err(StoreError::NotFound(_)) => {
                 // Deleted between the event and now: nothing to do, but say so.
-                let r = Rejected::new("ingest", RejectReason::Other, SubjectKind::Object, &distillery_core::ids::hash_parts(&[&subject]),
-                    format!("{subject} no longer exists"));
+                let r = Rejected::new(
+                    "ingest",
+                    RejectReason::Other,
+                    SubjectKind::Object,
+                    &distillery_core::ids::hash_parts(&[&subject]),
+                    format!("{subject} no longer exists"),
+                );
                 return Ok(Outcome::Rejected(Rejected { source: Some(source), ..r }));
             }
             Err(e) if e.is_retryable() => return Err(StageError::retry("store_read", e.to_string())),
@@ -146,7 +152,14 @@ impl Ingestor {
 
     /// Lists a bucket/prefix (a folder for the local store) and examines every object, calling `emit` with
     /// each outcome in key order. Streams: never holds the listing.
-    pub async fn scan<F, Fut>(&self, kind: StoreKind, bucket: &str, prefix: &str, discovered_by: Discovery, mut emit: F) -> Result<(), StageError>
+    pub async fn scan<F, Fut>(
+        &self,
+        kind: StoreKind,
+        bucket: &str,
+        prefix: &str,
+        discovered_by: Discovery,
+        mut emit: F,
+    ) -> Result<(), StageError>
     where
         F: FnMut(Outcome) -> Fut,
         Fut: std::future::Future<Output = ()>,
@@ -155,7 +168,13 @@ impl Ingestor {
         let mut listing = store.list(bucket, prefix);
         while let Some(item) = listing.next().await {
             let meta: ObjectMeta = item.map_err(|e| StageError::retry("store_list", e.to_string()))?;
-            let source = ObjectRef { store: kind, bucket: bucket.to_string(), key: meta.key.clone(), version_id: None, etag: meta.etag.clone() };
+            let source = ObjectRef {
+                store: kind,
+                bucket: bucket.to_string(),
+                key: meta.key.clone(),
+                version_id: None,
+                etag: meta.etag.clone(),
+            };
             let event_id = format!("scan:{}", meta.last_modified_ms.unwrap_or_default());
             let outcome = self.object(source, Some(meta.size), &event_id, discovered_by).await?;
             emit(outcome).await;
@@ -222,7 +241,11 @@ mod tests {
 
     #[test]
     fn filters() {
-        let cfg = IngestConfig { include_prefixes: vec!["docs/".into()], include_suffixes: vec![".PDF".into(), ".md".into()], ..Default::default() };
+        let cfg = IngestConfig {
+            include_prefixes: vec!["docs/".into()],
+            include_suffixes: vec![".PDF".into(), ".md".into()],
+            ..Default::default()
+        };
         assert!(cfg.accepts("docs/a.pdf"));
         assert!(cfg.accepts("docs/x/b.MD"));
         assert!(!cfg.accepts("other/a.pdf"));
@@ -248,7 +271,16 @@ mod tests {
         assert_eq!(doc.id, distillery_core::ids::hash_bytes(b"# Same\n\nbytes"));
         assert_eq!(doc.media_type, "text/markdown");
         let replay = ing.object(ObjectRef::file(&root, "a.md"), None, "e1", Discovery::Local).await.unwrap();
-        assert_eq!(replay, Outcome::Document(Document { discovered_at_ms: match &replay { Outcome::Document(d) => d.discovered_at_ms, _ => 0 }, ..doc.clone() }));
+        assert_eq!(
+            replay,
+            Outcome::Document(Document {
+                discovered_at_ms: match &replay {
+                    Outcome::Document(d) => d.discovered_at_ms,
+                    _ => 0,
+                },
+                ..doc.clone()
+            })
+        );
         let copy = ing.object(ObjectRef::file(&root, "copy.md"), None, "e2", Discovery::Local).await.unwrap();
         assert!(matches!(copy, Outcome::Duplicate { .. }));
         let reupload = ing.object(ObjectRef::file(&root, "a.md"), None, "e3", Discovery::Local).await.unwrap();
@@ -257,7 +289,10 @@ mod tests {
         let Outcome::Rejected(r) = big else { panic!("{big:?}") };
         assert_eq!(r.reason, RejectReason::TooLarge);
         // The size hint alone is enough to refuse without reading.
-        let hinted = ing.object(ObjectRef::file(&root, "missing-but-huge.pdf"), Some(5000), "e5", Discovery::Local).await.unwrap();
+        let hinted = ing
+            .object(ObjectRef::file(&root, "missing-but-huge.pdf"), Some(5000), "e5", Discovery::Local)
+            .await
+            .unwrap();
         assert!(matches!(hinted, Outcome::Rejected(Rejected { reason: RejectReason::TooLarge, .. })));
     }
 }

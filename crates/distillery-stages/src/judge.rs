@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use distillery_core::{
-    ids, now_ms, Draft, DraftKind, Input, Judged, Metrics, ModelCall, Record, RejectReason, Rejected, Regenerate,
-    Role, Scores, Stage, StageError, Topic,
+    Draft, DraftKind, Input, Judged, Metrics, ModelCall, Record, Regenerate, RejectReason, Rejected, Role, Scores,
+    Stage, StageError, Topic, ids, now_ms,
 };
 use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema};
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,11 @@ impl Stage for Judge {
         let seed = seed_of(&draft.id);
         let mut req = ChatRequest::new(vec![
             ChatMessage::system(prompts::SYSTEM),
-            ChatMessage::user(format!("{}{}", prompts::context_block(&draft.context_text), prompts::judge_task(&transcript(draft)))),
+            ChatMessage::user(format!(
+                "{}{}",
+                prompts::context_block(&draft.context_text),
+                prompts::judge_task(&transcript(draft))
+            )),
         ]);
         req.seed = Some(seed);
         req.schema = Some(OutputSchema { name: "verdict".into(), schema: prompts::judge_schema() });

@@ -7,7 +7,7 @@
 //! capped in the schema so a weak model cannot ramble to the token limit.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Shared by every role, so that the cached prefix is the same for all of them.
 pub const SYSTEM: &str = "You are a careful data engineer building training data for an AI assistant from a \
@@ -218,7 +218,9 @@ mod tests {
     fn every_role_shares_the_same_prefix() {
         // The cacheable prefix is SYSTEM + context block; tasks only ever follow it.
         let ctx = context_block("Leave is 25 days.");
-        for task in [qa_task("Leave is 25 days.", 3, &[], None), judge_task("Q: a\nA: b"), regenerate_task("q", "a", 2, "r")] {
+        for task in
+            [qa_task("Leave is 25 days.", 3, &[], None), judge_task("Q: a\nA: b"), regenerate_task("q", "a", 2, "r")]
+        {
             let user = format!("{ctx}{task}");
             assert!(user.starts_with(&ctx));
         }
@@ -226,7 +228,14 @@ mod tests {
 
     #[test]
     fn judge_scores_are_range_checked() {
-        let mut r = JudgeReply { faithfulness: 5, correctness: 4, clarity: 3, usefulness: 2, overall: 4, rationale: String::new() };
+        let mut r = JudgeReply {
+            faithfulness: 5,
+            correctness: 4,
+            clarity: 3,
+            usefulness: 2,
+            overall: 4,
+            rationale: String::new(),
+        };
         assert!(r.check().is_ok());
         r.clarity = 0;
         assert!(r.check().unwrap_err().contains("clarity"));
@@ -236,9 +245,23 @@ mod tests {
 
     #[test]
     fn verdict_is_capped_by_faithfulness_and_correctness() {
-        let r = JudgeReply { faithfulness: 1, correctness: 5, clarity: 5, usefulness: 5, overall: 5, rationale: String::new() };
+        let r = JudgeReply {
+            faithfulness: 1,
+            correctness: 5,
+            clarity: 5,
+            usefulness: 5,
+            overall: 5,
+            rationale: String::new(),
+        };
         assert_eq!(r.verdict(), 1);
-        let r = JudgeReply { faithfulness: 5, correctness: 4, clarity: 2, usefulness: 3, overall: 5, rationale: String::new() };
+        let r = JudgeReply {
+            faithfulness: 5,
+            correctness: 4,
+            clarity: 2,
+            usefulness: 3,
+            overall: 5,
+            rationale: String::new(),
+        };
         assert_eq!(r.verdict(), 4);
     }
 }

@@ -127,24 +127,38 @@ pub fn copied_share(question: &str, context: &str) -> f32 {
 }
 
 /// Checks one pair; the error carries the rejection reason and why.
-pub fn check_pair(question: &str, answer: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+pub fn check_pair(
+    question: &str,
+    answer: &str,
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
     let q = question.trim();
     if !q.ends_with('?') || q.matches('?').count() > 1 {
         return Err((RejectReason::InvalidRecord, "the question is not exactly one question".into()));
     }
     let copied = copied_share(q, context);
     if copied > cfg.max_question_copy {
-        return Err((RejectReason::InvalidRecord, format!("{:.0}% of the question is copied from the context", copied * 100.0)));
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("{:.0}% of the question is copied from the context", copied * 100.0),
+        ));
     }
     if cfg.check_numbers {
         let missing = unsupported_numbers(answer, context);
         if !missing.is_empty() {
-            return Err((RejectReason::Ungrounded, format!("the answer states numbers the context does not: {}", missing.join(", "))));
+            return Err((
+                RejectReason::Ungrounded,
+                format!("the answer states numbers the context does not: {}", missing.join(", ")),
+            ));
         }
     }
     let g = grounding(answer, context);
     if g < cfg.min_grounding {
-        return Err((RejectReason::Ungrounded, format!("only {:.0}% of the answer's content words are in the context", g * 100.0)));
+        return Err((
+            RejectReason::Ungrounded,
+            format!("only {:.0}% of the answer's content words are in the context", g * 100.0),
+        ));
     }
     Ok(())
 }
@@ -168,17 +182,36 @@ mod tests {
     #[test]
     fn grounded_answers_pass() {
         let cfg = QualityConfig::default();
-        assert!(check_pair("How many days of annual leave do full-time employees get?", "They receive 25 days of paid annual leave per year.", CTX, &cfg).is_ok());
-        assert!(check_pair("Who approves small expenses?", "The line manager approves expenses up to 2000 NOK.", CTX, &cfg).is_ok());
+        assert!(
+            check_pair(
+                "How many days of annual leave do full-time employees get?",
+                "They receive 25 days of paid annual leave per year.",
+                CTX,
+                &cfg
+            )
+            .is_ok()
+        );
+        assert!(
+            check_pair("Who approves small expenses?", "The line manager approves expenses up to 2000 NOK.", CTX, &cfg)
+                .is_ok()
+        );
     }
 
     #[test]
     fn hallucinated_numbers_and_words_fail() {
         let cfg = QualityConfig::default();
-        let (r, why) = check_pair("How much leave is there?", "25 + 5 = 35 days of leave, about 1.39% of hours.", CTX, &cfg).unwrap_err();
+        let (r, why) =
+            check_pair("How much leave is there?", "25 + 5 = 35 days of leave, about 1.39% of hours.", CTX, &cfg)
+                .unwrap_err();
         assert_eq!(r, RejectReason::Ungrounded);
         assert!(why.contains("35") && why.contains("1.39"), "{why}");
-        let (r, _) = check_pair("What about pensions?", "Pension contributions are matched by quarterly bonuses and stock grants.", CTX, &cfg).unwrap_err();
+        let (r, _) = check_pair(
+            "What about pensions?",
+            "Pension contributions are matched by quarterly bonuses and stock grants.",
+            CTX,
+            &cfg,
+        )
+        .unwrap_err();
         assert_eq!(r, RejectReason::Ungrounded);
     }
 

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use distillery_core::{Input, Record, Stage, StageError, Topic};
-use distillery_export::{formats, DatasetOut, DeadLetterView, ExampleView, ExportOptions, Format, ACCEPTED, DEAD_LETTER, REJECTED};
+use distillery_export::{
+    ACCEPTED, DEAD_LETTER, DatasetOut, DeadLetterView, ExampleView, ExportOptions, Format, REJECTED, formats,
+};
 use serde::{Deserialize, Serialize};
 
 /// What the sink writes besides the dataset itself.
@@ -23,7 +25,10 @@ pub struct SinkConfig {
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        SinkConfig { formats: vec![Format::Alpaca, Format::Sharegpt, Format::Openai, Format::Dpo], export: ExportOptions::default() }
+        SinkConfig {
+            formats: vec![Format::Alpaca, Format::Sharegpt, Format::Openai, Format::Dpo],
+            export: ExportOptions::default(),
+        }
     }
 }
 
@@ -64,7 +69,12 @@ impl Sink {
             }
             Record::Rejected(r) => out.push((REJECTED.to_string(), to_json(&ExampleView::rejected(r))?)),
             Record::DeadLetter(d) => out.push((DEAD_LETTER.to_string(), to_json(&DeadLetterView::from(d))?)),
-            _ => return Err(StageError::dead_letter("unexpected_input", "sink consumes accepted, rejected and dead-letter records")),
+            _ => {
+                return Err(StageError::dead_letter(
+                    "unexpected_input",
+                    "sink consumes accepted, rejected and dead-letter records",
+                ));
+            }
         }
         Ok(out)
     }
@@ -115,7 +125,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = DatasetOut::start(FolderBackend::new(dir.path()).unwrap(), 100, Duration::from_millis(1));
         let sink = Sink::new(out, SinkConfig::default());
-        let acc = Record::Accepted(Accepted { id: "d1".into(), judged: fixtures::judged(), nearest_similarity: None, accepted_at_ms: 1 });
+        let acc = Record::Accepted(Accepted {
+            id: "d1".into(),
+            judged: fixtures::judged(),
+            nearest_similarity: None,
+            accepted_at_ms: 1,
+        });
         let rej = Record::Rejected(Rejected::new("judge", RejectReason::LowScore, SubjectKind::Draft, "d9", "2/5"));
         for (t, r) in [(Topic::Accepted, &acc), (Topic::Accepted, &acc), (Topic::Rejected, &rej)] {
             sink.process(Input::record(t, r.clone())).await.unwrap();

@@ -4,12 +4,12 @@ use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use distillery_core::ids::ContentHasher;
 use distillery_core::StoreKind;
+use distillery_core::ids::ContentHasher;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncReadExt;
 
-use crate::{Digest, ObjectMeta, ObjectStore, StoreError, HEAD_BYTES};
+use crate::{Digest, HEAD_BYTES, ObjectMeta, ObjectStore, StoreError};
 
 #[derive(Debug, Default, Clone)]
 pub struct LocalStore;
@@ -35,11 +35,8 @@ async fn meta(path: &Path, key: &str) -> Result<ObjectMeta, StoreError> {
     if !m.is_file() {
         return Err(StoreError::NotFound(key.to_string()));
     }
-    let modified = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64);
+    let modified =
+        m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as i64);
     Ok(ObjectMeta {
         key: key.to_string(),
         size: m.len(),
@@ -60,7 +57,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         let hidden = e.file_name().to_string_lossy().starts_with('.');
         if ft.is_dir() && !hidden {
             walk(root, &path, out)?;
-        } else if ft.is_file() && !hidden
+        } else if ft.is_file()
+            && !hidden
             && let Ok(rel) = path.strip_prefix(root)
         {
             out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));

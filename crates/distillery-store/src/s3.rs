@@ -4,13 +4,13 @@ use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
+use distillery_core::StoreKind;
 use distillery_core::config::Secret;
 use distillery_core::ids::ContentHasher;
-use distillery_core::StoreKind;
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::{Digest, ObjectMeta, ObjectStore, StoreError, HEAD_BYTES};
+use crate::{Digest, HEAD_BYTES, ObjectMeta, ObjectStore, StoreError};
 
 /// Connection settings of an S3-compatible store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EmbedError {
@@ -51,12 +51,14 @@ fn model_err(e: impl std::fmt::Display) -> EmbedError {
 impl MiniLm {
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from a sentence-transformers folder.
     pub fn load(dir: &Path) -> Result<MiniLm, EmbedError> {
-        let config: Config = serde_json::from_slice(&std::fs::read(dir.join("config.json")).map_err(model_err)?).map_err(model_err)?;
+        let config: Config =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).map_err(model_err)?).map_err(model_err)?;
         let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(model_err)?;
         // The shipped tokenizer pads to 128; batches are padded here, and pooling uses the mask.
         tokenizer.with_padding(None);
         let max_len = 256usize;
-        let _ = tokenizer.with_truncation(Some(tokenizers::TruncationParams { max_length: max_len, ..Default::default() }));
+        let _ =
+            tokenizer.with_truncation(Some(tokenizers::TruncationParams { max_length: max_len, ..Default::default() }));
         let weights = std::fs::read(dir.join("model.safetensors")).map_err(model_err)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu).map_err(model_err)?;
         let model = BertModel::load(vb, &config).map_err(model_err)?;
@@ -90,7 +92,15 @@ impl MiniLm {
         let summed = hidden.broadcast_mul(&maskf).map_err(model_err)?.sum(1).map_err(model_err)?;
         let counts = maskf.sum(1).map_err(model_err)?.clamp(1e-9, f64::MAX).map_err(model_err)?;
         let mean = summed.broadcast_div(&counts).map_err(model_err)?;
-        let norm = mean.sqr().map_err(model_err)?.sum_keepdim(1).map_err(model_err)?.sqrt().map_err(model_err)?.clamp(1e-12, f64::MAX).map_err(model_err)?;
+        let norm = mean
+            .sqr()
+            .map_err(model_err)?
+            .sum_keepdim(1)
+            .map_err(model_err)?
+            .sqrt()
+            .map_err(model_err)?
+            .clamp(1e-12, f64::MAX)
+            .map_err(model_err)?;
         let unit = mean.broadcast_div(&norm).map_err(model_err)?;
         unit.to_vec2::<f32>().map_err(model_err)
     }

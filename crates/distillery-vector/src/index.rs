@@ -33,7 +33,8 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
     async fn nearest(&self, v: &[f32]) -> Result<Option<Hit>, IndexError>;
     /// Stores (or replaces) a vector under an id.
     async fn upsert(&self, id: &str, v: &[f32]) -> Result<(), IndexError>;
-    async fn len(&self) -> Result<usize, IndexError>;
+    /// How many vectors are stored.
+    async fn count(&self) -> Result<usize, IndexError>;
 }
 
 /// Brute-force cosine search in memory.
@@ -88,7 +89,7 @@ impl VectorIndex for MemoryIndex {
         Ok(())
     }
 
-    async fn len(&self) -> Result<usize, IndexError> {
+    async fn count(&self) -> Result<usize, IndexError> {
         Ok(self.inner.read().expect("index lock").ids.len())
     }
 }
@@ -119,7 +120,12 @@ pub fn point_uuid(record_id: &str) -> String {
 
 impl QdrantIndex {
     /// Connects and creates the collection if missing.
-    pub async fn connect(url: &str, api_key: Option<String>, collection: &str, dim: usize) -> Result<QdrantIndex, IndexError> {
+    pub async fn connect(
+        url: &str,
+        api_key: Option<String>,
+        collection: &str,
+        dim: usize,
+    ) -> Result<QdrantIndex, IndexError> {
         let mut b = Qdrant::from_url(url).skip_compatibility_check();
         if let Some(k) = api_key {
             b = b.api_key(k);
@@ -128,7 +134,8 @@ impl QdrantIndex {
         if !client.collection_exists(collection).await.map_err(backend)? {
             let res = client
                 .create_collection(
-                    CreateCollectionBuilder::new(collection).vectors_config(VectorParamsBuilder::new(dim as u64, Distance::Cosine)),
+                    CreateCollectionBuilder::new(collection)
+                        .vectors_config(VectorParamsBuilder::new(dim as u64, Distance::Cosine)),
                 )
                 .await;
             if let Err(e) = res {
@@ -154,10 +161,14 @@ impl VectorIndex for QdrantIndex {
             .await
             .map_err(backend)?;
         Ok(res.result.into_iter().next().map(|p| Hit {
-            id: p.payload.get("record_id").and_then(|v| match &v.kind {
-                Some(qdrant_client::qdrant::value::Kind::StringValue(s)) => Some(s.clone()),
-                _ => None,
-            }).unwrap_or_default(),
+            id: p
+                .payload
+                .get("record_id")
+                .and_then(|v| match &v.kind {
+                    Some(qdrant_client::qdrant::value::Kind::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
             score: p.score,
         }))
     }
@@ -175,7 +186,7 @@ impl VectorIndex for QdrantIndex {
         Ok(())
     }
 
-    async fn len(&self) -> Result<usize, IndexError> {
+    async fn count(&self) -> Result<usize, IndexError> {
         let r = self
             .client
             .count(qdrant_client::qdrant::CountPointsBuilder::new(&self.collection).exact(true))
@@ -200,7 +211,7 @@ mod tests {
         assert_eq!(hit.id, "a");
         assert!(hit.score > 0.99);
         idx.upsert("a", &normalize(vec![0.0, 0.0, 1.0])).await.unwrap();
-        assert_eq!(idx.len().await.unwrap(), 2);
+        assert_eq!(idx.count().await.unwrap(), 2);
         assert_eq!(idx.nearest(&[0.0, 0.0, 1.0]).await.unwrap().unwrap().id, "a");
         assert!(matches!(idx.upsert("c", &[1.0]).await, Err(IndexError::Dimension { .. })));
     }

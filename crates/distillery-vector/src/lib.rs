@@ -3,5 +3,5 @@
 pub mod embed;
 pub mod index;
 
-pub use embed::{dot, normalize, EmbedError, Embedder, HttpEmbedder, MiniLm};
+pub use embed::{EmbedError, Embedder, HttpEmbedder, MiniLm, dot, normalize};
 pub use index::{Hit, IndexError, MemoryIndex, QdrantIndex, VectorIndex};

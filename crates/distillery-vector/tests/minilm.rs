@@ -1,7 +1,7 @@
 //! The in-process encoder against the reference: sentence-transformers gives cosine 0.7553 for this pair.
 //! Needs the model folder (installed by `scripts/models`): `DISTILLERY_EMBED_MODEL_DIR`.
 
-use distillery_vector::{dot, Embedder, MiniLm};
+use distillery_vector::{Embedder, MiniLm, dot};
 
 fn model_dir() -> std::path::PathBuf {
     std::env::var_os("DISTILLERY_EMBED_MODEL_DIR")

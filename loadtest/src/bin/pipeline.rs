@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use distillery_app::config::RunConfig;
-use distillery_app::run::{run, RunOptions};
+use distillery_app::run::{RunOptions, run};
 use distillery_loadtest::SlotSampler;
 use tokio_util::sync::CancellationToken;
 
@@ -32,8 +32,11 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut rows = Vec::new();
-    let modes: Vec<(&str, Option<usize>)> =
-        if args.only_concurrent { vec![("server slots", None)] } else { vec![("sequential (1 in flight)", Some(1)), ("server slots", None)] };
+    let modes: Vec<(&str, Option<usize>)> = if args.only_concurrent {
+        vec![("server slots", None)]
+    } else {
+        vec![("sequential (1 in flight)", Some(1)), ("server slots", None)]
+    };
     for (i, (label, concurrency)) in modes.into_iter().enumerate() {
         let mut cfg = RunConfig::default();
         cfg.llm.generator.base_url = args.llm_base_url.clone();
@@ -57,7 +60,18 @@ async fn main() -> anyhow::Result<()> {
         let tokens = after.2 - before.2;
         rows.push((label, summary.duration_s, drafts, accepted, tokens, busy));
     }
-    println!("\n{:<26} {:>9} {:>7} {:>9} {:>10} {:>12} {:>14} {:>12} {:>14}", "mode", "time (s)", "drafts", "accepted", "drafts/s", "accepted/s", "tokens/accept", "LLM busy", "slot occupancy");
+    println!(
+        "\n{:<26} {:>9} {:>7} {:>9} {:>10} {:>12} {:>14} {:>12} {:>14}",
+        "mode",
+        "time (s)",
+        "drafts",
+        "accepted",
+        "drafts/s",
+        "accepted/s",
+        "tokens/accept",
+        "LLM busy",
+        "slot occupancy"
+    );
     for (label, secs, drafts, accepted, tokens, busy) in rows {
         println!(
             "{:<26} {:>9.1} {:>7} {:>9} {:>10.3} {:>12.3} {:>14.0} {:>11.0}% {:>13.0}%",

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{merge_extra, post_json, ChatApi};
+use super::{ChatApi, merge_extra, post_json};
 use crate::config::LlmConfig;
 use crate::error::LlmError;
 use crate::types::{ChatRequest, ChatResponse, ChatRole, FinishReason, Usage};
@@ -72,7 +72,10 @@ impl Anthropic {
             let msg = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("unknown error");
             return Err(LlmError::InvalidResponse(msg.to_string()));
         }
-        let blocks = body.get("content").and_then(Value::as_array).ok_or_else(|| LlmError::InvalidResponse("no content array".into()))?;
+        let blocks = body
+            .get("content")
+            .and_then(Value::as_array)
+            .ok_or_else(|| LlmError::InvalidResponse("no content array".into()))?;
         let mut text = String::new();
         let mut tool_input: Option<String> = None;
         let mut thinking = Vec::new();
@@ -95,7 +98,8 @@ impl Anthropic {
             Some("refusal") => FinishReason::Refusal,
             Some(other) => FinishReason::Other(other.to_string()),
         };
-        let refusal = (stop == Some("refusal")).then(|| if text.is_empty() { "refused".to_string() } else { text.clone() });
+        let refusal =
+            (stop == Some("refusal")).then(|| if text.is_empty() { "refused".to_string() } else { text.clone() });
         Ok(ChatResponse {
             content: tool_input.unwrap_or(text),
             reasoning: (!thinking.is_empty()).then(|| thinking.join("\n")),
@@ -116,7 +120,8 @@ impl ChatApi for Anthropic {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let url = format!("{}/v1/messages", self.cfg.base_url.trim_end_matches('/'));
         let (body, latency) =
-            post_json(&self.http, &url, self.headers(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs)).await?;
+            post_json(&self.http, &url, self.headers(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs))
+                .await?;
         Self::parse(&body, latency)
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{merge_extra, post_json, ChatApi};
+use super::{ChatApi, merge_extra, post_json};
 use crate::config::LlmConfig;
 use crate::error::LlmError;
 use crate::types::{ChatRequest, ChatResponse, ChatRole, FinishReason, Usage};
@@ -70,7 +70,10 @@ impl Gemini {
     pub fn parse(body: &Value, latency: Duration) -> Result<ChatResponse, LlmError> {
         let usage = Usage {
             prompt_tokens: body.pointer("/usageMetadata/promptTokenCount").and_then(Value::as_u64).unwrap_or(0) as u32,
-            completion_tokens: (body.pointer("/usageMetadata/candidatesTokenCount").and_then(Value::as_u64).unwrap_or(0)
+            completion_tokens: (body
+                .pointer("/usageMetadata/candidatesTokenCount")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
                 + body.pointer("/usageMetadata/thoughtsTokenCount").and_then(Value::as_u64).unwrap_or(0))
                 as u32,
         };
@@ -109,7 +112,8 @@ impl Gemini {
             }
             Some(other) => FinishReason::Other(other.to_string()),
         };
-        let refusal = (finish_reason == FinishReason::Refusal).then(|| format!("finishReason {}", reason.unwrap_or("")));
+        let refusal =
+            (finish_reason == FinishReason::Refusal).then(|| format!("finishReason {}", reason.unwrap_or("")));
         Ok(ChatResponse {
             content: text,
             reasoning: (!thoughts.is_empty()).then(|| thoughts.join("\n")),
@@ -125,9 +129,11 @@ impl Gemini {
 #[async_trait]
 impl ChatApi for Gemini {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let url = format!("{}/v1beta/models/{}:generateContent", self.cfg.base_url.trim_end_matches('/'), self.cfg.model);
+        let url =
+            format!("{}/v1beta/models/{}:generateContent", self.cfg.base_url.trim_end_matches('/'), self.cfg.model);
         let (body, latency) =
-            post_json(&self.http, &url, self.headers(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs)).await?;
+            post_json(&self.http, &url, self.headers(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs))
+                .await?;
         Self::parse(&body, latency)
     }
 }

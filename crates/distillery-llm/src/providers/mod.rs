@@ -46,7 +46,8 @@ pub(crate) async fn post_json(
     timeout: Duration,
 ) -> Result<(serde_json::Value, Duration), LlmError> {
     let started = Instant::now();
-    let resp = http.post(url).headers(headers).json(body).timeout(timeout).send().await.map_err(|e| transport(e, timeout))?;
+    let resp =
+        http.post(url).headers(headers).json(body).timeout(timeout).send().await.map_err(|e| transport(e, timeout))?;
     let status = resp.status();
     let retry_after = parse_retry_after(resp.headers());
     let text = resp.text().await.map_err(|e| transport(e, timeout))?;
@@ -60,17 +61,13 @@ pub(crate) async fn post_json(
     if !status.is_success() {
         return Err(LlmError::Client { status: status.as_u16(), body: truncate(&text, 500) });
     }
-    let json = serde_json::from_str(&text)
-        .map_err(|e| LlmError::InvalidResponse(format!("{e}: {}", truncate(&text, 300))))?;
+    let json =
+        serde_json::from_str(&text).map_err(|e| LlmError::InvalidResponse(format!("{e}: {}", truncate(&text, 300))))?;
     Ok((json, latency))
 }
 
 fn transport(e: reqwest::Error, timeout: Duration) -> LlmError {
-    if e.is_timeout() {
-        LlmError::Timeout(timeout)
-    } else {
-        LlmError::Connect(e.to_string())
-    }
+    if e.is_timeout() { LlmError::Timeout(timeout) } else { LlmError::Connect(e.to_string()) }
 }
 
 /// `Retry-After` as seconds or an HTTP date.

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{merge_extra, post_json, ChatApi};
+use super::{ChatApi, merge_extra, post_json};
 use crate::config::LlmConfig;
 use crate::error::LlmError;
-use crate::types::{split_think, ChatRequest, ChatResponse, FinishReason, Usage};
+use crate::types::{ChatRequest, ChatResponse, FinishReason, Usage, split_think};
 
 pub struct Ollama {
     cfg: LlmConfig,
@@ -55,7 +55,12 @@ impl Ollama {
         let message = body.get("message").ok_or_else(|| LlmError::InvalidResponse("no message in response".into()))?;
         let raw = message.get("content").and_then(Value::as_str).unwrap_or_default();
         let (content, think) = split_think(raw);
-        let thinking = message.get("thinking").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let thinking = message
+            .get("thinking")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         let finish_reason = match body.get("done_reason").and_then(Value::as_str) {
             Some("stop") | None => FinishReason::Stop,
             Some("length") => FinishReason::Length,
@@ -81,7 +86,8 @@ impl ChatApi for Ollama {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let url = format!("{}/api/chat", self.cfg.base_url.trim_end_matches('/'));
         let (body, latency) =
-            post_json(&self.http, &url, HeaderMap::new(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs)).await?;
+            post_json(&self.http, &url, HeaderMap::new(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs))
+                .await?;
         if let Some(err) = body.get("error").and_then(Value::as_str) {
             return Err(LlmError::InvalidResponse(err.to_string()));
         }

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use serde_json::{json, Value};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use serde_json::{Value, json};
 
-use super::{merge_extra, post_json, ChatApi};
+use super::{ChatApi, merge_extra, post_json};
 use crate::config::LlmConfig;
 use crate::error::LlmError;
-use crate::types::{split_think, ChatRequest, ChatResponse, FinishReason, Usage};
+use crate::types::{ChatRequest, ChatResponse, FinishReason, Usage, split_think};
 
 pub struct OpenAi {
     cfg: LlmConfig,
@@ -104,7 +104,8 @@ impl ChatApi for OpenAi {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let url = format!("{}/chat/completions", self.cfg.base_url.trim_end_matches('/'));
         let (body, latency) =
-            post_json(&self.http, &url, self.headers(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs)).await?;
+            post_json(&self.http, &url, self.headers(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs))
+                .await?;
         Self::parse(&body, latency)
     }
 
@@ -112,7 +113,14 @@ impl ChatApi for OpenAi {
         // llama.cpp serves /props next to /v1 and reports its parallel slots there.
         let base = self.cfg.base_url.trim_end_matches('/');
         let root = base.strip_suffix("/v1").unwrap_or(base);
-        let resp = self.http.get(format!("{root}/props")).headers(self.headers()).timeout(Duration::from_secs(5)).send().await.ok()?;
+        let resp = self
+            .http
+            .get(format!("{root}/props"))
+            .headers(self.headers())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
         if !resp.status().is_success() {
             return None;
         }

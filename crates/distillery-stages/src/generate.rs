@@ -74,7 +74,14 @@ pub struct Generate {
 
 impl Generate {
     /// The generator's parameters, with this record's share of the call's tokens.
-    fn model_call(&self, template: &str, template_hash: &str, seed: u64, tokens: (i32, i32), latency_ms: u128) -> ModelCall {
+    fn model_call(
+        &self,
+        template: &str,
+        template_hash: &str,
+        seed: u64,
+        tokens: (i32, i32),
+        latency_ms: u128,
+    ) -> ModelCall {
         let c = self.llm.config();
         ModelCall {
             provider: c.provider.as_str().to_string(),
@@ -212,7 +219,13 @@ impl Generate {
             .await?;
         let attempt = prev.attempt + 1;
         let tokens = (out.usage.prompt_tokens as i32, out.usage.completion_tokens as i32);
-        let model = self.model_call(prompts::REGENERATE_TEMPLATE, &template_hash, seed, tokens, out.response.latency.as_millis());
+        let model = self.model_call(
+            prompts::REGENERATE_TEMPLATE,
+            &template_hash,
+            seed,
+            tokens,
+            out.response.latency.as_millis(),
+        );
         let id = ids::hash_parts(&["draft", &prev.id, &template_hash, &model.model, &attempt.to_string()]);
         let mut messages = prev.messages.clone();
         if let Some(last) = messages.iter_mut().rev().find(|m| m.role == Role::Assistant) {

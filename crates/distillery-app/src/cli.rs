@@ -92,6 +92,11 @@ pub enum Command {
     },
     /// Print the default configuration of `run` as TOML.
     Config,
+    /// Print the standalone Avro schema (references inlined) of a record kind, or of every kind.
+    Schema {
+        /// document, chunk, draft, judged, regenerate, accepted, rejected or dead-letter.
+        kind: Option<String>,
+    },
 }
 
 /// Logging: `RUST_LOG` wins; JSON lines when `DISTILLERY_LOG_JSON=1`.
@@ -108,6 +113,9 @@ pub fn init_tracing(default: &str) {
 
 /// Entry point of the `distillery` binary.
 pub fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(distillery_stages::extract::WORKER_ARG) {
+        return distillery_stages::extract::worker_main();
+    }
     let cli = Cli::parse();
     let default_level = match (cli.verbose, &cli.command) {
         (0, Command::Service { .. }) => "info",
@@ -198,6 +206,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&RunConfig::default())?);
             Ok(())
         }
+        Command::Schema { kind } => {
+            let codec = distillery_core::Codec::global();
+            for k in distillery_core::RecordKind::ALL {
+                let name = distillery_core::Topic::for_kind(k).base_name().trim_end_matches('s').to_string();
+                let name = if k == distillery_core::RecordKind::Judged { "judged".to_string() } else { name };
+                if kind.as_deref().is_none_or(|want| want == name || k.full_name().eq_ignore_ascii_case(want)) {
+                    println!("{}", serde_json::to_string_pretty(codec.schema(k))?);
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -207,6 +226,8 @@ fn extract(files: Vec<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<()> {
         None => from_toml("").map_err(|e| anyhow::anyhow!("{e}"))?,
     };
     let counter = crate::wiring::token_counter(cfg.extract.tokenizer.as_deref())?;
+    let redactor = distillery_docs::pii::Redactor::new(cfg.extract.pii.clone());
+    distillery_docs::docx::set_limits(cfg.extract.max_uncompressed_bytes);
     let mut stdout = std::io::stdout().lock();
     let mut failed = 0;
     for file in files {
@@ -220,10 +241,15 @@ fn extract(files: Vec<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<()> {
             media_type: MediaType::detect(&name, &bytes[..bytes.len().min(8192)]).mime().to_string(),
             discovered_by: Discovery::Local,
             discovered_at_ms: now_ms(),
+            status: distillery_core::DocumentStatus::Discovered,
+            supersedes: None,
+            pii_counts: Default::default(),
+            pages: None,
+            chunks: None,
         };
-        match distillery_stages::extract::chunk_document(&doc, &bytes, counter.as_ref(), &cfg.extract.chunking) {
-            Ok(chunks) => {
-                for c in chunks {
+        match distillery_stages::extract::chunk_document(&doc, &bytes, counter.as_ref(), &cfg.extract.chunking, &redactor) {
+            Ok(x) => {
+                for c in x.chunks {
                     serde_json::to_writer(&mut stdout, &c)?;
                     stdout.write_all(b"\n")?;
                 }

@@ -135,11 +135,13 @@ impl Default for ScanConfig {
     }
 }
 
-/// Content claims (which object first brought a content), kept as marker objects.
+/// The registry of content claims (which object first brought a content) and document versions (which
+/// document is current at a key), kept as small marker objects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClaimsConfig {
-    /// Bucket of the marker objects; unset keeps claims in memory (single replica only).
+    /// Bucket of the marker objects; unset keeps them in memory (single replica only; extract and sink
+    /// then do not mark records of superseded documents).
     pub bucket: Option<String>,
     /// Key prefix of the markers.
     pub prefix: String,
@@ -212,12 +214,14 @@ service_config!(
 );
 
 service_config!(
-    /// The extract service: `documents` to `chunks`.
+    /// The extract service: `documents` to `chunks` (and the extracted document back to `documents`).
     ExtractServiceConfig {
         /// The S3-compatible store.
         s3: S3Config,
-        /// Extraction, chunking and context settings.
+        /// Extraction, chunking, context and redaction settings.
         extract: ExtractConfig,
+        /// The registry, to mark chunks of superseded documents.
+        claims: ClaimsConfig,
     }
     validate(s, errors) {
         s.s3.validate("s3", errors);
@@ -269,7 +273,7 @@ service_config!(
 );
 
 service_config!(
-    /// The sink service: `accepted`, `rejected` and `dead-letter` into the dataset.
+    /// The sink service: `accepted`, `rejected`, `dead-letter` and extracted `documents` into the dataset.
     SinkServiceConfig {
         /// The S3-compatible store (when the output is a bucket).
         s3: S3Config,
@@ -277,10 +281,15 @@ service_config!(
         output: OutputConfig,
         /// Formats written as records arrive.
         sink: SinkConfig,
+        /// The registry, to mark records of superseded documents.
+        claims: ClaimsConfig,
     }
     validate(s, errors) {
         if s.output.dir.is_none() == s.output.bucket.is_none() {
             errors.push("output: set exactly one of output.dir and output.bucket".into());
+        }
+        if s.sink.formats.contains(&Format::Parquet) {
+            errors.push("sink.formats: parquet is written by `distillery export`, not per record".into());
         }
         s.s3.validate("s3", errors);
     }

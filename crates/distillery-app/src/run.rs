@@ -11,9 +11,10 @@ use anyhow::{Context, bail};
 use distillery_core::{Discovery, Metrics, RejectReason, StoreKind};
 use distillery_export::{ACCEPTED, DatasetOut, FolderBackend};
 use distillery_runtime::memory::MemoryBus;
-use distillery_stages::claims::MemoryClaims;
+use distillery_docs::pii::Redactor;
+use distillery_stages::claims::{MemoryClaims, MemoryVersions};
 use distillery_stages::dedup::Dedup;
-use distillery_stages::extract::Extract;
+use distillery_stages::extract::{Extract, WorkerCommand};
 use distillery_stages::generate::Generate;
 use distillery_stages::ingest::{Ingestor, Outcome};
 use distillery_stages::judge::Judge;
@@ -177,15 +178,24 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     };
     tracing::info!(generator = ?gen_llm, judge = ?judge_llm, embedder = embedder.name(), tokenizer = counter.name(), "starting");
 
+    let versions = Arc::new(MemoryVersions::default());
     let out = DatasetOut::start(FolderBackend::new(&opts.out)?, 1000, Duration::from_millis(20));
-    let sink = Arc::new(Sink::new(out, cfg.sink.clone()));
+    let sink = Arc::new(Sink::new(out, cfg.sink.clone(), Some(versions.clone())));
     let bus = MemoryBus::new(metrics.clone());
     let retry = cfg.runtime.retry.clone();
     let slots = gen_llm.concurrency();
     let stage_cancel = CancellationToken::new();
     let handles = vec![
         bus.spawn_stage(
-            Arc::new(Extract { stores: stores.clone(), counter, cfg: cfg.extract.clone() }),
+            Arc::new(Extract {
+                stores: stores.clone(),
+                counter,
+                cfg: cfg.extract.clone(),
+                redactor: Arc::new(Redactor::new(cfg.extract.pii.clone())),
+                worker: WorkerCommand::current_exe().ok(),
+                versions: Some(versions.clone()),
+                metrics: metrics.clone(),
+            }),
             2,
             retry.clone(),
             stage_cancel.clone(),
@@ -212,7 +222,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     ];
 
     let progress = opts.progress.then(|| crate::progress::Progress::start(metrics.clone()));
-    let ingestor = Ingestor { stores, claims: Arc::new(MemoryClaims::default()), cfg: cfg.ingest.clone() };
+    let ingestor = Ingestor { stores, claims: Arc::new(MemoryClaims::default()), versions, cfg: cfg.ingest.clone() };
     let discovered = if spec.store == StoreKind::S3 { Discovery::Scan } else { Discovery::Local };
     let mut duplicates = 0u64;
     let scan = ingestor.scan(spec.store, &spec.bucket, &spec.prefix, discovered, |outcome| {

@@ -18,10 +18,11 @@ use distillery_kafka::{KafkaConfig, KafkaPublisher, run_stage};
 use distillery_llm::LlmClient;
 use distillery_runtime::http::{Ready, ops_router, serve};
 use distillery_runtime::{RuntimeConfig, publish_counted};
-use distillery_stages::claims::{Claims, MemoryClaims, StoreClaims};
+use distillery_docs::pii::Redactor;
+use distillery_stages::claims::{Claims, MemoryClaims, MemoryVersions, StoreClaims, StoreVersions, Versions};
 use distillery_stages::dedup::Dedup;
 use distillery_stages::events;
-use distillery_stages::extract::Extract;
+use distillery_stages::extract::{Extract, WorkerCommand};
 use distillery_stages::generate::Generate;
 use distillery_stages::ingest::{Ingest, Ingestor};
 use distillery_stages::judge::Judge;
@@ -55,10 +56,15 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
         ServiceKind::Ingest => ingest(load_cfg(config)?, metrics, cancel).await,
         ServiceKind::Extract => {
             let c: ExtractServiceConfig = load_cfg(config)?;
+            let s3 = wiring::s3(&c.s3).await;
             let stage = Extract {
-                stores: Stores::with_s3(wiring::s3(&c.s3).await),
+                stores: Stores::with_s3(s3.clone()),
                 counter: wiring::token_counter(c.extract.tokenizer.as_deref())?,
                 cfg: c.extract.clone(),
+                redactor: Arc::new(Redactor::new(c.extract.pii.clone())),
+                worker: Some(WorkerCommand::current_exe()?),
+                versions: versions(&c.claims, &s3),
+                metrics: metrics.clone(),
             };
             consume(&c.kafka, &c.runtime, &c.ops, stage, metrics, Router::new(), cancel).await
         }
@@ -102,21 +108,25 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
         ServiceKind::Sink => {
             let c: SinkServiceConfig = load_cfg(config)?;
             let linger = Duration::from_millis(c.output.linger_ms);
+            let s3 = wiring::s3(&c.s3).await;
             let out = match (&c.output.dir, &c.output.bucket) {
                 (Some(dir), _) => DatasetOut::start(FolderBackend::new(dir)?, c.output.batch_lines, linger),
-                (None, Some(bucket)) => {
-                    let store = wiring::s3(&c.s3).await;
-                    DatasetOut::start(
-                        ObjectBackend::new(store, bucket.clone(), c.output.prefix.clone()),
-                        c.output.batch_lines,
-                        linger,
-                    )
-                }
+                (None, Some(bucket)) => DatasetOut::start(
+                    ObjectBackend::new(s3.clone(), bucket.clone(), c.output.prefix.clone()),
+                    c.output.batch_lines,
+                    linger,
+                ),
                 (None, None) => anyhow::bail!("no output configured"),
             };
-            consume(&c.kafka, &c.runtime, &c.ops, Sink::new(out, c.sink.clone()), metrics, Router::new(), cancel).await
+            let sink = Sink::new(out, c.sink.clone(), versions(&c.claims, &s3));
+            consume(&c.kafka, &c.runtime, &c.ops, sink, metrics, Router::new(), cancel).await
         }
     }
+}
+
+/// The shared version registry, when a bucket is configured for it.
+fn versions(c: &ClaimsConfig, s3: &Arc<dyn distillery_store::ObjectStore>) -> Option<Arc<dyn Versions>> {
+    c.bucket.as_ref().map(|b| Arc::new(StoreVersions::new(s3.clone(), b.clone(), c.prefix.clone())) as Arc<dyn Versions>)
 }
 
 async fn consume<S: Stage>(
@@ -206,7 +216,8 @@ async fn ingest(c: IngestServiceConfig, metrics: Arc<Metrics>, cancel: Cancellat
         }
         None => Arc::new(MemoryClaims::default()),
     };
-    let ingestor = Arc::new(Ingestor { stores: Stores::with_s3(s3), claims, cfg: c.ingest.clone() });
+    let versions = versions(&c.claims, &s3).unwrap_or_else(|| Arc::new(MemoryVersions::default()));
+    let ingestor = Arc::new(Ingestor { stores: Stores::with_s3(s3), claims, versions, cfg: c.ingest.clone() });
     if c.kafka.create_topics {
         distillery_kafka::ensure_topics(&c.kafka, &Topic::ALL).await?;
     }
@@ -269,6 +280,9 @@ async fn scan_loop(
 
 /// Entry point of the per-service binaries: `--config FILE` (or `DISTILLERY_CONFIG`) and env overrides.
 pub fn main(kind: ServiceKind) -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(distillery_stages::extract::WORKER_ARG) {
+        return distillery_stages::extract::worker_main();
+    }
     crate::cli::init_tracing("info");
     let mut args = std::env::args().skip(1);
     let mut config = std::env::var_os("DISTILLERY_CONFIG").map(std::path::PathBuf::from);

@@ -58,7 +58,15 @@ pub const RECORD_SOURCES: &[(RecordKind, &str)] = &[
 ];
 
 /// Older versions, each a standalone schema, that readers must still understand.
-pub const HISTORY_SOURCES: &[(RecordKind, &str, &str)] = &[];
+pub const HISTORY_SOURCES: &[(RecordKind, &str, &str)] = &[
+    (RecordKind::Document, "document.v1", include_str!("../../../schemas/history/document.v1.avsc")),
+    (RecordKind::Chunk, "chunk.v1", include_str!("../../../schemas/history/chunk.v1.avsc")),
+    (RecordKind::Draft, "draft.v1", include_str!("../../../schemas/history/draft.v1.avsc")),
+    (RecordKind::Judged, "judged.v1", include_str!("../../../schemas/history/judged.v1.avsc")),
+    (RecordKind::Regenerate, "regenerate.v1", include_str!("../../../schemas/history/regenerate.v1.avsc")),
+    (RecordKind::Accepted, "accepted.v1", include_str!("../../../schemas/history/accepted.v1.avsc")),
+    (RecordKind::Rejected, "rejected.v1", include_str!("../../../schemas/history/rejected.v1.avsc")),
+];
 
 struct Entry {
     kind: RecordKind,
@@ -241,6 +249,11 @@ pub mod fixtures {
             media_type: "text/markdown".into(),
             discovered_by: Discovery::Notification,
             discovered_at_ms: 1_760_000_000_123,
+            status: DocumentStatus::Extracted,
+            supersedes: Some("0".repeat(64)),
+            pii_counts: [("EMAIL".to_string(), 2), ("PHONE".to_string(), 1)].into_iter().collect(),
+            pages: Some(3),
+            chunks: Some(2),
         }
     }
 
@@ -261,6 +274,7 @@ pub mod fixtures {
             context_id: "ctx1".into(),
             context_chunk_ids: vec!["c1".into(), "c2".into()],
             context_text: "Employees get 25 days of paid leave.\n\nCarry-over is capped at 5 days.".into(),
+            superseded_by: None,
         }
     }
 
@@ -308,6 +322,7 @@ pub mod fixtures {
                 rationale: "Contradicts the context.".into(),
             }),
             created_at_ms: 1_760_000_001_000,
+            superseded_by: Some("f".repeat(64)),
         }
     }
 
@@ -411,6 +426,55 @@ mod tests {
         assert!(matches!(codec.decode(&doc, Some(RecordKind::Chunk)), Err(CodecError::WrongKind { .. })));
         // A truncated body is an error, never a panic.
         assert!(codec.decode(&doc[..doc.len() - 5], None).is_err());
+    }
+
+    /// A v1 document (before status, supersedes and pii_counts existed), written by an old producer with
+    /// its own schema, reads as a current document with the new fields at their defaults.
+    #[test]
+    fn older_schema_versions_still_read() {
+        #[derive(serde::Serialize)]
+        struct DocumentV1 {
+            id: String,
+            source: ObjectRef,
+            size: i64,
+            media_type: String,
+            discovered_by: Discovery,
+            discovered_at_ms: i64,
+        }
+        let v1_schema = Schema::parse_str(HISTORY_SOURCES[0].2).unwrap();
+        let old = DocumentV1 {
+            id: "abc".into(),
+            source: fixtures::object_ref(),
+            size: 12,
+            media_type: "text/plain".into(),
+            discovered_by: Discovery::Scan,
+            discovered_at_ms: 5,
+        };
+        let mut bytes = vec![0xC3, 0x01];
+        bytes.extend_from_slice(&fingerprint(&v1_schema).to_le_bytes());
+        let writer = GenericDatumWriter::builder(&v1_schema).human_readable(false).build().unwrap();
+        writer.write_ser(&mut bytes, &old).unwrap();
+
+        let codec = Codec::build().unwrap();
+        assert_ne!(codec.fingerprint(RecordKind::Document), fingerprint(&v1_schema), "the schema did evolve");
+        let Record::Document(doc) = codec.decode(&bytes, Some(RecordKind::Document)).unwrap() else { panic!() };
+        assert_eq!((doc.id.as_str(), doc.size, doc.discovered_by), ("abc", 12, Discovery::Scan));
+        assert_eq!(doc.status, DocumentStatus::Discovered);
+        assert_eq!(doc.supersedes, None);
+        assert!(doc.pii_counts.is_empty());
+        assert_eq!((doc.pages, doc.chunks), (None, None));
+    }
+
+    /// Every historical schema can be resolved into the current one of its kind.
+    #[test]
+    fn every_history_version_resolves_to_the_current_schema() {
+        let codec = Codec::build().unwrap();
+        for (kind, name, src) in HISTORY_SOURCES {
+            let old = Schema::parse_str(src).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let current = codec.schema(*kind);
+            let compat = apache_avro::schema_compatibility::SchemaCompatibility::can_read(&old, current);
+            assert!(compat.is_ok(), "{name} cannot be read as the current schema: {compat:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub llm_retries: IntCounterVec,
     /// Judge verdicts by overall score (1-5).
     pub judge_scores: IntCounterVec,
+    /// PII entities redacted, by type.
+    pub pii_redactions: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -101,6 +103,7 @@ impl Metrics {
             llm_in_flight: gauge(r, "llm_in_flight", "LLM requests in flight", &["role"]),
             llm_retries: counter(r, "llm_retries_total", "LLM retries by cause", &["role", "cause"]),
             judge_scores: counter(r, "judge_scores_total", "Judge verdicts by overall score", &["score"]),
+            pii_redactions: counter(r, "pii_redactions_total", "PII entities redacted", &["type"]),
             registry,
         })
     }

@@ -49,6 +49,16 @@ pub enum Discovery {
     Local,
 }
 
+/// Where a document is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    /// Published by ingest when the object is found.
+    Discovered,
+    /// Published again by extract, with what extraction found.
+    Extracted,
+}
+
 /// A source document. Identity is the sha256 of its bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
@@ -58,6 +68,13 @@ pub struct Document {
     pub media_type: String,
     pub discovered_by: Discovery,
     pub discovered_at_ms: i64,
+    pub status: DocumentStatus,
+    /// The earlier document at the same key that this version replaces.
+    pub supersedes: Option<String>,
+    /// PII redacted per entity type, once extracted.
+    pub pii_counts: std::collections::BTreeMap<String, i64>,
+    pub pages: Option<i32>,
+    pub chunks: Option<i32>,
 }
 
 /// A structural piece of a document with the context it is generated from.
@@ -78,6 +95,8 @@ pub struct Chunk {
     pub context_id: String,
     pub context_chunk_ids: Vec<String>,
     pub context_text: String,
+    /// A newer version of the document (same key), once one has arrived.
+    pub superseded_by: Option<String>,
 }
 
 /// Chat role.
@@ -173,6 +192,8 @@ pub struct Draft {
     pub generator: ModelCall,
     pub previous: Option<PriorAttempt>,
     pub created_at_ms: i64,
+    /// A newer version of the source document (same key), once one has arrived.
+    pub superseded_by: Option<String>,
 }
 
 impl Draft {

@@ -1,10 +1,10 @@
 //! The structural form every extractor produces: a sequence of blocks (headings with their level,
 //! paragraphs, list items, tables, code), each with the page it sits on when the format has pages.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a block is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type", content = "level")]
 pub enum BlockKind {
     /// A heading of level 1 (outermost) to 6.
@@ -18,7 +18,7 @@ pub enum BlockKind {
 }
 
 /// One structural unit of text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
     pub kind: BlockKind,
     pub text: String,
@@ -37,7 +37,7 @@ impl Block {
 }
 
 /// A document's extracted text.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extracted {
     pub blocks: Vec<Block>,
     /// Page count, for paged formats.

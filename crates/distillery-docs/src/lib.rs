@@ -3,8 +3,13 @@
 
 pub mod blocks;
 pub mod chunk;
+pub mod docx;
+pub mod html;
 pub mod markdown;
 pub mod media;
+pub mod pdf;
+pub mod pii;
+pub mod names;
 pub mod text;
 pub mod tokens;
 
@@ -16,7 +21,7 @@ pub use media::MediaType;
 pub use tokens::{ApproxCounter, HfTokenizer, TokenCounter};
 
 /// Why a document yields no text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ExtractError {
     #[error("unsupported file type {0}")]
     Unsupported(String),
@@ -53,10 +58,28 @@ pub fn extract(media: MediaType, bytes: &[u8]) -> Result<Extracted, ExtractError
     let doc = match media {
         MediaType::Text => text::extract(bytes),
         MediaType::Markdown => markdown::extract(bytes),
-        other => return Err(ExtractError::Unsupported(other.mime().to_string())),
+        MediaType::Html => html::extract(bytes)?,
+        MediaType::Pdf => pdf::extract(bytes)?,
+        MediaType::Docx => docx::extract(bytes)?,
+        MediaType::Unsupported => return Err(ExtractError::Unsupported("unrecognised file type".into())),
     };
     if doc.text_chars() == 0 {
         return Err(ExtractError::Empty);
     }
     Ok(doc)
+}
+
+/// [`extract`], with a parser panic turned into `Corrupt` instead of unwinding into the caller.
+pub fn extract_guarded(media: MediaType, bytes: &[u8]) -> Result<Extracted, ExtractError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract(media, bytes))) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(ExtractError::Corrupt(format!("the parser crashed: {msg}")))
+        }
+    }
 }

@@ -6,13 +6,14 @@ pub mod view;
 pub mod writer;
 
 pub use formats::{ExportOptions, Format};
-pub use view::{DeadLetterView, ExampleView};
+pub use view::{DeadLetterView, DocumentView, ExampleView};
 pub use writer::{Backend, DatasetOut, FolderBackend, ObjectBackend, OutError};
 
 /// Dataset file names.
 pub const ACCEPTED: &str = "accepted.jsonl";
 pub const REJECTED: &str = "rejected.jsonl";
 pub const DEAD_LETTER: &str = "dead-letter.jsonl";
+pub const DOCUMENTS: &str = "documents.jsonl";
 
 /// Reads a JSONL file of records, keeping the first record of each id (replays write repeats).
 pub fn read_unique(path: &std::path::Path) -> std::io::Result<impl Iterator<Item = ExampleView>> {

@@ -94,6 +94,9 @@ pub struct ExampleView {
     pub previous: Option<PreviousView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nearest_similarity: Option<f32>,
+    /// The newer version of the source document that replaced this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     /// Rejections only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -148,6 +151,7 @@ impl ExampleView {
             judge: None,
             previous: None,
             nearest_similarity: None,
+            superseded_by: None,
             reason: None,
             detail: None,
             stage: None,
@@ -168,6 +172,7 @@ impl ExampleView {
         self.difficulty = d.difficulty.clone();
         self.evidence = d.evidence.clone();
         self.attempt = Some(d.attempt);
+        self.superseded_by = d.superseded_by.clone();
         self.document_id = Some(d.document_id.clone());
         self.chunk_id = Some(d.chunk_id.clone());
         self.context_id = Some(d.context_id.clone());
@@ -212,6 +217,42 @@ impl ExampleView {
         v.stage = Some(r.stage.clone());
         v.raw_output = r.raw_output.clone();
         v
+    }
+}
+
+/// A document as extraction found it (`documents.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentView {
+    pub id: String,
+    pub uri: String,
+    pub media_type: String,
+    pub size: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<i32>,
+    pub pii_counts: std::collections::BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
+    pub at_ms: i64,
+}
+
+impl From<&distillery_core::Document> for DocumentView {
+    fn from(d: &distillery_core::Document) -> Self {
+        DocumentView {
+            id: d.id.clone(),
+            uri: d.source.uri(),
+            media_type: d.media_type.clone(),
+            size: d.size,
+            pages: d.pages,
+            chunks: d.chunks,
+            pii_counts: d.pii_counts.clone(),
+            supersedes: d.supersedes.clone(),
+            superseded_by: None,
+            at_ms: d.discovered_at_ms,
+        }
     }
 }
 

@@ -96,3 +96,112 @@ mod tests {
         exercise(&store).await;
     }
 }
+
+/// Document versions: which document is current at each object key, and which documents a newer version
+/// has replaced. Ingest records versions; later stages mark records of replaced documents.
+#[async_trait]
+pub trait Versions: Send + Sync + std::fmt::Debug {
+    /// Makes `document` current at `object` (a URI); returns the document it replaces there, if any.
+    async fn record(&self, object: &str, document: &str) -> Result<Option<String>, StoreError>;
+    /// The newer document that replaced `document`, if one has.
+    async fn superseded_by(&self, document: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// In-process versions (the embedded run).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryVersions {
+    inner: Arc<Mutex<(HashMap<String, String>, HashMap<String, String>)>>,
+}
+
+#[async_trait]
+impl Versions for MemoryVersions {
+    async fn record(&self, object: &str, document: &str) -> Result<Option<String>, StoreError> {
+        let mut g = self.inner.lock().expect("versions lock");
+        let previous = g.0.insert(object.to_string(), document.to_string()).filter(|p| p != document);
+        if let Some(p) = &previous {
+            g.1.insert(p.clone(), document.to_string());
+        }
+        Ok(previous)
+    }
+
+    async fn superseded_by(&self, document: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.inner.lock().expect("versions lock").1.get(document).cloned())
+    }
+}
+
+/// Versions as marker objects (`<prefix>keys/<hash of the URI>` holds the current document,
+/// `<prefix>superseded/<document>` the one that replaced it). Lookups of documents not superseded are
+/// cached briefly, so marking records costs no request per record.
+#[derive(Debug)]
+pub struct StoreVersions {
+    pub store: Arc<dyn ObjectStore>,
+    pub bucket: String,
+    pub prefix: String,
+    cache: Mutex<HashMap<String, (Option<String>, std::time::Instant)>>,
+}
+
+impl StoreVersions {
+    pub fn new(store: Arc<dyn ObjectStore>, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        StoreVersions { store, bucket: bucket.into(), prefix: prefix.into(), cache: Mutex::new(HashMap::new()) }
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self.store.get(&self.bucket, key, 4096).await {
+            Ok((_, body)) => Ok(Some(String::from_utf8_lossy(&body).to_string())),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// How long "not superseded" is believed without asking the store again.
+const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[async_trait]
+impl Versions for StoreVersions {
+    async fn record(&self, object: &str, document: &str) -> Result<Option<String>, StoreError> {
+        let key = format!("{}keys/{}", self.prefix, distillery_core::ids::hash_parts(&[object]));
+        let previous = self.read(&key).await?.filter(|p| p != document);
+        self.store.put(&self.bucket, &key, Bytes::from(document.to_string()), "text/plain").await?;
+        if let Some(p) = &previous {
+            let mark = format!("{}superseded/{p}", self.prefix);
+            self.store.put(&self.bucket, &mark, Bytes::from(document.to_string()), "text/plain").await?;
+            self.cache.lock().expect("cache lock").insert(p.clone(), (Some(document.to_string()), std::time::Instant::now()));
+        }
+        Ok(previous)
+    }
+
+    async fn superseded_by(&self, document: &str) -> Result<Option<String>, StoreError> {
+        if let Some((v, at)) = self.cache.lock().expect("cache lock").get(document)
+            && (v.is_some() || at.elapsed() < NEGATIVE_TTL)
+        {
+            return Ok(v.clone());
+        }
+        let v = self.read(&format!("{}superseded/{document}", self.prefix)).await?;
+        self.cache.lock().expect("cache lock").insert(document.to_string(), (v.clone(), std::time::Instant::now()));
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    async fn exercise(v: &dyn Versions) {
+        assert_eq!(v.record("s3://b/a.md", "d1").await.unwrap(), None);
+        assert_eq!(v.record("s3://b/a.md", "d1").await.unwrap(), None, "a replay is not a new version");
+        assert_eq!(v.superseded_by("d1").await.unwrap(), None);
+        assert_eq!(v.record("s3://b/a.md", "d2").await.unwrap(), Some("d1".into()));
+        assert_eq!(v.superseded_by("d1").await.unwrap(), Some("d2".into()));
+        assert_eq!(v.superseded_by("d2").await.unwrap(), None);
+        assert_eq!(v.record("s3://b/other.md", "d3").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_and_store_versions_agree() {
+        exercise(&MemoryVersions::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(distillery_store::LocalStore);
+        exercise(&StoreVersions::new(store, dir.path().to_str().unwrap(), "reg/")).await;
+    }
+}

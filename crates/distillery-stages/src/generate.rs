@@ -177,6 +177,7 @@ impl Generate {
                 generator: model,
                 previous: None,
                 created_at_ms: now_ms(),
+                superseded_by: chunk.superseded_by.clone(),
             };
             match quality::check_pair(draft.question(), draft.answer(), &chunk.context_text, &self.cfg.quality) {
                 Ok(()) => records.push(Record::Draft(draft)),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use distillery_core::{
-    Discovery, Document, Input, ObjectRef, Payload, Record, RejectReason, Rejected, Stage, StageError, StoreKind,
+    Discovery, Document, DocumentStatus, Input, ObjectRef, Payload, Record, RejectReason, Rejected, Stage, StageError, StoreKind,
     SubjectKind, Topic, now_ms,
 };
 use distillery_docs::MediaType;
@@ -12,7 +12,7 @@ use distillery_store::{ObjectMeta, StoreError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::claims::{Claim, Claims};
+use crate::claims::{Claim, Claims, Versions};
 use crate::events;
 use crate::stores::Stores;
 
@@ -69,6 +69,7 @@ pub enum Outcome {
 pub struct Ingestor {
     pub stores: Stores,
     pub claims: Arc<dyn Claims>,
+    pub versions: Arc<dyn Versions>,
     pub cfg: IngestConfig,
 }
 
@@ -129,6 +130,15 @@ impl Ingestor {
             version_id: source.version_id.or(digest.meta.version_id.clone()),
             ..source
         };
+        // A changed object under the same key is a new version that supersedes the document there.
+        let supersedes = self
+            .versions
+            .record(&subject, &digest.sha256)
+            .await
+            .map_err(|e| StageError::retry("versions", e.to_string()))?;
+        if let Some(old) = &supersedes {
+            tracing::info!(object = %subject, new = %digest.sha256, old = %old, "new version of a document");
+        }
         Ok(Outcome::Document(Document {
             id: digest.sha256,
             source,
@@ -136,6 +146,11 @@ impl Ingestor {
             media_type: media.mime().to_string(),
             discovered_by,
             discovered_at_ms: now_ms(),
+            status: DocumentStatus::Discovered,
+            supersedes,
+            pii_counts: Default::default(),
+            pages: None,
+            chunks: None,
         }))
     }
 
@@ -237,7 +252,7 @@ impl Stage for Ingest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::MemoryClaims;
+    use crate::claims::{MemoryClaims, MemoryVersions};
 
     #[test]
     fn filters() {
@@ -264,6 +279,7 @@ mod tests {
         let ing = Ingestor {
             stores: Stores::local_only(),
             claims: Arc::new(MemoryClaims::default()),
+            versions: Arc::new(MemoryVersions::default()),
             cfg: IngestConfig { max_object_bytes: 1000, ..Default::default() },
         };
         let first = ing.object(ObjectRef::file(&root, "a.md"), None, "e1", Discovery::Local).await.unwrap();
@@ -285,6 +301,12 @@ mod tests {
         assert!(matches!(copy, Outcome::Duplicate { .. }));
         let reupload = ing.object(ObjectRef::file(&root, "a.md"), None, "e3", Discovery::Local).await.unwrap();
         assert!(matches!(reupload, Outcome::Duplicate { .. }));
+        // The same key with new content is a new version that supersedes the first.
+        std::fs::write(dir.path().join("a.md"), "# Same\n\nbytes, edited").unwrap();
+        let edited = ing.object(ObjectRef::file(&root, "a.md"), None, "e6", Discovery::Local).await.unwrap();
+        let Outcome::Document(v2) = edited else { panic!("{edited:?}") };
+        assert_eq!(v2.supersedes.as_deref(), Some(doc.id.as_str()));
+        assert_eq!(ing.versions.superseded_by(&doc.id).await.unwrap(), Some(v2.id.clone()));
         let big = ing.object(ObjectRef::file(&root, "big.txt"), None, "e4", Discovery::Local).await.unwrap();
         let Outcome::Rejected(r) = big else { panic!("{big:?}") };
         assert_eq!(r.reason, RejectReason::TooLarge);

@@ -6,11 +6,16 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use distillery_core::{Input, Record, Stage, StageError, Topic};
+use std::sync::Arc;
+
+use distillery_core::{DocumentStatus, Input, Record, Stage, StageError, Topic};
 use distillery_export::{
-    ACCEPTED, DEAD_LETTER, DatasetOut, DeadLetterView, ExampleView, ExportOptions, Format, REJECTED, formats,
+    formats, DatasetOut, DeadLetterView, DocumentView, ExampleView, ExportOptions, Format, ACCEPTED, DEAD_LETTER, DOCUMENTS,
+    REJECTED,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::claims::Versions;
 
 /// What the sink writes besides the dataset itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,12 +42,21 @@ impl Default for SinkConfig {
 pub struct Sink {
     pub out: DatasetOut,
     pub cfg: SinkConfig,
+    /// Marks records of documents a newer version has replaced.
+    pub versions: Option<Arc<dyn Versions>>,
     seen: Mutex<HashSet<String>>,
 }
 
 impl Sink {
-    pub fn new(out: DatasetOut, cfg: SinkConfig) -> Self {
-        Sink { out, cfg, seen: Mutex::new(HashSet::new()) }
+    pub fn new(out: DatasetOut, cfg: SinkConfig, versions: Option<Arc<dyn Versions>>) -> Self {
+        Sink { out, cfg, versions, seen: Mutex::new(HashSet::new()) }
+    }
+
+    async fn superseded(&self, document: Option<&str>) -> Result<Option<String>, StageError> {
+        match (&self.versions, document) {
+            (Some(v), Some(d)) => v.superseded_by(d).await.map_err(|e| StageError::retry("versions", e.to_string())),
+            _ => Ok(None),
+        }
     }
 
     /// Forget nothing already in the dataset (a resumed local run).
@@ -54,12 +68,18 @@ impl Sink {
         self.seen.lock().expect("seen lock").insert(key)
     }
 
-    /// The lines a record adds to the dataset.
-    pub fn lines(&self, record: &Record) -> Result<Vec<(String, Vec<u8>)>, StageError> {
+    /// The lines a record adds to the dataset (`superseded_by` marks records of replaced documents).
+    pub fn lines(&self, record: &Record, superseded_by: Option<String>) -> Result<Vec<(String, Vec<u8>)>, StageError> {
         let mut out = Vec::new();
         match record {
+            Record::Document(d) => {
+                let mut view = DocumentView::from(d);
+                view.superseded_by = superseded_by;
+                out.push((DOCUMENTS.to_string(), to_json(&view)?));
+            }
             Record::Accepted(a) => {
-                let view = ExampleView::accepted(a);
+                let mut view = ExampleView::accepted(a);
+                view.superseded_by = view.superseded_by.or(superseded_by);
                 out.push((ACCEPTED.to_string(), to_json(&view)?));
                 for f in &self.cfg.formats {
                     if let Some(line) = formats::line(*f, &view, &self.cfg.export) {
@@ -67,7 +87,11 @@ impl Sink {
                     }
                 }
             }
-            Record::Rejected(r) => out.push((REJECTED.to_string(), to_json(&ExampleView::rejected(r))?)),
+            Record::Rejected(r) => {
+                let mut view = ExampleView::rejected(r);
+                view.superseded_by = view.superseded_by.or(superseded_by);
+                out.push((REJECTED.to_string(), to_json(&view)?));
+            }
             Record::DeadLetter(d) => out.push((DEAD_LETTER.to_string(), to_json(&DeadLetterView::from(d))?)),
             _ => {
                 return Err(StageError::dead_letter(
@@ -90,7 +114,7 @@ impl Stage for Sink {
     }
 
     fn inputs(&self) -> &'static [Topic] {
-        &[Topic::Accepted, Topic::Rejected, Topic::DeadLetter]
+        &[Topic::Accepted, Topic::Rejected, Topic::DeadLetter, Topic::Documents]
     }
 
     fn default_concurrency(&self) -> usize {
@@ -102,11 +126,18 @@ impl Stage for Sink {
         let Some(record) = input.as_record() else {
             return Err(StageError::dead_letter("unexpected_input", "sink consumes records"));
         };
+        if let Record::Document(d) = record
+            && d.status != DocumentStatus::Extracted
+        {
+            // The manifest lists documents once extracted; discovery alone says little.
+            return Ok(Vec::new());
+        }
         let key = format!("{}:{}", input.topic.base_name(), record.id());
         if !self.first_time(key) {
             return Ok(Vec::new());
         }
-        let lines = self.lines(record)?;
+        let superseded_by = self.superseded(record.document_id()).await?;
+        let lines = self.lines(record, superseded_by)?;
         self.out.append(lines).await.map_err(|e| StageError::retry("dataset_write", e.to_string()))?;
         Ok(Vec::new())
     }
@@ -124,7 +155,7 @@ mod tests {
     async fn writes_dataset_and_formats_once_per_id() {
         let dir = tempfile::tempdir().unwrap();
         let out = DatasetOut::start(FolderBackend::new(dir.path()).unwrap(), 100, Duration::from_millis(1));
-        let sink = Sink::new(out, SinkConfig::default());
+        let sink = Sink::new(out, SinkConfig::default(), None);
         let acc = Record::Accepted(Accepted {
             id: "d1".into(),
             judged: fixtures::judged(),
@@ -132,7 +163,11 @@ mod tests {
             accepted_at_ms: 1,
         });
         let rej = Record::Rejected(Rejected::new("judge", RejectReason::LowScore, SubjectKind::Draft, "d9", "2/5"));
-        for (t, r) in [(Topic::Accepted, &acc), (Topic::Accepted, &acc), (Topic::Rejected, &rej)] {
+        let doc = Record::Document(fixtures::document());
+        let mut discovered = fixtures::document();
+        discovered.status = DocumentStatus::Discovered;
+        let discovered = Record::Document(discovered);
+        for (t, r) in [(Topic::Accepted, &acc), (Topic::Accepted, &acc), (Topic::Rejected, &rej), (Topic::Documents, &doc), (Topic::Documents, &discovered)] {
             sink.process(Input::record(t, r.clone())).await.unwrap();
         }
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
@@ -144,5 +179,9 @@ mod tests {
         assert_eq!(alpaca["output"], "25 days.");
         let rejected: serde_json::Value = serde_json::from_str(read(REJECTED).lines().next().unwrap()).unwrap();
         assert_eq!(rejected["reason"], "low_score");
+        let docs: Vec<serde_json::Value> = read(DOCUMENTS).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(docs.len(), 1, "only the extracted report is listed");
+        assert_eq!(docs[0]["pii_counts"]["EMAIL"], 2);
+        assert_eq!(docs[0]["chunks"], 2);
     }
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Tests the Kubernetes deployment without a cluster or a helm binary: installs helm-python-sdk (Helm v4 as a
+# library), kubernetes-validate and yamllint from PyPI into .cache/helm-venv, then helm/tests/check.py
+#   - lints the chart (strict) and checks values.schema.json accepts the defaults and helm/tests/values-all.yaml
+#     (every option on) and rejects unknown, secret, misplaced, out-of-range and mistyped settings;
+#   - checks the chart's stage metadata, secret list and schema against the Rust source (service_config!
+#     structs, Stage::inputs, Secret fields, Default impls, the consumer-lag metric, `distillery topics`);
+#   - renders the defaults, values-all.yaml and values-all.yaml with vLLM, and validates every object with
+#     `kubernetes-validate --strict -k 1.32.0` (KEDA and prometheus-operator resources: shape only) and yamllint;
+#   - parses each ConfigMap's TOML (tomllib) and checks its sections, fields and types against the service's Rust
+#     struct, with no secrets in it; checks Deployments (binary, --config, mounts, probes, grace period longer than
+#     the drain, DISTILLERY__* variables from the Secret), Services, KEDA ScaledObjects (consumer group, topics,
+#     maxReplicas), HPAs, the ServiceMonitor, the topics Job and the GPU LLM server;
+#   - checks that k8s/ is what k8s/render.sh generates.
+# Prints `helm: N passed, M failed` last and exits non-zero on any failure. -v prints passing checks too.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tests/venv.sh
+source "$here/tests/venv.sh"
+if ! helm_venv; then
+  echo "could not install the chart tooling into .cache/helm-venv"
+  echo "helm: 0 passed, 1 failed"
+  exit 1
+fi
+"$PY" "$here/tests/check.py" "$@"

@@ -1,0 +1,901 @@
+"""Checks the Distillery Helm chart and the plain manifests in k8s/ against Kubernetes' schemas and against the
+Rust code they deploy. Run by helm/test.sh; prints one line per failed check and a closing
+`helm: N passed, M failed` line, and exits non-zero on any failure.
+
+What "the Rust code" means here: the configuration structs (every `#[serde(deny_unknown_fields)]` struct under
+crates/, and the per-service structs made by `service_config!` in crates/distillery-app/src/config.rs), the
+stages' names and input topics (crates/distillery-stages), the topic base names, the consumer-lag metric, the
+`distillery topics` flags and the per-stage binaries. They are read from the source on every run, so a renamed
+field or topic shows up here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import render  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "distillery"
+TESTS = REPO / "helm" / "tests"
+K8S = REPO / "k8s"
+KUBE_VERSION = "1.32.0"
+STAGES = ["ingest", "extract", "generate", "judge", "dedup", "sink"]
+# Custom resources without schemas in kubernetes-validate: checked for shape only.
+CRDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Results
+
+
+class Results:
+    def __init__(self, verbose: bool) -> None:
+        self.passed = 0
+        self.failed = 0
+        self.verbose = verbose
+
+    def check(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Runs `fn`; an AssertionError or any exception is a failure with its message."""
+        try:
+            out = fn()
+        except AssertionError as e:
+            self.fail(name, str(e) or "assertion failed")
+            return None
+        except Exception as e:  # noqa: BLE001 - any error is a failed check
+            detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+            self.fail(name, detail)
+            return None
+        self.passed += 1
+        if self.verbose:
+            print(f"ok    {name}")
+        return out
+
+    def fail(self, name: str, detail: str) -> None:
+        self.failed += 1
+        first, *rest = detail.splitlines() or [""]
+        print(f"FAIL  {name}: {first}")
+        for line in rest[:40]:
+            print(f"      {line}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the Rust source says
+
+
+class Rust:
+    INTS = {"u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize"}
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.structs: dict[str, dict[str, str]] = {}
+        self.enums: dict[str, list[str]] = {}
+        files = sorted((root / "crates").glob("*/src/**/*.rs"))
+        assert files, f"no Rust sources under {root / 'crates'}"
+        for path in files:
+            self._scan(path.read_text())
+        self.services = self._services()
+
+    def _scan(self, text: str) -> None:
+        item = r"((?:[ \t]*(?:#\[[^\n]*\]|///[^\n]*)\n)*)[ \t]*pub (struct|enum) (\w+)\s*\{(.*?)\n\}"
+        for attrs, what, name, body in re.findall(item, text, re.S):
+            if "Deserialize" not in attrs:
+                continue
+            if what == "struct":
+                fields = dict(re.findall(r"^\s*pub (\w+)\s*:\s*(.+?),\s*$", body, re.M))
+                if fields:
+                    self.structs.setdefault(name, fields)
+            else:
+                variants = re.findall(r"^\s*(\w+),?\s*$", body, re.M)
+                rename = re.search(r'rename_all\s*=\s*"([\w-]+)"', attrs)
+                self.enums.setdefault(name, [self._rename(v, rename.group(1) if rename else None) for v in variants])
+
+    @staticmethod
+    def _rename(variant: str, rule: str | None) -> str:
+        if rule == "lowercase":
+            return variant.lower()
+        if rule in ("kebab-case", "snake_case"):
+            sep = "-" if rule == "kebab-case" else "_"
+            return re.sub(r"(?<!^)([A-Z])", sep + r"\1", variant).lower()
+        return variant
+
+    def _services(self) -> dict[str, dict[str, str]]:
+        """stage -> {section: struct} from `service_config!` in crates/distillery-app/src/config.rs."""
+        text = (self.root / "crates/distillery-app/src/config.rs").read_text()
+        macro = re.search(r"macro_rules!\s*service_config\s*\{(.*?)\n\}", text, re.S)
+        assert macro, "service_config! macro not found in crates/distillery-app/src/config.rs"
+        base = dict(re.findall(r"pub (\w+)\s*:\s*(\w+),", macro.group(1)))
+        assert base, "no fixed fields found in the service_config! macro"
+        out: dict[str, dict[str, str]] = {}
+        for name, body in re.findall(r"service_config!\(\s*(?:///[^\n]*\n\s*)*(\w+)\s*\{(.*?)\n\s*\}\s*validate", text, re.S):
+            stage = re.sub(r"ServiceConfig$", "", name).lower()
+            fields = dict(re.findall(r"^\s*(\w+)\s*:\s*(\w+),\s*$", body, re.M))
+            out[stage] = {**base, **fields}
+            self.structs[name] = out[stage]
+        return out
+
+    def classify(self, ty: str) -> tuple[Any, ...]:
+        ty = re.sub(r"\s+", "", ty)
+        m = re.fullmatch(r"Option<(.+)>", ty)
+        if m:
+            return self.classify(m.group(1))
+        m = re.fullmatch(r"Vec<(.+)>", ty)
+        if m:
+            return ("list", self.classify(m.group(1)))
+        m = re.fullmatch(r"(?:std::collections::)?(?:BTreeMap|HashMap)<String,(.+)>", ty)
+        if m:
+            return ("map", self.classify(m.group(1)))
+        last = ty.split("::")[-1]
+        if last == "Secret":
+            return ("secret",)
+        if last in ("String", "PathBuf", "SocketAddr"):
+            return ("str",)
+        if last == "bool":
+            return ("bool",)
+        if last in self.INTS:
+            return ("int",)
+        if last in ("f32", "f64"):
+            return ("float",)
+        if ty == "serde_json::Value" or last == "Value":
+            return ("any",)
+        if last in self.structs:
+            return ("struct", last)
+        if last in self.enums:
+            return ("enum", last)
+        raise AssertionError(f"unknown Rust type {ty}")
+
+    def secret_fields(self, struct: str) -> list[str]:
+        return [f for f, t in self.structs[struct].items() if self.classify(t) == ("secret",)]
+
+    def resolve_env(self, stage: str, var: str) -> tuple[Any, ...]:
+        """The type a DISTILLERY__SECTION__FIELD variable sets in a service's configuration."""
+        parts = var[len("DISTILLERY__"):].lower().split("__")
+        kind: tuple[Any, ...] = ("struct", self.service_struct(stage))
+        for p in parts:
+            if kind[0] == "map":
+                kind = kind[1]
+                continue
+            assert kind[0] == "struct", f"{var}: {p} is inside a {kind[0]}"
+            fields = self.structs[kind[1]]
+            assert p in fields, f"{var}: the {stage} service has no field {p} there (fields: {', '.join(fields)})"
+            kind = self.classify(fields[p])
+        return kind
+
+    @staticmethod
+    def service_struct(stage: str) -> str:
+        return stage.capitalize() + "ServiceConfig"
+
+    def topics(self) -> dict[str, str]:
+        """Topic variant -> base name (crates/distillery-core/src/topic.rs)."""
+        text = (self.root / "crates/distillery-core/src/topic.rs").read_text()
+        names = dict(re.findall(r'Topic::(\w+)\s*=>\s*"([\w-]+)"', text))
+        assert names, "no topic base names found"
+        return names
+
+    def stages(self) -> dict[str, list[str]]:
+        """Stage name -> input topic base names (Stage::name and Stage::inputs in crates/distillery-stages)."""
+        base = self.topics()
+        out: dict[str, list[str]] = {}
+        for path in sorted((self.root / "crates/distillery-stages/src").glob("*.rs")):
+            text = path.read_text()
+            name = re.search(r'fn name\(&self\)\s*->\s*&\'static str\s*\{\s*"(\w+)"', text)
+            inputs = re.search(r"fn inputs\(&self\)\s*->\s*&'static \[Topic\]\s*\{\s*&\[(.*?)\]", text, re.S)
+            if name and inputs:
+                out[name.group(1)] = [base[v] for v in re.findall(r"Topic::(\w+)", inputs.group(1))]
+        return out
+
+    def struct_default(self, struct: str) -> str:
+        text = "\n".join(p.read_text() for p in sorted((self.root / "crates").glob("*/src/**/*.rs")))
+        m = re.search(r"impl Default for " + struct + r"\s*\{.*?\n\}", text, re.S)
+        assert m, f"impl Default for {struct} not found"
+        return m.group(0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chart facts
+
+
+def chart_meta() -> dict[str, Any]:
+    """The stage metadata in _helpers.tpl (sections, inputs) and its secret field list."""
+    text = (CHART / "templates" / "_helpers.tpl").read_text()
+
+    def block(name: str) -> Any:
+        m = re.search(r'\{\{- define "' + re.escape(name) + r'" -\}\}\n(.*?)\{\{- end -\}\}', text, re.S)
+        assert m, f"define {name} not found in _helpers.tpl"
+        return yaml.safe_load(m.group(1))
+
+    return {"stages": block("distillery.stageMeta"), "secrets": block("distillery.secretFields")}
+
+
+def check_value(rust: Rust, value: Any, kind: tuple[Any, ...], path: str, errors: list[str]) -> None:
+    tag = kind[0]
+    if tag == "secret":
+        errors.append(f"{path} is a secret and must not be in the ConfigMap")
+    elif tag == "str":
+        if not isinstance(value, str):
+            errors.append(f"{path} = {value!r} should be a string")
+    elif tag == "bool":
+        if not isinstance(value, bool):
+            errors.append(f"{path} = {value!r} should be a boolean")
+    elif tag == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{path} = {value!r} should be an integer")
+    elif tag == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{path} = {value!r} should be a number")
+    elif tag == "list":
+        if not isinstance(value, list):
+            errors.append(f"{path} = {value!r} should be an array")
+        else:
+            for i, v in enumerate(value):
+                check_value(rust, v, kind[1], f"{path}[{i}]", errors)
+    elif tag == "map":
+        if not isinstance(value, dict):
+            errors.append(f"{path} = {value!r} should be a table")
+        else:
+            for k, v in value.items():
+                check_value(rust, v, kind[1], f"{path}.{k}", errors)
+    elif tag == "enum":
+        variants = rust.enums[kind[1]]
+        if value not in variants:
+            errors.append(f"{path} = {value!r} is not one of {', '.join(variants)}")
+    elif tag == "struct":
+        if not isinstance(value, dict):
+            errors.append(f"{path} = {value!r} should be a table")
+            return
+        fields = rust.structs[kind[1]]
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else k
+            if k not in fields:
+                errors.append(f"{where}: {kind[1]} has no field {k} (fields: {', '.join(fields)})")
+            else:
+                check_value(rust, v, rust.classify(fields[k]), where, errors)
+
+
+def schema_fields(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:
+        node = schema["definitions"][node["$ref"].split("/")[-1]]
+    return node
+
+
+def compare_schema(rust: Rust, schema: dict[str, Any], node: dict[str, Any], struct: str, path: str, errors: list[str]) -> None:
+    """The schema's properties for a Rust struct must be its non-secret fields, recursively."""
+    node = schema_fields(schema, node)
+    if node.get("additionalProperties") is not False:
+        errors.append(f"{path}: the schema must reject unknown fields (additionalProperties: false)")
+    props = node.get("properties", {})
+    fields = rust.structs[struct]
+    want = {f for f, t in fields.items() if rust.classify(t) != ("secret",)}
+    if set(props) != want:
+        missing, extra = sorted(want - set(props)), sorted(set(props) - want)
+        errors.append(f"{path} ({struct}): schema lacks {missing or '-'}, has unknown {extra or '-'}")
+    for f in sorted(want & set(props)):
+        kind = rust.classify(fields[f])
+        if kind[0] == "struct":
+            compare_schema(rust, schema, props[f], kind[1], f"{path}.{f}", errors)
+        elif kind[0] == "enum":
+            enum = schema_fields(schema, props[f]).get("enum")
+            variants = rust.enums[kind[1]]
+            if enum is None or not set(enum) <= set(variants):
+                errors.append(f"{path}.{f}: schema enum {enum} is not within the Rust variants {variants}")
+        elif kind[0] == "list" and kind[1][0] == "enum":
+            enum = schema_fields(schema, props[f]).get("items", {}).get("enum")
+            if enum is None or not set(enum) <= set(rust.enums[kind[1][1]]):
+                errors.append(f"{path}.{f}: schema item enum {enum} is not within {rust.enums[kind[1][1]]}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The checks
+
+
+class Suite:
+    def __init__(self, results: Results) -> None:
+        self.r = results
+        self.rust: Rust | None = None
+        self.values_all = render.load_values([TESTS / "values-all.yaml"])
+
+    # -- static checks of the chart against the Rust code ------------------------------------------------------
+
+    def static(self) -> None:
+        self.rust = self.r.check("rust: read the configuration structs and service_config! services", lambda: Rust(REPO))
+        if self.rust is None:
+            return
+        rust = self.rust
+        meta = self.r.check("chart: read the stage metadata in _helpers.tpl", chart_meta)
+        if meta is None:
+            return
+
+        def stage_sections() -> None:
+            want = {s: list(rust.services[s]) for s in rust.services}
+            got = {s: m["sections"] for s, m in meta["stages"].items()}
+            assert set(got) == set(STAGES) == set(want), f"stages: chart {sorted(got)}, Rust {sorted(want)}"
+            for s in STAGES:
+                assert got[s] == want[s], f"{s}: chart sections {got[s]} but the Rust struct has {want[s]}"
+
+        self.r.check("chart: each stage's sections match its Rust service struct", stage_sections)
+
+        def stage_inputs() -> None:
+            stages = rust.stages()
+            assert set(stages) == set(STAGES), f"Rust stages {sorted(stages)}"
+            for s in STAGES:
+                got = meta["stages"][s]["inputs"]
+                assert got == stages[s], f"{s}: chart consumes {got} but Stage::inputs is {stages[s]}"
+
+        self.r.check("chart: each stage's input topics match Stage::inputs", stage_inputs)
+
+        def secret_fields() -> None:
+            want: dict[str, list[str]] = {}
+            for s in STAGES:
+                for section, struct in rust.services[s].items():
+                    fields = rust.secret_fields(struct)
+                    if fields:
+                        want[section] = fields
+            assert meta["secrets"] == want, f"chart secretFields {meta['secrets']} but the Rust Secret fields are {want}"
+
+        self.r.check("chart: the secret field list matches the Rust Secret-typed fields", secret_fields)
+
+        def schema_vs_rust() -> None:
+            schema = json.loads((CHART / "values.schema.json").read_text())
+            errors: list[str] = []
+            defs = schema["definitions"]
+            for s in STAGES:
+                cfg = defs[f"{s}Config"]
+                assert set(cfg["properties"]) == set(rust.services[s]), f"{s}Config sections {sorted(cfg['properties'])}"
+                for section, struct in rust.services[s].items():
+                    compare_schema(rust, schema, cfg["properties"][section], struct, f"stages.{s}.config.{section}", errors)
+            shared = defs["sharedConfig"]["properties"]
+            union = {sec for s in STAGES for sec in rust.services[s]}
+            assert set(shared) == union, f"sharedConfig sections {sorted(shared)} but the services have {sorted(union)}"
+            assert not errors, "\n".join(errors)
+
+        self.r.check("schema: config sections list exactly the Rust fields (Secret fields excluded)", schema_vs_rust)
+
+        def binaries() -> None:
+            for s in STAGES:
+                toml = tomllib.loads((REPO / "services" / s / "Cargo.toml").read_text())
+                assert toml["package"]["name"] == f"distillery-{s}", f"services/{s} builds {toml['package']['name']}"
+                main = (REPO / "services" / s / "src" / "main.rs").read_text()
+                assert f"ServiceKind::{s.capitalize()}" in main, f"services/{s}/src/main.rs does not run ServiceKind::{s.capitalize()}"
+            toml = tomllib.loads((REPO / "services" / "distillery" / "Cargo.toml").read_text())
+            assert toml["package"]["name"] == "distillery"
+
+        self.r.check("rust: binaries distillery and distillery-<stage> exist", binaries)
+
+        def defaults() -> None:
+            kafka = rust.struct_default("KafkaConfig")
+            facts = {"brokers": '"127.0.0.1:9092"', "topic_prefix": '"distillery."', "group_prefix": '"distillery-"',
+                     "partitions": "6", "replication_factor": "1"}
+            for field, val in facts.items():
+                assert re.search(rf"{field}:\s*{re.escape(val)}", kafka), f"KafkaConfig::default {field} is no longer {val} (update distillery.kafkaFacts)"
+            assert '"0.0.0.0:9100"' in rust.struct_default("OpsConfig"), "OpsConfig::default listen changed (update distillery.opsPort)"
+            assert re.search(r"drain_timeout_secs:\s*60", rust.struct_default("RuntimeConfig")), "RuntimeConfig::default drain_timeout_secs changed"
+
+        self.r.check("chart: fallback Kafka, ops and drain defaults match the Rust Default impls", defaults)
+
+        def metric() -> None:
+            text = (REPO / "crates/distillery-core/src/metrics.rs").read_text()
+            assert '.namespace("distillery")' in text and re.search(r'consumer_lag:\s*gauge\(\s*r,\s*"consumer_lag"', text), \
+                "distillery_consumer_lag is no longer exported"
+            assert '&["stage", "topic", "partition"]' in text
+
+        self.r.check("rust: the services export distillery_consumer_lag{stage,topic,partition}", metric)
+
+        def topics_cli() -> None:
+            text = (REPO / "crates/distillery-app/src/cli.rs").read_text()
+            m = re.search(r"\n\s*Topics\s*\{(.*?)\n\s*\},", text, re.S)
+            assert m, "the topics subcommand is gone from cli.rs"
+            fields = re.findall(r"^\s*(\w+)\s*:", m.group(1), re.M)
+            assert fields == ["brokers", "prefix", "partitions", "replication_factor"], f"topics flags are now {fields}"
+
+        self.r.check("rust: `distillery topics` takes --brokers --prefix --partitions --replication-factor", topics_cli)
+
+        def versions() -> None:
+            cargo = tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]["package"]
+            chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+            assert chart["apiVersion"] == "v2", "Chart.yaml apiVersion must be v2"
+            assert str(chart["appVersion"]) == cargo["version"], \
+                f"Chart.yaml appVersion {chart['appVersion']} (the default image tag) != workspace version {cargo['version']}"
+            docker = (REPO / "images" / "Dockerfile").read_text()
+            assert f"rust:{cargo['rust-version']}-bookworm" in docker, f"the builder image is not rust:{cargo['rust-version']}-bookworm"
+            assert "debian:bookworm-slim" in docker and "cargo build --release --locked --bins" in docker
+            for lib in ("ca-certificates", "libssl3", "libcurl4", "libsasl2-2"):
+                assert lib in docker, f"the runtime image lacks {lib}"
+            for b in ["distillery"] + [f"distillery-{s}" for s in STAGES]:
+                assert re.search(rf"\b{re.escape(b)}\b", docker), f"images/Dockerfile does not install {b}"
+            assert "DISTILLERY_EMBED_MODEL_DIR" in docker, "the image does not point dedup at its embedding model"
+            assert "DISTILLERY_EMBED_MODEL_DIR" in (REPO / "crates/distillery-app/src/wiring.rs").read_text()
+
+        self.r.check("image: Chart appVersion, Dockerfile toolchain, libraries and binaries match the workspace", versions)
+
+    # -- lint, schema and guards --------------------------------------------------------------------------------
+
+    def lint_and_schema(self) -> None:
+        def lint(values: dict[str, Any]) -> Callable[[], None]:
+            def run() -> None:
+                report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{KUBE_VERSION}")
+                bad = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+                errs = report.get("errors") or []
+                assert not bad and not errs, "\n".join([f"{m['path']}: {m['error']}" for m in bad] + list(map(str, errs)))
+            return run
+
+        self.r.check("helm lint --strict (default values)", lint({}))
+        self.r.check("helm lint --strict (values-all.yaml)", lint(self.values_all))
+
+        def schema_accepts() -> None:
+            with helm.Chart.load(str(CHART)) as c:
+                c.validate_schema(self.values_all)
+                c.validate_schema({})
+
+        self.r.check("schema: accepts the defaults and values-all.yaml", schema_accepts)
+
+        rejected = {
+            "an unknown field (config.llm.modle)": {"config": {"llm": {"modle": "x"}}},
+            "a secret in the config (config.s3.secret_access_key)": {"config": {"s3": {"secret_access_key": "x"}}},
+            "a section the stage lacks (stages.judge.config.s3)": {"stages": {"judge": {"config": {"s3": {}}}}},
+            "an out-of-range value (config.kafka.partitions: 0)": {"config": {"kafka": {"partitions": 0}}},
+            "a wrong type (config.kafka.partitions: \"6\")": {"config": {"kafka": {"partitions": "6"}}},
+            "an unknown top-level key": {"replicaCount": 3},
+        }
+        for what, vals in rejected.items():
+            def bad_schema(vals: dict[str, Any] = vals) -> None:
+                with helm.Chart.load(str(CHART)) as c:
+                    try:
+                        c.validate_schema(vals)
+                    except helm.HelmError:
+                        return
+                raise AssertionError("accepted")
+
+            self.r.check(f"schema: rejects {what}", bad_schema)
+
+        guards = {
+            "ingest with 2 replicas and no claims.bucket": ({"stages": {"ingest": {"replicas": 2}}}, "claims.bucket"),
+            "dedup autoscaled without vectors.qdrant_url": ({"autoscaling": {"mode": "keda"}, "stages": {
+                "ingest": {"config": {"claims": {"bucket": "b"}}}}}, "qdrant_url"),
+            "sink without an output": ({"stages": {"sink": {"config": {"output": {"bucket": None}}}}}, "output.dir"),
+            "sink with both outputs": ({"stages": {"sink": {"config": {"output": {"dir": "/data"}}}}}, "exactly one"),
+            "a password in kafka.properties": ({"config": {"kafka": {"properties": {"sasl.password": "p"}}}}, "secret"),
+            "ingest scaled to zero with the webhook on": ({"autoscaling": {"mode": "keda"}, "stages": {
+                "ingest": {"autoscaling": {"minReplicas": 0}, "config": {"claims": {"bucket": "b"}}},
+                "dedup": {"config": {"vectors": {"qdrant_url": "http://q:6334"}}}}}, "webhook"),
+        }
+        for what, (vals, needle) in guards.items():
+            def guard(vals: dict[str, Any] = vals, needle: str = needle) -> None:
+                try:
+                    render.render(CHART, vals)
+                except helm.HelmError as e:
+                    assert needle in str(e), f"failed, but without mentioning {needle}: {e}"
+                    return
+                raise AssertionError("rendered")
+
+            self.r.check(f"template: refuses {what}", guard)
+
+    # -- rendered objects ---------------------------------------------------------------------------------------
+
+    def scenario(self, label: str, values: dict[str, Any], workdir: Path) -> None:
+        objs = self.r.check(f"[{label}] render", lambda: render.split(render.render(CHART, values)))
+        if objs is None:
+            return
+        merged = self.r.check(f"[{label}] merge values", lambda: self._merged_values(values))
+        if merged is None:
+            return
+        for o in objs:
+            self.r.check(f"[{label}] {o.kind}/{o.name} is well-formed", lambda o=o: self._well_formed(o))
+        self._validate(label, objs, workdir)
+        self._yamllint(label, objs, workdir)
+        by_kind: dict[str, dict[str, render.Obj]] = {}
+        for o in objs:
+            by_kind.setdefault(o.kind, {})[o.name] = o
+        configs: dict[str, dict[str, Any]] = {}
+        for stage in STAGES:
+            name = f"distillery-{stage}"
+            cm = by_kind.get("ConfigMap", {}).get(name)
+            cfg = self.r.check(f"[{label}] ConfigMap {name}: TOML parses and has only {stage}'s sections and fields",
+                               lambda cm=cm, stage=stage: self._config(cm, stage))
+            if cfg is not None:
+                configs[stage] = cfg
+                self.r.check(f"[{label}] Deployment {name}: image binary, config mount, probes, grace, secret env",
+                             lambda stage=stage, cfg=cfg: self._deployment(by_kind, stage, cfg, merged))
+                self.r.check(f"[{label}] Service {name}: port metrics -> ops port",
+                             lambda stage=stage: self._service(by_kind, stage))
+                self.r.check(f"[{label}] autoscaling of {stage}",
+                             lambda stage=stage, cfg=cfg: self._autoscaling(by_kind, stage, cfg, merged))
+        self.r.check(f"[{label}] topics Job runs `distillery topics` with config.kafka before install/upgrade",
+                     lambda: self._topics_job(by_kind, merged))
+        self.r.check(f"[{label}] ServiceMonitor and scrape annotations", lambda: self._monitoring(by_kind, merged))
+        self.r.check(f"[{label}] LLM server on a GPU node, used by generate and judge",
+                     lambda: self._llm(by_kind, configs, merged))
+        self.r.check(f"[{label}] secret values appear only in Secret objects", lambda: self._no_leaks(objs, merged))
+        self.r.check(f"[{label}] no object is defined twice", lambda: self._unique(objs))
+
+    def _merged_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        with helm.Chart.load(str(CHART)) as c:
+            return c.merge_values(values)
+
+    @staticmethod
+    def _well_formed(o: render.Obj) -> None:
+        d = o.data
+        assert isinstance(d, dict), "not a mapping"
+        assert isinstance(d.get("apiVersion"), str) and d["apiVersion"], "no apiVersion"
+        assert isinstance(d.get("kind"), str) and d["kind"], "no kind"
+        md = d.get("metadata")
+        assert isinstance(md, dict) and md.get("name"), "no metadata.name"
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", md["name"]), f"invalid name {md['name']}"
+        for k, v in (md.get("labels") or {}).items():
+            assert isinstance(v, str) and len(v) <= 63, f"label {k}={v!r} is not a string of <= 63 characters"
+        if (d["apiVersion"], d["kind"]) in CRDS:
+            assert isinstance(d.get("spec"), dict), "custom resource without a spec"
+
+    def _validate(self, label: str, objs: list[render.Obj], workdir: Path) -> None:
+        """kubernetes-validate --strict -k KUBE_VERSION on every object (one file each)."""
+        files: list[Path] = []
+        d = workdir / label.replace(" ", "_").replace("+", "_")
+        d.mkdir(parents=True, exist_ok=True)
+        for i, o in enumerate(objs):
+            f = d / f"{i:03d}-{o.kind.lower()}-{o.name}.yaml"
+            f.write_text(o.text)
+            files.append(f)
+        exe = Path(sys.executable).parent / "kubernetes-validate"
+        proc = subprocess.run([str(exe), "--strict", "-k", KUBE_VERSION, *map(str, files)],
+                              capture_output=True, text=True, check=False)
+        lines = (proc.stdout + proc.stderr).splitlines()
+        for f, o in zip(files, objs, strict=True):
+            mine = [ln for ln in lines if f" {f} " in ln or ln.endswith(f" {f}")]
+
+            def verdict(mine: list[str] = mine, o: render.Obj = o) -> None:
+                assert mine, "kubernetes-validate said nothing about it"
+                if any(ln.startswith("INFO") and "passed" in ln for ln in mine):
+                    return
+                if all(ln.startswith("WARN") and "Couldn't find schema" in ln for ln in mine):
+                    assert (o.data["apiVersion"], o.kind) in CRDS, f"no schema for {o.data['apiVersion']} {o.kind}: " + mine[0]
+                    return
+                raise AssertionError("\n".join(mine))
+
+            self.r.check(f"[{label}] kubernetes-validate --strict -k {KUBE_VERSION} {o.kind}/{o.name}", verdict)
+
+    def _yamllint(self, label: str, objs: list[render.Obj], workdir: Path) -> None:
+        stream = workdir / f"{label.replace(' ', '_').replace('+', '_')}-stream.yaml"
+        stream.write_text("".join(f"---\n{o.text}" for o in objs))
+
+        def run() -> None:
+            yamllint(stream)
+
+        self.r.check(f"[{label}] yamllint of the rendered stream", run)
+
+    def _config(self, cm: render.Obj | None, stage: str) -> dict[str, Any]:
+        assert cm is not None, "missing"
+        text = cm.data.get("data", {}).get("config.toml")
+        assert isinstance(text, str), "no config.toml key"
+        cfg = tomllib.loads(text)
+        rust = self.rust
+        assert rust is not None
+        sections = rust.services[stage]
+        unknown = sorted(set(cfg) - set(sections))
+        assert not unknown, f"sections {unknown} are not in {rust.service_struct(stage)} ({', '.join(sections)})"
+        errors: list[str] = []
+        check_value(rust, cfg, ("struct", rust.service_struct(stage)), "", errors)
+        if stage == "sink":
+            out = cfg.get("output", {})
+            if ("dir" in out) == ("bucket" in out):
+                errors.append("output: exactly one of output.dir and output.bucket is required")
+        assert not errors, "\n".join(errors)
+        return cfg
+
+    def _deployment(self, by_kind: dict[str, dict[str, render.Obj]], stage: str, cfg: dict[str, Any],
+                    merged: dict[str, Any]) -> None:
+        name = f"distillery-{stage}"
+        dep = by_kind.get("Deployment", {}).get(name)
+        stage_values = merged["stages"][stage]
+        if not stage_values.get("enabled", True):
+            assert dep is None, "disabled stage deployed"
+            return
+        assert dep is not None, "missing"
+        spec = dep.data["spec"]["template"]["spec"]
+        (c,) = [c for c in spec["containers"] if c["name"] == stage]
+        assert c["command"] == [f"distillery-{stage}"], f"command {c['command']}"
+        assert c["args"] == ["--config", "/etc/distillery/config.toml"], f"args {c['args']}"
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        vols = {v["name"]: v for v in spec["volumes"]}
+        assert mounts["config"]["mountPath"] == "/etc/distillery", "config not mounted at /etc/distillery"
+        assert vols["config"]["configMap"]["name"] == name, "config volume is not the stage's ConfigMap"
+        listen = cfg.get("ops", {}).get("listen", "0.0.0.0:9100")
+        port = int(listen.rsplit(":", 1)[1])
+        ports = {p["name"]: p for p in c["ports"]}
+        assert ports.get("metrics", {}).get("containerPort") == port, f"port metrics is not {port}"
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+            get = c[probe]["httpGet"]
+            assert get["path"] == path and get["port"] == "metrics", f"{probe} is {get}"
+        drain = cfg.get("runtime", {}).get("drain_timeout_secs", 60)
+        grace = spec["terminationGracePeriodSeconds"]
+        assert grace > drain + 30, f"terminationGracePeriodSeconds {grace} leaves no room after a {drain} s drain and the 30 s flush"
+        assert spec.get("enableServiceLinks") is False, "service links would inject variables"
+        secret_name = merged["secrets"].get("name") or "distillery"
+        rust = self.rust
+        assert rust is not None
+        for env in c.get("env", []):
+            var = env["name"]
+            if not var.startswith("DISTILLERY__"):
+                continue
+            kind = rust.resolve_env(stage, var)
+            if kind == ("secret",):
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                assert ref and ref["name"] == secret_name and ref.get("optional") is True, f"{var} is not an optional secretKeyRef to {secret_name}"
+                assert "value" not in env, f"{var} has a literal value"
+        secret_vars = {e["name"] for e in c.get("env", []) if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]}
+        want = {f"DISTILLERY__{sec.upper()}__{f.upper()}" for sec, struct in rust.services[stage].items()
+                for f in rust.secret_fields(struct)}
+        missing = want - secret_vars
+        assert not missing, f"no variable for the secret fields {sorted(missing)}"
+
+    @staticmethod
+    def _service(by_kind: dict[str, dict[str, render.Obj]], stage: str) -> None:
+        svc = by_kind.get("Service", {}).get(f"distillery-{stage}")
+        assert svc is not None, "missing"
+        ports = {p["name"]: p for p in svc.data["spec"]["ports"]}
+        assert ports["metrics"]["targetPort"] == "metrics", "does not target the metrics port"
+        sel = svc.data["spec"]["selector"]
+        dep = by_kind["Deployment"][f"distillery-{stage}"].data
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in sel.items()), f"selector {sel} does not match the pods {labels}"
+
+    def _autoscaling(self, by_kind: dict[str, dict[str, render.Obj]], stage: str, cfg: dict[str, Any],
+                     merged: dict[str, Any]) -> None:
+        name = f"distillery-{stage}"
+        sv = merged["stages"][stage]
+        mode = (sv.get("autoscaling") or {}).get("mode") or merged["autoscaling"]["mode"]
+        so = by_kind.get("ScaledObject", {}).get(name)
+        hpa = by_kind.get("HorizontalPodAutoscaler", {}).get(name)
+        dep = by_kind["Deployment"][name].data
+        kafka = cfg.get("kafka", {})
+        partitions = kafka.get("partitions", 6)
+        max_wanted = (sv.get("autoscaling") or {}).get("maxReplicas") or partitions
+        if mode == "none":
+            assert so is None and hpa is None, "autoscaler without autoscaling"
+            assert dep["spec"].get("replicas") == sv.get("replicas", 1), "replicas not set"
+            return
+        assert "replicas" not in dep["spec"], "the Deployment sets replicas while an autoscaler owns them"
+        rust = self.rust
+        assert rust is not None
+        if mode == "keda":
+            assert so is not None and hpa is None, f"mode keda: ScaledObject {so is not None}, HPA {hpa is not None}"
+            spec = so.data["spec"]
+            assert spec["scaleTargetRef"]["name"] == name
+            assert spec["maxReplicaCount"] == max_wanted, f"maxReplicaCount {spec['maxReplicaCount']}, want {max_wanted}"
+            prefix = kafka.get("topic_prefix", "distillery.")
+            want_topics = []
+            for base in rust.stages()[stage]:
+                want_topics.append(kafka["events_topic"] if base == "events" and kafka.get("events_topic") else prefix + base)
+            got = [t["metadata"]["topic"] for t in spec["triggers"]]
+            assert sorted(got) == sorted(want_topics), f"triggers on {got}, want {want_topics}"
+            for t in spec["triggers"]:
+                assert t["type"] == "kafka"
+                md = t["metadata"]
+                assert md["consumerGroup"] == kafka.get("group_prefix", "distillery-") + stage, f"group {md['consumerGroup']}"
+                assert md["bootstrapServers"] == kafka.get("brokers", "127.0.0.1:9092")
+                assert int(md["lagThreshold"]) >= 1
+                auth = (t.get("authenticationRef") or {}).get("name")
+                if auth:
+                    assert auth in by_kind.get("TriggerAuthentication", {}) or \
+                        auth == merged["autoscaling"]["keda"]["authentication"]["existingTriggerAuthentication"], f"no TriggerAuthentication {auth}"
+        else:
+            assert hpa is not None and so is None, f"mode hpa: HPA {hpa is not None}, ScaledObject {so is not None}"
+            spec = hpa.data["spec"]
+            assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+            assert spec["maxReplicas"] == max_wanted and spec["minReplicas"] >= 1
+            (m,) = spec["metrics"]
+            assert m["type"] == "External" and m["external"]["metric"]["name"] == "distillery_consumer_lag"
+            assert m["external"]["metric"]["selector"]["matchLabels"] == {"stage": stage}
+
+    @staticmethod
+    def _topics_job(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
+        job = by_kind.get("Job", {}).get("distillery-topics")
+        if not merged["topicsJob"]["enabled"]:
+            assert job is None
+            return
+        assert job is not None, "missing"
+        ann = job.data["metadata"]["annotations"]
+        assert ann["helm.sh/hook"] == "pre-install,pre-upgrade", ann
+        kafka = merged["config"]["kafka"]
+        (c,) = job.data["spec"]["template"]["spec"]["containers"]
+        want = ["distillery", "topics", "--brokers", kafka["brokers"], "--prefix", kafka["topic_prefix"],
+                "--partitions", str(kafka["partitions"]), "--replication-factor", str(kafka["replication_factor"])]
+        assert c["command"] == want, f"{c['command']} != {want}"
+        assert "serviceAccountName" not in job.data["spec"]["template"]["spec"], "a pre-install hook cannot use the release's ServiceAccount"
+
+    @staticmethod
+    def _monitoring(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
+        sm = by_kind.get("ServiceMonitor", {})
+        if not merged["metrics"]["serviceMonitor"]["enabled"]:
+            assert not sm, "ServiceMonitor while disabled"
+        else:
+            (mon,) = sm.values()
+            sel = mon.data["spec"]["selector"]["matchLabels"]
+            stage_svcs = [s for n, s in by_kind["Service"].items() if n != "distillery-llm"]
+            for svc in stage_svcs:
+                labels = svc.data["metadata"]["labels"]
+                assert all(labels.get(k) == v for k, v in sel.items()), f"does not select {svc.name}"
+            llm = by_kind["Service"].get("distillery-llm")
+            if llm:
+                assert not all(llm.data["metadata"]["labels"].get(k) == v for k, v in sel.items()), "selects the LLM server"
+            (ep,) = mon.data["spec"]["endpoints"]
+            assert ep["port"] == "metrics" and ep["path"] == "/metrics"
+        for name, dep in by_kind["Deployment"].items():
+            if name == "distillery-llm":
+                continue
+            ann = dep.data["spec"]["template"]["metadata"].get("annotations", {})
+            if merged["metrics"]["podAnnotations"]:
+                assert ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/path") == "/metrics", name
+
+    @staticmethod
+    def _llm(by_kind: dict[str, dict[str, render.Obj]], configs: dict[str, dict[str, Any]], merged: dict[str, Any]) -> None:
+        l = merged["llmServer"]
+        dep = by_kind.get("Deployment", {}).get("distillery-llm")
+        if not l["enabled"]:
+            assert dep is None and "distillery-llm" not in by_kind.get("Service", {})
+            return
+        assert dep is not None, "no LLM server Deployment"
+        spec = dep.data["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        assert str(c["resources"]["limits"].get("nvidia.com/gpu")) == "1", "no nvidia.com/gpu limit"
+        assert spec.get("nodeSelector"), "no nodeSelector"
+        assert any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations", [])), "no nvidia.com/gpu toleration"
+        svc = by_kind["Service"]["distillery-llm"].data
+        port = svc["spec"]["ports"][0]["port"]
+        url = f"http://distillery-llm:{port}/v1"
+        for stage in ("generate", "judge"):
+            own = ((merged["stages"][stage].get("config") or {}).get("llm") or {}).get("base_url")
+            shared = (merged["config"].get("llm") or {}).get("base_url")
+            want = own or shared or url
+            got = configs[stage]["llm"]["base_url"]
+            assert got == want, f"{stage} llm.base_url is {got}, want {want}"
+            if not (own or shared):
+                want_model = ((merged["stages"][stage].get("config") or {}).get("llm") or {}).get("model") or l["servedModelName"]
+                assert configs[stage]["llm"]["model"] == want_model, f"{stage} llm.model"
+        args = " ".join(c.get("command", []) + c.get("args", []))
+        assert l["servedModelName"] in args and str(l["parallel"]) in args, f"server args {args}"
+
+    @staticmethod
+    def _no_leaks(objs: list[render.Obj], merged: dict[str, Any]) -> None:
+        # Every value of secrets.create but user names (which also appear in kafka.properties, legitimately).
+        values = [str(v) for k, v in (merged["secrets"].get("create") or {}).items()
+                  if v not in (None, "") and "username" not in k]
+        values = [v for v in values if len(v) >= 8]
+        secrets = [o for o in objs if o.kind == "Secret"]
+        if values:
+            assert secrets, "secrets.create is set but no Secret was rendered"
+            data = {k: base64.b64decode(v).decode() for s in secrets for k, v in (s.data.get("data") or {}).items()}
+            for k, v in (merged["secrets"]["create"] or {}).items():
+                if v not in (None, ""):
+                    assert data.get(k) == str(v), f"Secret key {k} does not hold its value"
+        for o in objs:
+            if o.kind == "Secret":
+                continue
+            for v in values:
+                assert v not in o.text, f"a secret value appears in {o.kind}/{o.name}"
+
+    @staticmethod
+    def _unique(objs: list[render.Obj]) -> None:
+        seen: set[tuple[str, str]] = set()
+        for o in objs:
+            key = (o.kind, o.name)
+            assert key not in seen, f"{o.kind}/{o.name} twice"
+            seen.add(key)
+
+    # -- files --------------------------------------------------------------------------------------------------
+
+    def files(self) -> None:
+        def lint_sources() -> None:
+            yamllint(CHART / "Chart.yaml", CHART / "values.yaml", TESTS / "values-all.yaml", *sorted(K8S.glob("*.yaml")))
+
+        self.r.check("yamllint of Chart.yaml, values.yaml, values-all.yaml and k8s/", lint_sources)
+
+        def schema_is_json() -> None:
+            json.loads((CHART / "values.schema.json").read_text())
+
+        self.r.check("values.schema.json is JSON", schema_is_json)
+
+        def values_documented() -> None:
+            lines = (CHART / "values.yaml").read_text().splitlines()
+            undocumented = []
+            for i, line in enumerate(lines):
+                m = re.match(r"^(\s*)([A-Za-z_][\w.-]*):", line)
+                if not m or line.lstrip().startswith("-"):
+                    continue
+                prev = lines[i - 1].strip() if i else ""
+                if not prev.startswith("#") and not self._inside_documented_map(lines, i):
+                    undocumented.append(f"line {i + 1}: {line.strip()}")
+            assert not undocumented, "keys without a comment above them:\n" + "\n".join(undocumented)
+
+        self.r.check("values.yaml documents every key", values_documented)
+
+        def in_sync() -> None:
+            want = render.expected_k8s(CHART)
+            have = {p.name: p.read_text() for p in K8S.glob("*.yaml")}
+            missing = sorted(set(want) - set(have))
+            extra = sorted(set(have) - set(want))
+            differ = sorted(n for n in set(want) & set(have) if want[n] != have[n])
+            assert not (missing or extra or differ), (
+                f"k8s/ is out of date (run k8s/render.sh): missing {missing or '-'}, stale {extra or '-'}, "
+                f"different {differ or '-'}")
+
+        self.r.check("k8s/ is in sync with the chart's default render (k8s/render.sh)", in_sync)
+
+        def kustomization() -> None:
+            k = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+            assert k["kind"] == "Kustomization"
+            for f in k["resources"]:
+                assert (K8S / f).is_file(), f"{f} listed but absent"
+            kinds = {yaml.safe_load((K8S / f).read_text())["kind"] for f in k["resources"]}
+            assert {"Deployment", "ConfigMap", "Service"} <= kinds, kinds
+
+        self.r.check("k8s/kustomization.yaml lists existing Deployments, ConfigMaps and Services", kustomization)
+
+    @staticmethod
+    def _inside_documented_map(lines: list[str], i: int) -> bool:
+        """Keys nested in a documented map of plain data (resources, nodeSelector, secret env, ...) pass."""
+        indent = len(lines[i]) - len(lines[i].lstrip())
+        for j in range(i - 1, -1, -1):
+            line = lines[j]
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            ind = len(line) - len(line.lstrip())
+            if ind < indent:
+                key = line.strip().split(":")[0]
+                plain = {"resources", "requests", "limits", "secretEnv", "env", "nodeSelector", "seccompProfile",
+                         "capabilities", "scaleDown", "behavior", "podSecurityContext", "securityContext"}
+                return key in plain and (j == 0 or lines[j - 1].strip().startswith("#") or
+                                         Suite._inside_documented_map(lines, j))
+        return False
+
+
+def yamllint(*paths: Path) -> None:
+    exe = Path(sys.executable).parent / "yamllint"
+    proc = subprocess.run([str(exe), "-f", "parsable", "-c", str(TESTS / "yamllint.yaml"), *map(str, paths)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="print passing checks too")
+    a = p.parse_args()
+    results = Results(a.verbose)
+    try:
+        suite = Suite(results)
+        suite.static()
+        if suite.rust is not None:
+            suite.lint_and_schema()
+            vllm = copy.deepcopy(suite.values_all)
+            render.deep_merge(vllm, {"llmServer": {"engine": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct"}})
+            with tempfile.TemporaryDirectory(prefix="distillery-helm-") as tmp:
+                suite.scenario("defaults", {}, Path(tmp))
+                suite.scenario("values-all", suite.values_all, Path(tmp))
+                suite.scenario("values-all+vllm", vllm, Path(tmp))
+        suite.files()
+    except Exception:  # noqa: BLE001 - a crash of the suite itself is one more failure
+        results.fail("the test suite itself", traceback.format_exc())
+    print(f"helm: {results.passed} passed, {results.failed} failed")
+    return 1 if results.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

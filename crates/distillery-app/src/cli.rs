@@ -247,7 +247,13 @@ fn extract(files: Vec<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<()> {
             pages: None,
             chunks: None,
         };
-        match distillery_stages::extract::chunk_document(&doc, &bytes, counter.as_ref(), &cfg.extract.chunking, &redactor) {
+        match distillery_stages::extract::chunk_document(
+            &doc,
+            &bytes,
+            counter.as_ref(),
+            &cfg.extract.chunking,
+            &redactor,
+        ) {
             Ok(x) => {
                 for c in x.chunks {
                     serde_json::to_writer(&mut stdout, &c)?;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use distillery_core::{Discovery, Metrics, RejectReason, StoreKind};
+use distillery_docs::pii::Redactor;
 use distillery_export::{ACCEPTED, DatasetOut, FolderBackend};
 use distillery_runtime::memory::MemoryBus;
-use distillery_docs::pii::Redactor;
 use distillery_stages::claims::{MemoryClaims, MemoryVersions};
 use distillery_stages::dedup::Dedup;
 use distillery_stages::extract::{Extract, WorkerCommand};

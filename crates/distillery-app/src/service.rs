@@ -13,12 +13,12 @@ use axum::routing::post;
 use bytes::Bytes;
 use distillery_core::config::{Secret, Settings, load};
 use distillery_core::{Discovery, Metrics, ObjectRef, Stage, StoreKind, Topic};
+use distillery_docs::pii::Redactor;
 use distillery_export::{DatasetOut, FolderBackend, ObjectBackend};
 use distillery_kafka::{KafkaConfig, KafkaPublisher, run_stage};
 use distillery_llm::LlmClient;
 use distillery_runtime::http::{Ready, ops_router, serve};
 use distillery_runtime::{RuntimeConfig, publish_counted};
-use distillery_docs::pii::Redactor;
 use distillery_stages::claims::{Claims, MemoryClaims, MemoryVersions, StoreClaims, StoreVersions, Versions};
 use distillery_stages::dedup::Dedup;
 use distillery_stages::events;
@@ -126,7 +126,9 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
 
 /// The shared version registry, when a bucket is configured for it.
 fn versions(c: &ClaimsConfig, s3: &Arc<dyn distillery_store::ObjectStore>) -> Option<Arc<dyn Versions>> {
-    c.bucket.as_ref().map(|b| Arc::new(StoreVersions::new(s3.clone(), b.clone(), c.prefix.clone())) as Arc<dyn Versions>)
+    c.bucket
+        .as_ref()
+        .map(|b| Arc::new(StoreVersions::new(s3.clone(), b.clone(), c.prefix.clone())) as Arc<dyn Versions>)
 }
 
 async fn consume<S: Stage>(

@@ -4,8 +4,8 @@
 
 use std::io::Cursor;
 
-use crate::blocks::Extracted;
 use crate::ExtractError;
+use crate::blocks::Extracted;
 
 /// OLE2 compound file magic: how Office stores encrypted OOXML (and legacy .doc).
 const CFB_MAGIC: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];

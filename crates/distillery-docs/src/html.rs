@@ -4,8 +4,8 @@
 
 use dom_smoothie::{Config, Readability, TextMode};
 
-use crate::blocks::{Block, BlockKind, Extracted};
 use crate::ExtractError;
+use crate::blocks::{Block, BlockKind, Extracted};
 
 pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let (html, _) = crate::text::decode(bytes);
@@ -54,12 +54,17 @@ mod tests {
         assert!(text.contains("25 days of paid annual leave"));
         assert!(!text.contains("var x"), "{text}");
         assert!(!text.contains("Home"), "{text}");
-        assert!(e.blocks.iter().any(|b| b.kind == BlockKind::Table && b.text.contains("| Annual | 25 |")), "{:?}", e.blocks);
+        assert!(
+            e.blocks.iter().any(|b| b.kind == BlockKind::Table && b.text.contains("| Annual | 25 |")),
+            "{:?}",
+            e.blocks
+        );
     }
 
     #[test]
     fn short_pages_fall_back_to_the_body() {
-        let e = extract(b"<html><head><title>Note</title></head><body><p>Short note about the VPN.</p></body></html>").unwrap();
+        let e = extract(b"<html><head><title>Note</title></head><body><p>Short note about the VPN.</p></body></html>")
+            .unwrap();
         assert!(e.text().contains("Short note about the VPN."));
         assert_eq!(e.blocks[0], Block::new(BlockKind::Heading(1), "Note"));
     }

@@ -7,9 +7,9 @@ pub mod docx;
 pub mod html;
 pub mod markdown;
 pub mod media;
+pub mod names;
 pub mod pdf;
 pub mod pii;
-pub mod names;
 pub mod text;
 pub mod tokens;
 

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use pdf_extract::{MediaBox, OutputDev, OutputError, Transform};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::blocks::{collapse_whitespace, Block, BlockKind, Extracted};
 use crate::ExtractError;
+use crate::blocks::{Block, BlockKind, Extracted, collapse_whitespace};
 
 #[derive(Debug, Clone)]
 struct Glyph {
@@ -30,7 +30,12 @@ struct Collector {
 }
 
 impl OutputDev for Collector {
-    fn begin_page(&mut self, page_num: u32, media_box: &MediaBox, _art: Option<(f64, f64, f64, f64)>) -> Result<(), OutputError> {
+    fn begin_page(
+        &mut self,
+        page_num: u32,
+        media_box: &MediaBox,
+        _art: Option<(f64, f64, f64, f64)>,
+    ) -> Result<(), OutputError> {
         self.height = media_box.ury - media_box.lly;
         self.pages.push((page_num, self.height, Vec::new()));
         Ok(())
@@ -40,7 +45,14 @@ impl OutputDev for Collector {
         Ok(())
     }
 
-    fn output_character(&mut self, trm: &Transform, width: f64, _spacing: f64, font_size: f64, ch: &str) -> Result<(), OutputError> {
+    fn output_character(
+        &mut self,
+        trm: &Transform,
+        width: f64,
+        _spacing: f64,
+        font_size: f64,
+        ch: &str,
+    ) -> Result<(), OutputError> {
         // Device position with y growing downwards; the font size as the side of the square with the area
         // of the transformed size vector.
         let (x, y) = (trm.m31, self.height - trm.m32);
@@ -166,7 +178,9 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let mut failed_pages = Vec::new();
     for page in doc.get_pages().keys().copied().collect::<Vec<u32>>() {
         let before = out.pages.len();
-        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pdf_extract::output_doc_page(&doc, &mut out, page)));
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pdf_extract::output_doc_page(&doc, &mut out, page)
+        }));
         if !matches!(res, Ok(Ok(()))) {
             out.pages.truncate(before);
             failed_pages.push(page);
@@ -219,11 +233,8 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     }
     let body = by_size.iter().max_by_key(|(_, n)| **n).map(|(s, _)| *s as f64 / 2.0).unwrap_or(10.0);
     let heading_sizes: Vec<i64> = {
-        let mut s: Vec<i64> = lines
-            .iter()
-            .filter(|l| looks_like_heading(l, body))
-            .map(|l| (l.size * 2.0).round() as i64)
-            .collect();
+        let mut s: Vec<i64> =
+            lines.iter().filter(|l| looks_like_heading(l, body)).map(|l| (l.size * 2.0).round() as i64).collect();
         s.sort_unstable_by(|a, b| b.cmp(a));
         s.dedup();
         s

@@ -73,8 +73,8 @@ impl PiiKind {
     /// Which of two overlapping findings wins (higher first).
     fn priority(self) -> u8 {
         match self {
-            PiiKind::Secret => 9,
-            PiiKind::UrlCredentials => 8,
+            PiiKind::UrlCredentials => 9,
+            PiiKind::Secret => 8,
             PiiKind::Email => 7,
             PiiKind::Iban => 6,
             PiiKind::CreditCard => 5,
@@ -139,6 +139,8 @@ struct Patterns {
     private_key: Regex,
     token: Vec<Regex>,
     assignment: Regex,
+    auth_header: Regex,
+    password_space: Regex,
     iban: Regex,
     card: Regex,
     ssn: Regex,
@@ -147,7 +149,6 @@ struct Patterns {
     ipv4: Regex,
     ipv6: Regex,
     titled_name: Regex,
-    full_name: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -155,8 +156,8 @@ fn patterns() -> &'static Patterns {
     P.get_or_init(|| {
         let r = |s: &str| Regex::new(s).expect("valid PII pattern");
         Patterns {
-            email: r(r"(?i)\b[a-z0-9][a-z0-9._%+-]*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b"),
-            url_credentials: r(r"(?i)\b[a-z][a-z0-9+.-]*://([^\s:/@]+:[^\s/@]+)@[^\s/]+"),
+            email: r(r"(?i)\b[a-z0-9][a-z0-9._%+'-]*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b"),
+            url_credentials: r(r"(?i)\b[a-z][a-z0-9+.-]*://([^\s:/@]*:[^\s/@]+)@[^\s/]+"),
             private_key: r(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
             token: [
                 r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b",
@@ -170,24 +171,26 @@ fn patterns() -> &'static Patterns {
                 r"\bglpat-[A-Za-z0-9_-]{20,}",
                 r"\bnpm_[A-Za-z0-9]{36}\b",
                 r"\bhf_[A-Za-z0-9]{30,}\b",
+                r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}",
             ]
             .iter()
             .map(|s| r(s))
             .collect(),
             assignment: r(
-                r#"(?i)\b(?:api[_-]?key|apikey|api[_-]?token|secret(?:[_-]?key)?|client[_-]?secret|access[_-]?(?:key|token)|auth[_-]?token|bearer|token|password|passwd|pwd|passphrase)\b["']?\s*(?:[:=]|=>|\bis\b)\s*["']?([^\s"',;)}\]]{6,})"#,
+                r#"(?i)(?:^|[^a-z0-9])[a-z0-9_.-]*?(?:api[_-]?key|apikey|api[_-]?token|secret|access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|signing[_-]?key|encryption[_-]?key|master[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|token|password|passwd|pwd|passphrase|credentials?|session[_-]?(?:id|token|key)|sessionid)[a-z0-9_]*["']?(?:\s*(?:[:=]|=>)\s*|\s+is\s+)["']?([^\s"',;)}\]]{6,})"#,
             ),
+            password_space: r(
+                r#"(?i)\b(?:password|passwd|pwd|passphrase)[ \t]+([^\s"',;)}\]&-][^\s"',;)}\]&]{5,})"#,
+            ),
+            auth_header: r(r"(?i)\b(?:basic|bearer|token)\s+([A-Za-z0-9+/=._~-]{16,})"),
             iban: r(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b"),
             card: r(r"\b\d(?:[ -]?\d){12,18}\b"),
             ssn: r(r"\b(\d{3})-(\d{2})-(\d{4})\b"),
             ssn_spaced: r(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*[:#]?\s*(\d{3}[ .]?\d{2}[ .]?\d{4})\b"),
-            phone: r(r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{1,5}){1,6}|\+\d{7,15}|\b\d{10,11}\b"),
+            phone: r(r"(?:\+|\(|\b)\d[\d \t().-]{5,22}\d\b"),
             ipv4: r(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
             ipv6: r(r"(?i)[0-9a-f]*:[0-9a-f:]*:[0-9a-f:.]*[0-9a-f](?:%[a-z0-9]+)?"),
-            titled_name: r(
-                r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Frau|Mme|Mlle|Sr|Sra)\.?[ \t]+((?:\p{Lu}[\p{Ll}'’-]+[ \t]+){0,2}\p{Lu}[\p{Ll}'’]+(?:-\p{Lu}[\p{Ll}]+)?)",
-            ),
-            full_name: r(r"\b(\p{Lu}[\p{Ll}'’]+)[ \t]+((?:\p{Lu}[\p{Ll}'’]+[ \t]+)?(?:(?:van|von|de|da|del|der|di|le|la|bin|al)[ \t]+)?\p{Lu}[\p{Ll}'’]*\p{Ll}(?:-\p{Lu}[\p{Ll}]+)?)\b"),
+            titled_name: r(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Frau|Mme|Mlle|Sr|Sra)\.?[ \t]+"),
         }
     })
 }
@@ -224,15 +227,83 @@ fn card_issuer(d: &str) -> bool {
 /// IBAN lengths by country (ISO 13616 registry).
 fn iban_length(country: &str) -> Option<usize> {
     const L: &[(&str, usize)] = &[
-        ("AD", 24), ("AE", 23), ("AL", 28), ("AT", 20), ("AZ", 28), ("BA", 20), ("BE", 16), ("BG", 22), ("BH", 22),
-        ("BR", 29), ("BY", 28), ("CH", 21), ("CR", 22), ("CY", 28), ("CZ", 24), ("DE", 22), ("DK", 18), ("DO", 28),
-        ("EE", 20), ("EG", 29), ("ES", 24), ("FI", 18), ("FO", 18), ("FR", 27), ("GB", 22), ("GE", 22), ("GI", 23),
-        ("GL", 18), ("GR", 27), ("GT", 28), ("HR", 21), ("HU", 28), ("IE", 22), ("IL", 23), ("IQ", 23), ("IS", 26),
-        ("IT", 27), ("JO", 30), ("KW", 30), ("KZ", 20), ("LB", 28), ("LC", 32), ("LI", 21), ("LT", 20), ("LU", 20),
-        ("LV", 21), ("MC", 27), ("MD", 24), ("ME", 22), ("MK", 19), ("MR", 27), ("MT", 31), ("MU", 30), ("NL", 18),
-        ("NO", 15), ("PK", 24), ("PL", 28), ("PS", 29), ("PT", 25), ("QA", 29), ("RO", 24), ("RS", 22), ("SA", 24),
-        ("SC", 31), ("SE", 24), ("SI", 19), ("SK", 24), ("SM", 27), ("ST", 25), ("SV", 28), ("TL", 23), ("TN", 24),
-        ("TR", 26), ("UA", 29), ("VA", 22), ("VG", 24), ("XK", 20),
+        ("AD", 24),
+        ("AE", 23),
+        ("AL", 28),
+        ("AT", 20),
+        ("AZ", 28),
+        ("BA", 20),
+        ("BE", 16),
+        ("BG", 22),
+        ("BH", 22),
+        ("BR", 29),
+        ("BY", 28),
+        ("CH", 21),
+        ("CR", 22),
+        ("CY", 28),
+        ("CZ", 24),
+        ("DE", 22),
+        ("DK", 18),
+        ("DO", 28),
+        ("EE", 20),
+        ("EG", 29),
+        ("ES", 24),
+        ("FI", 18),
+        ("FO", 18),
+        ("FR", 27),
+        ("GB", 22),
+        ("GE", 22),
+        ("GI", 23),
+        ("GL", 18),
+        ("GR", 27),
+        ("GT", 28),
+        ("HR", 21),
+        ("HU", 28),
+        ("IE", 22),
+        ("IL", 23),
+        ("IQ", 23),
+        ("IS", 26),
+        ("IT", 27),
+        ("JO", 30),
+        ("KW", 30),
+        ("KZ", 20),
+        ("LB", 28),
+        ("LC", 32),
+        ("LI", 21),
+        ("LT", 20),
+        ("LU", 20),
+        ("LV", 21),
+        ("MC", 27),
+        ("MD", 24),
+        ("ME", 22),
+        ("MK", 19),
+        ("MR", 27),
+        ("MT", 31),
+        ("MU", 30),
+        ("NL", 18),
+        ("NO", 15),
+        ("PK", 24),
+        ("PL", 28),
+        ("PS", 29),
+        ("PT", 25),
+        ("QA", 29),
+        ("RO", 24),
+        ("RS", 22),
+        ("SA", 24),
+        ("SC", 31),
+        ("SE", 24),
+        ("SI", 19),
+        ("SK", 24),
+        ("SM", 27),
+        ("ST", 25),
+        ("SV", 28),
+        ("TL", 23),
+        ("TN", 24),
+        ("TR", 26),
+        ("UA", 29),
+        ("VA", 22),
+        ("VG", 24),
+        ("XK", 20),
     ];
     L.iter().find(|(c, _)| *c == country).map(|(_, n)| *n)
 }
@@ -268,25 +339,121 @@ fn before(text: &str, start: usize, n: usize) -> String {
     head.chars().skip(skip).collect::<String>().to_lowercase()
 }
 
+/// Words that make a following number an identifier of something, not personal data.
 const ID_CONTEXT: &[&str] = &[
-    "order", "invoice", "inv", "ticket", "case", "ref", "reference", "po ", "po#", "sku", "part", "tracking", "isbn",
-    "serial", "item", "product", "model", "account no", "acct", "booking", "confirmation", "claim", "policy no",
-    "shipment", "id:", "id ", "#", "no.", "nr.", "number:",
+    "order",
+    "invoice",
+    "inv",
+    "ticket",
+    "case",
+    "ref",
+    "reference",
+    "po",
+    "sku",
+    "part",
+    "tracking",
+    "isbn",
+    "serial",
+    "item",
+    "product",
+    "model",
+    "booking",
+    "confirmation",
+    "claim",
+    "shipment",
+    "imei",
+    "batch",
+    "lot",
+    "build",
+    "version",
+    "release",
+    "sequence",
+    "transaction",
+    "txn",
+    "receipt",
 ];
-const VERSION_CONTEXT: &[&str] = &["version", "ver.", "ver ", "v.", "release", "build", "firmware", "v"];
+/// Words that make a dotted number a version or a section, not an address.
+const VERSION_CONTEXT: &[&str] = &[
+    "version",
+    "ver",
+    "v",
+    "release",
+    "build",
+    "firmware",
+    "section",
+    "chapter",
+    "clause",
+    "figure",
+    "table",
+    "step",
+    "paragraph",
+    "sec",
+    "art",
+    "article",
+    "appendix",
+    "rule",
+    "item",
+    "driver",
+    "kernel",
+    "package",
+    "patch",
+];
 
+/// Whether one of the last `n` words before a match is a context word (whole words, any case).
 fn has_context(prefix: &str, words: &[&str]) -> bool {
-    let p = prefix.trim_end();
-    words.iter().any(|w| {
-        let w = w.trim_end();
-        p.ends_with(w) || p.split_whitespace().rev().take(3).any(|t| t.trim_matches(|c: char| !c.is_alphanumeric() && c != '#') == w.trim_matches(|c: char| !c.is_alphanumeric() && c != '#'))
-    })
+    prefix
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .rev()
+        .take(3)
+        .any(|t| words.contains(&t.to_lowercase().as_str()))
+}
+
+/// Template variables, redaction marks and environment lookups, not secrets.
+fn is_placeholder(v: &str) -> bool {
+    let t = v.trim_matches(|c| c == '"' || c == '\'');
+    t.starts_with('$')
+        || t.starts_with('<')
+        || t.starts_with('{')
+        || t.starts_with('%')
+        || t.starts_with("os.")
+        || t.starts_with("process.")
+        || t.starts_with("env")
+        || t.contains("<") && t.contains(">")
+        || t.chars().all(|c| c == '*' || c == 'x' || c == 'X' || c == '•' || c == '.')
+}
+
+/// A value after `password=`, `api_key:`... that looks like a real secret.
+fn looks_like_secret_value(v: &str) -> bool {
+    if is_placeholder(v) || v.starts_with("http") || v.len() < 6 {
+        return false;
+    }
+    let has_digit = v.chars().any(|c| c.is_ascii_digit());
+    let has_symbol = v.chars().any(|c| !c.is_alphanumeric());
+    let mixed = v.chars().any(char::is_uppercase) && v.chars().any(char::is_lowercase);
+    let classes = [has_digit, has_symbol, mixed].iter().filter(|b| **b).count();
+    // Words and identifiers are not secrets: need two character classes, or length with one.
+    classes >= 2 || (classes == 1 && v.len() >= 12) || v.len() >= 20
+}
+
+fn query_continuation() -> &'static Regex {
+    static Q: OnceLock<Regex> = OnceLock::new();
+    Q.get_or_init(|| Regex::new(r"&[A-Za-z_][A-Za-z0-9_.-]*=").expect("valid"))
+}
+
+fn starts_with_date(s: &str) -> bool {
+    static D: OnceLock<Regex> = OnceLock::new();
+    let re = D.get_or_init(|| {
+        Regex::new(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4})\b").expect("valid")
+    });
+    re.is_match(s.trim())
 }
 
 fn looks_like_date_or_time(s: &str) -> bool {
     static D: OnceLock<Regex> = OnceLock::new();
     let re = D.get_or_init(|| {
-        Regex::new(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)$").expect("valid")
+        Regex::new(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)$")
+            .expect("valid")
     });
     re.is_match(s.trim())
 }
@@ -306,30 +473,262 @@ fn first_names() -> &'static HashSet<&'static str> {
 
 /// Capitalised words that follow a first name without making a person ("April Fools", "Grace Period").
 const NOT_SURNAMES: &[&str] = &[
-    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "January", "February", "March",
-    "April", "May", "June", "July", "August", "September", "October", "November", "December", "Street", "Road",
-    "Avenue", "Office", "Team", "Department", "Policy", "Period", "Inc", "Ltd", "Group", "Company", "Corporation",
-    "University", "College", "School", "Hospital", "Bank", "Center", "Centre", "Service", "Services", "Security",
-    "Manager", "Director", "Officer", "Plan", "Fund", "Day", "Week", "Year", "Project", "Program", "Programme",
-    "Hall", "Park", "Square", "Bridge", "Airport", "Station", "Church", "Foundation", "Institute", "Council",
-    "Committee", "Board", "Agreement", "Act", "Report", "Code", "System", "Systems", "Cloud", "Labs", "Studio",
-    "Instruments", "Holdings", "Partners", "Solutions", "Technologies", "Street", "Lane", "Drive", "Court", "Place",
-    "Island", "Islands", "River", "Lake", "Mountain", "Valley", "City", "County", "State", "Kingdom", "Republic",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "Street",
+    "Road",
+    "Avenue",
+    "Office",
+    "Team",
+    "Department",
+    "Policy",
+    "Period",
+    "Inc",
+    "Ltd",
+    "Group",
+    "Company",
+    "Corporation",
+    "University",
+    "College",
+    "School",
+    "Hospital",
+    "Bank",
+    "Center",
+    "Centre",
+    "Service",
+    "Services",
+    "Security",
+    "Manager",
+    "Director",
+    "Officer",
+    "Plan",
+    "Fund",
+    "Day",
+    "Week",
+    "Year",
+    "Project",
+    "Program",
+    "Programme",
+    "Hall",
+    "Square",
+    "Bridge",
+    "Airport",
+    "Station",
+    "Church",
+    "Foundation",
+    "Institute",
+    "Council",
+    "Committee",
+    "Board",
+    "Agreement",
+    "Act",
+    "Report",
+    "Code",
+    "System",
+    "Systems",
+    "Cloud",
+    "Labs",
+    "Studio",
+    "Instruments",
+    "Holdings",
+    "Partners",
+    "Solutions",
+    "Technologies",
+    "Street",
+    "Lane",
+    "Drive",
+    "Court",
+    "Place",
+    "Island",
+    "Islands",
+    "River",
+    "Lake",
+    "Mountain",
+    "Valley",
+    "City",
+    "County",
+    "State",
+    "Kingdom",
+    "Republic",
 ];
 
 /// First names that are usually ordinary words at the start of a capitalised phrase.
 const NOT_NAMES: &[&str] = &[
-    "April", "May", "June", "August", "Summer", "Autumn", "Winter", "Spring", "Will", "Grace", "Hope", "Faith",
-    "Joy", "Page", "Bill", "Mark", "Chase", "Price", "Rich", "Sterling", "Royal", "General", "Major", "Queen",
-    "King", "Prince", "Princess", "Baby", "Sister", "Name", "Christ", "Unique", "Precious", "Miracle", "Heaven",
-    "Harmony", "Trinity", "Destiny", "Serenity", "Genesis", "America", "Florida", "Missouri", "Montana", "Dakota",
-    "Houston", "Paris", "Sydney", "Asia", "India", "Brooklyn", "Jordan", "Carolina", "Virginia", "Georgia", "Easter",
-    "Golden", "Green", "Brown", "Gray", "Grey", "Stone", "River", "Forest", "Ocean", "Rain", "Storm", "Sky", "Star",
-    "Sunny", "Misty", "Dusty", "Rocky", "Van", "Don", "Guy", "Art", "Bud", "Pat", "Ray", "Rod", "Sam", "Max",
-    "Frank", "Earnest", "Ernest", "Noble", "Urban", "Ward", "Hunter", "Porter", "Carter", "Mason", "Taylor",
-    "Cooper", "Parker", "Turner", "Walker", "Miller", "Spencer", "Nelson", "Sincere", "Angel", "Crystal", "Amber",
-    "Diamond", "Ivory", "Pearl", "Ruby", "Jade", "Opal", "Iris", "Lily", "Rose", "Violet", "Hazel", "Olive", "Dawn",
-    "Eve", "Holly", "Ivy", "Daisy", "Ebony", "Cherry", "Candy", "Honey", "Sugar", "Buster", "Lucky", "Tex", "Cash",
+    "April",
+    "May",
+    "June",
+    "August",
+    "Summer",
+    "Autumn",
+    "Winter",
+    "Spring",
+    "Will",
+    "Grace",
+    "Hope",
+    "Faith",
+    "Joy",
+    "Page",
+    "Bill",
+    "Mark",
+    "Chase",
+    "Price",
+    "Rich",
+    "Sterling",
+    "Royal",
+    "General",
+    "Major",
+    "Queen",
+    "King",
+    "Prince",
+    "Princess",
+    "Baby",
+    "Sister",
+    "Name",
+    "Christ",
+    "Unique",
+    "Precious",
+    "Miracle",
+    "Heaven",
+    "Harmony",
+    "Trinity",
+    "Destiny",
+    "Serenity",
+    "Genesis",
+    "America",
+    "Florida",
+    "Missouri",
+    "Montana",
+    "Dakota",
+    "Houston",
+    "Paris",
+    "Sydney",
+    "Asia",
+    "India",
+    "Brooklyn",
+    "Jordan",
+    "Carolina",
+    "Virginia",
+    "Georgia",
+    "Easter",
+    "Golden",
+    "Green",
+    "Brown",
+    "Gray",
+    "Grey",
+    "Stone",
+    "River",
+    "Forest",
+    "Ocean",
+    "Rain",
+    "Storm",
+    "Sky",
+    "Star",
+    "Sunny",
+    "Misty",
+    "Dusty",
+    "Rocky",
+    "Van",
+    "Don",
+    "Guy",
+    "Art",
+    "Bud",
+    "Pat",
+    "Ray",
+    "Rod",
+    "Sam",
+    "Max",
+    "Frank",
+    "Earnest",
+    "Ernest",
+    "Noble",
+    "Urban",
+    "Ward",
+    "Hunter",
+    "Porter",
+    "Carter",
+    "Mason",
+    "Taylor",
+    "Cooper",
+    "Parker",
+    "Turner",
+    "Walker",
+    "Miller",
+    "Spencer",
+    "Nelson",
+    "Sincere",
+    "Angel",
+    "Crystal",
+    "Amber",
+    "Diamond",
+    "Ivory",
+    "Pearl",
+    "Ruby",
+    "Jade",
+    "Opal",
+    "Iris",
+    "Lily",
+    "Rose",
+    "Violet",
+    "Hazel",
+    "Olive",
+    "Dawn",
+    "Eve",
+    "Holly",
+    "Ivy",
+    "Daisy",
+    "Ebony",
+    "Cherry",
+    "Candy",
+    "Honey",
+    "Sugar",
+    "Buster",
+    "Lucky",
+    "Tex",
+    "Cash",
+    "Can",
+    "Per",
+    "Santa",
+    "Ole",
+    "Else",
+    "Ora",
+    "Era",
+    "Nova",
+    "Delta",
+    "Rex",
+    "Tre",
+    "Toy",
+    "Sim",
+    "Pink",
+    "Ola",
+    "Lane",
+    "Drew",
+    "Dale",
+    "Glen",
+    "Reed",
+    "Rose",
+    "Grant",
+    "Miles",
+    "Chance",
+    "Ford",
+    "Lincoln",
+    "Cleveland",
 ];
 
 /// Detects PII in text.
@@ -364,19 +763,25 @@ impl Redactor {
                 push(PiiKind::Secret, m.start(), m.end());
             }
         }
-        for cap in p.assignment.captures_iter(text) {
-            let m = cap.get(1).expect("group 1");
-            let v = m.as_str();
-            let has_digit = v.chars().any(|c| c.is_ascii_digit());
-            let has_symbol = v.chars().any(|c| !c.is_alphanumeric());
-            let mixed = v.chars().any(char::is_uppercase) && v.chars().any(char::is_lowercase);
-            if v.len() >= 6 && (has_digit || has_symbol || mixed || v.len() >= 16) && !v.starts_with("http") {
-                push(PiiKind::Secret, m.start(), m.end());
+        for re in [&p.assignment, &p.auth_header, &p.password_space] {
+            for cap in re.captures_iter(text) {
+                let m = cap.get(1).expect("group 1");
+                // In a URL query the value ends where the next `&name=` begins.
+                let v = m.as_str();
+                let v = match query_continuation().find(v) {
+                    Some(q) => &v[..q.start()],
+                    None => v,
+                };
+                if looks_like_secret_value(v) {
+                    push(PiiKind::Secret, m.start(), m.start() + v.len());
+                }
             }
         }
         for cap in p.url_credentials.captures_iter(text) {
             let m = cap.get(1).expect("group 1");
-            push(PiiKind::UrlCredentials, m.start(), m.end());
+            if !is_placeholder(m.as_str()) {
+                push(PiiKind::UrlCredentials, m.start(), m.end());
+            }
         }
         for m in p.email.find_iter(text) {
             push(PiiKind::Email, m.start(), m.end());
@@ -402,7 +807,7 @@ impl Redactor {
             if seps.len() <= 1
                 && luhn(&digits)
                 && card_issuer(&digits)
-                && !has_context(&before(text, m.start(), 24), ID_CONTEXT)
+                && !has_context(&before(text, m.start(), 32), ID_CONTEXT)
             {
                 push(PiiKind::CreditCard, m.start(), m.end());
             }
@@ -410,7 +815,7 @@ impl Redactor {
         for cap in p.ssn.captures_iter(text) {
             let (a, g, s) = (&cap[1], &cap[2], &cap[3]);
             let m = cap.get(0).expect("match");
-            if ssn_valid(a, g, s) && !has_context(&before(text, m.start(), 24), ID_CONTEXT) {
+            if ssn_valid(a, g, s) && !has_context(&before(text, m.start(), 32), ID_CONTEXT) {
                 push(PiiKind::Ssn, m.start(), m.end());
             }
         }
@@ -427,7 +832,7 @@ impl Redactor {
             if Ipv4Addr::from_str(m.as_str()).is_ok()
                 && !dotted_more
                 && !text[..m.start()].ends_with('.')
-                && !has_context(&before(text, m.start(), 16), VERSION_CONTEXT)
+                && !has_context(&before(text, m.start(), 32), VERSION_CONTEXT)
             {
                 push(PiiKind::IpAddress, m.start(), m.end());
             }
@@ -445,28 +850,66 @@ impl Redactor {
         for m in p.phone.find_iter(text) {
             self.phone(text, m.start(), m.end(), &mut push);
         }
-        for cap in p.titled_name.captures_iter(text) {
-            let m = cap.get(1).expect("group 1");
-            let name = m.as_str();
-            if !name.split_whitespace().any(|w| NOT_SURNAMES.contains(&w)) {
-                push(PiiKind::Person, m.start(), m.end());
-            }
-        }
-        let firsts = first_names();
-        for cap in p.full_name.captures_iter(text) {
-            let (first, rest) = (cap.get(1).expect("g1"), cap.get(2).expect("g2"));
-            let last_word = rest.as_str().split_whitespace().last().unwrap_or_default();
-            if firsts.contains(first.as_str())
-                && !rest.as_str().split_whitespace().any(|w| NOT_SURNAMES.contains(&w) || firsts_is_common_word(w))
-                && last_word.chars().count() >= 2
-            {
-                let end = rest.end();
-                // "Maria Garcia's": the possessive is not part of the name.
-                let end = if text[..end].ends_with("'s") || text[..end].ends_with("’s") { end - if text[..end].ends_with("'s") { 2 } else { 4 } } else { end };
-                push(PiiKind::Person, first.start(), end);
-            }
-        }
+        self.people(text, &mut push);
         resolve(c)
+    }
+
+    /// Person names: a title followed by a name, or a dictionary first name (or a common East Asian
+    /// surname written first) followed by capitalised name words, with particles (van der, de, bin) between.
+    fn people(&self, text: &str, push: &mut impl FnMut(PiiKind, usize, usize)) {
+        let toks = word_tokens(text);
+        let firsts = first_names();
+        let mut titled: HashSet<usize> = HashSet::new();
+        for m in patterns().titled_name.find_iter(text) {
+            if let Some(i) = toks.iter().position(|t| t.0 == m.end()) {
+                titled.insert(i);
+            }
+        }
+        let mut i = 0;
+        while i < toks.len() {
+            let w = name_word(&text[toks[i].0..toks[i].1]);
+            let is_titled = titled.contains(&i);
+            let starts_name = is_titled
+                || (is_capitalised(w)
+                    && !NOT_NAMES.contains(&w)
+                    && (is_first_name(firsts, w) || SURNAME_FIRST.contains(&w)));
+            if !starts_name || !is_capitalised(w) || MONTHS_AND_DAYS.contains(&w) {
+                i += 1;
+                continue;
+            }
+            // Extend over adjacent capitalised words and particles.
+            let mut last = i;
+            let mut j = i + 1;
+            while j < toks.len() && j <= i + 4 && adjacent(text, toks[j - 1], toks[j]) {
+                let v = name_word(&text[toks[j].0..toks[j].1]);
+                if PARTICLES.contains(&v) {
+                    j += 1;
+                    continue;
+                }
+                if is_capitalised(v)
+                    && !NOT_SURNAMES.contains(&v)
+                    && !MONTHS_AND_DAYS.contains(&v)
+                    && !COMMON_CAPITALISED.contains(&v)
+                {
+                    last = j;
+                    j += 1;
+                    if ends_possessive(&text[toks[last].0..toks[last].1]) {
+                        break;
+                    }
+                    continue;
+                }
+                break;
+            }
+            if last > i || is_titled {
+                let start = toks[i].0;
+                let raw_end = toks[last].1;
+                let end = raw_end - possessive_len(&text[toks[last].0..raw_end]);
+                push(PiiKind::Person, start, end);
+                i = last + 1;
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn phone(&self, text: &str, start: usize, end: usize, push: &mut impl FnMut(PiiKind, usize, usize)) {
@@ -477,8 +920,12 @@ impl Redactor {
         if !(7..=15).contains(&digits) || looks_like_date_or_time(trimmed) {
             return;
         }
-        // A version, a decimal or a dotted quad is not a phone number.
-        if trimmed.split('.').count() >= 3 && !trimmed.contains(' ') && !trimmed.starts_with('+') {
+        // A date (with or without a time after it), a dotted quad or a decimal is not a phone number.
+        let dotted_quad = trimmed.matches('.').count() == 3 && !trimmed.contains(' ') && !trimmed.starts_with('+');
+        if starts_with_date(trimmed) || text[end..].starts_with(':') || dotted_quad {
+            return;
+        }
+        if trimmed.contains("  ") || trimmed.contains('\t') {
             return;
         }
         let prev = text[..start].chars().next_back();
@@ -488,7 +935,7 @@ impl Redactor {
         if text[end..].starts_with(|c: char| c.is_alphanumeric() || c == '%' || c == '/') {
             return;
         }
-        if has_context(&before(text, start, 24), ID_CONTEXT) {
+        if has_context(&before(text, start, 32), ID_CONTEXT) {
             return;
         }
         let parsed = if trimmed.starts_with('+') {
@@ -537,15 +984,111 @@ impl Redactor {
     }
 }
 
-fn firsts_is_common_word(w: &str) -> bool {
-    matches!(w, "The" | "And" | "For" | "With" | "From" | "This" | "That" | "Our" | "Your" | "Their")
+/// Byte spans of words (letters, with inner apostrophes and hyphens).
+fn word_tokens(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let inner = (c == '\'' || c == '’' || c == '-')
+            && start.is_some()
+            && chars.peek().is_some_and(|(_, n)| n.is_alphabetic());
+        if c.is_alphabetic() || inner {
+            start.get_or_insert(i);
+        } else if let Some(s) = start.take() {
+            out.push((s, i));
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, text.len()));
+    }
+    out
 }
+
+/// A word without a possessive ending.
+fn name_word(w: &str) -> &str {
+    &w[..w.len() - possessive_len(w)]
+}
+
+fn possessive_len(w: &str) -> usize {
+    if w.ends_with("'s") {
+        2
+    } else if w.ends_with("’s") {
+        "’s".len()
+    } else {
+        0
+    }
+}
+
+fn ends_possessive(w: &str) -> bool {
+    possessive_len(w) > 0
+}
+
+/// Capitalised like a name: an uppercase letter, then at least one lowercase one.
+fn is_capitalised(w: &str) -> bool {
+    let mut cs = w.chars();
+    cs.next().is_some_and(char::is_uppercase) && w.chars().any(char::is_lowercase)
+}
+
+/// Only spaces or tabs between two words.
+fn adjacent(text: &str, a: (usize, usize), b: (usize, usize)) -> bool {
+    let gap = &text[a.1..b.0];
+    !gap.is_empty() && gap.len() <= 2 && gap.chars().all(|c| c == ' ' || c == '\t')
+}
+
+fn is_first_name(firsts: &HashSet<&'static str>, w: &str) -> bool {
+    firsts.contains(w) || (w.contains('-') && w.split('-').next().is_some_and(|p| firsts.contains(p)))
+}
+
+const PARTICLES: &[&str] = &[
+    "van", "von", "de", "der", "den", "da", "del", "della", "di", "le", "la", "bin", "binti", "al", "el", "ter", "ten",
+    "du", "dos", "das",
+];
+
+/// Common surnames of cultures that write the family name first.
+const SURNAME_FIRST: &[&str] = &[
+    "Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou", "Xu", "Sun", "Ma", "Zhu", "Hu", "Guo",
+    "He", "Lin", "Luo", "Gao", "Zheng", "Liang", "Xie", "Song", "Tang", "Han", "Feng", "Deng", "Cao", "Peng", "Nguyen",
+    "Tran", "Le", "Pham", "Hoang", "Phan", "Vu", "Dang", "Bui", "Do", "Ho", "Ngo", "Duong", "Ly",
+];
+
+const MONTHS_AND_DAYS: &[&str] = &[
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// Capitalised function words that end a name (sentence starts, headings).
+const COMMON_CAPITALISED: &[&str] = &[
+    "The", "And", "For", "With", "From", "This", "That", "Our", "Your", "Their", "Please", "Dear", "Regards", "Thanks",
+    "Thank", "Hi", "Hello", "Best", "Kind", "If", "When", "In", "On", "At", "To", "By", "Of", "As", "Is", "Was",
+];
 
 /// Keeps the highest-priority (then longest) of overlapping findings: the credentials of a URL win over
 /// the email-like `password@host` inside it, a card number over a phone-like digit run.
 fn resolve(mut c: Vec<Finding>) -> Vec<Finding> {
     c.sort_by(|a, b| {
-        b.kind.priority().cmp(&a.kind.priority()).then((b.end - b.start).cmp(&(a.end - a.start))).then(a.start.cmp(&b.start))
+        b.kind
+            .priority()
+            .cmp(&a.kind.priority())
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
     });
     let mut kept: Vec<Finding> = Vec::new();
     for f in c {

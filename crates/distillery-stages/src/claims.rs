@@ -166,7 +166,10 @@ impl Versions for StoreVersions {
         if let Some(p) = &previous {
             let mark = format!("{}superseded/{p}", self.prefix);
             self.store.put(&self.bucket, &mark, Bytes::from(document.to_string()), "text/plain").await?;
-            self.cache.lock().expect("cache lock").insert(p.clone(), (Some(document.to_string()), std::time::Instant::now()));
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .insert(p.clone(), (Some(document.to_string()), std::time::Instant::now()));
         }
         Ok(previous)
     }

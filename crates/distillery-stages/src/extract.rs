@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distillery_core::{
-    ids, Chunk, Document, DocumentStatus, Input, Metrics, Record, RejectReason, Stage, StageError, Topic,
+    Chunk, Document, DocumentStatus, Input, Metrics, Record, RejectReason, Stage, StageError, Topic, ids,
 };
 use distillery_docs::pii::{PiiConfig, PiiKind, Redactor};
-use distillery_docs::{chunk, context_text, contexts, ChunkConfig, ExtractError, Extracted, MediaType, TokenCounter};
+use distillery_docs::{ChunkConfig, ExtractError, Extracted, MediaType, TokenCounter, chunk, context_text, contexts};
 use distillery_store::StoreError;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -293,7 +293,10 @@ impl Extract {
             return result;
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("memory allocation") || stderr.contains("out of memory") || stderr.contains("capacity overflow") {
+        if stderr.contains("memory allocation")
+            || stderr.contains("out of memory")
+            || stderr.contains("capacity overflow")
+        {
             return Err(ExtractError::TooLarge(format!("extraction needed more than {} MiB", self.cfg.max_memory_mib)));
         }
         let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
@@ -327,7 +330,10 @@ impl Stage for Extract {
         let bytes = match store.get(&doc.source.bucket, &doc.source.key, self.cfg.max_object_bytes).await {
             Ok((_, b)) => b,
             Err(StoreError::TooLarge { size, limit }) => {
-                return Err(StageError::reject(RejectReason::TooLarge, format!("{size} bytes is over the {limit}-byte limit")));
+                return Err(StageError::reject(
+                    RejectReason::TooLarge,
+                    format!("{size} bytes is over the {limit}-byte limit"),
+                ));
             }
             Err(StoreError::NotFound(k)) => {
                 return Err(StageError::reject(RejectReason::Other, format!("object {k} no longer exists")));
@@ -339,13 +345,18 @@ impl Stage for Extract {
             // The object changed since ingest; its new content arrives with its own notification.
             return Err(StageError::reject(RejectReason::Other, "object content changed since it was ingested"));
         }
-        let extracted = self.extract_bytes(&doc.media_type, bytes).await.map_err(|e| StageError::reject(e.reason(), e.to_string()))?;
+        let extracted = self
+            .extract_bytes(&doc.media_type, bytes)
+            .await
+            .map_err(|e| StageError::reject(e.reason(), e.to_string()))?;
         let (doc2, counter, chunking, redactor) =
             (doc.clone(), self.counter.clone(), self.cfg.chunking.clone(), self.redactor.clone());
-        let extraction = tokio::task::spawn_blocking(move || chunk_extracted(&doc2, extracted, counter.as_ref(), &chunking, &redactor))
-            .await
-            .map_err(|e| StageError::reject(RejectReason::Corrupt, format!("chunking crashed: {e}")))?
-            .map_err(|e| StageError::reject(e.reason(), e.to_string()))?;
+        let extraction = tokio::task::spawn_blocking(move || {
+            chunk_extracted(&doc2, extracted, counter.as_ref(), &chunking, &redactor)
+        })
+        .await
+        .map_err(|e| StageError::reject(RejectReason::Corrupt, format!("chunking crashed: {e}")))?
+        .map_err(|e| StageError::reject(e.reason(), e.to_string()))?;
         let superseded_by = match &self.versions {
             Some(v) => v.superseded_by(&doc.id).await.map_err(|e| StageError::retry("versions", e.to_string()))?,
             None => None,
@@ -376,8 +387,8 @@ impl Stage for Extract {
 mod tests {
     use super::*;
     use distillery_core::codec::fixtures;
-    use distillery_docs::pii::PiiConfig;
     use distillery_docs::ApproxCounter;
+    use distillery_docs::pii::PiiConfig;
 
     fn redactor() -> Redactor {
         Redactor::new(PiiConfig::default())
@@ -394,9 +405,16 @@ mod tests {
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].heading_path, vec!["Leave"]);
         assert_eq!(chunks[0].text, "Employees get 25 days. Ask [EMAIL_1] for help.\n\nCarry-over is capped at 5 days.");
-        assert!(chunks[1].text.contains("questions to [EMAIL_1]."), "same address, same placeholder: {}", chunks[1].text);
+        assert!(
+            chunks[1].text.contains("questions to [EMAIL_1]."),
+            "same address, same placeholder: {}",
+            chunks[1].text
+        );
         assert_eq!(x.pii_counts[&PiiKind::Email], 2);
-        assert!(!chunks.iter().any(|c| c.context_text.contains("larkspur.example")), "nothing unredacted leaves extract");
+        assert!(
+            !chunks.iter().any(|c| c.context_text.contains("larkspur.example")),
+            "nothing unredacted leaves extract"
+        );
         assert_eq!(chunks[1].context_chunk_ids, vec![chunks[1].id.clone()]);
         assert!(chunks[0].context_text.contains("## Leave"));
         assert!(chunks.iter().all(|c| c.total == 2 && c.document_id == doc.id));
@@ -408,7 +426,10 @@ mod tests {
     fn empty_and_unsupported_documents_are_refused() {
         let mut doc = fixtures::document();
         doc.media_type = "text/plain".into();
-        assert_eq!(chunk_document(&doc, b"   \n\n ", &ApproxCounter, &ChunkConfig::default(), &redactor()), Err(ExtractError::Empty));
+        assert_eq!(
+            chunk_document(&doc, b"   \n\n ", &ApproxCounter, &ChunkConfig::default(), &redactor()),
+            Err(ExtractError::Empty)
+        );
         doc.media_type = "image/png".into();
         assert!(matches!(
             chunk_document(&doc, b"\x89PNG", &ApproxCounter, &ChunkConfig::default(), &redactor()),

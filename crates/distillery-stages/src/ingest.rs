@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use distillery_core::{
-    Discovery, Document, DocumentStatus, Input, ObjectRef, Payload, Record, RejectReason, Rejected, Stage, StageError, StoreKind,
-    SubjectKind, Topic, now_ms,
+    Discovery, Document, DocumentStatus, Input, ObjectRef, Payload, Record, RejectReason, Rejected, Stage, StageError,
+    StoreKind, SubjectKind, Topic, now_ms,
 };
 use distillery_docs::MediaType;
 use distillery_store::{ObjectMeta, StoreError};

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use distillery_core::{DocumentStatus, Input, Record, Stage, StageError, Topic};
 use distillery_export::{
-    formats, DatasetOut, DeadLetterView, DocumentView, ExampleView, ExportOptions, Format, ACCEPTED, DEAD_LETTER, DOCUMENTS,
-    REJECTED,
+    ACCEPTED, DEAD_LETTER, DOCUMENTS, DatasetOut, DeadLetterView, DocumentView, ExampleView, ExportOptions, Format,
+    REJECTED, formats,
 };
 use serde::{Deserialize, Serialize};
 
@@ -167,7 +167,13 @@ mod tests {
         let mut discovered = fixtures::document();
         discovered.status = DocumentStatus::Discovered;
         let discovered = Record::Document(discovered);
-        for (t, r) in [(Topic::Accepted, &acc), (Topic::Accepted, &acc), (Topic::Rejected, &rej), (Topic::Documents, &doc), (Topic::Documents, &discovered)] {
+        for (t, r) in [
+            (Topic::Accepted, &acc),
+            (Topic::Accepted, &acc),
+            (Topic::Rejected, &rej),
+            (Topic::Documents, &doc),
+            (Topic::Documents, &discovered),
+        ] {
             sink.process(Input::record(t, r.clone())).await.unwrap();
         }
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();

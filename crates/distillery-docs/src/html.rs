@@ -9,8 +9,14 @@ use crate::blocks::{Block, BlockKind, Extracted};
 
 pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let (html, _) = crate::text::decode(bytes);
+    // Page chrome never carries the content: drop it before the article heuristics look.
+    let clean = || {
+        let doc = dom_query::Document::from(html.as_str());
+        doc.select("script, style, noscript, nav, footer, header, aside, template, form, iframe").remove();
+        doc
+    };
     let cfg = Config { text_mode: TextMode::Markdown, char_threshold: 200, ..Config::default() };
-    let article = Readability::new(html.as_str(), None, Some(cfg))
+    let article = Readability::with_document(clean(), None, Some(cfg))
         .map_err(|e| ExtractError::Corrupt(e.to_string()))?
         .parse()
         .ok()
@@ -18,16 +24,16 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let (title, markdown) = match article {
         Some(a) => (a.title.trim().to_string(), a.text_content.to_string()),
         None => {
-            let doc = dom_query::Document::from(html.as_str());
-            doc.select("script, style, noscript, nav, footer, header, template").remove();
+            let doc = clean();
             let title = doc.select("title").text().trim().to_string();
             let body = doc.select("body").nodes().first().map(|n| n.md(None).to_string()).unwrap_or_default();
             (title, body)
         }
     };
     let mut out = crate::markdown::extract(markdown.as_bytes());
-    let has_heading = out.blocks.iter().any(|b| matches!(b.kind, BlockKind::Heading(_)));
-    if !title.is_empty() && !has_heading {
+    // Readability lifts the page title out of the content; put it back as the top heading.
+    let has_top = out.blocks.iter().any(|b| b.kind == BlockKind::Heading(1));
+    if !title.is_empty() && !has_top && out.blocks.first().is_none_or(|b| b.text != title) {
         out.blocks.insert(0, Block::new(BlockKind::Heading(1), title));
     }
     Ok(out)

@@ -171,7 +171,13 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     let (gen_llm, judge_llm) = wiring::llm_clients(&cfg.llm.generator, &judge_cfg, metrics.clone()).await;
     let embedder = wiring::embedder(&cfg.embedder).await?;
     let index = wiring::index(&Default::default(), embedder.dim()).await?;
-    let counter = wiring::token_counter(cfg.extract.tokenizer.as_deref())?;
+    let counter: Arc<dyn distillery_docs::TokenCounter> = match &cfg.extract.tokenizer {
+        Some(_) => wiring::token_counter(cfg.extract.tokenizer.as_deref())?,
+        None => match wiring::served_model_tokenizer(&cfg.llm.generator).await {
+            Some(t) => Arc::new(t),
+            None => wiring::token_counter(None)?,
+        },
+    };
     let stores = match spec.store {
         StoreKind::S3 => Stores::with_s3(wiring::s3(&cfg.s3).await),
         StoreKind::File => Stores::local_only(),

@@ -81,12 +81,29 @@ pub async fn index(cfg: &VectorConfig, dim: usize) -> anyhow::Result<Arc<dyn Vec
     })
 }
 
-/// The token counter for chunk budgets.
+/// The token counter for chunk budgets: a `tokenizer.json` or a `.gguf` model, else ~4 chars per token.
 pub fn token_counter(tokenizer: Option<&Path>) -> anyhow::Result<Arc<dyn TokenCounter>> {
     Ok(match tokenizer {
-        Some(p) => Arc::new(HfTokenizer::from_file(p).map_err(anyhow::Error::msg)?),
+        Some(p) => Arc::new(distillery_docs::tokens::load_tokenizer(p).map_err(anyhow::Error::msg)?),
         None => Arc::new(ApproxCounter),
     })
+}
+
+/// The tokenizer of the model an OpenAI-compatible llama.cpp server is serving, when its model file is on
+/// this machine (the local default): chunk budgets then count exactly what the model counts.
+pub async fn served_model_tokenizer(cfg: &LlmConfig) -> Option<HfTokenizer> {
+    if cfg.provider != ProviderKind::Openai {
+        return None;
+    }
+    let base = cfg.base_url.trim_end_matches('/');
+    let root = base.strip_suffix("/v1").unwrap_or(base);
+    let props: serde_json::Value =
+        reqwest::Client::new().get(format!("{root}/props")).timeout(Duration::from_secs(5)).send().await.ok()?.json().await.ok()?;
+    let path = PathBuf::from(props.get("model_path")?.as_str()?);
+    if !path.exists() {
+        return None;
+    }
+    tokio::task::spawn_blocking(move || distillery_docs::tokens::tokenizer_from_gguf(&path).ok()).await.ok().flatten()
 }
 
 /// An S3 client.

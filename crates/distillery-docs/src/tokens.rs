@@ -79,3 +79,70 @@ mod tests {
         assert_eq!(ApproxCounter.count("ééééé"), 2);
     }
 }
+
+/// The pre-tokenizer regex of Qwen2-family vocabularies (as llama.cpp applies it): single digits,
+/// letters with an optional leading non-letter, punctuation runs, newlines and spaces.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Builds the tokenizer of a GGUF model from its metadata (BPE vocabularies: `tokenizer.ggml.model` =
+/// `gpt2`), so that chunk budgets count exactly what the served model counts.
+pub fn tokenizer_from_gguf(path: &Path) -> Result<HfTokenizer, String> {
+    use candle_core::quantized::gguf_file::Content;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
+
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let content = Content::read(&mut f).map_err(|e| format!("{}: not a GGUF model: {e}", path.display()))?;
+    let meta = |k: &str| content.metadata.get(k).ok_or_else(|| format!("{}: no {k} in the model", path.display()));
+    let model = meta("tokenizer.ggml.model")?.to_string().map_err(|e| e.to_string())?.clone();
+    if model != "gpt2" {
+        return Err(format!("{}: tokenizer type {model:?} is not supported (only BPE `gpt2` vocabularies)", path.display()));
+    }
+    let tokens = meta("tokenizer.ggml.tokens")?.to_vec().map_err(|e| e.to_string())?;
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.to_string().map(|s| (s.clone(), i as u32)).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let merges: Vec<(String, String)> = meta("tokenizer.ggml.merges")?
+        .to_vec()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter_map(|m| m.to_string().ok())
+        .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+        .collect();
+    let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| e.to_string())?;
+    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+    let pre = content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
+    let byte_level = ByteLevel::default().add_prefix_space(false).trim_offsets(false);
+    if pre.starts_with("qwen") || pre == "deepseek-r1-qwen" {
+        let split = Split::new(SplitPattern::Regex(QWEN2_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|e| e.to_string())?;
+        let byte_level = byte_level.use_regex(false);
+        tokenizer.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            PreTokenizerWrapper::Split(split),
+            PreTokenizerWrapper::ByteLevel(byte_level),
+        ]))));
+    } else {
+        tokenizer.with_pre_tokenizer(Some(byte_level));
+    }
+    let name = content
+        .metadata
+        .get("general.name")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_else(|| path.display().to_string());
+    Ok(HfTokenizer::new(tokenizer, format!("gguf:{name}")))
+}
+
+/// A tokenizer from a `tokenizer.json` or from a `.gguf` model file.
+pub fn load_tokenizer(path: &Path) -> Result<HfTokenizer, String> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        tokenizer_from_gguf(path)
+    } else {
+        HfTokenizer::from_file(path)
+    }
+}

@@ -288,3 +288,70 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Creates an SNS topic on Ceph RGW that pushes to `endpoint` and subscribes `bucket`'s ObjectCreated
+/// events to it: the same notification setup MinIO users do with `mc event add`.
+pub async fn rgw_notify(servers: &Servers, bucket: &str, topic: &str, endpoint: &str) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+
+    let body = format!(
+        "Action=CreateTopic&Name={topic}&Attributes.entry.1.key=push-endpoint&Attributes.entry.1.value={}\
+         &Attributes.entry.2.key=persistent&Attributes.entry.2.value=false",
+        urlencode_form(endpoint)
+    );
+    let creds = aws_credential_types::Credentials::new(&servers.s3_key, &servers.s3_secret, None, None, "test");
+    let identity: aws_smithy_runtime_api::client::identity::Identity = creds.into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("default")
+        .name("sns")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing params")
+        .into();
+    let url = format!("{}/", servers.s3);
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let signable =
+        SignableRequest::new("POST", &url, headers.iter().copied(), SignableBody::Bytes(body.as_bytes())).expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    let mut req = reqwest::Client::new().post(&url).header("content-type", headers[0].1).body(body.clone());
+    for (k, v) in instructions.headers() {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.expect("CreateTopic");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert!(status.is_success(), "CreateTopic failed: {status} {text}");
+    let arn = text.split("<TopicArn>").nth(1).and_then(|s| s.split("</TopicArn>").next()).expect("TopicArn").to_string();
+
+    let s3 = distillery_store::S3Store::connect(&servers.s3_config()).await;
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, TopicConfiguration};
+    let cfg = NotificationConfiguration::builder()
+        .topic_configurations(
+            TopicConfiguration::builder()
+                .id(format!("{topic}-created"))
+                .topic_arn(arn)
+                .events(Event::S3ObjectCreated)
+                .build()
+                .expect("topic configuration"),
+        )
+        .build();
+    s3.client()
+        .put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(cfg)
+        .send()
+        .await
+        .expect("PutBucketNotificationConfiguration");
+}
+
+fn urlencode_form(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

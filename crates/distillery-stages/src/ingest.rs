@@ -24,13 +24,21 @@ pub struct IngestConfig {
     pub include_prefixes: Vec<String>,
     /// Only keys ending with one of these suffixes (case-insensitive) are ingested (empty: every key).
     pub include_suffixes: Vec<String>,
+    /// Keys starting with one of these prefixes are never ingested (the registry's own markers live under
+    /// `.distillery/`; a notification for them must not become a document).
+    pub exclude_prefixes: Vec<String>,
     /// Objects larger than this many bytes are rejected from their metadata, never fetched.
     pub max_object_bytes: u64,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { include_prefixes: Vec::new(), include_suffixes: Vec::new(), max_object_bytes: 100 * 1024 * 1024 }
+        IngestConfig {
+            include_prefixes: Vec::new(),
+            include_suffixes: Vec::new(),
+            exclude_prefixes: vec![".distillery/".into()],
+            max_object_bytes: 100 * 1024 * 1024,
+        }
     }
 }
 
@@ -48,6 +56,7 @@ impl IngestConfig {
             && (self.include_suffixes.is_empty()
                 || self.include_suffixes.iter().any(|s| lower.ends_with(&s.to_lowercase())))
             && !key.ends_with('/')
+            && !self.exclude_prefixes.iter().any(|p| key.starts_with(p.as_str()))
     }
 }
 
@@ -267,6 +276,7 @@ mod tests {
         assert!(!cfg.accepts("docs/a.png"));
         assert!(!cfg.accepts("docs/dir/"));
         assert!(IngestConfig::default().accepts("anything"));
+        assert!(!IngestConfig::default().accepts(".distillery/claims/abc"), "registry markers are never documents");
     }
 
     #[tokio::test]

@@ -111,7 +111,9 @@ async fn uploads_trigger_the_pipeline_through_real_notifications() {
         let docs = documents(t);
         docs.iter().any(|d| d.id == v2_id)
             && docs.iter().any(|d| d.id == quiet_id)
-            && t.records(Topic::Rejected).iter().any(|r| matches!(r, Record::Rejected(x) if x.reason == RejectReason::TooLarge))
+            && t.records(Topic::Rejected)
+                .iter()
+                .any(|r| matches!(r, Record::Rejected(x) if x.reason == RejectReason::TooLarge))
     })
     .await;
     // Give late duplicates a chance to show up before counting.
@@ -128,7 +130,9 @@ async fn uploads_trigger_the_pipeline_through_real_notifications() {
     let too_large = tap
         .records(Topic::Rejected)
         .iter()
-        .find_map(|r| if let Record::Rejected(x) = r { (x.reason == RejectReason::TooLarge).then_some(x.clone()) } else { None })
+        .find_map(|r| {
+            if let Record::Rejected(x) = r { (x.reason == RejectReason::TooLarge).then_some(x.clone()) } else { None }
+        })
         .unwrap();
     assert!(too_large.detail.contains("not fetched"), "{}", too_large.detail);
     wait_for(&mut tap, 60, "chunks of the new version", |t| {

@@ -8,7 +8,7 @@ use distillery_core::{Discovery, Document, DocumentStatus, Input, Metrics, Objec
 use distillery_docs::pii::{PiiConfig, Redactor};
 use distillery_docs::{ApproxCounter, MediaType};
 use distillery_stages::claims::{MemoryClaims, MemoryVersions, Versions};
-use distillery_stages::extract::{Extract, ExtractConfig, Isolation, WorkerCommand, WORKER_ARG};
+use distillery_stages::extract::{Extract, ExtractConfig, Isolation, WORKER_ARG, WorkerCommand};
 use distillery_stages::ingest::{IngestConfig, Ingestor, Outcome};
 use distillery_stages::stores::Stores;
 
@@ -101,7 +101,9 @@ async fn chunks_of_a_superseded_version_are_marked() {
         versions: versions.clone(),
         cfg: IngestConfig::default(),
     };
-    let Outcome::Document(v1) = ingest.object(ObjectRef::file(&root, "policy.md"), None, "e1", Discovery::Local).await.unwrap() else {
+    let Outcome::Document(v1) =
+        ingest.object(ObjectRef::file(&root, "policy.md"), None, "e1", Discovery::Local).await.unwrap()
+    else {
         panic!()
     };
     let s = stage(Isolation::Thread, 60, Some(versions.clone()));
@@ -109,7 +111,9 @@ async fn chunks_of_a_superseded_version_are_marked() {
     assert!(before.iter().all(|r| !matches!(r, Record::Chunk(c) if c.superseded_by.is_some())));
     // The object changes under the same key: a new version, and the old one's later chunks say so.
     std::fs::write(dir.path().join("policy.md"), "# Policy\n\nLeave is 27 days a year for everyone.").unwrap();
-    let Outcome::Document(v2) = ingest.object(ObjectRef::file(&root, "policy.md"), None, "e2", Discovery::Local).await.unwrap() else {
+    let Outcome::Document(v2) =
+        ingest.object(ObjectRef::file(&root, "policy.md"), None, "e2", Discovery::Local).await.unwrap()
+    else {
         panic!()
     };
     assert_eq!(v2.supersedes.as_deref(), Some(v1.id.as_str()));

@@ -292,7 +292,7 @@ fn urlencode(s: &str) -> String {
 /// Creates an SNS topic on Ceph RGW that pushes to `endpoint` and subscribes `bucket`'s ObjectCreated
 /// events to it: the same notification setup MinIO users do with `mc event add`.
 pub async fn rgw_notify(servers: &Servers, bucket: &str, topic: &str, endpoint: &str) {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4;
 
     let body = format!(
@@ -313,8 +313,8 @@ pub async fn rgw_notify(servers: &Servers, bucket: &str, topic: &str, endpoint: 
         .into();
     let url = format!("{}/", servers.s3);
     let headers = [("content-type", "application/x-www-form-urlencoded")];
-    let signable =
-        SignableRequest::new("POST", &url, headers.iter().copied(), SignableBody::Bytes(body.as_bytes())).expect("signable");
+    let signable = SignableRequest::new("POST", &url, headers.iter().copied(), SignableBody::Bytes(body.as_bytes()))
+        .expect("signable");
     let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
     let mut req = reqwest::Client::new().post(&url).header("content-type", headers[0].1).body(body.clone());
     for (k, v) in instructions.headers() {
@@ -324,7 +324,8 @@ pub async fn rgw_notify(servers: &Servers, bucket: &str, topic: &str, endpoint: 
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     assert!(status.is_success(), "CreateTopic failed: {status} {text}");
-    let arn = text.split("<TopicArn>").nth(1).and_then(|s| s.split("</TopicArn>").next()).expect("TopicArn").to_string();
+    let arn =
+        text.split("<TopicArn>").nth(1).and_then(|s| s.split("</TopicArn>").next()).expect("TopicArn").to_string();
 
     let s3 = distillery_store::S3Store::connect(&servers.s3_config()).await;
     use aws_sdk_s3::types::{Event, NotificationConfiguration, TopicConfiguration};

@@ -155,8 +155,14 @@ impl Default for ClaimsConfig {
 
 macro_rules! service_config {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? } validate($s:ident, $e:ident) $body:block) => {
+        service_config!(@def [Default] $(#[$m])* $name { $($(#[$fm])* $field : $ty),* } validate($s, $e) $body);
+    };
+    (no_default $(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? } validate($s:ident, $e:ident) $body:block) => {
+        service_config!(@def [] $(#[$m])* $name { $($(#[$fm])* $field : $ty),* } validate($s, $e) $body);
+    };
+    (@def [$($d:ident)?] $(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? } validate($s:ident, $e:ident) $body:block) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize $(, $d)?)]
         #[serde(default, deny_unknown_fields)]
         pub struct $name {
             /// Kafka connection and topics.
@@ -244,6 +250,7 @@ service_config!(
 );
 
 service_config!(
+    no_default
     /// The judge service: `drafts` to `judged`, `regenerate` or `rejected`.
     JudgeServiceConfig {
         /// The judge model.
@@ -294,6 +301,19 @@ service_config!(
         s.s3.validate("s3", errors);
     }
 );
+
+impl Default for JudgeServiceConfig {
+    /// A judge samples cold and answers short: the same defaults as the judge of the one-process run.
+    fn default() -> Self {
+        JudgeServiceConfig {
+            kafka: KafkaConfig::default(),
+            runtime: RuntimeConfig::default(),
+            ops: OpsConfig::default(),
+            llm: Models::default().judge(),
+            judge: JudgeConfig::default(),
+        }
+    }
+}
 
 /// The generator and judge models of the one-process run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -418,6 +438,12 @@ mod tests {
         }
         let err = from_toml::<GenerateServiceConfig>("[llm]\nmodle = \"x\"").unwrap_err().to_string();
         assert!(err.contains("modle"), "{err}");
+    }
+
+    #[test]
+    fn the_judge_service_samples_like_the_run_judge() {
+        let c: JudgeServiceConfig = from_toml("").unwrap();
+        assert_eq!((c.llm.temperature, c.llm.max_tokens), (0.1, 256));
     }
 
     #[test]

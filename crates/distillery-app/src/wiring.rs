@@ -97,8 +97,15 @@ pub async fn served_model_tokenizer(cfg: &LlmConfig) -> Option<HfTokenizer> {
     }
     let base = cfg.base_url.trim_end_matches('/');
     let root = base.strip_suffix("/v1").unwrap_or(base);
-    let props: serde_json::Value =
-        reqwest::Client::new().get(format!("{root}/props")).timeout(Duration::from_secs(5)).send().await.ok()?.json().await.ok()?;
+    let props: serde_json::Value = reqwest::Client::new()
+        .get(format!("{root}/props"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
     let path = PathBuf::from(props.get("model_path")?.as_str()?);
     if !path.exists() {
         return None;

@@ -100,8 +100,41 @@ impl Serialize for Secret {
 }
 
 impl<'de> Deserialize<'de> for Secret {
+    /// Any scalar: environment variables are parsed leniently, so a numeric or boolean-looking secret
+    /// (`123456`, `true`) arrives as a number or a boolean and must still be taken as text.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a secret string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -175,6 +208,19 @@ mod tests {
         assert!(err.contains("workers must be > 0") && err.contains("ratio 3 must be in [0, 1]"), "{err}");
         let err = load_with::<Demo>(Some(Path::new("/nonexistent/x.toml")), None).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn secrets_that_look_like_numbers_stay_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESTSEC__LLM__API_KEY", "123456");
+            let d: Demo = load_with(None, Some(Env::prefixed("TESTSEC__").split("__"))).unwrap();
+            assert_eq!(d.llm.api_key.expose(), "123456");
+            jail.set_env("TESTSEC__LLM__API_KEY", "true");
+            let d: Demo = load_with(None, Some(Env::prefixed("TESTSEC__").split("__"))).unwrap();
+            assert_eq!(d.llm.api_key.expose(), "true");
+            Ok(())
+        });
     }
 
     #[test]

@@ -105,18 +105,32 @@ pub struct PiiConfig {
     pub actions: BTreeMap<PiiKind, PiiAction>,
     /// Region for phone numbers written without a country code (ISO 3166-1 alpha-2).
     pub default_region: String,
+    /// Further regions a number without a country code may belong to (valid in any of them counts).
+    pub phone_regions: Vec<String>,
 }
 
 impl Default for PiiConfig {
     fn default() -> Self {
-        PiiConfig { enabled: true, actions: BTreeMap::new(), default_region: "US".into() }
+        PiiConfig {
+            enabled: true,
+            actions: BTreeMap::new(),
+            default_region: "US".into(),
+            phone_regions: [
+                "GB", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "IE", "NO", "SE", "DK", "FI", "PL", "PT", "CA",
+                "AU", "IN", "BR", "MX", "JP",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
     }
 }
 
 impl PiiConfig {
     pub fn validate(&self, section: &str, errors: &mut Vec<String>) {
-        if phonenumber::country::Id::from_str(&self.default_region).is_err() {
-            errors.push(format!("{section}.default_region {:?} is not a known region code", self.default_region));
+        for r in std::iter::once(&self.default_region).chain(&self.phone_regions) {
+            if phonenumber::country::Id::from_str(r).is_err() {
+                errors.push(format!("{section}: {r:?} is not a known region code"));
+            }
         }
     }
 
@@ -177,7 +191,7 @@ fn patterns() -> &'static Patterns {
             .map(|s| r(s))
             .collect(),
             assignment: r(
-                r#"(?i)(?:^|[^a-z0-9])[a-z0-9_.-]*?(?:api[_-]?key|apikey|api[_-]?token|secret|access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|signing[_-]?key|encryption[_-]?key|master[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|token|password|passwd|pwd|passphrase|credentials?|session[_-]?(?:id|token|key)|sessionid)[a-z0-9_]*["']?(?:\s*(?:[:=]|=>)\s*|\s+is\s+)["']?([^\s"',;)}\]]{6,})"#,
+                r#"(?i)(?:^|[^a-z0-9])[a-z0-9_.-]*?(?:api[_-]?key|apikey|api[_-]?token|secret|access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|signing[_-]?key|encryption[_-]?key|master[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|token|password|passwd|pwd|passphrase|credentials?|session[_-]?(?:id|token|key)|sessionid|sessid|session|sid)[a-z0-9_]*["']?(?:\s*(?:[:=]|=>)\s*|\s+is\s+)["']?([^\s"',;)}\]]{6,})"#,
             ),
             password_space: r(
                 r#"(?i)\b(?:password|passwd|pwd|passphrase)[ \t]+([^\s"',;)}\]&-][^\s"',;)}\]&]{5,})"#,
@@ -222,6 +236,8 @@ fn card_issuer(d: &str) -> bool {
         || (3528..=3589).contains(&p(4)) && (16..=19).contains(&n)
         || (matches!(p(2), 36 | 38 | 39) || (300..=305).contains(&p(3))) && (14..=19).contains(&n)
         || p(2) == 62 && (16..=19).contains(&n)
+        // Maestro
+        || (p(2) == 50 || (56..=58).contains(&p(2)) || p(4) == 6304 || p(4) == 6759 || (6761..=6763).contains(&p(4))) && (12..=19).contains(&n)
 }
 
 /// IBAN lengths by country (ISO 13616 registry).
@@ -372,6 +388,74 @@ const ID_CONTEXT: &[&str] = &[
     "txn",
     "receipt",
 ];
+/// Words that say a number is a card number whatever else is around it.
+const CARD_CUES: &[&str] = &[
+    "card",
+    "visa",
+    "mastercard",
+    "amex",
+    "maestro",
+    "discover",
+    "jcb",
+    "diners",
+    "credit",
+    "debit",
+    "cc",
+    "karte",
+    "kreditkarte",
+    "carte",
+    "tarjeta",
+    "kort",
+    "kaart",
+    "carta",
+    "cartão",
+];
+/// Words that say a number is a phone number.
+const PHONE_CUES: &[&str] = &[
+    "tel",
+    "phone",
+    "telephone",
+    "call",
+    "fax",
+    "mobile",
+    "cell",
+    "ring",
+    "telefon",
+    "telefoon",
+    "téléphone",
+    "teléfono",
+    "telefono",
+    "mob",
+    "whatsapp",
+    "sms",
+    "contact",
+    "portable",
+    "móvil",
+    "movil",
+    "celular",
+    "bel",
+    "appelez",
+    "appeler",
+    "llame",
+    "llamar",
+    "chiama",
+    "erreichen",
+    "anrufen",
+    "handy",
+    "tlf",
+    "ph",
+    "mobil",
+    "telefonnummer",
+    "nummer",
+    "numéro",
+    "número",
+    "cellulare",
+    "ringe",
+    "hotline",
+    "helpline",
+    "unter",
+];
+
 /// Words that make a dotted number a version or a section, not an address.
 const VERSION_CONTEXT: &[&str] = &[
     "version",
@@ -436,6 +520,11 @@ fn looks_like_secret_value(v: &str) -> bool {
     classes >= 2 || (classes == 1 && v.len() >= 12) || v.len() >= 20
 }
 
+fn ssn_shape() -> &'static Regex {
+    static S: OnceLock<Regex> = OnceLock::new();
+    S.get_or_init(|| Regex::new(r"^\d{3}-\d{2}-\d{4}$").expect("valid"))
+}
+
 fn query_continuation() -> &'static Regex {
     static Q: OnceLock<Regex> = OnceLock::new();
     Q.get_or_init(|| Regex::new(r"&[A-Za-z_][A-Za-z0-9_.-]*=").expect("valid"))
@@ -458,14 +547,13 @@ fn looks_like_date_or_time(s: &str) -> bool {
     re.is_match(s.trim())
 }
 
-fn first_names() -> &'static HashSet<&'static str> {
-    static N: OnceLock<HashSet<&'static str>> = OnceLock::new();
+fn first_names() -> &'static HashSet<String> {
+    static N: OnceLock<HashSet<String>> = OnceLock::new();
     N.get_or_init(|| {
-        let mut s: HashSet<&'static str> = HashSet::new();
-        s.extend(crate::names::first_names());
+        let mut s: HashSet<String> = crate::names::first_names().map(fold).collect();
         // Words that are first names but far more often something else at the start of a capitalised pair.
         for w in NOT_NAMES {
-            s.remove(w);
+            s.remove(*w);
         }
         s
     })
@@ -734,7 +822,7 @@ const NOT_NAMES: &[&str] = &[
 /// Detects PII in text.
 pub struct Redactor {
     cfg: PiiConfig,
-    region: Option<phonenumber::country::Id>,
+    regions: Vec<phonenumber::country::Id>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -745,8 +833,11 @@ impl std::fmt::Debug for Redactor {
 
 impl Redactor {
     pub fn new(cfg: PiiConfig) -> Redactor {
-        let region = phonenumber::country::Id::from_str(&cfg.default_region).ok();
-        Redactor { cfg, region }
+        let regions = std::iter::once(&cfg.default_region)
+            .chain(&cfg.phone_regions)
+            .filter_map(|r| phonenumber::country::Id::from_str(r).ok())
+            .collect();
+        Redactor { cfg, regions }
     }
 
     /// Every entity found, non-overlapping, in order (types set to `keep` are found too).
@@ -807,7 +898,8 @@ impl Redactor {
             if seps.len() <= 1
                 && luhn(&digits)
                 && card_issuer(&digits)
-                && !has_context(&before(text, m.start(), 32), ID_CONTEXT)
+                && (has_context(&before(text, m.start(), 40), CARD_CUES)
+                    || !has_context(&before(text, m.start(), 32), ID_CONTEXT))
             {
                 push(PiiKind::CreditCard, m.start(), m.end());
             }
@@ -829,9 +921,13 @@ impl Redactor {
         for m in p.ipv4.find_iter(text) {
             let after = &text[m.end()..];
             let dotted_more = after.starts_with('.') && after[1..].starts_with(|c: char| c.is_ascii_digit());
+            let dotted_before = {
+                let head = text[..m.start()].as_bytes();
+                head.len() >= 2 && head[head.len() - 1] == b'.' && head[head.len() - 2].is_ascii_digit()
+            };
             if Ipv4Addr::from_str(m.as_str()).is_ok()
                 && !dotted_more
-                && !text[..m.start()].ends_with('.')
+                && !dotted_before
                 && !has_context(&before(text, m.start(), 32), VERSION_CONTEXT)
             {
                 push(PiiKind::IpAddress, m.start(), m.end());
@@ -861,7 +957,11 @@ impl Redactor {
         let firsts = first_names();
         let mut titled: HashSet<usize> = HashSet::new();
         for m in patterns().titled_name.find_iter(text) {
-            if let Some(i) = toks.iter().position(|t| t.0 == m.end()) {
+            if let Some(mut i) = toks.iter().position(|t| t.0 == m.end()) {
+                // "Prof. Dr. Hartmann", "Dr. med. Brückner": the name follows the last title word.
+                while i + 1 < toks.len() && TITLE_WORDS.contains(&&text[toks[i].0..toks[i].1]) {
+                    i += 1;
+                }
                 titled.insert(i);
             }
         }
@@ -873,14 +973,16 @@ impl Redactor {
                 || (is_capitalised(w)
                     && !NOT_NAMES.contains(&w)
                     && (is_first_name(firsts, w) || SURNAME_FIRST.contains(&w)));
-            if !starts_name || !is_capitalised(w) || MONTHS_AND_DAYS.contains(&w) {
+            let saint =
+                i > 0 && matches!(&text[toks[i - 1].0..toks[i - 1].1], "St" | "Saint" | "San" | "Santa" | "Sankt");
+            if !starts_name || !is_capitalised(w) || MONTHS_AND_DAYS.contains(&w) || (saint && !is_titled) {
                 i += 1;
                 continue;
             }
             // Extend over adjacent capitalised words and particles.
             let mut last = i;
             let mut j = i + 1;
-            while j < toks.len() && j <= i + 4 && adjacent(text, toks[j - 1], toks[j]) {
+            while j < toks.len() && j <= i + 6 && adjacent(text, toks[j - 1], toks[j]) {
                 let v = name_word(&text[toks[j].0..toks[j].1]);
                 if PARTICLES.contains(&v) {
                     j += 1;
@@ -935,18 +1037,30 @@ impl Redactor {
         if text[end..].starts_with(|c: char| c.is_alphanumeric() || c == '%' || c == '/') {
             return;
         }
-        if has_context(&before(text, start, 32), ID_CONTEXT) {
+        let prefix = before(text, start, 40);
+        if has_context(&prefix, ID_CONTEXT) && !has_context(&prefix, PHONE_CUES) {
             return;
         }
-        let parsed = if trimmed.starts_with('+') {
-            phonenumber::parse(None, trimmed)
+        // Social-security-shaped numbers are never phone numbers, whatever their ranges.
+        if ssn_shape().is_match(trimmed) {
+            return;
+        }
+        let valid_in = |r: phonenumber::country::Id| phonenumber::parse(Some(r), trimmed).is_ok_and(|n| n.is_valid());
+        let valid = if let Some(rest) = trimmed.strip_prefix("00") {
+            phonenumber::parse(None, format!("+{rest}")).is_ok_and(|n| n.is_valid())
+        } else if trimmed.starts_with('+') {
+            phonenumber::parse(None, trimmed).is_ok_and(|n| n.is_valid())
+        } else if self.regions.first().is_some_and(|r| valid_in(*r)) {
+            true
         } else {
-            match self.region {
-                Some(r) => phonenumber::parse(Some(r), trimmed),
-                None => return,
-            }
+            // Valid somewhere else only counts with a reason to read it as a phone number: a cue word before
+            // it, or the look of a national number (trunk 0, three or more digit groups).
+            let groups = trimmed.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).count();
+            let looks_national = trimmed.starts_with('0') && groups >= 3;
+            (has_context(&before(text, start, 60), PHONE_CUES) || looks_national)
+                && self.regions[1..].iter().any(|r| valid_in(*r))
         };
-        if parsed.is_ok_and(|n| n.is_valid()) {
+        if valid {
             push(PiiKind::Phone, start, end);
         }
     }
@@ -1036,9 +1150,34 @@ fn adjacent(text: &str, a: (usize, usize), b: (usize, usize)) -> bool {
     !gap.is_empty() && gap.len() <= 2 && gap.chars().all(|c| c == ' ' || c == '\t')
 }
 
-fn is_first_name(firsts: &HashSet<&'static str>, w: &str) -> bool {
-    firsts.contains(w) || (w.contains('-') && w.split('-').next().is_some_and(|p| firsts.contains(p)))
+fn is_first_name(firsts: &HashSet<String>, w: &str) -> bool {
+    let folded = fold(w);
+    firsts.contains(&folded) || (folded.contains('-') && folded.split('-').next().is_some_and(|p| firsts.contains(p)))
 }
+
+/// Strips diacritics (Siobhán → Siobhan, Zoë → Zoe, Åsmund → Asmund) for dictionary lookups.
+fn fold(w: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    w.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .map(|c| match c {
+            'ø' => 'o',
+            'Ø' => 'O',
+            'æ' => 'a',
+            'Æ' => 'A',
+            'ð' => 'd',
+            'þ' => 't',
+            'ł' => 'l',
+            'Ł' => 'L',
+            'ı' => 'i',
+            c => c,
+        })
+        .collect()
+}
+
+/// Titles and academic or medical abbreviations between a title and the name.
+const TITLE_WORDS: &[&str] =
+    &["Dr", "Prof", "med", "rer", "nat", "phil", "Ing", "dott", "ssa", "Sr", "Sra", "Mme", "Mlle"];
 
 const PARTICLES: &[&str] = &[
     "van", "von", "de", "der", "den", "da", "del", "della", "di", "le", "la", "bin", "binti", "al", "el", "ter", "ten",

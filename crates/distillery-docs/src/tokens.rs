@@ -82,7 +82,8 @@ mod tests {
 
 /// The pre-tokenizer regex of Qwen2-family vocabularies (as llama.cpp applies it): single digits,
 /// letters with an optional leading non-letter, punctuation runs, newlines and spaces.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Builds the tokenizer of a GGUF model from its metadata (BPE vocabularies: `tokenizer.ggml.model` =
 /// `gpt2`), so that chunk budgets count exactly what the served model counts.
@@ -99,7 +100,10 @@ pub fn tokenizer_from_gguf(path: &Path) -> Result<HfTokenizer, String> {
     let meta = |k: &str| content.metadata.get(k).ok_or_else(|| format!("{}: no {k} in the model", path.display()));
     let model = meta("tokenizer.ggml.model")?.to_string().map_err(|e| e.to_string())?.clone();
     if model != "gpt2" {
-        return Err(format!("{}: tokenizer type {model:?} is not supported (only BPE `gpt2` vocabularies)", path.display()));
+        return Err(format!(
+            "{}: tokenizer type {model:?} is not supported (only BPE `gpt2` vocabularies)",
+            path.display()
+        ));
     }
     let tokens = meta("tokenizer.ggml.tokens")?.to_vec().map_err(|e| e.to_string())?;
     let vocab: tokenizers::models::bpe::Vocab = tokens

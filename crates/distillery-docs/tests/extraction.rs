@@ -1,7 +1,7 @@
 //! Extraction of every supported format from committed fixtures (made by tests/fixtures/make_fixtures.py
 //! from text written for this project), and a distinct rejection reason for every kind of bad input.
 
-use distillery_docs::{extract_guarded, BlockKind, ExtractError, MediaType};
+use distillery_docs::{BlockKind, ExtractError, MediaType, extract_guarded};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
@@ -45,7 +45,11 @@ fn docx_headings_lists_and_tables() {
     let e = extract("handbook.docx").unwrap();
     let h = headings(&e);
     assert!(h.iter().any(|(_, t)| t == "Installation"), "{h:?}");
-    assert!(e.blocks.iter().any(|b| b.kind == BlockKind::ListItem && b.text.contains("FV-2 field verifier")), "{:?}", e.blocks);
+    assert!(
+        e.blocks.iter().any(|b| b.kind == BlockKind::ListItem && b.text.contains("FV-2 field verifier")),
+        "{:?}",
+        e.blocks
+    );
     let table = e.blocks.iter().find(|b| b.kind == BlockKind::Table).expect("a table");
     assert!(table.text.contains("| DN200 | 2.0 m | 1.0 m |"), "{}", table.text);
     assert!(table.text.lines().nth(1).is_some_and(|l| l.contains("---")), "header separator: {}", table.text);
@@ -80,5 +84,8 @@ fn every_bad_input_has_its_own_reason() {
     assert!(matches!(extract_guarded(MediaType::detect("photo.png", png), png), Err(ExtractError::Unsupported(_))));
     // 200 000 nested tables neither crash nor hang the parser.
     let nested = extract("nested.docx");
-    assert!(nested.is_ok() || matches!(nested, Err(ExtractError::TooLarge(_)) | Err(ExtractError::Corrupt(_))), "{nested:?}");
+    assert!(
+        nested.is_ok() || matches!(nested, Err(ExtractError::TooLarge(_)) | Err(ExtractError::Corrupt(_))),
+        "{nested:?}"
+    );
 }

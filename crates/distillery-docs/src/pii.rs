@@ -922,7 +922,7 @@ impl Redactor {
             let after = &text[m.end()..];
             let dotted_more = after.starts_with('.') && after[1..].starts_with(|c: char| c.is_ascii_digit());
             let dotted_before = {
-                let head = text[..m.start()].as_bytes();
+                let head = &text.as_bytes()[..m.start()];
                 head.len() >= 2 && head[head.len() - 1] == b'.' && head[head.len() - 2].is_ascii_digit()
             };
             if Ipv4Addr::from_str(m.as_str()).is_ok()

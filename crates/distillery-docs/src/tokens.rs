@@ -67,18 +67,6 @@ impl TokenCounter for ApproxCounter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn approx_counts_chars_over_four() {
-        assert_eq!(ApproxCounter.count(""), 0);
-        assert_eq!(ApproxCounter.count("abcd"), 1);
-        assert_eq!(ApproxCounter.count("abcde"), 2);
-        assert_eq!(ApproxCounter.count("ééééé"), 2);
-    }
-}
 
 /// The pre-tokenizer regex of Qwen2-family vocabularies (as llama.cpp applies it): single digits,
 /// letters with an optional leading non-letter, punctuation runs, newlines and spaces.
@@ -148,5 +136,18 @@ pub fn load_tokenizer(path: &Path) -> Result<HfTokenizer, String> {
         tokenizer_from_gguf(path)
     } else {
         HfTokenizer::from_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approx_counts_chars_over_four() {
+        assert_eq!(ApproxCounter.count(""), 0);
+        assert_eq!(ApproxCounter.count("abcd"), 1);
+        assert_eq!(ApproxCounter.count("abcde"), 2);
+        assert_eq!(ApproxCounter.count("ééééé"), 2);
     }
 }

@@ -79,16 +79,20 @@ pub enum Command {
         #[arg(long)]
         system_prompt: Option<String>,
     },
-    /// Create the pipeline's Kafka topics.
+    /// Create the pipeline's Kafka topics (from flags, or from the [kafka] section of a service config,
+    /// with its security properties and DISTILLERY__KAFKA__* overrides).
     Topics {
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        brokers: String,
-        #[arg(long, default_value = "distillery.")]
-        prefix: String,
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-        #[arg(long, default_value_t = 1)]
-        replication_factor: i32,
+        /// A service configuration file whose [kafka] section to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        partitions: Option<i32>,
+        #[arg(long)]
+        replication_factor: Option<i32>,
     },
     /// Print the default configuration of `run` as TOML.
     Config,
@@ -190,16 +194,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Topics { brokers, prefix, partitions, replication_factor } => {
-            let cfg = distillery_kafka::KafkaConfig {
-                brokers,
-                topic_prefix: prefix,
-                partitions,
-                replication_factor,
-                ..Default::default()
+        Command::Topics { config, brokers, prefix, partitions, replication_factor } => {
+            use figment::providers::{Env, Format, Toml};
+            let mut fig = figment::Figment::new();
+            if let Some(p) = &config {
+                fig = fig.merge(Toml::file_exact(p));
+            }
+            let fig = fig.merge(Env::prefixed(distillery_core::config::ENV_PREFIX).split("__"));
+            let mut cfg: distillery_kafka::KafkaConfig = if fig.find_value("kafka").is_ok() {
+                fig.extract_inner("kafka").map_err(|e| anyhow::anyhow!("[kafka]: {e}"))?
+            } else {
+                distillery_kafka::KafkaConfig::default()
             };
+            if let Some(b) = brokers {
+                cfg.brokers = b;
+            }
+            if let Some(p) = prefix {
+                cfg.topic_prefix = p;
+            }
+            if let Some(n) = partitions {
+                cfg.partitions = n;
+            }
+            if let Some(r) = replication_factor {
+                cfg.replication_factor = r;
+            }
+            let mut errors = Vec::new();
+            cfg.validate(&mut errors);
+            if !errors.is_empty() {
+                anyhow::bail!("invalid kafka settings:\n  - {}", errors.join("\n  - "));
+            }
             distillery_kafka::ensure_topics(&cfg, &distillery_core::Topic::ALL).await?;
-            println!("topics ready");
+            let names = cfg.topic_names();
+            let all: Vec<String> = distillery_core::Topic::ALL.iter().map(|t| names.name(*t)).collect();
+            println!("topics ready: {}", all.join(", "));
             Ok(())
         }
         Command::Config => {

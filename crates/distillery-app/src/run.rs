@@ -20,6 +20,7 @@ use distillery_stages::ingest::{Ingestor, Outcome};
 use distillery_stages::judge::Judge;
 use distillery_stages::sink::Sink;
 use distillery_stages::stores::Stores;
+use distillery_stages::usage::{DocUsage, Ledger};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +62,14 @@ impl InputSpec {
     }
 }
 
+/// What one document cost.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DocumentUsage {
+    #[serde(flatten)]
+    pub tokens: DocUsage,
+    pub cost: Option<f64>,
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Summary {
@@ -85,12 +94,34 @@ pub struct Summary {
     /// Tokens per accepted record, prompt plus completion.
     pub tokens_per_accepted: Option<f64>,
     pub cost: Option<f64>,
+    /// Tokens (failed and retried calls included) and cost per document id, by role.
+    pub per_document: BTreeMap<String, DocumentUsage>,
     pub duration_s: f64,
     pub drafts_per_s: f64,
     pub accepted_per_s: f64,
 }
 
 impl Summary {
+    /// Adds the per-document ledger, priced by the configuration.
+    pub fn with_ledger(mut self, ledger: &Ledger, cfg: &RunConfig) -> Summary {
+        let judge = cfg.llm.judge();
+        self.per_document = ledger
+            .snapshot()
+            .into_iter()
+            .map(|(doc, u)| {
+                let cost = match (
+                    cfg.llm.generator.cost(u.generator_prompt, u.generator_completion),
+                    judge.cost(u.judge_prompt, u.judge_completion),
+                ) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+                };
+                (doc, DocumentUsage { tokens: u, cost })
+            })
+            .collect();
+        self
+    }
+
     /// Reads the counters of a run.
     pub fn from_metrics(m: &Metrics, duration: Duration, duplicates: u64, cfg: &RunConfig) -> Summary {
         let out =
@@ -139,6 +170,7 @@ impl Summary {
             completion_tokens: gc + jc,
             tokens_per_accepted: (accepted > 0).then(|| (gp + gc + jp + jc) as f64 / accepted as f64),
             cost,
+            per_document: BTreeMap::new(),
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
             drafts_per_s: drafts as f64 / secs,
             accepted_per_s: accepted as f64 / secs,
@@ -191,6 +223,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     let retry = cfg.runtime.retry.clone();
     let slots = gen_llm.concurrency();
     let stage_cancel = CancellationToken::new();
+    let ledger = Arc::new(Ledger::default());
     let handles = vec![
         bus.spawn_stage(
             Arc::new(Extract {
@@ -207,13 +240,19 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
             stage_cancel.clone(),
         ),
         bus.spawn_stage(
-            Arc::new(Generate { llm: gen_llm.clone(), cfg: cfg.generate.clone() }),
+            Arc::new(
+                Generate::new(gen_llm.clone(), cfg.generate.clone(), Some(ledger.clone()))
+                    .map_err(|e| anyhow::anyhow!("generate: {}", e.join("; ")))?,
+            ),
             slots,
             retry.clone(),
             stage_cancel.clone(),
         ),
         bus.spawn_stage(
-            Arc::new(Judge { llm: judge_llm.clone(), cfg: cfg.judge.clone(), metrics: metrics.clone() }),
+            Arc::new(
+                Judge::new(judge_llm.clone(), cfg.judge.clone(), metrics.clone(), Some(ledger.clone()))
+                    .map_err(|e| anyhow::anyhow!("judge: {}", e.join("; ")))?,
+            ),
             judge_llm.concurrency(),
             retry.clone(),
             stage_cancel.clone(),
@@ -265,7 +304,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     scanned?;
 
     let duration = started.elapsed();
-    let summary = Summary::from_metrics(&metrics, duration, duplicates, &cfg);
+    let summary = Summary::from_metrics(&metrics, duration, duplicates, &cfg).with_ledger(&ledger, &cfg);
     if cfg.parquet {
         let path = opts.out.join(distillery_export::Format::Parquet.file_name());
         let accepted = opts.out.join(ACCEPTED);

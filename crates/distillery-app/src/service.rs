@@ -56,6 +56,7 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
         ServiceKind::Ingest => ingest(load_cfg(config)?, metrics, cancel).await,
         ServiceKind::Extract => {
             let c: ExtractServiceConfig = load_cfg(config)?;
+            let ready = ops(&c.ops, metrics.clone(), Router::new(), &cancel).await?;
             let s3 = wiring::s3(&c.s3).await;
             let stage = Extract {
                 stores: Stores::with_s3(s3.clone()),
@@ -66,47 +67,36 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
                 versions: versions(&c.claims, &s3),
                 metrics: metrics.clone(),
             };
-            consume(&c.kafka, &c.runtime, &c.ops, stage, metrics, Router::new(), cancel).await
+            consume(&c.kafka, &c.runtime, stage, metrics, ready, cancel).await
         }
         ServiceKind::Generate => {
             let c: GenerateServiceConfig = load_cfg(config)?;
+            let ready = ops(&c.ops, metrics.clone(), Router::new(), &cancel).await?;
             let llm = Arc::new(LlmClient::connect(c.llm.clone(), "generator", metrics.clone()).await);
             tracing::info!(llm = ?llm, "generator model");
-            consume(
-                &c.kafka,
-                &c.runtime,
-                &c.ops,
-                Generate { llm, cfg: c.generate.clone() },
-                metrics,
-                Router::new(),
-                cancel,
-            )
-            .await
+            let stage = Generate::new(llm, c.generate.clone(), None)
+                .map_err(|e| anyhow::anyhow!("generate: {}", e.join("; ")))?;
+            consume(&c.kafka, &c.runtime, stage, metrics, ready, cancel).await
         }
         ServiceKind::Judge => {
             let c: JudgeServiceConfig = load_cfg(config)?;
+            let ready = ops(&c.ops, metrics.clone(), Router::new(), &cancel).await?;
             let llm = Arc::new(LlmClient::connect(c.llm.clone(), "judge", metrics.clone()).await);
             tracing::info!(llm = ?llm, "judge model");
-            let stage = Judge { llm, cfg: c.judge.clone(), metrics: metrics.clone() };
-            consume(&c.kafka, &c.runtime, &c.ops, stage, metrics, Router::new(), cancel).await
+            let stage = Judge::new(llm, c.judge.clone(), metrics.clone(), None)
+                .map_err(|e| anyhow::anyhow!("judge: {}", e.join("; ")))?;
+            consume(&c.kafka, &c.runtime, stage, metrics, ready, cancel).await
         }
         ServiceKind::Dedup => {
             let c: DedupServiceConfig = load_cfg(config)?;
+            let ready = ops(&c.ops, metrics.clone(), Router::new(), &cancel).await?;
             let embedder = wiring::embedder(&c.embedder).await?;
             let index = wiring::index(&c.vectors, embedder.dim()).await?;
-            consume(
-                &c.kafka,
-                &c.runtime,
-                &c.ops,
-                Dedup::new(embedder, index, c.dedup.clone()),
-                metrics,
-                Router::new(),
-                cancel,
-            )
-            .await
+            consume(&c.kafka, &c.runtime, Dedup::new(embedder, index, c.dedup.clone()), metrics, ready, cancel).await
         }
         ServiceKind::Sink => {
             let c: SinkServiceConfig = load_cfg(config)?;
+            let ready = ops(&c.ops, metrics.clone(), Router::new(), &cancel).await?;
             let linger = Duration::from_millis(c.output.linger_ms);
             let s3 = wiring::s3(&c.s3).await;
             let out = match (&c.output.dir, &c.output.bucket) {
@@ -119,7 +109,7 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
                 (None, None) => anyhow::bail!("no output configured"),
             };
             let sink = Sink::new(out, c.sink.clone(), versions(&c.claims, &s3));
-            consume(&c.kafka, &c.runtime, &c.ops, sink, metrics, Router::new(), cancel).await
+            consume(&c.kafka, &c.runtime, sink, metrics, ready, cancel).await
         }
     }
 }
@@ -131,18 +121,28 @@ fn versions(c: &ClaimsConfig, s3: &Arc<dyn distillery_store::ObjectStore>) -> Op
         .map(|b| Arc::new(StoreVersions::new(s3.clone(), b.clone(), c.prefix.clone())) as Arc<dyn Versions>)
 }
 
+/// Serves the ops endpoint right away (alive, not ready), before any slow startup work, so probes and
+/// metrics answer while models load and servers are reached.
+async fn ops(
+    cfg: &OpsConfig,
+    metrics: Arc<Metrics>,
+    extra: Router,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Ready> {
+    let ready = Ready::default();
+    let router = ops_router(metrics, ready.clone()).merge(extra);
+    serve(cfg.listen, router, cancel.clone()).await.with_context(|| format!("binding {}", cfg.listen))?;
+    Ok(ready)
+}
+
 async fn consume<S: Stage>(
     kafka: &KafkaConfig,
     runtime: &RuntimeConfig,
-    ops: &OpsConfig,
     stage: S,
     metrics: Arc<Metrics>,
-    extra: Router,
+    ready: Ready,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ready = Ready::default();
-    let router = ops_router(metrics.clone(), ready.clone()).merge(extra);
-    serve(ops.listen, router, cancel.clone()).await.with_context(|| format!("binding {}", ops.listen))?;
     run_stage(kafka, runtime, Arc::new(stage), metrics, ready, cancel).await?;
     Ok(())
 }
@@ -220,12 +220,12 @@ async fn ingest(c: IngestServiceConfig, metrics: Arc<Metrics>, cancel: Cancellat
     };
     let versions = versions(&c.claims, &s3).unwrap_or_else(|| Arc::new(MemoryVersions::default()));
     let ingestor = Arc::new(Ingestor { stores: Stores::with_s3(s3), claims, versions, cfg: c.ingest.clone() });
-    if c.kafka.create_topics {
-        distillery_kafka::ensure_topics(&c.kafka, &Topic::ALL).await?;
-    }
     let publisher = Arc::new(KafkaPublisher::new(&c.kafka)?);
     let mut extra = Router::new();
     if c.webhook.enabled {
+        if c.webhook.token.is_empty() {
+            tracing::warn!("the notification webhook accepts requests without a token; set webhook.token");
+        }
         let state = WebhookState {
             ingestor: ingestor.clone(),
             publisher: publisher.clone(),
@@ -235,11 +235,15 @@ async fn ingest(c: IngestServiceConfig, metrics: Arc<Metrics>, cancel: Cancellat
         };
         extra = Router::new().route("/events", post(webhook)).with_state(state);
     }
+    let ready = ops(&c.ops, metrics.clone(), extra, &cancel).await?;
+    if c.kafka.create_topics {
+        distillery_kafka::ensure_topics(&c.kafka, &Topic::ALL).await?;
+    }
     if !c.scan.targets.is_empty() {
         tokio::spawn(scan_loop(ingestor.clone(), publisher, c.scan.clone(), metrics.clone(), cancel.clone()));
     }
     let stage = Ingest { ingestor: (*ingestor).clone() };
-    consume(&c.kafka, &c.runtime, &c.ops, stage, metrics, extra, cancel).await
+    consume(&c.kafka, &c.runtime, stage, metrics, ready, cancel).await
 }
 
 /// Lists every target periodically and publishes what it finds; claims make already-seen content a no-op.

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Every metric a Distillery process exports.
 #[derive(Clone)]
@@ -35,12 +37,17 @@ pub struct Metrics {
     pub llm_latency: HistogramVec,
     /// Tokens, by role, model and kind (prompt/completion).
     pub llm_tokens: IntCounterVec,
+    /// Cost of LLM calls under the configured price table, in its currency units, by role and model.
+    pub llm_cost: CounterVec,
     /// LLM requests in flight, by role.
     pub llm_in_flight: IntGaugeVec,
     /// LLM retries, by role and cause.
     pub llm_retries: IntCounterVec,
     /// Judge verdicts by overall score (1-5).
     pub judge_scores: IntCounterVec,
+    /// Judge verdicts by outcome (pass, regenerate, reject) and attempt: the rejection rate is
+    /// `reject / sum`.
+    pub judge_verdicts: IntCounterVec,
     /// PII entities redacted, by type.
     pub pii_redactions: IntCounterVec,
 }
@@ -100,9 +107,19 @@ impl Metrics {
             llm_calls: counter(r, "llm_calls_total", "LLM calls by outcome", &["role", "model", "outcome"]),
             llm_latency: histogram(r, "llm_latency_seconds", "LLM call latency", &["role", "model"]),
             llm_tokens: counter(r, "llm_tokens_total", "LLM tokens", &["role", "model", "kind"]),
+            llm_cost: {
+                let c = CounterVec::new(
+                    Opts::new("llm_cost_total", "LLM cost under the price table").namespace("distillery"),
+                    &["role", "model"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("metric registered once");
+                c
+            },
             llm_in_flight: gauge(r, "llm_in_flight", "LLM requests in flight", &["role"]),
             llm_retries: counter(r, "llm_retries_total", "LLM retries by cause", &["role", "cause"]),
             judge_scores: counter(r, "judge_scores_total", "Judge verdicts by overall score", &["score"]),
+            judge_verdicts: counter(r, "judge_verdicts_total", "Judge verdicts by outcome", &["outcome", "attempt"]),
             pii_redactions: counter(r, "pii_redactions_total", "PII entities redacted", &["type"]),
             registry,
         })

@@ -353,11 +353,12 @@ pub fn contexts(pieces: &[Piece], cfg: &ChunkConfig) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// The text of a context: member chunks in order, with a section line whenever the heading path changes.
+/// The text of a context: member chunks in order, each opened by its number (`[1] `, `[2] `, ...) so that
+/// quotes and citations can be traced to a chunk, with a section line whenever the heading path changes.
 pub fn context_text(pieces: &[Piece], members: &[usize]) -> String {
     let mut out = String::new();
     let mut last_path: Option<&Vec<String>> = None;
-    for &m in members {
+    for (n, &m) in members.iter().enumerate() {
         let p = &pieces[m];
         if last_path != Some(&p.heading_path) && !p.heading_path.is_empty() {
             if !out.is_empty() {
@@ -370,9 +371,41 @@ pub fn context_text(pieces: &[Piece], members: &[usize]) -> String {
         if !out.is_empty() {
             out.push_str("\n\n");
         }
+        out.push_str(&format!("[{}] ", n + 1));
         out.push_str(&p.text);
     }
     out
+}
+
+/// The text of each numbered member of a context built by [`context_text`], in order.
+pub fn context_members(context: &str) -> Vec<&str> {
+    let mut starts: Vec<(usize, usize)> = Vec::new(); // (label start, text start)
+    let mut expected = 1;
+    let mut search = 0;
+    while let Some(pos) = context[search..].find(&format!("[{expected}] ")) {
+        let at = search + pos;
+        let at_line_start = at == 0 || context[..at].ends_with('\n');
+        let label = format!("[{expected}] ");
+        if at_line_start {
+            starts.push((at, at + label.len()));
+            expected += 1;
+        }
+        search = at + label.len();
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, text_start))| {
+            let end = starts.get(i + 1).map_or(context.len(), |next| next.0);
+            let seg = &context[text_start..end];
+            // Drop a trailing section line that belongs to the next member.
+            let seg = match seg.rfind("\n\n## ") {
+                Some(h) if i + 1 < starts.len() => &seg[..h],
+                _ => seg,
+            };
+            seg.trim_end()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -501,6 +534,11 @@ mod tests {
             assert!(c.iter().map(|&m| pieces[m].tokens).sum::<usize>() <= 110);
         }
         let text = context_text(&pieces, &ctx[0]);
-        assert!(text.starts_with("## A\n\n"));
+        assert!(text.starts_with("## A\n\n[1] "));
+        let members = context_members(&text);
+        assert_eq!(members.len(), 3);
+        for (m, &i) in members.iter().zip(&ctx[0]) {
+            assert_eq!(*m, pieces[i].text);
+        }
     }
 }

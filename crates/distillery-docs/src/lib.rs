@@ -16,7 +16,7 @@ pub mod tokens;
 use distillery_core::RejectReason;
 
 pub use blocks::{Block, BlockKind, Extracted};
-pub use chunk::{ChunkConfig, Piece, chunk, context_text, contexts};
+pub use chunk::{ChunkConfig, Piece, chunk, context_members, context_text, contexts};
 pub use media::MediaType;
 pub use tokens::{ApproxCounter, HfTokenizer, TokenCounter};
 

@@ -67,7 +67,6 @@ impl TokenCounter for ApproxCounter {
     }
 }
 
-
 /// The pre-tokenizer regex of Qwen2-family vocabularies (as llama.cpp applies it): single digits,
 /// letters with an optional leading non-letter, punctuation runs, newlines and spaces.
 const QWEN2_SPLIT: &str =

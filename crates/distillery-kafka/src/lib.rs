@@ -280,6 +280,11 @@ impl ConsumerContext for Ctx {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut tracking = self.tracking.lock().expect("tracking lock");
             for e in tpl.elements() {
+                // Another member owns these now: stop reporting their lag and position from here.
+                let base = self.names.resolve(e.topic()).map_or("unknown", |t| t.base_name());
+                let part = e.partition().to_string();
+                let _ = self.metrics.consumer_lag.remove_label_values(&[self.stage, base, &part]);
+                let _ = self.metrics.committed_offset.remove_label_values(&[self.stage, base, &part]);
                 if let Some((_, t)) = tracking.partitions.remove(&(e.topic().to_string(), e.partition()))
                     && t.in_flight() > 0
                 {

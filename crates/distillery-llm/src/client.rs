@@ -147,6 +147,11 @@ impl LlmClient {
                         .llm_tokens
                         .with_label_values(&[self.role, model, "completion"])
                         .inc_by(resp.usage.completion_tokens as u64);
+                    if let Some(cost) =
+                        self.cfg.cost(resp.usage.prompt_tokens as u64, resp.usage.completion_tokens as u64)
+                    {
+                        self.metrics.llm_cost.with_label_values(&[self.role, model]).inc_by(cost);
+                    }
                     return Ok(resp);
                 }
                 Err(e) => {
@@ -173,16 +178,32 @@ impl LlmClient {
     /// A structured answer: the response must be JSON that deserializes to `T` and passes `check`.
     /// Invalid, truncated or empty output gets one repair round trip that tells the model what was wrong;
     /// a second failure (or a refusal) is an error carrying every raw output.
-    pub async fn chat_json<T, F>(&self, mut req: ChatRequest, check: F) -> Result<Structured<T>, LlmError>
+    pub async fn chat_json<T, F>(&self, req: ChatRequest, check: F) -> Result<Structured<T>, LlmError>
     where
         T: DeserializeOwned,
         F: Fn(&T) -> Result<(), String>,
     {
         let mut usage = Usage::default();
+        self.chat_json_metered(req, check, &mut usage).await
+    }
+
+    /// [`chat_json`](Self::chat_json), adding the tokens of every call to `usage`, also when it fails:
+    /// a failed example still cost what it cost.
+    pub async fn chat_json_metered<T, F>(
+        &self,
+        mut req: ChatRequest,
+        check: F,
+        usage: &mut Usage,
+    ) -> Result<Structured<T>, LlmError>
+    where
+        T: DeserializeOwned,
+        F: Fn(&T) -> Result<(), String>,
+    {
+        let spent_before = *usage;
         let mut raws: Vec<String> = Vec::new();
         for call in 1..=2u32 {
             let resp = self.chat(&req).await?;
-            usage += resp.usage;
+            *usage += resp.usage;
             let content = resp.content.trim().to_string();
             raws.push(if content.is_empty() { resp.reasoning.clone().unwrap_or_default() } else { content.clone() });
             let raw_all = || raws.join("\n--- repair ---\n");
@@ -200,7 +221,13 @@ impl LlmClient {
                 match extract_json(&content) {
                     Ok(value) => match serde_json::from_value::<T>(value) {
                         Ok(parsed) => match check(&parsed) {
-                            Ok(()) => return Ok(Structured { value: parsed, response: resp, usage, calls: call }),
+                            Ok(()) => {
+                                let spent = Usage {
+                                    prompt_tokens: usage.prompt_tokens - spent_before.prompt_tokens,
+                                    completion_tokens: usage.completion_tokens - spent_before.completion_tokens,
+                                };
+                                return Ok(Structured { value: parsed, response: resp, usage: spent, calls: call });
+                            }
                             Err(e) => Problem::Invalid(e),
                         },
                         Err(e) => Problem::Invalid(e.to_string()),

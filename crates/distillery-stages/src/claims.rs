@@ -110,22 +110,29 @@ pub trait Versions: Send + Sync + std::fmt::Debug {
 /// In-process versions (the embedded run).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryVersions {
-    inner: Arc<Mutex<(HashMap<String, String>, HashMap<String, String>)>>,
+    inner: Arc<Mutex<VersionMaps>>,
+}
+
+/// Current document per object URI, and replaced document -> its replacement.
+#[derive(Debug, Default)]
+struct VersionMaps {
+    current: HashMap<String, String>,
+    replaced_by: HashMap<String, String>,
 }
 
 #[async_trait]
 impl Versions for MemoryVersions {
     async fn record(&self, object: &str, document: &str) -> Result<Option<String>, StoreError> {
         let mut g = self.inner.lock().expect("versions lock");
-        let previous = g.0.insert(object.to_string(), document.to_string()).filter(|p| p != document);
+        let previous = g.current.insert(object.to_string(), document.to_string()).filter(|p| p != document);
         if let Some(p) = &previous {
-            g.1.insert(p.clone(), document.to_string());
+            g.replaced_by.insert(p.clone(), document.to_string());
         }
         Ok(previous)
     }
 
     async fn superseded_by(&self, document: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.inner.lock().expect("versions lock").1.get(document).cloned())
+        Ok(self.inner.lock().expect("versions lock").replaced_by.get(document).cloned())
     }
 }
 

@@ -1,31 +1,74 @@
-//! Generate: a chunk (with its context) becomes several question/answer drafts in one schema-constrained
-//! call; a `Regenerate` becomes one improved answer to the same question, written with the critic's
-//! feedback, and remembers the low-scored attempt for DPO pairs.
+//! Generate: a chunk (with its context) becomes training drafts in one schema-constrained call: several
+//! question/answer pairs, or a multi-turn conversation. A `Regenerate` becomes one improved version of a
+//! low-scored draft, written with the critic's feedback, remembering the low-scored attempt for DPO pairs.
+//!
+//! Variety: the prompt lists the questions already asked about the same document (a bounded memory), and
+//! each request carries its own seed. Grounding: every answer's supporting span is verified against the
+//! context and traced to its chunk; cheap checks reject bad pairs before any judge tokens are spent.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use distillery_core::{
     Chunk, Draft, DraftKind, Input, Message, ModelCall, PriorAttempt, Record, Regenerate, RejectReason, Rejected, Role,
     Stage, StageError, Topic, ids, now_ms,
 };
-use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema};
+use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema, Usage};
 use serde::{Deserialize, Serialize};
 
-use crate::prompts::{self, QaReply, RegenerateReply};
+use crate::grounding;
+use crate::prompts::{self, ConversationReply, QaReply, RegenerateReply, Templates};
 use crate::quality::{self, QualityConfig};
+use crate::usage::{Ledger, QuestionMemory};
+
+/// A kind of example to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Qa,
+    Conversation,
+}
+
+/// Where reasoning traces come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reasoning {
+    /// Keep what a reasoning model emits (`<think>`, `reasoning_content`, thinking blocks); ask for nothing.
+    Model,
+    /// Also ask every QA pair for its step-by-step reasoning in a `reasoning` field (for models that do not
+    /// think aloud; costs completion tokens).
+    Explicit,
+}
 
 /// Generation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GenerateConfig {
+    /// Kinds of examples generated; a chunk gets one call of one kind.
+    pub modes: Vec<Mode>,
+    /// Share of chunks (0-1) that get a conversation when both modes are on; chosen by chunk id, so stable.
+    pub conversation_share: f32,
+    /// Exchanges (user + assistant) per conversation.
+    pub conversation_turns: usize,
     /// Question/answer pairs asked for per chunk: several per call amortise the context's tokens.
     pub pairs_per_chunk: usize,
     /// Longest question the output schema allows, in characters.
     pub max_question_chars: usize,
     /// Longest answer (and evidence) the output schema allows, in characters.
     pub max_answer_chars: usize,
+    /// Where reasoning traces come from.
+    pub reasoning: Reasoning,
+    /// Questions already asked about a document that later prompts list to avoid (0 disables).
+    pub memory: usize,
+    /// Sampling temperature of generation requests (unset: the model's configured temperature).
+    pub temperature: Option<f32>,
     /// Extra instructions appended to every generation task.
     pub extra_instructions: Option<String>,
+    /// A system prompt replacing the built-in one (for every role of this service).
+    pub system_prompt: Option<String>,
+    /// Template files replacing built-in task prompts: keys `qa`, `conversation`, `regenerate`.
+    pub templates: BTreeMap<String, PathBuf>,
     /// Deterministic checks before any judge tokens are spent.
     pub quality: QualityConfig,
 }
@@ -33,10 +76,18 @@ pub struct GenerateConfig {
 impl Default for GenerateConfig {
     fn default() -> Self {
         GenerateConfig {
+            modes: vec![Mode::Qa, Mode::Conversation],
+            conversation_share: 0.25,
+            conversation_turns: 3,
             pairs_per_chunk: 3,
             max_question_chars: 200,
             max_answer_chars: 500,
+            reasoning: Reasoning::Model,
+            memory: 16,
+            temperature: None,
             extra_instructions: None,
+            system_prompt: None,
+            templates: BTreeMap::new(),
             quality: QualityConfig::default(),
         }
     }
@@ -44,13 +95,48 @@ impl Default for GenerateConfig {
 
 impl GenerateConfig {
     pub fn validate(&self, section: &str, errors: &mut Vec<String>) {
+        if self.modes.is_empty() {
+            errors.push(format!("{section}.modes must name at least one of qa, conversation"));
+        }
+        if !(0.0..=1.0).contains(&self.conversation_share) {
+            errors.push(format!("{section}.conversation_share must be in [0, 1]"));
+        }
+        if !(1..=8).contains(&self.conversation_turns) {
+            errors.push(format!("{section}.conversation_turns must be in 1..=8 (got {})", self.conversation_turns));
+        }
         if !(1..=20).contains(&self.pairs_per_chunk) {
             errors.push(format!("{section}.pairs_per_chunk must be in 1..=20 (got {})", self.pairs_per_chunk));
         }
         if self.max_question_chars < 20 || self.max_answer_chars < 20 {
             errors.push(format!("{section}.max_question_chars and max_answer_chars must be >= 20"));
         }
+        if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            errors.push(format!("{section}.temperature must be in [0, 2]"));
+        }
+        if self.templates.contains_key("judge") {
+            errors.push(format!("{section}.templates: the judge template belongs to the judge's configuration"));
+        }
+        if let Err(e) = self.templates() {
+            errors.extend(e.into_iter().map(|e| format!("{section}.{e}")));
+        }
         self.quality.validate(&format!("{section}.quality"), errors);
+    }
+
+    /// The prompts in force.
+    pub fn templates(&self) -> Result<Templates, Vec<String>> {
+        Templates::with_overrides(self.system_prompt.clone(), &self.templates)
+    }
+
+    /// The kind of example a chunk gets.
+    pub fn mode_for(&self, chunk_id: &str) -> Mode {
+        match (self.modes.contains(&Mode::Qa), self.modes.contains(&Mode::Conversation)) {
+            (true, true) => {
+                let bucket = u64::from_str_radix(&ids::hash_parts(&["mode", chunk_id])[..8], 16).unwrap_or(0) % 1000;
+                if (bucket as f32) < self.conversation_share * 1000.0 { Mode::Conversation } else { Mode::Qa }
+            }
+            (false, true) => Mode::Conversation,
+            _ => Mode::Qa,
+        }
     }
 }
 
@@ -70,10 +156,19 @@ fn share(total: u32, n: usize, i: usize) -> i32 {
 pub struct Generate {
     pub llm: Arc<LlmClient>,
     pub cfg: GenerateConfig,
+    pub templates: Templates,
+    pub memory: QuestionMemory,
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 impl Generate {
-    /// The generator's parameters, with this record's share of the call's tokens.
+    /// A stage with its templates loaded and a question memory sized by the configuration.
+    pub fn new(llm: Arc<LlmClient>, cfg: GenerateConfig, ledger: Option<Arc<Ledger>>) -> Result<Generate, Vec<String>> {
+        let templates = cfg.templates()?;
+        let memory = QuestionMemory::new(cfg.memory, 10_000);
+        Ok(Generate { llm, cfg, templates, memory, ledger })
+    }
+
     fn model_call(
         &self,
         template: &str,
@@ -86,7 +181,7 @@ impl Generate {
         ModelCall {
             provider: c.provider.as_str().to_string(),
             model: c.model.clone(),
-            temperature: c.temperature,
+            temperature: self.cfg.temperature.unwrap_or(c.temperature),
             max_tokens: c.max_tokens as i32,
             seed: Some(seed as i64),
             template: template.to_string(),
@@ -97,33 +192,111 @@ impl Generate {
         }
     }
 
-    async fn pairs_for_chunk(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
-        let n = self.cfg.pairs_per_chunk;
-        let extra = self.cfg.extra_instructions.as_deref();
-        let template_hash = prompts::template_hash(&[
-            prompts::SYSTEM,
-            prompts::QA_TEMPLATE,
-            &n.to_string(),
-            extra.unwrap_or_default(),
-            &self.cfg.max_answer_chars.to_string(),
-        ]);
-        let seed = seed_of(&chunk.id);
+    fn request(
+        &self,
+        context: &str,
+        task: String,
+        seed: u64,
+        schema_name: &str,
+        schema: serde_json::Value,
+    ) -> ChatRequest {
         let mut req = ChatRequest::new(vec![
-            ChatMessage::system(prompts::SYSTEM),
-            ChatMessage::user(format!(
-                "{}{}",
-                prompts::context_block(&chunk.context_text),
-                prompts::qa_task(&chunk.text, n, &[], extra)
-            )),
+            ChatMessage::system(self.templates.system.clone()),
+            ChatMessage::user(format!("{}{task}", prompts::context_block(context))),
         ]);
         req.seed = Some(seed);
-        req.schema = Some(OutputSchema {
-            name: "qa_pairs".into(),
-            schema: prompts::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars),
-        });
+        req.temperature = self.cfg.temperature;
+        req.schema = Some(OutputSchema { name: schema_name.into(), schema });
+        req
+    }
+
+    /// Calls the model, charging the tokens to the document whatever the outcome.
+    async fn call<T, F>(
+        &self,
+        document: &str,
+        req: ChatRequest,
+        check: F,
+    ) -> Result<distillery_llm::Structured<T>, StageError>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn(&T) -> Result<(), String>,
+    {
+        let mut usage = Usage::default();
+        let out = self.llm.chat_json_metered(req, check, &mut usage).await;
+        if let Some(l) = &self.ledger {
+            l.add(document, "generator", usage, out.as_ref().map_or(1, |s| s.calls as u64));
+        }
+        out.map_err(StageError::from)
+    }
+
+    fn draft_base(
+        &self,
+        chunk: &Chunk,
+        kind: DraftKind,
+        messages: Vec<Message>,
+        model: ModelCall,
+        id: String,
+    ) -> Draft {
+        Draft {
+            id,
+            kind,
+            document_id: chunk.document_id.clone(),
+            chunk_id: chunk.id.clone(),
+            context_id: chunk.context_id.clone(),
+            context_text: chunk.context_text.clone(),
+            messages,
+            reasoning: None,
+            question_type: None,
+            difficulty: None,
+            evidence: None,
+            attempt: 1,
+            parent_ids: vec![chunk.id.clone()],
+            generator: model,
+            previous: None,
+            created_at_ms: now_ms(),
+            superseded_by: chunk.superseded_by.clone(),
+        }
+    }
+
+    /// A quality check failure becomes a rejection that keeps the draft for inspection.
+    fn checked(&self, draft: Draft, question: &str, answer: &str, context: &str) -> Record {
+        match quality::check_pair(question, answer, context, &self.cfg.quality) {
+            Ok(()) => Record::Draft(draft),
+            Err((reason, detail)) => Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail)),
+        }
+    }
+
+    async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
+        let n = self.cfg.pairs_per_chunk;
+        let explicit = self.cfg.reasoning == Reasoning::Explicit;
+        let avoid: Vec<String> = self.memory.recall(&chunk.document_id).into_iter().rev().take(12).collect();
+        let extra = self.cfg.extra_instructions.as_deref();
+        let reasoning_field = if explicit { "reasoning (think step by step, briefly, before answering); " } else { "" };
+        let (template, text) = self.templates.task("qa");
+        let task = prompts::render(
+            text,
+            &[
+                ("n", &n.to_string()),
+                ("focus", &prompts::neutralize(&chunk.text)),
+                ("reasoning", reasoning_field),
+                ("avoid", &prompts::avoid_section(&avoid)),
+                ("extra", &prompts::extra_section(extra)),
+            ],
+        );
+        let template_hash = self.templates.hash(
+            "qa",
+            &[
+                &n.to_string(),
+                extra.unwrap_or_default(),
+                &self.cfg.max_answer_chars.to_string(),
+                if explicit { "explicit" } else { "model" },
+            ],
+        );
+        let seed = seed_of(&chunk.id);
+        let schema = prompts::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit);
+        let req = self.request(&chunk.context_text, task, seed, "qa_pairs", schema);
         let out = self
-            .llm
-            .chat_json::<QaReply, _>(req, |r: &QaReply| {
+            .call(&chunk.document_id, req, |r: &QaReply| {
                 if r.pairs.iter().any(|p| !p.question.trim().is_empty() && !p.answer.trim().is_empty()) {
                     Ok(())
                 } else {
@@ -131,21 +304,24 @@ impl Generate {
                 }
             })
             .await?;
-        let reasoning = out.response.reasoning.clone();
+        let call_reasoning = out.response.reasoning.clone();
         let latency = out.response.latency.as_millis();
         let mut kept: Vec<prompts::QaPair> = Vec::new();
         for p in out.value.pairs.into_iter().take(n) {
             let (q, a) = (p.question.trim(), p.answer.trim());
-            if q.is_empty() || a.is_empty() || kept.iter().any(|k| quality::near_duplicate(&k.question, q)) {
+            let repeat = kept.iter().any(|k| quality::near_duplicate(&k.question, q))
+                || avoid.iter().any(|old| quality::near_duplicate(old, q));
+            if q.is_empty() || a.is_empty() || repeat {
                 continue;
             }
             kept.push(p);
         }
+        self.memory.remember(&chunk.document_id, kept.iter().map(|p| p.question.trim().to_string()));
         let total = kept.len();
         let mut records = Vec::with_capacity(total);
         for (i, p) in kept.into_iter().enumerate() {
             let tokens = (share(out.usage.prompt_tokens, total, i), share(out.usage.completion_tokens, total, i));
-            let model = self.model_call(prompts::QA_TEMPLATE, &template_hash, seed, tokens, latency);
+            let model = self.model_call(template, &template_hash, seed, tokens, latency);
             let id = ids::hash_parts(&[
                 "draft",
                 &chunk.id,
@@ -155,90 +331,159 @@ impl Generate {
                 "1",
                 &i.to_string(),
             ]);
+            let support =
+                grounding::support(&chunk.context_text, &chunk.context_chunk_ids, p.evidence.as_deref(), &p.answer);
             let mut q = Message::new(Role::User, p.question.trim());
             q.chunk_ids = vec![chunk.id.clone()];
             let mut a = Message::new(Role::Assistant, p.answer.trim());
-            a.chunk_ids = chunk.context_chunk_ids.clone();
-            let evidence = p.evidence.filter(|e| !e.trim().is_empty());
-            let draft = Draft {
-                id,
-                kind: DraftKind::Qa,
-                document_id: chunk.document_id.clone(),
-                chunk_id: chunk.id.clone(),
-                context_id: chunk.context_id.clone(),
-                context_text: chunk.context_text.clone(),
-                messages: vec![q, a],
-                reasoning: reasoning.clone(),
-                question_type: p.question_type,
-                difficulty: p.difficulty,
-                evidence,
-                attempt: 1,
-                parent_ids: vec![chunk.id.clone()],
-                generator: model,
-                previous: None,
-                created_at_ms: now_ms(),
-                superseded_by: chunk.superseded_by.clone(),
+            a.chunk_ids = match support.as_ref().and_then(|s| s.chunk_id.clone()) {
+                Some(c) => vec![c],
+                None => chunk.context_chunk_ids.clone(),
             };
-            match quality::check_pair(draft.question(), draft.answer(), &chunk.context_text, &self.cfg.quality) {
-                Ok(()) => records.push(Record::Draft(draft)),
-                Err((reason, detail)) => {
-                    let rejected = Rejected::of(&Record::Draft(draft), "generate", reason, detail);
-                    records.push(Record::Rejected(rejected));
-                }
-            }
+            let mut draft = self.draft_base(chunk, DraftKind::Qa, vec![q, a], model, id);
+            draft.reasoning =
+                p.reasoning.filter(|r| !r.trim().is_empty()).map(|r| r.trim().to_string()).or(call_reasoning.clone());
+            draft.question_type = p.question_type;
+            draft.difficulty = p.difficulty;
+            draft.evidence = support.map(|s| s.quote);
+            let (question, answer) = (draft.question().to_string(), draft.answer().to_string());
+            records.push(self.checked(draft, &question, &answer, &chunk.context_text));
         }
         tracing::debug!(chunk = %chunk.id, drafts = records.len(), prompt_tokens = out.usage.prompt_tokens,
-            completion_tokens = out.usage.completion_tokens, "generated");
+            completion_tokens = out.usage.completion_tokens, "generated pairs");
         Ok(records)
+    }
+
+    async fn conversation(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
+        let turns = self.cfg.conversation_turns;
+        let avoid: Vec<String> = self.memory.recall(&chunk.document_id).into_iter().rev().take(12).collect();
+        let extra = self.cfg.extra_instructions.as_deref();
+        let (template, text) = self.templates.task("conversation");
+        let task = prompts::render(
+            text,
+            &[
+                ("turns", &turns.to_string()),
+                ("focus", &prompts::neutralize(&chunk.text)),
+                ("avoid", &prompts::avoid_section(&avoid)),
+                ("extra", &prompts::extra_section(extra)),
+            ],
+        );
+        let template_hash = self.templates.hash(
+            "conversation",
+            &[&turns.to_string(), extra.unwrap_or_default(), &self.cfg.max_answer_chars.to_string()],
+        );
+        let seed = seed_of(&format!("conversation:{}", chunk.id));
+        let schema = prompts::conversation_schema(turns, self.cfg.max_question_chars, self.cfg.max_answer_chars);
+        let req = self.request(&chunk.context_text, task, seed, "conversation", schema);
+        let out = self
+            .call(&chunk.document_id, req, |r: &ConversationReply| {
+                if r.turns.is_empty()
+                    || r.turns.iter().any(|t| t.user.trim().is_empty() || t.assistant.trim().is_empty())
+                {
+                    Err("every exchange needs a user turn and an assistant turn".into())
+                } else {
+                    Ok(())
+                }
+            })
+            .await?;
+        let model = self.model_call(
+            template,
+            &template_hash,
+            seed,
+            (out.usage.prompt_tokens as i32, out.usage.completion_tokens as i32),
+            out.response.latency.as_millis(),
+        );
+        let id =
+            ids::hash_parts(&["draft", &chunk.id, DraftKind::Conversation.as_str(), &template_hash, &model.model, "1"]);
+        let mut messages = Vec::with_capacity(out.value.turns.len() * 2);
+        let mut last_support = None;
+        for t in &out.value.turns {
+            let support =
+                grounding::support(&chunk.context_text, &chunk.context_chunk_ids, t.evidence.as_deref(), &t.assistant);
+            let mut u = Message::new(Role::User, t.user.trim());
+            u.chunk_ids = vec![chunk.id.clone()];
+            let mut a = Message::new(Role::Assistant, t.assistant.trim());
+            a.chunk_ids = match support.as_ref().and_then(|s| s.chunk_id.clone()) {
+                Some(c) => vec![c],
+                None => chunk.context_chunk_ids.clone(),
+            };
+            messages.push(u);
+            messages.push(a);
+            last_support = support.or(last_support);
+        }
+        self.memory.remember(&chunk.document_id, out.value.turns.first().map(|t| t.user.trim().to_string()));
+        let mut draft = self.draft_base(chunk, DraftKind::Conversation, messages, model, id);
+        draft.reasoning = out.response.reasoning.clone();
+        draft.evidence = last_support.map(|s| s.quote);
+        // Every assistant turn must hold up on its own; the conversation stands or falls as one example.
+        let assistant: String = draft
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::Assistant)
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let checked = match quality::check_pair("conversation?", &assistant, &chunk.context_text, &self.cfg.quality) {
+            Ok(()) => Record::Draft(draft),
+            Err((reason, detail)) => Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail)),
+        };
+        Ok(vec![checked])
     }
 
     async fn regenerate(&self, regen: &Regenerate) -> Result<Vec<Record>, StageError> {
         let judged = &regen.judged;
         let prev = &judged.draft;
-        let template_hash = prompts::template_hash(&[
-            prompts::SYSTEM,
-            prompts::REGENERATE_TEMPLATE,
-            &self.cfg.max_answer_chars.to_string(),
-        ]);
+        let assistant_turns = prev.messages.iter().filter(|m| m.role == Role::Assistant).count().max(1);
+        let (template, text) = self.templates.task("regenerate");
+        let task = prompts::render(
+            text,
+            &[
+                ("overall", &judged.scores.overall.to_string()),
+                ("rationale", &prompts::neutralize(&judged.rationale)),
+                ("example", &prompts::neutralize(&crate::judge::transcript(prev))),
+                ("instructions", &prompts::regenerate_instructions(assistant_turns)),
+            ],
+        );
+        let template_hash = self.templates.hash("regenerate", &[&self.cfg.max_answer_chars.to_string()]);
         let seed = seed_of(&regen.id);
-        let mut req = ChatRequest::new(vec![
-            ChatMessage::system(prompts::SYSTEM),
-            ChatMessage::user(format!(
-                "{}{}",
-                prompts::context_block(&prev.context_text),
-                prompts::regenerate_task(prev.question(), prev.answer(), judged.scores.overall, &judged.rationale)
-            )),
-        ]);
-        req.seed = Some(seed);
-        req.schema =
-            Some(OutputSchema { name: "answer".into(), schema: prompts::regenerate_schema(self.cfg.max_answer_chars) });
+        let req = self.request(
+            &prev.context_text,
+            task,
+            seed,
+            "improved",
+            prompts::regenerate_schema(assistant_turns, self.cfg.max_answer_chars),
+        );
         let out = self
-            .llm
-            .chat_json::<RegenerateReply, _>(req, |r: &RegenerateReply| {
-                if r.answer.trim().is_empty() { Err("answer is empty".into()) } else { Ok(()) }
+            .call(&prev.document_id, req, |r: &RegenerateReply| {
+                if r.answers.len() != assistant_turns || r.answers.iter().any(|a| a.trim().is_empty()) {
+                    Err(format!("answers must hold {assistant_turns} non-empty replies"))
+                } else {
+                    Ok(())
+                }
             })
             .await?;
         let attempt = prev.attempt + 1;
         let tokens = (out.usage.prompt_tokens as i32, out.usage.completion_tokens as i32);
-        let model = self.model_call(
-            prompts::REGENERATE_TEMPLATE,
-            &template_hash,
-            seed,
-            tokens,
-            out.response.latency.as_millis(),
-        );
+        let model = self.model_call(template, &template_hash, seed, tokens, out.response.latency.as_millis());
         let id = ids::hash_parts(&["draft", &prev.id, &template_hash, &model.model, &attempt.to_string()]);
         let mut messages = prev.messages.clone();
-        if let Some(last) = messages.iter_mut().rev().find(|m| m.role == Role::Assistant) {
-            last.content = out.value.answer.trim().to_string();
+        let mut answers = out.value.answers.iter();
+        for m in messages.iter_mut().filter(|m| m.role == Role::Assistant) {
+            if let Some(a) = answers.next() {
+                m.content = a.trim().to_string();
+            }
         }
+        let last_answer =
+            messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone()).unwrap_or_default();
+        let chunk_ids: Vec<String> = prev.parent_ids.first().cloned().into_iter().collect();
+        let support = grounding::support(&prev.context_text, &chunk_ids, out.value.evidence.as_deref(), &last_answer);
         let mut parent_ids = vec![prev.chunk_id.clone(), prev.id.clone()];
         parent_ids.dedup();
-        Ok(vec![Record::Draft(Draft {
+        let draft = Draft {
             id,
             messages,
-            reasoning: out.response.reasoning.clone(),
-            evidence: out.value.evidence.filter(|e| !e.trim().is_empty()),
+            reasoning: out.response.reasoning.clone().or(prev.reasoning.clone()),
+            evidence: support.map(|s| s.quote).or(prev.evidence.clone()),
             attempt,
             parent_ids,
             generator: model,
@@ -250,7 +495,14 @@ impl Generate {
             }),
             created_at_ms: now_ms(),
             ..prev.clone()
-        })])
+        };
+        let question = draft.question().to_string();
+        let checked = if draft.kind == DraftKind::Qa {
+            self.checked(draft, &question, &last_answer, &prev.context_text)
+        } else {
+            Record::Draft(draft)
+        };
+        Ok(vec![checked])
     }
 }
 
@@ -269,18 +521,20 @@ impl Stage for Generate {
 
     async fn process(&self, input: Input) -> Result<Vec<Record>, StageError> {
         match input.as_record() {
-            Some(Record::Chunk(chunk)) => self.pairs_for_chunk(chunk).await,
+            Some(Record::Chunk(chunk)) => match self.cfg.mode_for(&chunk.id) {
+                Mode::Qa => self.qa(chunk).await,
+                Mode::Conversation => self.conversation(chunk).await,
+            },
             Some(Record::Regenerate(regen)) => match self.regenerate(regen).await {
                 Ok(r) => Ok(r),
                 // The first draft is accounted for by the rejection: it carries the scores it got.
                 Err(e) if matches!(e.disposition, distillery_core::Disposition::Reject(_)) => {
-                    let judged = &regen.judged;
                     let reason = match e.disposition {
                         distillery_core::Disposition::Reject(r) => r,
                         _ => RejectReason::LlmError,
                     };
                     let mut r = Rejected::of(
-                        &Record::Judged(judged.clone()),
+                        &Record::Judged(regen.judged.clone()),
                         "generate",
                         reason,
                         format!("regeneration failed: {}", e.message),
@@ -310,5 +564,16 @@ mod tests {
     fn seeds_are_stable_and_distinct() {
         assert_eq!(seed_of("a"), seed_of("a"));
         assert_ne!(seed_of("a"), seed_of("b"));
+    }
+
+    #[test]
+    fn modes_are_chosen_stably_by_share() {
+        let cfg = GenerateConfig { conversation_share: 0.3, ..Default::default() };
+        let n = 2000;
+        let conv = (0..n).filter(|i| cfg.mode_for(&format!("chunk-{i}")) == Mode::Conversation).count();
+        assert!((500..700).contains(&conv), "{conv} of {n}");
+        assert_eq!(cfg.mode_for("x"), cfg.mode_for("x"));
+        let only_qa = GenerateConfig { modes: vec![Mode::Qa], ..Default::default() };
+        assert!((0..100).all(|i| only_qa.mode_for(&i.to_string()) == Mode::Qa));
     }
 }

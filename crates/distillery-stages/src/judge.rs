@@ -2,17 +2,20 @@
 //! threshold it goes on to `judged`; below, it goes back once to `regenerate` with the critic's rationale,
 //! and after the last attempt to `rejected` (low_score) with its scores.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use distillery_core::{
     Draft, DraftKind, Input, Judged, Metrics, ModelCall, Record, Regenerate, RejectReason, Rejected, Role, Scores,
     Stage, StageError, Topic, ids, now_ms,
 };
-use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema};
+use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::generate::seed_of;
-use crate::prompts::{self, JudgeReply};
+use crate::prompts::{self, JudgeReply, Templates};
+use crate::usage::Ledger;
 
 /// Critic settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,11 +25,16 @@ pub struct JudgeConfig {
     pub threshold: i32,
     /// Attempts an example gets in all: the first draft plus regenerations.
     pub max_attempts: i32,
+    /// A system prompt replacing the built-in one. Keep it equal to the generator's to share its cached
+    /// prefix when both roles use the same server.
+    pub system_prompt: Option<String>,
+    /// A template file replacing the built-in judge task (placeholder: `{example}`).
+    pub template: Option<PathBuf>,
 }
 
 impl Default for JudgeConfig {
     fn default() -> Self {
-        JudgeConfig { threshold: 4, max_attempts: 2 }
+        JudgeConfig { threshold: 4, max_attempts: 2, system_prompt: None, template: None }
     }
 }
 
@@ -38,6 +46,15 @@ impl JudgeConfig {
         if !(1..=5).contains(&self.max_attempts) {
             errors.push(format!("{section}.max_attempts must be in 1..=5 (got {})", self.max_attempts));
         }
+        if let Err(e) = self.templates() {
+            errors.extend(e.into_iter().map(|e| format!("{section}.{e}")));
+        }
+    }
+
+    /// The prompts in force.
+    pub fn templates(&self) -> Result<Templates, Vec<String>> {
+        let files: BTreeMap<String, PathBuf> = self.template.iter().map(|p| ("judge".to_string(), p.clone())).collect();
+        Templates::with_overrides(self.system_prompt.clone(), &files)
     }
 }
 
@@ -61,11 +78,33 @@ pub struct Judge {
     pub llm: Arc<LlmClient>,
     pub cfg: JudgeConfig,
     pub metrics: Arc<Metrics>,
+    pub templates: Templates,
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 impl Judge {
+    /// A judge with its templates loaded.
+    pub fn new(
+        llm: Arc<LlmClient>,
+        cfg: JudgeConfig,
+        metrics: Arc<Metrics>,
+        ledger: Option<Arc<Ledger>>,
+    ) -> Result<Judge, Vec<String>> {
+        let templates = cfg.templates()?;
+        Ok(Judge { llm, cfg, metrics, templates, ledger })
+    }
+
     /// The routing decision for a judged draft.
     pub fn route(&self, judged: Judged) -> Record {
+        let outcome = if judged.passed {
+            "pass"
+        } else if judged.draft.attempt < self.cfg.max_attempts {
+            "regenerate"
+        } else {
+            "reject"
+        };
+        let attempt = judged.draft.attempt.clamp(1, 5).to_string();
+        self.metrics.judge_verdicts.with_label_values(&[outcome, &attempt]).inc();
         if judged.passed {
             Record::Judged(judged)
         } else if judged.draft.attempt < self.cfg.max_attempts {
@@ -97,19 +136,22 @@ impl Stage for Judge {
         let Some(Record::Draft(draft)) = input.as_record() else {
             return Err(StageError::dead_letter("unexpected_input", "judge consumes drafts"));
         };
-        let template_hash = prompts::template_hash(&[prompts::SYSTEM, prompts::JUDGE_TEMPLATE]);
+        let template_hash = self.templates.hash("judge", &[]);
+        let (template, text) = self.templates.task("judge");
         let seed = seed_of(&draft.id);
+        let task = prompts::render(text, &[("example", &prompts::neutralize(&transcript(draft)))]);
         let mut req = ChatRequest::new(vec![
-            ChatMessage::system(prompts::SYSTEM),
-            ChatMessage::user(format!(
-                "{}{}",
-                prompts::context_block(&draft.context_text),
-                prompts::judge_task(&transcript(draft))
-            )),
+            ChatMessage::system(self.templates.system.clone()),
+            ChatMessage::user(format!("{}{task}", prompts::context_block(&draft.context_text))),
         ]);
         req.seed = Some(seed);
         req.schema = Some(OutputSchema { name: "verdict".into(), schema: prompts::judge_schema() });
-        let out = self.llm.chat_json::<JudgeReply, _>(req, JudgeReply::check).await?;
+        let mut usage = Usage::default();
+        let out = self.llm.chat_json_metered::<JudgeReply, _>(req, JudgeReply::check, &mut usage).await;
+        if let Some(l) = &self.ledger {
+            l.add(&draft.document_id, "judge", usage, out.as_ref().map_or(1, |s| s.calls as u64));
+        }
+        let out = out?;
         let v = out.value;
         let c = self.llm.config();
         let verdict = v.verdict();
@@ -133,7 +175,7 @@ impl Stage for Judge {
                 temperature: c.temperature,
                 max_tokens: c.max_tokens as i32,
                 seed: Some(seed as i64),
-                template: prompts::JUDGE_TEMPLATE.to_string(),
+                template: template.to_string(),
                 template_hash,
                 prompt_tokens: out.usage.prompt_tokens as i32,
                 completion_tokens: out.usage.completion_tokens as i32,

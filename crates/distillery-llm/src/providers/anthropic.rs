@@ -94,7 +94,9 @@ impl Anthropic {
         let stop = body.get("stop_reason").and_then(Value::as_str);
         let finish_reason = match stop {
             Some("end_turn") | Some("tool_use") | Some("stop_sequence") | None => FinishReason::Stop,
-            Some("max_tokens") => FinishReason::Length,
+            // "model_context_window_exceeded": the response filled the context window; the docs say to treat it
+            // as truncated (platform.claude.com/docs/en/build-with-claude/handling-stop-reasons).
+            Some("max_tokens") | Some("model_context_window_exceeded") => FinishReason::Length,
             Some("refusal") => FinishReason::Refusal,
             Some(other) => FinishReason::Other(other.to_string()),
         };

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::HeaderMap;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use super::{ChatApi, merge_extra, post_json};
@@ -51,6 +51,18 @@ impl Ollama {
         body
     }
 
+    /// `Authorization: Bearer <key>` when a key is set: a local server needs none, ollama.com's API requires it
+    /// (docs/api/authentication.mdx).
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if !self.cfg.api_key.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", self.cfg.api_key.expose()))
+        {
+            h.insert(AUTHORIZATION, v);
+        }
+        h
+    }
+
     pub fn parse(body: &Value, latency: Duration) -> Result<ChatResponse, LlmError> {
         let message = body.get("message").ok_or_else(|| LlmError::InvalidResponse("no message in response".into()))?;
         let raw = message.get("content").and_then(Value::as_str).unwrap_or_default();
@@ -86,7 +98,7 @@ impl ChatApi for Ollama {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let url = format!("{}/api/chat", self.cfg.base_url.trim_end_matches('/'));
         let (body, latency) =
-            post_json(&self.http, &url, HeaderMap::new(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs))
+            post_json(&self.http, &url, self.headers(), &self.body(req), Duration::from_secs(self.cfg.timeout_secs))
                 .await?;
         if let Some(err) = body.get("error").and_then(Value::as_str) {
             return Err(LlmError::InvalidResponse(err.to_string()));

@@ -94,6 +94,43 @@ pub enum Command {
         #[arg(long)]
         replication_factor: Option<i32>,
     },
+    /// A synthetic table from a plain-English description: one LLM call designs the schema (cached), then
+    /// the rows come from a seeded generator (no LLM per row).
+    Tabular {
+        /// What the table is, e.g. "customer churn data for a telecom company with 20 columns".
+        description: Option<String>,
+        /// Row count (default: "N rows" in the description, else 1000).
+        #[arg(long)]
+        rows: Option<u64>,
+        /// csv, jsonl or parquet (default: from the --out extension, else csv).
+        #[arg(long)]
+        format: Option<String>,
+        /// Output file (`-` for stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Generation seed (default 42): the same schema and seed give the same bytes.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// A schema file (as --print-schema writes it, or the flat form): no LLM call.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Write the schema as JSON to stdout (to stderr when the table goes to stdout); without --out,
+        /// only design the schema.
+        #[arg(long)]
+        print_schema: bool,
+        /// OpenAI-compatible base URL of the model that designs the schema.
+        #[arg(long, env = "DISTILLERY_LLM_BASE_URL")]
+        llm_base_url: Option<String>,
+        /// Model name on that server.
+        #[arg(long, env = "DISTILLERY_LLM_MODEL")]
+        llm_model: Option<String>,
+        /// A TOML file with [llm] and [tabular] sections (as the API service reads).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Neither read nor write the schema cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Print the default configuration of `run` as TOML.
     Config,
     /// Print the standalone Avro schema (references inlined) of a record kind, or of every kind.
@@ -227,6 +264,54 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let names = cfg.topic_names();
             let all: Vec<String> = distillery_core::Topic::ALL.iter().map(|t| names.name(*t)).collect();
             println!("topics ready: {}", all.join(", "));
+            Ok(())
+        }
+        Command::Tabular {
+            description,
+            rows,
+            format,
+            out,
+            seed,
+            schema,
+            print_schema,
+            llm_base_url,
+            llm_model,
+            config,
+            no_cache,
+        } => {
+            let mut cfg: crate::tabular::ApiServiceConfig =
+                load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(url) = llm_base_url {
+                cfg.llm.base_url = url;
+            }
+            if let Some(model) = llm_model {
+                cfg.llm.model = model;
+            }
+            cfg.tabular.no_cache |= no_cache;
+            let format = format.map(|f| f.parse::<distillery_tabular::Format>()).transpose()?;
+            let report = crate::tabular::tabular_command(crate::tabular::TabularArgs {
+                description,
+                rows,
+                format,
+                out: out.clone(),
+                seed,
+                schema,
+                print_schema,
+                config: cfg,
+            })
+            .await?;
+            if let Some(out) = out.filter(|o| o.as_os_str() != "-") {
+                eprintln!(
+                    "{} rows x {} columns ({:.1} MB) written to {} in {:.2} s ({:.0} rows/s), seed {}",
+                    report.rows,
+                    report.columns,
+                    report.bytes as f64 / 1e6,
+                    out.display(),
+                    report.write_seconds,
+                    report.rows as f64 / report.write_seconds.max(1e-9),
+                    report.seed
+                );
+            }
             Ok(())
         }
         Command::Config => {

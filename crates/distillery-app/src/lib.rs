@@ -6,4 +6,5 @@ pub mod export;
 pub mod progress;
 pub mod run;
 pub mod service;
+pub mod tabular;
 pub mod wiring;

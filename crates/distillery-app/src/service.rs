@@ -43,6 +43,8 @@ pub enum ServiceKind {
     Judge,
     Dedup,
     Sink,
+    /// The HTTP API (synthetic tables); no Kafka.
+    Api,
 }
 
 fn load_cfg<T: Settings>(path: Option<&Path>) -> anyhow::Result<T> {
@@ -93,6 +95,22 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
             let embedder = wiring::embedder(&c.embedder).await?;
             let index = wiring::index(&c.vectors, embedder.dim()).await?;
             consume(&c.kafka, &c.runtime, Dedup::new(embedder, index, c.dedup.clone()), metrics, ready, cancel).await
+        }
+        ServiceKind::Api => {
+            let c: crate::tabular::ApiServiceConfig = load_cfg(config)?;
+            let llm = Arc::new(LlmClient::connect(c.llm.clone(), "schema", metrics.clone()).await);
+            tracing::info!(llm = ?llm, "schema model");
+            let state = crate::tabular::ApiState {
+                llm,
+                cache: c.tabular.cache()?.map(Arc::new),
+                cfg: c.tabular.clone(),
+                metrics: metrics.clone(),
+            };
+            let ready = ops(&c.ops, metrics, crate::tabular::api_router(state), &cancel).await?;
+            ready.set(true);
+            tracing::info!(listen = %c.ops.listen, "API serving POST /v1/tabular and /v1/tabular/schema");
+            cancel.cancelled().await;
+            Ok(())
         }
         ServiceKind::Sink => {
             let c: SinkServiceConfig = load_cfg(config)?;

@@ -50,6 +50,13 @@ pub struct Metrics {
     pub judge_verdicts: IntCounterVec,
     /// PII entities redacted, by type.
     pub pii_redactions: IntCounterVec,
+    /// Synthetic-table requests by outcome (ok, invalid, design_failed, llm_error, aborted) and schema
+    /// source (given, cache, llm).
+    pub tabular_requests: IntCounterVec,
+    /// Synthetic-table rows written, by format.
+    pub tabular_rows: IntCounterVec,
+    /// Synthetic-table bytes written, by format.
+    pub tabular_bytes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +128,14 @@ impl Metrics {
             judge_scores: counter(r, "judge_scores_total", "Judge verdicts by overall score", &["score"]),
             judge_verdicts: counter(r, "judge_verdicts_total", "Judge verdicts by outcome", &["outcome", "attempt"]),
             pii_redactions: counter(r, "pii_redactions_total", "PII entities redacted", &["type"]),
+            tabular_requests: counter(
+                r,
+                "tabular_requests_total",
+                "Synthetic-table requests by outcome and schema source",
+                &["outcome", "schema"],
+            ),
+            tabular_rows: counter(r, "tabular_rows_total", "Synthetic-table rows written", &["format"]),
+            tabular_bytes: counter(r, "tabular_bytes_total", "Synthetic-table bytes written", &["format"]),
             registry,
         })
     }

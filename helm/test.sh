@@ -11,6 +11,9 @@
 #     struct, with no secrets in it; checks Deployments (binary, --config, mounts, probes, grace period longer than
 #     the drain, DISTILLERY__* variables from the Secret), Services, KEDA ScaledObjects (consumer group, topics,
 #     maxReplicas), HPAs, the ServiceMonitor, the topics Job and the GPU LLM server;
+#   - checks the HTTP API (distillery-api): its TOML has exactly [ops], [llm], [tabular] (no [kafka]/[runtime]),
+#     the schema cache is a writable emptyDir, no DISTILLERY__KAFKA__* variable reaches it, its Service port, a
+#     CPU-based HPA and never a ScaledObject;
 #   - checks that k8s/ is what k8s/render.sh generates.
 # Prints `helm: N passed, M failed` last and exits non-zero on any failure. -v prints passing checks too.
 set -uo pipefail

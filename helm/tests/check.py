@@ -5,8 +5,9 @@ Rust code they deploy. Run by helm/test.sh; prints one line per failed check and
 What "the Rust code" means here: the configuration structs (every `#[serde(deny_unknown_fields)]` struct under
 crates/, and the per-service structs made by `service_config!` in crates/distillery-app/src/config.rs), the
 stages' names and input topics (crates/distillery-stages), the topic base names, the consumer-lag metric, the
-`distillery topics` flags and the per-stage binaries. They are read from the source on every run, so a renamed
-field or topic shows up here.
+`distillery topics` flags and the per-stage binaries, and for the HTTP API (`distillery-api`, deployed like a stage
+but without Kafka) ApiServiceConfig in crates/distillery-app/src/tabular.rs. They are read from the source on
+every run, so a renamed field or topic shows up here.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ TESTS = REPO / "helm" / "tests"
 K8S = REPO / "k8s"
 KUBE_VERSION = "1.32.0"
 STAGES = ["ingest", "extract", "generate", "judge", "dedup", "sink"]
+# The HTTP API: deployed like a stage (ConfigMap, Deployment, Service) but no Kafka, scaled on CPU.
+API = "api"
+API_STRUCT = "ApiServiceConfig"  # crates/distillery-app/src/tabular.rs
+SERVICES = STAGES + [API]
 # Custom resources without schemas in kubernetes-validate: checked for shape only.
 CRDS = {
     ("keda.sh/v1alpha1", "ScaledObject"),
@@ -114,10 +119,18 @@ class Rust:
     def _rename(variant: str, rule: str | None) -> str:
         if rule == "lowercase":
             return variant.lower()
-        if rule in ("kebab-case", "snake_case"):
+        if rule in ("kebab-case", "snake_case", "SCREAMING_SNAKE_CASE"):
             sep = "-" if rule == "kebab-case" else "_"
-            return re.sub(r"(?<!^)([A-Z])", sep + r"\1", variant).lower()
+            out = re.sub(r"(?<!^)([A-Z])", sep + r"\1", variant)
+            return out.upper() if rule == "SCREAMING_SNAKE_CASE" else out.lower()
         return variant
+
+    def service_sections(self, name: str) -> dict[str, str]:
+        """{section: struct} of a stage's service or of the API."""
+        if name == API:
+            assert API_STRUCT in self.structs, f"{API_STRUCT} not found under crates/"
+            return self.structs[API_STRUCT]
+        return self.services[name]
 
     def _services(self) -> dict[str, dict[str, str]]:
         """stage -> {section: struct} from `service_config!` in crates/distillery-app/src/config.rs."""
@@ -127,7 +140,7 @@ class Rust:
         base = dict(re.findall(r"pub (\w+)\s*:\s*(\w+),", macro.group(1)))
         assert base, "no fixed fields found in the service_config! macro"
         out: dict[str, dict[str, str]] = {}
-        for name, body in re.findall(r"service_config!\(\s*(?:///[^\n]*\n\s*)*(\w+)\s*\{(.*?)\n\s*\}\s*validate", text, re.S):
+        for name, body in re.findall(r"service_config!\(\s*(?:no_default\s+)?(?:///[^\n]*\n\s*)*(\w+)\s*\{(.*?)\n\s*\}\s*validate", text, re.S):
             stage = re.sub(r"ServiceConfig$", "", name).lower()
             fields = dict(re.findall(r"^\s*(\w+)\s*:\s*(\w+),\s*$", body, re.M))
             out[stage] = {**base, **fields}
@@ -145,6 +158,10 @@ class Rust:
         m = re.fullmatch(r"(?:std::collections::)?(?:BTreeMap|HashMap)<String,(.+)>", ty)
         if m:
             return ("map", self.classify(m.group(1)))
+        m = re.fullmatch(r"(?:std::collections::)?(?:BTreeMap|HashMap)<(\w+),(.+)>", ty)
+        if m and m.group(1) in self.enums:
+            # Keyed by an enum: ("map", value kind, key enum).
+            return ("map", self.classify(m.group(2)), m.group(1))
         last = ty.split("::")[-1]
         if last == "Secret":
             return ("secret",)
@@ -224,7 +241,8 @@ def chart_meta() -> dict[str, Any]:
         assert m, f"define {name} not found in _helpers.tpl"
         return yaml.safe_load(m.group(1))
 
-    return {"stages": block("distillery.stageMeta"), "secrets": block("distillery.secretFields")}
+    return {"stages": block("distillery.stageMeta"), "api": block("distillery.apiMeta"),
+            "secrets": block("distillery.secretFields")}
 
 
 def check_value(rust: Rust, value: Any, kind: tuple[Any, ...], path: str, errors: list[str]) -> None:
@@ -253,7 +271,10 @@ def check_value(rust: Rust, value: Any, kind: tuple[Any, ...], path: str, errors
         if not isinstance(value, dict):
             errors.append(f"{path} = {value!r} should be a table")
         else:
+            keys = rust.enums[kind[2]] if len(kind) > 2 else None
             for k, v in value.items():
+                if keys is not None and k not in keys:
+                    errors.append(f"{path}.{k}: {k!r} is not one of {', '.join(keys)}")
                 check_value(rust, v, kind[1], f"{path}.{k}", errors)
     elif tag == "enum":
         variants = rust.enums[kind[1]]
@@ -334,6 +355,16 @@ class Suite:
 
         self.r.check("chart: each stage's sections match its Rust service struct", stage_sections)
 
+        def api_sections() -> None:
+            want = list(rust.service_sections(API))
+            got = meta["api"]["sections"]
+            assert got == want, f"chart apiMeta sections {got} but {API_STRUCT} has {want}"
+            assert "kafka" not in got and "runtime" not in got, f"{API_STRUCT} has no Kafka: {got}"
+            assert meta["api"]["inputs"] == [], "the API consumes no topic"
+            assert API not in meta["stages"], "the API must not be a Kafka stage (no ScaledObject, no consumer group)"
+
+        self.r.check(f"chart: the API's sections match {API_STRUCT} (ops, llm, tabular; no kafka, runtime)", api_sections)
+
         def stage_inputs() -> None:
             stages = rust.stages()
             assert set(stages) == set(STAGES), f"Rust stages {sorted(stages)}"
@@ -345,8 +376,8 @@ class Suite:
 
         def secret_fields() -> None:
             want: dict[str, list[str]] = {}
-            for s in STAGES:
-                for section, struct in rust.services[s].items():
+            for s in SERVICES:
+                for section, struct in rust.service_sections(s).items():
                     fields = rust.secret_fields(struct)
                     if fields:
                         want[section] = fields
@@ -363,8 +394,16 @@ class Suite:
                 assert set(cfg["properties"]) == set(rust.services[s]), f"{s}Config sections {sorted(cfg['properties'])}"
                 for section, struct in rust.services[s].items():
                     compare_schema(rust, schema, cfg["properties"][section], struct, f"stages.{s}.config.{section}", errors)
+            cfg = defs["apiConfig"]
+            assert set(cfg["properties"]) == set(rust.service_sections(API)), f"apiConfig sections {sorted(cfg['properties'])}"
+            for section, struct in rust.service_sections(API).items():
+                compare_schema(rust, schema, cfg["properties"][section], struct, f"api.config.{section}", errors)
+            assert schema["properties"]["api"] == {"$ref": "#/definitions/apiService"}, "values key `api` is not apiService"
+            assert "api" not in schema["properties"]["stages"]["properties"], "the API is not a Kafka stage"
+            api_as = defs["apiService"]["properties"]["autoscaling"]["properties"]
+            assert "mode" not in api_as and "lagThreshold" not in api_as, "the API scales on CPU, not on lag"
             shared = defs["sharedConfig"]["properties"]
-            union = {sec for s in STAGES for sec in rust.services[s]}
+            union = {sec for s in SERVICES for sec in rust.service_sections(s)}
             assert set(shared) == union, f"sharedConfig sections {sorted(shared)} but the services have {sorted(union)}"
             assert not errors, "\n".join(errors)
 
@@ -376,10 +415,14 @@ class Suite:
                 assert toml["package"]["name"] == f"distillery-{s}", f"services/{s} builds {toml['package']['name']}"
                 main = (REPO / "services" / s / "src" / "main.rs").read_text()
                 assert f"ServiceKind::{s.capitalize()}" in main, f"services/{s}/src/main.rs does not run ServiceKind::{s.capitalize()}"
+            toml = tomllib.loads((REPO / "services" / API / "Cargo.toml").read_text())
+            assert toml["package"]["name"] == "distillery-api", f"services/api builds {toml['package']['name']}"
+            main = (REPO / "services" / API / "src" / "main.rs").read_text()
+            assert "ServiceKind::Api" in main, "services/api/src/main.rs does not run ServiceKind::Api"
             toml = tomllib.loads((REPO / "services" / "distillery" / "Cargo.toml").read_text())
             assert toml["package"]["name"] == "distillery"
 
-        self.r.check("rust: binaries distillery and distillery-<stage> exist", binaries)
+        self.r.check("rust: binaries distillery, distillery-<stage> and distillery-api exist", binaries)
 
         def defaults() -> None:
             kafka = rust.struct_default("KafkaConfig")
@@ -389,8 +432,15 @@ class Suite:
                 assert re.search(rf"{field}:\s*{re.escape(val)}", kafka), f"KafkaConfig::default {field} is no longer {val} (update distillery.kafkaFacts)"
             assert '"0.0.0.0:9100"' in rust.struct_default("OpsConfig"), "OpsConfig::default listen changed (update distillery.opsPort)"
             assert re.search(r"drain_timeout_secs:\s*60", rust.struct_default("RuntimeConfig")), "RuntimeConfig::default drain_timeout_secs changed"
+            # values.yaml restates the API's own [llm] defaults (so a shared config.llm does not override them).
+            api_default = rust.struct_default(API_STRUCT)
+            llm = yaml.safe_load((CHART / "values.yaml").read_text())["api"]["config"]["llm"]
+            m = re.search(r"temperature:\s*([0-9.]+),\s*max_tokens:\s*([0-9_]+)", api_default)
+            assert m, f"{API_STRUCT}::default no longer sets llm temperature and max_tokens"
+            assert float(m.group(1)) == llm["temperature"] and int(m.group(2).replace("_", "")) == llm["max_tokens"], \
+                f"values.yaml api.config.llm {llm} != {API_STRUCT}::default (temperature {m.group(1)}, max_tokens {m.group(2)})"
 
-        self.r.check("chart: fallback Kafka, ops and drain defaults match the Rust Default impls", defaults)
+        self.r.check("chart: fallback Kafka, ops, drain and API defaults match the Rust Default impls", defaults)
 
         def metric() -> None:
             text = (REPO / "crates/distillery-core/src/metrics.rs").read_text()
@@ -405,9 +455,11 @@ class Suite:
             m = re.search(r"\n\s*Topics\s*\{(.*?)\n\s*\},", text, re.S)
             assert m, "the topics subcommand is gone from cli.rs"
             fields = re.findall(r"^\s*(\w+)\s*:", m.group(1), re.M)
-            assert fields == ["brokers", "prefix", "partitions", "replication_factor"], f"topics flags are now {fields}"
+            want = ["brokers", "prefix", "partitions", "replication_factor"]
+            assert [f for f in fields if f in want] == want, f"topics flags are now {fields}"
 
-        self.r.check("rust: `distillery topics` takes --brokers --prefix --partitions --replication-factor", topics_cli)
+        self.r.check("rust: `distillery topics` takes --brokers --prefix --partitions --replication-factor (the Job's flags)",
+                     topics_cli)
 
         def versions() -> None:
             cargo = tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]["package"]
@@ -420,7 +472,7 @@ class Suite:
             assert "debian:bookworm-slim" in docker and "cargo build --release --locked --bins" in docker
             for lib in ("ca-certificates", "libssl3", "libcurl4", "libsasl2-2"):
                 assert lib in docker, f"the runtime image lacks {lib}"
-            for b in ["distillery"] + [f"distillery-{s}" for s in STAGES]:
+            for b in ["distillery"] + [f"distillery-{s}" for s in SERVICES]:
                 assert re.search(rf"\b{re.escape(b)}\b", docker), f"images/Dockerfile does not install {b}"
             assert "DISTILLERY_EMBED_MODEL_DIR" in docker, "the image does not point dedup at its embedding model"
             assert "DISTILLERY_EMBED_MODEL_DIR" in (REPO / "crates/distillery-app/src/wiring.rs").read_text()
@@ -455,6 +507,12 @@ class Suite:
             "an out-of-range value (config.kafka.partitions: 0)": {"config": {"kafka": {"partitions": 0}}},
             "a wrong type (config.kafka.partitions: \"6\")": {"config": {"kafka": {"partitions": "6"}}},
             "an unknown top-level key": {"replicaCount": 3},
+            "a [kafka] section for the API (api.config.kafka)": {"api": {"config": {"kafka": {"brokers": "k:9092"}}}},
+            "a [runtime] section for the API (api.config.runtime)": {"api": {"config": {"runtime": {"drain_timeout_secs": 5}}}},
+            "a secret in the API's config (api.config.llm.api_key)": {"api": {"config": {"llm": {"api_key": "x"}}}},
+            "an unknown [tabular] field (api.config.tabular.rows)": {"api": {"config": {"tabular": {"rows": 5}}}},
+            "lag-based autoscaling for the API (api.autoscaling.mode)": {"api": {"autoscaling": {"mode": "keda"}}},
+            "the API as a stage (stages.api)": {"stages": {"api": {"enabled": True}}},
         }
         for what, vals in rejected.items():
             def bad_schema(vals: dict[str, Any] = vals) -> None:
@@ -477,6 +535,13 @@ class Suite:
             "ingest scaled to zero with the webhook on": ({"autoscaling": {"mode": "keda"}, "stages": {
                 "ingest": {"autoscaling": {"minReplicas": 0}, "config": {"claims": {"bucket": "b"}}},
                 "dedup": {"config": {"vectors": {"qdrant_url": "http://q:6334"}}}}}, "webhook"),
+            "a DISTILLERY__KAFKA__* variable for the API (it has no [kafka])": (
+                {"api": {"secretEnv": {"DISTILLERY__KAFKA__SASL_PASSWORD": "kafka-sasl-password"}}}, "no [kafka] section"),
+            "the API's HPA with maxReplicas < minReplicas": (
+                {"api": {"autoscaling": {"minReplicas": 3, "maxReplicas": 2}}}, "maxReplicas"),
+            "the API's CPU HPA without a CPU request": ({"api": {"resources": {"requests": {"cpu": None}}}}, "requests.cpu"),
+            "an API preStop pause as long as its grace period": (
+                {"api": {"preStopSleepSeconds": 30, "terminationGracePeriodSeconds": 30}}, "preStopSleepSeconds"),
         }
         for what, (vals, needle) in guards.items():
             def guard(vals: dict[str, Any] = vals, needle: str = needle) -> None:
@@ -488,6 +553,15 @@ class Suite:
                 raise AssertionError("rendered")
 
             self.r.check(f"template: refuses {what}", guard)
+
+        def api_disabled() -> None:
+            objs = render.split(render.render(CHART, {"api": {"enabled": False}}))
+            left = [f"{o.kind}/{o.name}" for o in objs if o.name == "distillery-api" or
+                    (o.data.get("metadata") or {}).get("labels", {}).get("app.kubernetes.io/component") == API]
+            assert not left, f"api.enabled=false still renders {left}"
+            assert any(o.kind == "Deployment" and o.name == "distillery-ingest" for o in objs)
+
+        self.r.check("template: api.enabled=false renders no API object", api_disabled)
 
     # -- rendered objects ---------------------------------------------------------------------------------------
 
@@ -519,10 +593,21 @@ class Suite:
                              lambda stage=stage: self._service(by_kind, stage))
                 self.r.check(f"[{label}] autoscaling of {stage}",
                              lambda stage=stage, cfg=cfg: self._autoscaling(by_kind, stage, cfg, merged))
+        api_cfg = self.r.check(f"[{label}] ConfigMap distillery-api: TOML parses with exactly [ops], [llm], [tabular] "
+                               f"(no kafka, runtime) and {API_STRUCT}'s fields", lambda: self._api_config(by_kind, merged))
+        if merged["api"].get("enabled", True) and api_cfg is not None:
+            configs[API] = api_cfg
+            self.r.check(f"[{label}] Deployment distillery-api: distillery-api binary, config and schema-cache mounts, "
+                         "probes, no Kafka variables, LLM key from the Secret",
+                         lambda: self._api_deployment(by_kind, api_cfg, merged))
+            self.r.check(f"[{label}] Service distillery-api: port metrics -> the API's ops port",
+                         lambda: self._api_service(by_kind, api_cfg, merged))
+        self.r.check(f"[{label}] autoscaling of the API: a CPU HPA (or fixed replicas), never a ScaledObject",
+                     lambda: self._api_autoscaling(by_kind, merged))
         self.r.check(f"[{label}] topics Job runs `distillery topics` with config.kafka before install/upgrade",
                      lambda: self._topics_job(by_kind, merged))
         self.r.check(f"[{label}] ServiceMonitor and scrape annotations", lambda: self._monitoring(by_kind, merged))
-        self.r.check(f"[{label}] LLM server on a GPU node, used by generate and judge",
+        self.r.check(f"[{label}] LLM server on a GPU node, used by generate, judge and the API",
                      lambda: self._llm(by_kind, configs, merged))
         self.r.check(f"[{label}] secret values appear only in Secret objects", lambda: self._no_leaks(objs, merged))
         self.r.check(f"[{label}] no object is defined twice", lambda: self._unique(objs))
@@ -705,6 +790,141 @@ class Suite:
             assert m["type"] == "External" and m["external"]["metric"]["name"] == "distillery_consumer_lag"
             assert m["external"]["metric"]["selector"]["matchLabels"] == {"stage": stage}
 
+    # -- the HTTP API -------------------------------------------------------------------------------------------
+
+    def _api_config(self, by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> dict[str, Any] | None:
+        name = "distillery-api"
+        api = merged["api"]
+        if not api.get("enabled", True):
+            for kind in ("ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject"):
+                assert name not in by_kind.get(kind, {}), f"api.enabled=false but {kind}/{name} is rendered"
+            return None
+        cm = by_kind.get("ConfigMap", {}).get(name)
+        assert cm is not None, "missing"
+        text = cm.data.get("data", {}).get("config.toml")
+        assert isinstance(text, str), "no config.toml key"
+        cfg = tomllib.loads(text)
+        rust = self.rust
+        assert rust is not None
+        want = set(rust.service_sections(API))
+        assert want == {"ops", "llm", "tabular"}, f"{API_STRUCT} now has {sorted(want)}: update the chart"
+        assert set(cfg) == want, f"sections {sorted(cfg)}, want exactly {sorted(want)}"
+        assert "kafka" not in cfg and "runtime" not in cfg, "a [kafka] or [runtime] section would stop the API at startup"
+        errors: list[str] = []
+        check_value(rust, cfg, ("struct", API_STRUCT), "", errors)
+        assert not errors, "\n".join(errors)
+        tab = cfg["tabular"]
+        own_dir = ((api.get("config") or {}).get("tabular") or {}).get("cache_dir") or \
+            (merged["config"].get("tabular") or {}).get("cache_dir")
+        want_dir = own_dir or api["schemaCache"]["mountPath"]
+        assert tab.get("cache_dir") == want_dir, f"tabular.cache_dir {tab.get('cache_dir')!r}, want {want_dir!r}"
+        assert tab.get("default_rows", 1000) <= tab.get("max_rows", 100_000_000), "tabular.default_rows > max_rows"
+        return cfg
+
+    def _api_deployment(self, by_kind: dict[str, dict[str, render.Obj]], cfg: dict[str, Any], merged: dict[str, Any]) -> None:
+        name = "distillery-api"
+        api = merged["api"]
+        dep = by_kind.get("Deployment", {}).get(name)
+        assert dep is not None, "missing"
+        spec = dep.data["spec"]["template"]["spec"]
+        (c,) = [c for c in spec["containers"] if c["name"] == API]
+        assert c["command"] == ["distillery-api"], f"command {c['command']}"
+        assert c["args"] == ["--config", "/etc/distillery/config.toml"], f"args {c['args']}"
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        vols = {v["name"]: v for v in spec["volumes"]}
+        assert mounts["config"]["mountPath"] == "/etc/distillery", "config not mounted at /etc/distillery"
+        assert vols["config"]["configMap"]["name"] == name, "config volume is not the API's ConfigMap"
+        cache = mounts.get("schema-cache")
+        assert cache is not None and cache["mountPath"] == api["schemaCache"]["mountPath"], "no schema-cache mount"
+        assert "emptyDir" in vols["schema-cache"], "the schema cache is not an emptyDir"
+        tab = cfg["tabular"]
+        if not tab.get("no_cache"):
+            d = tab["cache_dir"].rstrip("/") + "/"
+            assert any(d.startswith(m["mountPath"].rstrip("/") + "/") for m in c["volumeMounts"] if not m.get("readOnly")), \
+                f"tabular.cache_dir {tab['cache_dir']} is on the read-only root filesystem"
+        listen = cfg.get("ops", {}).get("listen", "0.0.0.0:9100")
+        port = int(listen.rsplit(":", 1)[1])
+        ports = {p["name"]: p for p in c["ports"]}
+        assert ports.get("metrics", {}).get("containerPort") == port, f"port metrics is not {port}"
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+            get = c[probe]["httpGet"]
+            assert get["path"] == path and get["port"] == "metrics", f"{probe} is {get}"
+        req = (c.get("resources") or {}).get("requests") or {}
+        assert req.get("cpu"), "no CPU request (the HPA's utilization is relative to it)"
+        sleep = api.get("preStopSleepSeconds") or 0
+        if sleep:
+            assert c["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(sleep)], c.get("lifecycle")
+        assert spec["terminationGracePeriodSeconds"] > sleep, "the grace period ends within the preStop pause"
+        assert spec.get("enableServiceLinks") is False, "service links would inject variables"
+        rust = self.rust
+        assert rust is not None
+        secret_name = merged["secrets"].get("name") or "distillery"
+        names = [e["name"] for e in c.get("env", [])]
+        bad = [n for n in names if n.startswith(("DISTILLERY__KAFKA__", "DISTILLERY__RUNTIME__"))]
+        assert not bad, f"variables {bad} would make the API fail at startup (no such section)"
+        for env in c.get("env", []):
+            var = env["name"]
+            if not var.startswith("DISTILLERY__"):
+                continue
+            kind = rust.resolve_env(API, var)
+            if kind == ("secret",):
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                assert ref and ref["name"] == secret_name and ref.get("optional") is True, f"{var} is not an optional secretKeyRef to {secret_name}"
+        secret_vars = {e["name"] for e in c.get("env", []) if "secretKeyRef" in (e.get("valueFrom") or {})}
+        want = {f"DISTILLERY__{sec.upper()}__{f.upper()}" for sec, struct in rust.service_sections(API).items()
+                for f in rust.secret_fields(struct)}
+        assert want == {"DISTILLERY__LLM__API_KEY"}, f"{API_STRUCT}'s secrets are now {sorted(want)}"
+        missing = want - secret_vars
+        assert not missing, f"no variable for the secret fields {sorted(missing)}"
+
+    @staticmethod
+    def _api_service(by_kind: dict[str, dict[str, render.Obj]], cfg: dict[str, Any], merged: dict[str, Any]) -> None:
+        name = "distillery-api"
+        svc = by_kind.get("Service", {}).get(name)
+        assert svc is not None, "missing"
+        (p,) = svc.data["spec"]["ports"]
+        assert p["name"] == "metrics" and p["targetPort"] == "metrics", f"port {p}"
+        want = (merged["api"].get("service") or {}).get("port") or 9100
+        assert p["port"] == want, f"Service port {p['port']}, want {want}"
+        assert svc.data["spec"].get("type", "ClusterIP") == ((merged["api"].get("service") or {}).get("type") or "ClusterIP")
+        sel = svc.data["spec"]["selector"]
+        labels = by_kind["Deployment"][name].data["spec"]["template"]["metadata"]["labels"]
+        assert sel.get("app.kubernetes.io/component") == API, f"selector {sel}"
+        assert all(labels.get(k) == v for k, v in sel.items()), f"selector {sel} does not match the pods {labels}"
+        for other, o in by_kind["Deployment"].items():
+            if other != name:
+                pod = o.data["spec"]["template"]["metadata"]["labels"]
+                assert not all(pod.get(k) == v for k, v in sel.items()), f"the selector also matches {other}"
+
+    @staticmethod
+    def _api_autoscaling(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
+        name = "distillery-api"
+        assert name not in by_kind.get("ScaledObject", {}), "a KEDA ScaledObject for the API (it consumes no topic)"
+        for so in by_kind.get("ScaledObject", {}).values():
+            target = so.data["spec"]["scaleTargetRef"]["name"]
+            assert target != name, f"ScaledObject {so.name} targets the API"
+        api = merged["api"]
+        hpa = by_kind.get("HorizontalPodAutoscaler", {}).get(name)
+        if not api.get("enabled", True):
+            assert hpa is None
+            return
+        dep = by_kind["Deployment"][name].data
+        a = api["autoscaling"]
+        if not a.get("enabled"):
+            assert hpa is None, "an HPA while api.autoscaling.enabled is false"
+            assert dep["spec"].get("replicas") == api.get("replicas", 1), "replicas not set"
+            return
+        assert hpa is not None, "no HPA while api.autoscaling.enabled"
+        assert "replicas" not in dep["spec"], "the Deployment sets replicas while the HPA owns them"
+        spec = hpa.data["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert spec["minReplicas"] == a["minReplicas"] >= 1 and spec["maxReplicas"] == a["maxReplicas"], spec
+        want = [{"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": a["targetCPUUtilizationPercentage"]}}}]
+        assert spec["metrics"] == want, f"metrics {spec['metrics']}, want CPU only: {want}"
+        if a.get("behavior"):
+            assert spec.get("behavior") == a["behavior"], "behavior not passed through"
+
     @staticmethod
     def _topics_job(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
         job = by_kind.get("Job", {}).get("distillery-topics")
@@ -761,15 +981,20 @@ class Suite:
         svc = by_kind["Service"]["distillery-llm"].data
         port = svc["spec"]["ports"][0]["port"]
         url = f"http://distillery-llm:{port}/v1"
-        for stage in ("generate", "judge"):
-            own = ((merged["stages"][stage].get("config") or {}).get("llm") or {}).get("base_url")
+        users = ["generate", "judge"] + ([API] if merged["api"].get("enabled", True) else [])
+        for stage in users:
+            values = merged["api"] if stage == API else merged["stages"][stage]
+            own = ((values.get("config") or {}).get("llm") or {}).get("base_url")
             shared = (merged["config"].get("llm") or {}).get("base_url")
             want = own or shared or url
+            assert stage in configs, f"no rendered configuration of {stage}"
             got = configs[stage]["llm"]["base_url"]
             assert got == want, f"{stage} llm.base_url is {got}, want {want}"
             if not (own or shared):
-                want_model = ((merged["stages"][stage].get("config") or {}).get("llm") or {}).get("model") or l["servedModelName"]
+                want_model = ((values.get("config") or {}).get("llm") or {}).get("model") or l["servedModelName"]
                 assert configs[stage]["llm"]["model"] == want_model, f"{stage} llm.model"
+                want_conc = ((values.get("config") or {}).get("llm") or {}).get("max_concurrency") or l["parallel"]
+                assert configs[stage]["llm"]["max_concurrency"] == want_conc, f"{stage} llm.max_concurrency"
         args = " ".join(c.get("command", []) + c.get("args", []))
         assert l["servedModelName"] in args and str(l["parallel"]) in args, f"server args {args}"
 
@@ -886,10 +1111,17 @@ def main() -> int:
             suite.lint_and_schema()
             vllm = copy.deepcopy(suite.values_all)
             render.deep_merge(vllm, {"llmServer": {"engine": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct"}})
+            # The API with fixed replicas, its own port and LLM server, no cache, behind a NodePort.
+            api_fixed = {"api": {"replicas": 2, "autoscaling": {"enabled": False}, "preStopSleepSeconds": 0,
+                                 "config": {"ops": {"listen": "0.0.0.0:8080"},
+                                            "llm": {"base_url": "http://llm.example:8000/v1", "model": "m"},
+                                            "tabular": {"no_cache": True, "max_rows": 1000, "default_rows": 10}},
+                                 "service": {"type": "NodePort", "port": 8080, "nodePort": 31910}}}
             with tempfile.TemporaryDirectory(prefix="distillery-helm-") as tmp:
                 suite.scenario("defaults", {}, Path(tmp))
                 suite.scenario("values-all", suite.values_all, Path(tmp))
                 suite.scenario("values-all+vllm", vllm, Path(tmp))
+                suite.scenario("api-fixed", api_fixed, Path(tmp))
         suite.files()
     except Exception:  # noqa: BLE001 - a crash of the suite itself is one more failure
         results.fail("the test suite itself", traceback.format_exc())

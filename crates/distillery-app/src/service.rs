@@ -106,10 +106,22 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
                 cfg: c.tabular.clone(),
                 metrics: metrics.clone(),
             };
-            let ready = ops(&c.ops, metrics, crate::tabular::api_router(state), &cancel).await?;
+            // Served here rather than spawned: on SIGTERM the API stops accepting, reports not ready, and
+            // returns only once the tables still streaming have been sent.
+            let ready = Ready::default();
+            let router = ops_router(metrics, ready.clone()).merge(crate::tabular::api_router(state));
+            let listener = tokio::net::TcpListener::bind(c.ops.listen)
+                .await
+                .with_context(|| format!("binding {}", c.ops.listen))?;
             ready.set(true);
             tracing::info!(listen = %c.ops.listen, "API serving POST /v1/tabular and /v1/tabular/schema");
-            cancel.cancelled().await;
+            let shutdown = async move {
+                cancel.cancelled().await;
+                ready.set(false);
+                tracing::info!("shutting down: finishing the responses in flight");
+            };
+            axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("API server")?;
+            tracing::info!("API stopped");
             Ok(())
         }
         ServiceKind::Sink => {

@@ -266,6 +266,33 @@ impl Generate {
         }
     }
 
+    /// The turn-by-turn checks of a conversation (and, for a regeneration, that no answer copies the
+    /// critic's feedback).
+    fn checked_conversation(&self, draft: Draft, context: &str, feedback: Option<&str>) -> Record {
+        let turns: Vec<(&str, &str)> = draft
+            .messages
+            .chunks(2)
+            .filter_map(|p| match p {
+                [u, a] if u.role == Role::User && a.role == Role::Assistant => {
+                    Some((u.content.as_str(), a.content.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut result = if turns.is_empty() {
+            Err((RejectReason::InvalidRecord, "the conversation has no user/assistant exchange".to_string()))
+        } else {
+            quality::check_conversation(&turns, context, &self.cfg.quality)
+        };
+        if let (Ok(()), Some(feedback)) = (&result, feedback) {
+            result = turns.iter().try_for_each(|(_, a)| quality::check_not_feedback(a, feedback));
+        }
+        match result {
+            Ok(()) => Record::Draft(draft),
+            Err((reason, detail)) => Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail)),
+        }
+    }
+
     async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
         let n = self.cfg.pairs_per_chunk;
         let explicit = self.cfg.reasoning == Reasoning::Explicit;
@@ -416,18 +443,7 @@ impl Generate {
         draft.reasoning = out.response.reasoning.clone();
         draft.evidence = last_support.map(|s| s.quote);
         // Every assistant turn must hold up on its own; the conversation stands or falls as one example.
-        let assistant: String = draft
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::Assistant)
-            .map(|m| m.content.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let checked = match quality::check_pair("conversation?", &assistant, &chunk.context_text, &self.cfg.quality) {
-            Ok(()) => Record::Draft(draft),
-            Err((reason, detail)) => Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail)),
-        };
-        Ok(vec![checked])
+        Ok(vec![self.checked_conversation(draft, &chunk.context_text, None)])
     }
 
     async fn regenerate(&self, regen: &Regenerate) -> Result<Vec<Record>, StageError> {
@@ -498,9 +514,14 @@ impl Generate {
         };
         let question = draft.question().to_string();
         let checked = if draft.kind == DraftKind::Qa {
-            self.checked(draft, &question, &last_answer, &prev.context_text)
+            match quality::check_not_feedback(&last_answer, &judged.rationale) {
+                Ok(()) => self.checked(draft, &question, &last_answer, &prev.context_text),
+                Err((reason, detail)) => {
+                    Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail))
+                }
+            }
         } else {
-            Record::Draft(draft)
+            self.checked_conversation(draft, &prev.context_text, Some(&judged.rationale))
         };
         Ok(vec![checked])
     }

@@ -137,6 +137,7 @@ pub fn check_pair(
     if !q.ends_with('?') || q.matches('?').count() > 1 {
         return Err((RejectReason::InvalidRecord, "the question is not exactly one question".into()));
     }
+    check_answer(q, answer)?;
     let copied = copied_share(q, context);
     if copied > cfg.max_question_copy {
         return Err((
@@ -158,6 +159,73 @@ pub fn check_pair(
         return Err((
             RejectReason::Ungrounded,
             format!("only {:.0}% of the answer's content words are in the context", g * 100.0),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer must answer: not be empty, not be a question itself, not repeat the question.
+pub fn check_answer(question: &str, answer: &str) -> Result<(), (RejectReason, String)> {
+    let a = answer.trim();
+    if a.is_empty() {
+        return Err((RejectReason::InvalidRecord, "the answer is empty".into()));
+    }
+    if a.ends_with('?') {
+        return Err((RejectReason::InvalidRecord, "the answer is a question".into()));
+    }
+    if near_duplicate(question, a) {
+        return Err((RejectReason::InvalidRecord, "the answer repeats the question".into()));
+    }
+    Ok(())
+}
+
+/// Checks a conversation turn by turn: every assistant turn must answer its user turn and hold up on its
+/// own (numbers and words grounded in the context), and no question or answer may come back.
+pub fn check_conversation(
+    turns: &[(&str, &str)],
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
+    for (i, (user, assistant)) in turns.iter().enumerate() {
+        let n = i + 1;
+        if user.trim().is_empty() {
+            return Err((RejectReason::InvalidRecord, format!("turn {n}: the user says nothing")));
+        }
+        check_answer(user, assistant).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
+        if turns[..i].iter().any(|(u, _)| near_duplicate(u, user)) {
+            return Err((RejectReason::InvalidRecord, format!("turn {n}: the user repeats an earlier question")));
+        }
+        if turns[..i].iter().any(|(_, a)| near_duplicate(a, assistant)) {
+            return Err((RejectReason::InvalidRecord, format!("turn {n}: the assistant repeats an earlier answer")));
+        }
+        if cfg.check_numbers {
+            let missing = unsupported_numbers(assistant, context);
+            if !missing.is_empty() {
+                return Err((
+                    RejectReason::Ungrounded,
+                    format!("turn {n}: the answer states numbers the context does not: {}", missing.join(", ")),
+                ));
+            }
+        }
+        let g = grounding(assistant, context);
+        if g < cfg.min_grounding {
+            return Err((
+                RejectReason::Ungrounded,
+                format!("turn {n}: only {:.0}% of the answer's content words are in the context", g * 100.0),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A regenerated answer that copies the critic's feedback instead of answering (small models do: half or
+/// more of the answer's words in one run from the rationale).
+pub fn check_not_feedback(answer: &str, rationale: &str) -> Result<(), (RejectReason, String)> {
+    let copied = copied_share(answer, rationale);
+    if copied >= 0.5 {
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("{:.0}% of the answer is copied from the critic's feedback", copied * 100.0),
         ));
     }
     Ok(())
@@ -222,6 +290,62 @@ mod tests {
         assert_eq!(check_pair("What? And why?", "25 days.", CTX, &cfg).unwrap_err().0, RejectReason::InvalidRecord);
         let copied = "Full-time employees receive 25 days of paid annual leave per calendar year?";
         assert_eq!(check_pair(copied, "25 days.", CTX, &cfg).unwrap_err().0, RejectReason::InvalidRecord);
+    }
+
+    #[test]
+    fn answers_that_do_not_answer_fail() {
+        let cfg = QualityConfig::default();
+        let q = "How many days of annual leave do full-time employees get?";
+        let (r, why) = check_pair(q, q, CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::InvalidRecord);
+        assert!(why.contains("repeats the question") || why.contains("is a question"), "{why}");
+        let (_, why) = check_pair(q, "Do they get paid annual leave?", CTX, &cfg).unwrap_err();
+        assert!(why.contains("is a question"), "{why}");
+        assert!(check_pair(q, "  ", CTX, &cfg).unwrap_err().1.contains("empty"));
+    }
+
+    #[test]
+    fn conversations_are_checked_turn_by_turn() {
+        let cfg = QualityConfig::default();
+        let good = [
+            ("How much annual leave do I get?", "Full-time employees receive 25 days of paid annual leave per year."),
+            ("Can I keep unused days?", "Up to 5 unused days may be carried over to the next year."),
+        ];
+        assert!(check_conversation(&good, CTX, &cfg).is_ok());
+        // An assistant that asks instead of answering (seen from a 0.5B model).
+        let asking = [("How do I calculate my annual leave?", "What is the standard working week?")];
+        let (r, why) = check_conversation(&asking, CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::InvalidRecord);
+        assert!(why.starts_with("turn 1") && why.contains("question"), "{why}");
+        let repeated = [
+            ("How much annual leave do I get?", "Full-time employees receive 25 days of paid annual leave."),
+            ("And what about holidays?", "Full-time employees receive 25 days of paid annual leave."),
+        ];
+        assert!(check_conversation(&repeated, CTX, &cfg).unwrap_err().1.contains("turn 2: the assistant repeats"));
+        let again = [
+            ("How much annual leave do I get?", "Full-time employees receive 25 days of paid annual leave."),
+            ("How much annual leave do I get?", "Up to 5 unused days may be carried over."),
+        ];
+        assert!(check_conversation(&again, CTX, &cfg).unwrap_err().1.contains("user repeats"));
+        let invented = [
+            ("How much annual leave do I get?", "Full-time employees receive 25 days of paid annual leave."),
+            ("Who approves expenses?", "The finance director approves expenses above 9,000 NOK."),
+        ];
+        let (r, why) = check_conversation(&invented, CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::Ungrounded);
+        assert!(why.starts_with("turn 2") && why.contains("9000"), "{why}");
+    }
+
+    #[test]
+    fn answers_copied_from_the_critic_fail() {
+        let rationale = "The example is clear and the question makes sense without the context. It provides a \
+            concise overview of the policy, but the answer invents a number.";
+        let copied = "The example is clear and the question makes sense without the context. It provides a concise \
+            overview of the policy for sick leave.";
+        assert!(check_not_feedback(copied, rationale).unwrap_err().1.contains("critic"));
+        assert!(
+            check_not_feedback("Employees receive 25 days of paid annual leave per calendar year.", rationale).is_ok()
+        );
     }
 
     #[test]

@@ -79,9 +79,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* The deployable stages, in pipeline order. */}}
+{{/* The deployable stages, in pipeline order: the Kafka services. */}}
 {{- define "distillery.stageNames" -}}
 ingest extract generate judge dedup sink
+{{- end -}}
+
+{{/*
+Every deployable service with a ConfigMap, a Deployment and a Service: the stages, then the HTTP API
+(values under `api`, not `stages`: it has no Kafka, so no consumer group, no lag to scale on, no drain).
+*/}}
+{{- define "distillery.serviceNames" -}}
+{{- include "distillery.stageNames" . }} api
 {{- end -}}
 
 {{/*
@@ -96,7 +104,7 @@ ingest:
   sections: [kafka, runtime, ops, s3, ingest, claims, webhook, scan]
   inputs: [events]
 extract:
-  sections: [kafka, runtime, ops, s3, extract]
+  sections: [kafka, runtime, ops, s3, extract, claims]
   inputs: [documents]
 generate:
   sections: [kafka, runtime, ops, llm, generate]
@@ -108,8 +116,39 @@ dedup:
   sections: [kafka, runtime, ops, dedup, embedder, vectors]
   inputs: [judged]
 sink:
-  sections: [kafka, runtime, ops, s3, output, sink]
-  inputs: [accepted, rejected, dead-letter]
+  sections: [kafka, runtime, ops, s3, output, sink, claims]
+  inputs: [accepted, rejected, dead-letter, documents]
+{{- end -}}
+
+{{/*
+The HTTP API (`distillery-api`, ApiServiceConfig in crates/distillery-app/src/tabular.rs): the top-level tables
+of its configuration. No [kafka] and no [runtime]: the service rejects unknown sections.
+helm/tests/check.py compares this with the Rust struct.
+*/}}
+{{- define "distillery.apiMeta" -}}
+sections: [ops, llm, tabular]
+inputs: []
+{{- end -}}
+
+{{/* stageMeta plus the API under the name "api". */}}
+{{- define "distillery.serviceMeta" -}}
+{{- $m := include "distillery.stageMeta" . | fromYaml -}}
+{{- $_ := set $m "api" (include "distillery.apiMeta" . | fromYaml) -}}
+{{- toYaml $m -}}
+{{- end -}}
+
+{{/* A service's values: dict "root" $ "stage" NAME -> `stages.<stage>`, or `api` for the API (as JSON). */}}
+{{- define "distillery.serviceValues" -}}
+{{- if eq .stage "api" -}}
+{{- toJson (.root.Values.api | default dict) -}}
+{{- else -}}
+{{- toJson (get .root.Values.stages .stage | default dict) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where a service's values live, for messages: stages.<stage> or api. */}}
+{{- define "distillery.valuesPath" -}}
+{{- eq . "api" | ternary "api" (printf "stages.%s" .) -}}
 {{- end -}}
 
 {{/* Fields typed `Secret` in the Rust configuration: they come from the Kubernetes Secret, never the ConfigMap. */}}
@@ -125,7 +164,7 @@ webhook: [token]
 {{/* Every section any service accepts. */}}
 {{- define "distillery.allSections" -}}
 {{- $all := list -}}
-{{- range $stage, $m := include "distillery.stageMeta" . | fromYaml -}}
+{{- range $stage, $m := include "distillery.serviceMeta" . | fromYaml -}}
 {{- range $m.sections -}}
 {{- $all = append $all . -}}
 {{- end -}}
@@ -139,15 +178,16 @@ webhook: [token]
 {{- end -}}
 
 {{/*
-One stage's configuration as JSON: the shared `config` deep-merged with `stages.<stage>.config`, the in-chart
-LLM server filled in where the [llm] section leaves it open, and only the sections the service accepts.
-Args: dict "root" $ "stage" NAME.
+One service's configuration as JSON: the shared `config` deep-merged with `stages.<stage>.config` (`api.config`
+for the API), the in-chart LLM server filled in where the [llm] section leaves it open, the API's schema cache
+directory, and only the sections the service accepts.
+Args: dict "root" $ "stage" NAME (a stage or "api").
 */}}
 {{- define "distillery.stageConfig" -}}
 {{- $root := .root -}}
 {{- $stage := .stage -}}
-{{- $meta := get (include "distillery.stageMeta" $root | fromYaml) $stage -}}
-{{- $values := get $root.Values.stages $stage | default dict -}}
+{{- $meta := get (include "distillery.serviceMeta" $root | fromYaml) $stage -}}
+{{- $values := include "distillery.serviceValues" . | fromJson -}}
 {{- $allSections := splitList " " (include "distillery.allSections" $root) -}}
 {{- range $k, $_ := ($root.Values.config | default dict) -}}
 {{- if not (has $k $allSections) -}}
@@ -156,7 +196,7 @@ Args: dict "root" $ "stage" NAME.
 {{- end -}}
 {{- range $k, $_ := ($values.config | default dict) -}}
 {{- if not (has $k $meta.sections) -}}
-{{- fail (printf "stages.%s.config.%s: the %s service has no [%s] section (it has %s)" $stage $k $stage $k (join ", " $meta.sections)) -}}
+{{- fail (printf "%s.config.%s: the %s service has no [%s] section (it has %s)" (include "distillery.valuesPath" $stage) $k $stage $k (join ", " $meta.sections)) -}}
 {{- end -}}
 {{- end -}}
 {{- $merged := mergeOverwrite (deepCopy ($root.Values.config | default dict)) (deepCopy ($values.config | default dict)) -}}
@@ -190,6 +230,13 @@ Args: dict "root" $ "stage" NAME.
 {{- $_ := set $llm "max_concurrency" $root.Values.llmServer.parallel -}}
 {{- end -}}
 {{- $_ := set $merged "llm" $llm -}}
+{{- end -}}
+{{- if eq $stage "api" -}}
+{{- $tabular := get $merged "tabular" | default dict -}}
+{{- if not (hasKey $tabular "cache_dir") -}}
+{{- $_ := set $tabular "cache_dir" (include "distillery.apiCacheDir" $root) -}}
+{{- end -}}
+{{- $_ := set $merged "tabular" $tabular -}}
 {{- end -}}
 {{- if eq $stage "sink" -}}
 {{- $output := get $merged "output" | default dict -}}
@@ -282,10 +329,10 @@ table's header, maps become sub-tables, null values are left out (the service's 
 {{- end -}}
 {{- end -}}
 
-{{/* One stage's config.toml: dict "root" $ "stage" NAME. */}}
+{{/* One service's config.toml: dict "root" $ "stage" NAME. */}}
 {{- define "distillery.configToml" -}}
 {{- $cfg := include "distillery.stageConfig" . | fromJson -}}
-{{- $meta := get (include "distillery.stageMeta" .root | fromYaml) .stage -}}
+{{- $meta := get (include "distillery.serviceMeta" .root | fromYaml) .stage -}}
 {{- printf "# The %s service's configuration, rendered by the distillery Helm chart from its values.\n" .stage -}}
 {{- printf "# Secrets come from DISTILLERY__SECTION__FIELD variables (Secret %s), never from this file.\n\n" (include "distillery.secretName" .root) -}}
 {{- range $meta.sections -}}
@@ -384,4 +431,65 @@ replicas: {{ $replicas }}
 minReplicas: {{ $min }}
 maxReplicas: {{ $max }}
 lagThreshold: {{ hasKey $as "lagThreshold" | ternary $as.lagThreshold 100 | int }}
+{{- end -}}
+
+{{/* Where the API's schema cache volume (an emptyDir) is mounted; tabular.cache_dir defaults to it. */}}
+{{- define "distillery.apiCacheDir" -}}
+{{- (.Values.api.schemaCache | default dict).mountPath | default "/var/cache/distillery/schemas" -}}
+{{- end -}}
+
+{{/*
+The API's scaling -> YAML with mode (none or hpa), replicas, minReplicas, maxReplicas and
+targetCPUUtilizationPercentage. It scales on CPU (an autoscaling/v2 HPA on the pods' CPU requests): table
+generation is CPU-bound, and the API consumes no Kafka topic, so there is no lag to scale on and no KEDA.
+*/}}
+{{- define "distillery.apiScaling" -}}
+{{- $a := .Values.api -}}
+{{- $as := $a.autoscaling | default dict -}}
+{{- $min := hasKey $as "minReplicas" | ternary $as.minReplicas 1 | int -}}
+{{- $max := hasKey $as "maxReplicas" | ternary $as.maxReplicas 4 | int -}}
+{{- if $as.enabled -}}
+{{- if lt $min 1 -}}
+{{- fail "api.autoscaling.minReplicas must be >= 1 (a CPU-based HPA cannot scale to zero)" -}}
+{{- end -}}
+{{- if lt $max $min -}}
+{{- fail (printf "api.autoscaling.maxReplicas (%d) must be >= minReplicas (%d)" $max $min) -}}
+{{- end -}}
+{{- if not (get (get ($a.resources | default dict) "requests" | default dict) "cpu") -}}
+{{- fail "api.autoscaling needs api.resources.requests.cpu (the HPA's utilization is relative to it)" -}}
+{{- end -}}
+{{- end -}}
+mode: {{ $as.enabled | ternary "hpa" "none" }}
+replicas: {{ hasKey $a "replicas" | ternary $a.replicas 1 | int }}
+minReplicas: {{ $min }}
+maxReplicas: {{ $max }}
+targetCPUUtilizationPercentage: {{ hasKey $as "targetCPUUtilizationPercentage" | ternary $as.targetCPUUtilizationPercentage 70 | int }}
+{{- end -}}
+
+{{/*
+A service's secret variables: dict "root" $ "stage" NAME -> JSON {VARIABLE: Secret key}. `secrets.env` (every
+service) keeps only the variables of sections the service has: the API has no [kafka], and a
+DISTILLERY__KAFKA__* variable would make it fail at startup (unknown section). The service's own `secretEnv`
+wins and must name its sections.
+*/}}
+{{- define "distillery.secretEnv" -}}
+{{- $meta := get (include "distillery.serviceMeta" .root | fromYaml) .stage -}}
+{{- $values := include "distillery.serviceValues" . | fromJson -}}
+{{- $out := dict -}}
+{{- range $name, $key := (.root.Values.secrets.env | default dict) -}}
+{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9_]+?)__.*$" $name "${1}" | lower -}}
+{{- if or (not (hasPrefix "DISTILLERY__" $name)) (has $section $meta.sections) -}}
+{{- $_ := set $out $name $key -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $key := ($values.secretEnv | default dict) -}}
+{{- if hasPrefix "DISTILLERY__" $name -}}
+{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9_]+?)__.*$" $name "${1}" | lower -}}
+{{- if not (has $section $meta.sections) -}}
+{{- fail (printf "%s.secretEnv.%s: the %s service has no [%s] section (it has %s); it would refuse to start" (include "distillery.valuesPath" $.stage) $name $.stage $section (join ", " $meta.sections)) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $out $name $key -}}
+{{- end -}}
+{{- toJson $out -}}
 {{- end -}}

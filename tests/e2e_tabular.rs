@@ -84,7 +84,18 @@ fn the_cli_designs_once_caches_and_writes_every_format() {
     let run = |seed: &str| {
         let out = tabular(
             &cache,
-            &["--schema", schema_file.to_str().unwrap(), "--rows", "300", "--format", "jsonl", "--out", "-", "--seed", seed],
+            &[
+                "--schema",
+                schema_file.to_str().unwrap(),
+                "--rows",
+                "300",
+                "--format",
+                "jsonl",
+                "--out",
+                "-",
+                "--seed",
+                seed,
+            ],
         );
         ok(&out).0
     };

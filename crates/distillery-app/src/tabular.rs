@@ -279,11 +279,7 @@ pub async fn tabular_command(args: TabularArgs) -> anyhow::Result<TabularReport>
     let format = match args.format {
         Some(f) => f,
         None if to_stdout => Format::Csv,
-        None => out
-            .extension()
-            .and_then(|e| e.to_str())
-            .and_then(|e| e.parse::<Format>().ok())
-            .unwrap_or(Format::Csv),
+        None => out.extension().and_then(|e| e.to_str()).and_then(|e| e.parse::<Format>().ok()).unwrap_or(Format::Csv),
     };
     let schema = resolved.schema;
     let seed = report.seed;

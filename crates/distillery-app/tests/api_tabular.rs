@@ -94,7 +94,10 @@ async fn a_schema_gives_a_streamed_reproducible_csv() {
     let first = resp.bytes().await.unwrap();
 
     let mut reader = csv::Reader::from_reader(first.as_ref());
-    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), ["order_id", "customer", "quantity", "unit_price", "total"]);
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["order_id", "customer", "quantity", "unit_price", "total"]
+    );
     let mut n = 0;
     for row in reader.records() {
         let row = row.unwrap();
@@ -181,7 +184,8 @@ async fn a_description_is_designed_once_then_served_from_the_cache() {
     assert!(text.starts_with("ticket_id,opened,priority,minutes_to_close"), "{}", &text[..80]);
 
     // The same request in other words (case, spacing, final period) costs no second call.
-    let resp = api.post("/v1/tabular/schema", json!({"description": "support tickets of a  SaaS company, 200 rows."})).await;
+    let resp =
+        api.post("/v1/tabular/schema", json!({"description": "support tickets of a  SaaS company, 200 rows."})).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["source"], "cache");
@@ -195,7 +199,8 @@ async fn a_description_is_designed_once_then_served_from_the_cache() {
 #[tokio::test]
 async fn a_model_that_cannot_design_is_a_502_with_its_problems() {
     let api = start(1_000_000).await;
-    let broken = r#"{"name": "x", "columns": [{"column": "a", "kind": "expression", "expr": "nope + 1", "type": "float"}]}"#;
+    let broken =
+        r#"{"name": "x", "columns": [{"column": "a", "kind": "expression", "expr": "nope + 1", "type": "float"}]}"#;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .respond_with(ResponseTemplate::new(200).set_body_json(completion(broken)))

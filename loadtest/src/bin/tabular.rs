@@ -67,7 +67,14 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn run_rust(schema: &TableSchema, rows: u64, seed: u64, format: Format, threads: usize, dir: &Path) -> anyhow::Result<WriteStats> {
+fn run_rust(
+    schema: &TableSchema,
+    rows: u64,
+    seed: u64,
+    format: Format,
+    threads: usize,
+    dir: &Path,
+) -> anyhow::Result<WriteStats> {
     let path = dir.join(format!("bench.{}", format.extension()));
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let out = BufWriter::with_capacity(1 << 20, file);
@@ -129,7 +136,8 @@ fn run_faker(root: &Path, rows: u64, seed: u64, dir: &Path) -> anyhow::Result<(L
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(last).with_context(|| format!("reading the Faker timing {last:?}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(last).with_context(|| format!("reading the Faker timing {last:?}"))?;
     let line = Line {
         engine: "python faker".into(),
         format: "csv".into(),
@@ -210,7 +218,8 @@ fn main() -> anyhow::Result<()> {
     if !faker_note.is_empty() {
         println!("{faker_note}");
     }
-    let csv_all = lines.iter().find(|l| l.engine == "distillery-tabular" && l.format == "csv" && l.threads.contains("all"));
+    let csv_all =
+        lines.iter().find(|l| l.engine == "distillery-tabular" && l.format == "csv" && l.threads.contains("all"));
     if let Some(l) = csv_all.or_else(|| lines.first()) {
         let per_million = l.seconds * 1e6 / l.rows as f64;
         println!(

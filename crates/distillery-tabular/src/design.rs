@@ -22,43 +22,39 @@ use crate::flat::{DesignTable, llm_json_schema_for};
 use crate::schema::{Locale, MAX_COLUMNS, TableSchema};
 
 /// Columns asked for when the description does not say.
-const DEFAULT_COLUMNS: (usize, usize) = (6, 14);
+const DEFAULT_COLUMNS: (usize, usize) = (3, 16);
 
 /// The system prompt: everything the model needs to know, identical on every call.
-pub const SYSTEM_PROMPT: &str = r#"You design tables of realistic synthetic data. Reply with one JSON object:
+pub const SYSTEM_PROMPT: &str = r#"You design tables of realistic synthetic data. Reply with one compact JSON object:
 {"columns": [...], "locale": "en", "name": "<snake_case table name>"}
-Each column is {"column": "<snake_case name>", "kind": "<kind>", ...parameters of its kind}.
+Each column is {"column": "<snake_case name>", "kind": "<kind>", ...the parameters of its kind}.
 
-Kinds and their parameters:
+Kinds:
 - id: sequential number; optional "prefix" (e.g. "ORD-") and "start".
-- uuid: random UUID.
-- first_name, last_name, full_name, email, username, phone: people. email and username are built from the name columns of the same row.
-- street_address, city, state, country, postcode: places.
-- company, job_title, url, ip.
-- date: "start" and "end" as YYYY-MM-DD. datetime: the same, values with a time of day.
-- integer, float: "min" and "max"; optional "distribution": "uniform", "normal" (give "mean" and "std") or "lognormal" (skewed amounts such as prices, incomes, durations; give "mean" and "std" of the values). float takes "decimals".
-- category: "values" (the labels) and "weights" (one relative frequency per label).
+- uuid; first_name, last_name, full_name, email, username, phone (email and username are made from the row's names); street_address, city, state, country, postcode; company, job_title, url, ip. No parameters.
+- date, datetime: "min" and "max" dates (YYYY-MM-DD).
+- integer, float: "min" and "max"; optional "distribution": "uniform", "normal" or "lognormal" (skewed amounts: prices, incomes, counts of likes) with the "mean" and "std" of the values; float may set "decimals".
+- category: "values" (labels) and "weights" (one relative frequency per label).
 - boolean: "rate", the share of true values (0 to 1).
-- text: free text; "words" is the typical number of words.
-- foreign_key: "ref" names an earlier column whose values it reuses (e.g. manager_id reusing employee_id).
-- expression: computed from earlier columns of the row: "expr" and "type" (int, float, bool, string or date).
-Any column may have "null_rate" (0 to 1) for missing values.
+- text: free text; optional "words" (typical length).
+- foreign_key: "ref", an earlier column whose values it repeats.
+- expression: "type" (int, float, bool, string or date) and "value", a formula over earlier columns of the row.
 
-Expressions: numbers, "strings", column names, + - * / % ^, < <= > >= == !=, && || !, and the functions
+Formulas use column names, numbers, "strings", + - * / % ^, < <= > >= == !=, && || !, and:
 if(condition, a, b), min(a, b), max(a, b), clamp(x, low, high), abs(x), round(x), round_to(x, digits),
 randint(low, high), uniform(low, high), normal(mean, std), chance(p) (true with probability p),
-choice("a", "b", "c"), sigmoid(x), year(date), month(date), add_days(date, n), days_between(date1, date2),
-str::from(x). Dividing two integers truncates: write 1.0 * a / b for a fraction.
-Examples: "quantity * unit_price" (float); "birth_year + 22 + randint(-2, 2)" (int);
-"chance(if(tenure_months < 12, 0.6, 0.1))" (bool); "add_days(order_date, randint(1, 7))" (date).
+choice("a", "b"), sigmoid(x), year(date), month(date), add_days(date, n), days_between(date1, date2), str::from(x).
+Integer division truncates: write 1.0 * a / b for a fraction.
+Examples: "quantity * unit_price" (float), "birth_year + 22 + randint(-2, 2)" (int),
+"chance(if(tenure_months < 12, 0.6, 0.1))" (bool), "add_days(order_date, randint(1, 7))" (date).
 
-Rules: pick the most specific kind (email for e-mail addresses, city for cities, category for a small set of
-labels); realistic ranges, labels and weights for the domain; unique snake_case names; an expression or
-foreign_key only uses columns listed before it; derived values (totals, outcomes that depend on other
-columns) are expressions.
+Rules: use the most specific kind (email for e-mail addresses, city for cities, category for a few labels);
+realistic ranges, labels and weights for the domain; unique snake_case names; an expression or foreign_key
+only uses columns before it; values that follow from other columns (totals, outcomes) are expressions.
 
-Example for "employees of a software company":
-{"columns": [{"column": "employee_id", "kind": "id", "prefix": "EMP-"}, {"column": "full_name", "kind": "full_name"}, {"column": "email", "kind": "email"}, {"column": "department", "kind": "category", "values": ["Engineering", "Sales", "Support", "HR"], "weights": [50, 25, 20, 5]}, {"column": "hire_date", "kind": "date", "end": "2024-12-31", "start": "2015-01-01"}, {"column": "salary", "kind": "float", "decimals": 2, "distribution": "lognormal", "max": 300000, "mean": 85000, "min": 30000, "std": 25000}, {"column": "remote", "kind": "boolean", "rate": 0.4}, {"column": "manager_id", "kind": "foreign_key", "ref": "employee_id"}, {"column": "bonus", "kind": "expression", "decimals": 2, "expr": "salary * uniform(0.02, 0.12)", "type": "float"}], "locale": "en", "name": "employees"}"#;
+Example (another domain: do not copy its columns), for "library loans: loan id, member name, loan date in 2024,
+number of books, genre, late fee of 0.50 per book":
+{"columns": [{"column": "loan_id", "kind": "id", "prefix": "L-"}, {"column": "member_name", "kind": "full_name"}, {"column": "loan_date", "kind": "date", "max": "2024-12-31", "min": "2024-01-01"}, {"column": "books", "kind": "integer", "max": 8, "min": 1, "distribution": "lognormal", "mean": 2, "std": 1.5}, {"column": "genre", "kind": "category", "values": ["fiction", "history", "science"], "weights": [5, 2, 2]}, {"column": "late_fee", "kind": "expression", "type": "float", "value": "books * 0.5", "decimals": 2}], "locale": "en", "name": "loans"}"#;
 
 /// A designed schema and what it cost.
 #[derive(Debug, Clone, PartialEq)]
@@ -366,11 +362,10 @@ fn user_message(description: &str, columns: Option<usize>, locale: Option<Locale
     let mut m = String::from("Design the table. ");
     match columns {
         Some(n) => m.push_str(&format!("Use exactly {n} columns. ")),
-        None => m.push_str(&format!(
-            "Use {} to {} columns unless the description says otherwise. ",
-            DEFAULT_COLUMNS.0 + 2,
-            DEFAULT_COLUMNS.1 - 2
-        )),
+        None => m.push_str(
+            "Make one column per field the description names, in its order; add a few fitting columns only when \
+             it names fewer than five. ",
+        ),
     }
     if let Some(l) = locale {
         m.push_str(&format!("Use locale \"{l}\". "));
@@ -435,7 +430,7 @@ pub async fn design(
         ChatMessage::user(user_message(description, columns, opts.locale)),
     ]);
     req.temperature = Some(opts.temperature.unwrap_or(0.2));
-    req.max_tokens = Some(opts.max_tokens.unwrap_or((90 * max_cols + 200).min(6000)));
+    req.max_tokens = Some(opts.max_tokens.unwrap_or((70 * max_cols + 200).min(6000)));
     req.seed = opts.seed;
     req.schema = Some(OutputSchema {
         name: "table_schema".into(),
@@ -534,7 +529,7 @@ mod tests {
     const BAD: &str = r#"{"columns": [
         {"column": "customer_id", "kind": "id"},
         {"column": "tenure_months", "kind": "integer", "max": 72, "min": 0, "null_rate": -0.5},
-        {"column": "plan", "kind": "category", "values": ["a", "b"], "weights": [1, 2, 3]},
+        {"column": "plan", "kind": "category", "values": ["a", "b"], "weights": [1]},
         {"column": "churned", "kind": "expression", "expr": "chance(tenure / 100)", "type": "bool"},
         {"column": "owner", "kind": "foreign_key", "ref": "account"}
     ], "locale": "en", "name": "churn"}"#;
@@ -633,7 +628,7 @@ mod tests {
 
     const BAD_PROBLEMS: [&str; 3] = [
         "column 2 \"tenure_months\": null_rate must be between 0 and 1",
-        "3 weights for 2 values",
+        "1 weights for 2 values",
         "\"account\", which does not exist",
     ];
 
@@ -687,19 +682,33 @@ mod tests {
         let example: DesignTable = serde_json::from_str(raw).unwrap();
         let schema = example.into_schema("employees").unwrap();
         schema.validate().unwrap();
-        // Its keys follow the order the constrained output imposes: column, kind, then alphabetical.
+        // Its keys are in the order the constrained output imposes (llama.cpp: the required properties, then
+        // the optional ones, each in the order the schema lists them, which serde_json makes alphabetical).
+        let json_schema = crate::flat::llm_json_schema();
+        let shapes = json_schema["properties"]["columns"]["items"]["anyOf"].as_array().unwrap().clone();
         for c in raw.split("{\"column\"").skip(1) {
             let obj = format!("{{\"column\"{c}");
             let parts: Vec<&str> = obj.split("\": ").collect();
-            let keys: Vec<&str> = parts[..parts.len() - 1]
+            let keys: Vec<String> = parts[..parts.len() - 1]
                 .iter()
-                .filter_map(|p| p.rfind('"').map(|i| &p[i + 1..]))
-                .filter(|k| !matches!(*k, "locale" | "name"))
+                .filter_map(|p| p.rfind('"').map(|i| p[i + 1..].to_string()))
+                .filter(|k| !matches!(k.as_str(), "locale" | "name"))
                 .collect();
-            assert_eq!(&keys[..2], &["column", "kind"], "{obj}");
-            let mut sorted = keys[2..].to_vec();
-            sorted.sort();
-            assert_eq!(&keys[2..], &sorted[..], "parameters in alphabetical order in {obj}");
+            let kind = obj.split("\"kind\": \"").nth(1).unwrap().split('"').next().unwrap();
+            let shape = shapes
+                .iter()
+                .find(|s| s["properties"]["kind"]["enum"].as_array().unwrap().contains(&Value::from(kind)))
+                .unwrap();
+            let required: Vec<&Value> = shape["required"].as_array().unwrap().iter().collect();
+            let props: Vec<&String> = shape["properties"].as_object().unwrap().keys().collect();
+            let expect: Vec<String> = props
+                .iter()
+                .filter(|p| required.contains(&&Value::from(p.as_str())))
+                .chain(props.iter().filter(|p| !required.contains(&&Value::from(p.as_str()))))
+                .filter(|p| keys.contains(p))
+                .map(|p| p.to_string())
+                .collect();
+            assert_eq!(keys, expect, "key order in {obj}");
         }
     }
 }

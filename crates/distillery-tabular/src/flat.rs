@@ -27,14 +27,18 @@ use serde_json::{Map, Value, json};
 
 use crate::schema::{
     Column, Distribution, ExprType, Generator, Locale, TableSchema, is_identifier, parse_date, parse_datetime,
-    suggest_identifier,
+    suggest_identifier, tidy,
 };
 
 /// Default date range when a model leaves it out.
 const DEFAULT_START: &str = "2020-01-01";
 const DEFAULT_END: &str = "2024-12-31";
 /// Most category values the model may write (keeps a looping model short).
-const MAX_LLM_VALUES: usize = 30;
+const MAX_LLM_VALUES: usize = 10;
+/// Longest name or label the model may write.
+const MAX_LLM_NAME: usize = 48;
+/// Longest expression the model may write.
+const MAX_LLM_EXPR: usize = 200;
 
 /// A table in the flat design form.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,10 +66,11 @@ pub struct DesignColumn {
     pub name: String,
     /// Generator kind, one of [`Generator::KINDS`] or a common synonym.
     pub kind: String,
-    /// Smallest value (integer, float).
+    /// Smallest value (integer, float; a year for date and datetime, whose `min` may also be a date string,
+    /// read into `start`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
-    /// Largest value (integer, float).
+    /// Largest value (integer, float; a year for date and datetime, see `min`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
     /// `uniform`, `normal` or `lognormal` (integer, float).
@@ -101,7 +106,7 @@ pub struct DesignColumn {
     /// Last date or date-time (date, datetime).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<String>,
-    /// The expression (expression).
+    /// The expression (expression; read from `expr`, `value` or `formula`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expr: Option<String>,
     /// Result type of an expression: `int`, `float`, `bool`, `string` or `date`.
@@ -138,45 +143,95 @@ pub fn llm_json_schema() -> Value {
     llm_json_schema_for(None)
 }
 
+/// Kinds without parameters (in the constrained output; `email` and `username` then take their names from
+/// the row's name columns).
+const PLAIN_KINDS: [&str; 16] = [
+    "uuid",
+    "first_name",
+    "last_name",
+    "full_name",
+    "email",
+    "username",
+    "phone",
+    "street_address",
+    "city",
+    "state",
+    "country",
+    "postcode",
+    "company",
+    "job_title",
+    "url",
+    "ip",
+];
+
 /// The JSON Schema of the design form; with `columns = Some((min, max))` the column count is constrained
-/// too (llama.cpp enforces `minItems`/`maxItems`). It uses no `pattern` (llama.cpp's grammar converter
-/// mishandles it), keeps every parameter optional and forbids other properties.
+/// too (llama.cpp enforces `minItems`/`maxItems`).
+///
+/// A column is one of a few object shapes (`anyOf`), one per group of kinds, each listing exactly the
+/// parameters of its kinds and requiring the essential ones (`min`/`max` of numbers and dates,
+/// `values`/`weights` of categories, `type`/`value` of expressions, ...): a grammar-constrained model can then
+/// neither forget a range nor attach parameters to the wrong kind. `null_rate` is not offered (small models
+/// sprinkle it everywhere; a schema written or edited by hand may set it). No `pattern` anywhere (llama.cpp's
+/// grammar converter mishandles it); other properties are forbidden.
 pub fn llm_json_schema_for(columns: Option<(usize, usize)>) -> Value {
     let number = json!({"type": "number"});
-    let string = json!({"type": "string"});
-    let column = json!({
-        "type": "object",
-        "properties": {
-            "column": string,
-            "kind": {"type": "string", "enum": Generator::KINDS},
-            "min": number,
-            "max": number,
-            "distribution": {"type": "string", "enum": ["uniform", "normal", "lognormal"]},
-            "mean": number,
-            "std": number,
-            "decimals": {"type": "integer"},
-            "values": {"type": "array", "items": string, "minItems": 1, "maxItems": MAX_LLM_VALUES},
-            "weights": {"type": "array", "items": number, "maxItems": MAX_LLM_VALUES},
-            "rate": number,
-            "start": string,
-            "end": string,
-            "expr": string,
-            "type": {"type": "string", "enum": ["int", "float", "bool", "string", "date"]},
-            "ref": string,
-            "words": {"type": "integer"},
-            "null_rate": number,
-            "prefix": string
-        },
-        "required": ["column", "kind"],
-        "additionalProperties": false
-    });
+    let integer = json!({"type": "integer"});
+    // Every string is bounded: a small model that starts repeating inside a string would otherwise only stop
+    // at the token limit (strings are the one unbounded thing in a JSON grammar).
+    let string = |max: usize| json!({"type": "string", "maxLength": max});
+    let name = string(MAX_LLM_NAME);
+    let shape = |kinds: &[&str], params: Value, required: &[&str]| -> Value {
+        let mut props = params.as_object().cloned().unwrap_or_default();
+        props.insert("column".into(), name.clone());
+        props.insert("kind".into(), json!({"type": "string", "enum": kinds}));
+        let mut req = vec!["column", "kind"];
+        req.extend_from_slice(required);
+        json!({"type": "object", "properties": props, "required": req, "additionalProperties": false})
+    };
+    let distribution = json!({"type": "string", "enum": ["uniform", "normal", "lognormal"]});
+    let shapes = vec![
+        shape(&PLAIN_KINDS, json!({}), &[]),
+        shape(&["id"], json!({"prefix": string(12), "start": integer}), &[]),
+        shape(&["date", "datetime"], json!({"min": string(20), "max": string(20)}), &["max", "min"]),
+        shape(
+            &["integer"],
+            json!({"min": integer, "max": integer, "distribution": distribution, "mean": number, "std": number}),
+            &["max", "min"],
+        ),
+        shape(
+            &["float"],
+            json!({"min": number, "max": number, "distribution": distribution, "mean": number, "std": number,
+                   "decimals": integer}),
+            &["max", "min"],
+        ),
+        shape(
+            &["category"],
+            json!({"values": {"type": "array", "items": name, "minItems": 2, "maxItems": MAX_LLM_VALUES},
+                   "weights": {"type": "array", "items": number, "minItems": 2, "maxItems": MAX_LLM_VALUES}}),
+            &["values", "weights"],
+        ),
+        shape(&["boolean"], json!({"rate": number}), &["rate"]),
+        shape(&["text"], json!({"words": integer}), &[]),
+        shape(&["foreign_key"], json!({"ref": name}), &["ref"]),
+        shape(
+            &["expression"],
+            json!({"value": string(MAX_LLM_EXPR), "type": {"type": "string", "enum": ["int", "float", "bool", "string", "date"]},
+                   "decimals": integer}),
+            &["type", "value"],
+        ),
+    ];
     let (min_items, max_items) = columns.unwrap_or((1, 40));
     json!({
         "type": "object",
         "properties": {
-            "name": string,
+            "name": name,
             "locale": {"type": "string", "enum": Locale::names()},
-            "columns": {"type": "array", "items": column, "minItems": min_items.max(1), "maxItems": max_items.max(1)}
+            "columns": {
+                "type": "array",
+                "items": {"anyOf": shapes},
+                "minItems": min_items.max(1),
+                "maxItems": max_items.max(1)
+            }
         },
         "required": ["columns", "name"],
         "additionalProperties": false
@@ -298,12 +353,15 @@ impl From<Value> for DesignColumn {
                 "column" if !has_name => c.name = text_of(&v).unwrap_or_default(),
                 "kind" | "generator" | "faker" => c.kind = text_of(&v).unwrap_or_default(),
                 "type" | "result_type" | "dtype" | "data_type" => c.ty = text_of(&v),
+                // A date range may come as min/max too (it does in the constrained output).
                 "min" | "minimum" | "min_value" | "low" => match number_of(&v, false) {
                     Ok(x) => c.min = x,
+                    Err(_) if v.as_str().is_some_and(|s| lenient_date(s, false).is_some()) => c.start = text_of(&v),
                     Err(e) => bad("min", e),
                 },
                 "max" | "maximum" | "max_value" | "high" => match number_of(&v, false) {
                     Ok(x) => c.max = x,
+                    Err(_) if v.as_str().is_some_and(|s| lenient_date(s, true).is_some()) => c.end = text_of(&v),
                     Err(e) => bad("max", e),
                 },
                 "mean" | "avg" | "average" | "median" => match number_of(&v, false) {
@@ -358,7 +416,7 @@ impl From<Value> for DesignColumn {
                 }
                 "start" | "from" | "start_date" | "min_date" | "since" => c.start = text_of(&v),
                 "end" | "to" | "end_date" | "max_date" | "until" => c.end = text_of(&v),
-                "expr" | "expression" | "formula" => c.expr = text_of(&v),
+                "expr" | "expression" | "formula" | "value" => c.expr = text_of(&v),
                 "ref" | "column" | "references" | "refers_to" | "reference" | "source" | "target" | "foreign_key" => {
                     c.reference = text_of(&v)
                 }
@@ -430,6 +488,21 @@ pub(crate) fn canonical_kind(kind: &str) -> Option<&'static str> {
         _ => return None,
     };
     Some(found)
+}
+
+/// The name kind a column name clearly asks for: `first_name`, `given_name` → first names; `last_name`,
+/// `surname`, `family_name` → last names.
+fn name_part(column: &str) -> Option<&'static str> {
+    let words: Vec<&str> = column.split('_').collect();
+    let has = |w: &str| words.contains(&w);
+    if column.contains("firstname") || column.contains("forename") || (has("first") || has("given")) && has("name") {
+        Some("first_name")
+    } else if column.contains("lastname") || column.contains("surname") || (has("last") || has("family")) && has("name")
+    {
+        Some("last_name")
+    } else {
+        None
+    }
 }
 
 /// A date from `YYYY-MM-DD`, a date-time, `YYYY-MM` or `YYYY` (first or last day when `end`).
@@ -522,6 +595,12 @@ impl DesignColumn {
         };
         let name = self.name.trim();
         let name = if is_identifier(name) { name.to_string() } else { suggest_identifier(name) };
+        // A person-name column whose name says which part it holds gets that part ("first_name" as
+        // full_name is a common slip of small models).
+        let kind = match kind {
+            "full_name" | "first_name" | "last_name" => name_part(&name).unwrap_or(kind),
+            other => other,
+        };
         let reference =
             self.reference.as_deref().map(|r| if is_identifier(r) { r.to_string() } else { suggest_identifier(r) });
         let (lo, hi) = match (self.min, self.max) {
@@ -581,17 +660,21 @@ impl DesignColumn {
                     }
                     parsed
                 };
-                let start = read(&self.start, false, DEFAULT_START)?;
-                let end = read(&self.end, true, DEFAULT_END)?;
+                // Whole years given as numbers (`"min": 2015`) are ranges of years.
+                let year = |x: Option<f64>| x.filter(|y| y.fract() == 0.0).map(|y| format!("{:04}", y as i64));
+                let start = read(&self.start.clone().or_else(|| year(self.min)), false, DEFAULT_START)?;
+                let end = read(&self.end.clone().or_else(|| year(self.max)), true, DEFAULT_END)?;
                 let (start, end) = if start > end { (end, start) } else { (start, end) };
                 if kind == "date" { Generator::Date { start, end } } else { Generator::Datetime { start, end } }
             }
             "integer" | "float" => {
                 let (min, max) = match (lo, hi, self.mean, self.std) {
                     (Some(a), Some(b), _, _) => (a, b),
-                    (a, b, Some(m), Some(s)) if s > 0.0 => (a.unwrap_or(m - 4.0 * s), b.unwrap_or(m + 4.0 * s)),
-                    (Some(a), None, Some(m), _) if m > a => (a, a + 2.0 * (m - a)),
-                    (None, Some(b), Some(m), _) if m < b => (b - 2.0 * (b - m), b),
+                    (a, b, Some(m), Some(s)) if s > 0.0 => {
+                        (a.unwrap_or(tidy(m - 4.0 * s)), b.unwrap_or(tidy(m + 4.0 * s)))
+                    }
+                    (Some(a), None, Some(m), _) if m > a => (a, tidy(a + 2.0 * (m - a))),
+                    (None, Some(b), Some(m), _) if m < b => (tidy(b - 2.0 * (b - m)), b),
                     _ => {
                         problems.push(format!("{at}: {kind} columns need \"min\" and \"max\""));
                         return None;
@@ -610,9 +693,10 @@ impl DesignColumn {
                     return None;
                 };
                 // Duplicated labels are merged, adding up their weights.
+                // More weights than labels (a model that kept going) are cut to one per label.
                 let mut labels: Vec<String> = Vec::with_capacity(values.len());
                 let mut merged: Vec<f64> = Vec::with_capacity(values.len());
-                let weights = self.weights.as_ref().filter(|w| w.len() == values.len());
+                let weights = self.weights.as_ref().filter(|w| w.len() >= values.len());
                 for (i, v) in values.iter().enumerate() {
                     let w = weights.map_or(1.0, |w| w[i]);
                     match labels.iter().position(|l| l == v) {
@@ -625,7 +709,7 @@ impl DesignColumn {
                 }
                 let weights = match &self.weights {
                     None => None,
-                    Some(w) if w.len() == values.len() => Some(merged),
+                    Some(w) if w.len() >= values.len() => Some(merged),
                     // A count mismatch is reported by validation ("3 weights for 4 values").
                     Some(w) => Some(w.clone()),
                 };
@@ -694,8 +778,9 @@ impl DesignColumn {
         Some(match name {
             "uniform" => Distribution::Uniform,
             "normal" => {
-                let mean = self.mean.unwrap_or((min + max) / 2.0);
-                let std = self.std.filter(|s| *s > 0.0).unwrap_or(((max - min) / 6.0).max(1e-9));
+                // A mean outside the column's own range is a slip: the range wins.
+                let mean = self.mean.filter(|m| (min..=max).contains(m)).unwrap_or(tidy((min + max) / 2.0));
+                let std = self.std.filter(|s| *s > 0.0).unwrap_or(tidy((max - min) / 6.0).max(1e-6));
                 Distribution::Normal { mean, std }
             }
             _ => {
@@ -703,7 +788,11 @@ impl DesignColumn {
                     return Some(Distribution::LogNormal { mu, sigma });
                 }
                 let lo = min.max(0.0);
-                let mean = self.mean.filter(|m| *m > 0.0).unwrap_or(lo + (max - lo) / 4.0).max(1e-9);
+                let mean = self
+                    .mean
+                    .filter(|m| *m > 0.0 && (min..=max).contains(m))
+                    .unwrap_or(tidy(lo + (max - lo) / 4.0))
+                    .max(1e-6);
                 let std = self.std.filter(|s| *s > 0.0).unwrap_or(mean * 0.75);
                 Distribution::lognormal_from_moments(mean, std)
             }
@@ -753,7 +842,8 @@ mod tests {
             {"column": "order_id", "kind": "id", "prefix": "ORD-"},
             {"column": "customer", "kind": "full_name"},
             {"column": "email", "kind": "email", "ref": "customer"},
-            {"column": "ordered", "kind": "date", "end": "2024-12-31", "start": "2023-01-01"},
+            {"column": "ordered", "kind": "date", "max": "2024-12-31", "min": "2023-01-01"},
+            {"column": "founded", "kind": "date", "max": 2020, "min": 1990},
             {"column": "quantity", "kind": "integer", "max": 10, "min": 1},
             {"column": "unit_price", "kind": "float", "decimals": 2, "distribution": "lognormal", "max": 500,
              "mean": 40, "min": 2, "std": 30},
@@ -761,35 +851,74 @@ mod tests {
             {"column": "gift", "kind": "boolean", "rate": 0.1},
             {"column": "review", "kind": "text", "words": 12, "null_rate": 0.4},
             {"column": "referrer", "kind": "foreign_key", "ref": "customer"},
-            {"column": "total", "kind": "expression", "decimals": 2, "expr": "quantity * unit_price", "type": "float"}
+            {"column": "total", "kind": "expression", "type": "float", "value": "quantity * unit_price", "decimals": 2}
         ]}))
         .unwrap();
         s.validate().unwrap();
         assert_eq!(s.name, "orders");
         assert_eq!(s.locale, Locale::FrFr);
         assert_eq!(s.description, "d");
-        assert_eq!(s.columns.len(), 11);
+        assert_eq!(s.columns.len(), 12);
         assert_eq!(s.columns[0].generator, Generator::Id { start: 1, prefix: Some("ORD-".into()), digits: 6 });
         assert_eq!(s.columns[2].generator, Generator::Email { column: Some("customer".into()) });
+        assert_eq!(s.columns[3].generator, Generator::Date { start: "2023-01-01".into(), end: "2024-12-31".into() });
+        assert_eq!(s.columns[4].generator, Generator::Date { start: "1990-01-01".into(), end: "2020-12-31".into() });
         let Generator::Float { distribution: Distribution::LogNormal { mu, sigma }, decimals: Some(2), .. } =
-            s.columns[5].generator
+            s.columns[6].generator
         else {
-            panic!("{:?}", s.columns[5].generator)
+            panic!("{:?}", s.columns[6].generator)
         };
         // The moments given are the moments of the values.
         let mean = (mu + sigma * sigma / 2.0).exp();
-        assert!((mean - 40.0).abs() < 1e-6, "{mean}");
-        assert_eq!(s.columns[8].generator, Generator::Text { min_words: 8, max_words: 16 });
-        assert_eq!(s.columns[8].null_rate, 0.4);
+        assert!((mean - 40.0).abs() < 1e-3, "{mean}");
+        assert_eq!(s.columns[9].generator, Generator::Text { min_words: 8, max_words: 16 });
+        assert_eq!(s.columns[9].null_rate, 0.4);
         assert_eq!(
-            s.columns[10].generator,
+            s.columns[11].generator,
             Generator::Expression { expr: "quantity * unit_price".into(), ty: ExprType::Float, decimals: Some(2) }
+        );
+        // Computed parameters read back from JSON bit for bit (a cached schema gives the same bytes).
+        let back: TableSchema = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_mean_outside_the_range_gives_way_to_the_range() {
+        let s = convert(json!({"name": "t", "columns": [
+            {"column": "amount", "kind": "float", "max": 1000, "min": 10, "distribution": "lognormal", "mean": 5000},
+            {"column": "score", "kind": "integer", "max": 100, "min": 0, "distribution": "normal", "mean": -40, "std": 10}
+        ]}))
+        .unwrap();
+        s.validate().unwrap();
+        let Generator::Float { distribution: Distribution::LogNormal { mu, sigma }, .. } = s.columns[0].generator
+        else {
+            panic!("{:?}", s.columns[0].generator)
+        };
+        let mean = (mu + sigma * sigma / 2.0).exp();
+        assert!((mean - 257.5).abs() < 0.1, "{mean}");
+        assert_eq!(
+            s.columns[1].generator,
+            Generator::Integer { min: 0, max: 100, distribution: Distribution::Normal { mean: 50.0, std: 10.0 } }
         );
     }
 
     #[test]
+    fn name_parts_follow_the_column_name() {
+        let s = convert(json!({"name": "t", "columns": [
+            {"column": "first_name", "kind": "full_name"},
+            {"column": "student_surname", "kind": "full_name"},
+            {"column": "given_name", "kind": "last_name"},
+            {"column": "name", "kind": "first_name"},
+            {"column": "customer_name", "kind": "full_name"}
+        ]}))
+        .unwrap();
+        let kinds: Vec<&str> = s.columns.iter().map(|c| c.generator.kind()).collect();
+        assert_eq!(kinds, ["first_name", "last_name", "first_name", "first_name", "full_name"]);
+    }
+
+    #[test]
     fn model_variations_are_tolerated() {
-        let s = convert(json!({"table_name": "Patient Visits", "columns": [
+        let mut s = convert(json!({"table_name": "Patient Visits", "columns": [
             {"name": "Visit ID", "kind": "UUID"},
             {"name": "patient", "type": "name"},
             {"name": "age", "kind": "Int", "min": "90", "max": "0",
@@ -797,6 +926,7 @@ mod tests {
             {"name": "fee", "kind": "currency", "min": "$20", "max": "1,500", "decimals": "2"},
             {"name": "insured", "kind": "bool", "rate": "85%"},
             {"name": "ward", "kind": "enum", "values": "A, B, C, A", "weights": ["1", "2", "3", "1"]},
+            {"name": "tier", "kind": "category", "values": ["x", "y"], "weights": [3, 1, 1, 1, 1, 1]},
             {"name": "visit_day", "kind": "date", "start": "2023", "end": "2023-06"},
             {"name": "seen_at", "kind": "timestamp", "start": "2024-01-01"},
             {"name": "notes", "kind": "sentence", "null_rate": 30},
@@ -824,6 +954,11 @@ mod tests {
                 weights: Some(vec![2.0, 2.0, 3.0])
             }
         );
+        assert_eq!(
+            s.columns[6].generator,
+            Generator::Category { values: vec!["x".into(), "y".into()], weights: Some(vec![3.0, 1.0]) }
+        );
+        s.columns.remove(6);
         assert_eq!(s.columns[6].generator, Generator::Date { start: "2023-01-01".into(), end: "2023-06-30".into() });
         assert_eq!(
             s.columns[7].generator,
@@ -873,10 +1008,42 @@ mod tests {
         let schema = llm_json_schema();
         let text = schema.to_string();
         assert!(!text.contains("pattern"), "llama.cpp's converter breaks on pattern");
-        assert!(text.len() < 2500, "{} bytes", text.len());
-        let kinds = &schema["properties"]["columns"]["items"]["properties"]["kind"]["enum"];
-        assert_eq!(kinds.as_array().unwrap().len(), Generator::KINDS.len());
-        assert_eq!(schema["properties"]["columns"]["items"]["required"], json!(["column", "kind"]));
+        assert!(text.len() < 4000, "{} bytes", text.len());
+        // Every kind is in exactly one column shape; every shape requires a name and a kind.
+        let shapes = schema["properties"]["columns"]["items"]["anyOf"].as_array().unwrap();
+        let mut seen: Vec<&str> = Vec::new();
+        for shape in shapes {
+            assert_eq!(shape["additionalProperties"], false);
+            let required = shape["required"].as_array().unwrap();
+            assert_eq!(&required[..2], &[json!("column"), json!("kind")]);
+            for k in shape["properties"]["kind"]["enum"].as_array().unwrap() {
+                seen.push(k.as_str().unwrap());
+            }
+        }
+        seen.sort();
+        let mut all = Generator::KINDS.to_vec();
+        all.sort();
+        assert_eq!(seen, all);
+        // Numbers need their range, categories their labels and weights, expressions their formula and type.
+        let requires = |kind: &str| -> Vec<String> {
+            let shape =
+                shapes.iter().find(|s| s["properties"]["kind"]["enum"].as_array().unwrap().contains(&json!(kind)));
+            shape.unwrap()["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(requires("integer"), ["column", "kind", "max", "min"]);
+        assert_eq!(requires("category"), ["column", "kind", "values", "weights"]);
+        assert_eq!(requires("expression"), ["column", "kind", "type", "value"]);
+        assert_eq!(requires("date"), ["column", "kind", "max", "min"]);
+        // llama.cpp makes the model write the required properties first, in the order the schema lists them
+        // (alphabetical, as serde_json writes maps): every shape's required names sort after "column" and
+        // "kind", so a column is always named, then given its kind, then its parameters.
+        for shape in shapes {
+            let mut required: Vec<&str> =
+                shape["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            required.sort();
+            assert_eq!(&required[..2], &["column", "kind"], "{shape}");
+        }
+        assert_eq!(requires("city"), ["column", "kind"]);
         let constrained = llm_json_schema_for(Some((16, 24)));
         assert_eq!(constrained["properties"]["columns"]["minItems"], 16);
         assert_eq!(constrained["properties"]["columns"]["maxItems"], 24);

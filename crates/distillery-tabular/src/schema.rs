@@ -204,8 +204,9 @@ pub enum Generator {
         #[serde(default = "default_max_words")]
         max_words: u32,
     },
-    /// A value the earlier column `column` took in an earlier row (sampled uniformly from a bounded
-    /// reservoir of them; the row's own value while there is none yet), e.g. `manager_id` over `employee_id`.
+    /// A value the earlier column `column` took in an earlier row (uniformly chosen among the earlier rows of
+    /// the same block of [`crate::BLOCK_ROWS`] rows, the row itself included), e.g. `manager_id` over
+    /// `employee_id`: every value exists in the referenced column, and memory stays bounded.
     ForeignKey {
         /// The referenced earlier column.
         column: String,
@@ -272,10 +273,11 @@ impl Distribution {
         matches!(self, Distribution::Uniform)
     }
 
-    /// The log-normal whose values have this mean and standard deviation.
+    /// The log-normal whose values have this mean and standard deviation (parameters rounded to 6 decimals,
+    /// so the schema reads back from JSON bit for bit and generates the same bytes).
     pub fn lognormal_from_moments(mean: f64, std: f64) -> Distribution {
         let sigma2 = (1.0 + (std * std) / (mean * mean)).ln();
-        Distribution::LogNormal { mu: mean.ln() - sigma2 / 2.0, sigma: sigma2.sqrt() }
+        Distribution::LogNormal { mu: tidy(mean.ln() - sigma2 / 2.0), sigma: tidy(sigma2.sqrt()) }
     }
 }
 
@@ -929,6 +931,19 @@ fn check_distribution(at: &str, min: f64, max: f64, d: &Distribution, errors: &m
                 ));
             }
         }
+    }
+}
+
+/// `x` rounded to 6 decimals (to a whole number from 10^9 on): a computed parameter with a short decimal form,
+/// which `serde_json` writes and reads back exactly. Without it a value such as `16.666666666666668` can come
+/// back one unit in the last place off, and a cached or saved schema would no longer give the same bytes.
+pub(crate) fn tidy(x: f64) -> f64 {
+    if !x.is_finite() {
+        x
+    } else if x.abs() >= 1e9 {
+        x.round()
+    } else {
+        (x * 1e6).round() / 1e6
     }
 }
 

@@ -123,7 +123,8 @@ fn generate_and_read_back(domain: &str, schema: &TableSchema) {
 
 async fn run_domain(llm: &LlmClient, cache: &SchemaCache, d: &Domain) -> Result<(Designed, f64), TabularError> {
     let started = Instant::now();
-    let designed = design(llm, d.description, Some(cache), &DesignOptions { seed: Some(1), ..Default::default() }).await?;
+    let designed =
+        design(llm, d.description, Some(cache), &DesignOptions { seed: Some(1), ..Default::default() }).await?;
     Ok((designed, started.elapsed().as_secs_f64()))
 }
 

@@ -33,7 +33,7 @@ Kinds:
 - id: sequential number; optional "prefix" (e.g. "ORD-") and "start".
 - uuid; first_name, last_name, full_name, email, username, phone (email and username are made from the row's names); street_address, city, state, country, postcode; company, job_title, url, ip. No parameters.
 - date, datetime: "min" and "max" dates (YYYY-MM-DD).
-- integer, float: "min" and "max"; optional "distribution": "uniform", "normal" or "lognormal" (skewed amounts: prices, incomes, counts of likes) with the "mean" and "std" of the values; float may set "decimals".
+- integer, float: "min" and "max"; optional "distribution": "uniform", "normal" or "lognormal" (skewed amounts: prices, incomes, counts of likes), optionally with the "mean" and "std" of the values; float may set "decimals".
 - category: "values" (labels) and "weights" (one relative frequency per label).
 - boolean: "rate", the share of true values (0 to 1).
 - text: free text; optional "words" (typical length).
@@ -54,7 +54,7 @@ only uses columns before it; values that follow from other columns (totals, outc
 
 Example (another domain: do not copy its columns), for "library loans: loan id, member name, loan date in 2024,
 number of books, genre, late fee of 0.50 per book":
-{"columns": [{"column": "loan_id", "kind": "id", "prefix": "L-"}, {"column": "member_name", "kind": "full_name"}, {"column": "loan_date", "kind": "date", "max": "2024-12-31", "min": "2024-01-01"}, {"column": "books", "kind": "integer", "max": 8, "min": 1, "distribution": "lognormal", "mean": 2, "std": 1.5}, {"column": "genre", "kind": "category", "values": ["fiction", "history", "science"], "weights": [5, 2, 2]}, {"column": "late_fee", "kind": "expression", "type": "float", "value": "books * 0.5", "decimals": 2}], "locale": "en", "name": "loans"}"#;
+{"columns": [{"column": "loan_id", "kind": "id", "prefix": "L-"}, {"column": "member_name", "kind": "full_name"}, {"column": "loan_date", "kind": "date", "max": "2024-12-31", "min": "2024-01-01"}, {"column": "books", "kind": "integer", "max": 8, "min": 1, "distribution": "lognormal"}, {"column": "genre", "kind": "category", "values": ["fiction", "history", "science"], "weights": [5, 2, 2]}, {"column": "late_fee", "kind": "expression", "type": "float", "value": "books * 0.5", "decimals": 2}], "locale": "en", "name": "loans"}"#;
 
 /// A designed schema and what it cost.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +236,19 @@ pub fn requested_rows(description: &str) -> Option<u64> {
         .find_map(|(i, _)| quantity_before(&words, i, 1))
         .filter(|x| *x >= 1.0 && *x <= 1e12)
         .map(|x| x.round() as u64)
+}
+
+/// The number of fields a description lists ("orders: id, customer, date and total" lists 4): the items
+/// separated by commas, semicolons or "and" after the first colon (or in the whole text), when there are at
+/// least four. Only a hint: it bounds the column count of the constrained output, it is not checked.
+pub fn listed_fields(description: &str) -> Option<usize> {
+    let list = description.split_once(':').map_or(description, |(_, rest)| rest);
+    let n = list
+        .split([',', ';'])
+        .flat_map(|part| part.split(" and "))
+        .filter(|item| item.chars().any(char::is_alphanumeric))
+        .count();
+    (n >= 4).then_some(n)
 }
 
 /// Columns accepted around a requested count: `n ± max(2, n / 5)`, at least 1.
@@ -424,7 +437,12 @@ pub async fn design(
     }
 
     let bounds = columns.map(column_tolerance);
-    let max_cols = bounds.map_or(DEFAULT_COLUMNS.1, |b| b.1) as u32;
+    // Without a requested count, a listed set of fields bounds the output (a small model that starts repeating
+    // columns stops soon); else the defaults.
+    let grammar_bounds = bounds.unwrap_or_else(|| {
+        listed_fields(description).map_or(DEFAULT_COLUMNS, |n| (n.saturating_sub(2).max(1), (n + 3).min(MAX_COLUMNS)))
+    });
+    let max_cols = grammar_bounds.1 as u32;
     let mut req = ChatRequest::new(vec![
         ChatMessage::system(SYSTEM_PROMPT),
         ChatMessage::user(user_message(description, columns, opts.locale)),
@@ -432,10 +450,7 @@ pub async fn design(
     req.temperature = Some(opts.temperature.unwrap_or(0.2));
     req.max_tokens = Some(opts.max_tokens.unwrap_or((70 * max_cols + 200).min(6000)));
     req.seed = opts.seed;
-    req.schema = Some(OutputSchema {
-        name: "table_schema".into(),
-        schema: llm_json_schema_for(Some(bounds.unwrap_or(DEFAULT_COLUMNS))),
-    });
+    req.schema = Some(OutputSchema { name: "table_schema".into(), schema: llm_json_schema_for(Some(grammar_bounds)) });
 
     let mut usage = Usage::default();
     let first = llm.chat_json_metered::<DesignTable, _>(req.clone(), |_| Ok(()), &mut usage).await?;
@@ -513,6 +528,12 @@ mod tests {
         assert_eq!(requested_rows("2M rows, 8 columns"), Some(2_000_000));
         assert_eq!(requested_rows("a table with 20 columns"), None);
         assert_eq!(column_tolerance(20), (16, 24));
+        assert_eq!(
+            listed_fields("Bank card transactions: id, holder name, amount, currency, card type and a fraud flag."),
+            Some(6)
+        );
+        assert_eq!(listed_fields("orders with id, customer, date, total"), Some(4));
+        assert_eq!(listed_fields("telecom churn: customers and plans"), None);
         assert_eq!(column_tolerance(5), (3, 7));
         assert_eq!(column_tolerance(1), (1, 3));
     }

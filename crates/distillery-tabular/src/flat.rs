@@ -88,7 +88,7 @@ pub struct DesignColumn {
     /// Standard deviation of the logarithm (lognormal, instead of `std`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sigma: Option<f64>,
-    /// Digits after the decimal point (float, float expression).
+    /// Digits after the decimal point (float, where it defaults to 2; float expression).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decimals: Option<u8>,
     /// Labels (category).
@@ -491,11 +491,16 @@ pub(crate) fn canonical_kind(kind: &str) -> Option<&'static str> {
 }
 
 /// The name kind a column name clearly asks for: `first_name`, `given_name` → first names; `last_name`,
-/// `surname`, `family_name` → last names.
+/// `surname`, `family_name` → last names; `username`, `user_name`, `handle` → user names.
 fn name_part(column: &str) -> Option<&'static str> {
     let words: Vec<&str> = column.split('_').collect();
     let has = |w: &str| words.contains(&w);
-    if column.contains("firstname") || column.contains("forename") || (has("first") || has("given")) && has("name") {
+    if column.contains("username") || has("handle") || has("user") && has("name") {
+        Some("username")
+    } else if column.contains("firstname")
+        || column.contains("forename")
+        || (has("first") || has("given")) && has("name")
+    {
         Some("first_name")
     } else if column.contains("lastname") || column.contains("surname") || (has("last") || has("family")) && has("name")
     {
@@ -598,7 +603,7 @@ impl DesignColumn {
         // A person-name column whose name says which part it holds gets that part ("first_name" as
         // full_name is a common slip of small models).
         let kind = match kind {
-            "full_name" | "first_name" | "last_name" => name_part(&name).unwrap_or(kind),
+            "full_name" | "first_name" | "last_name" | "username" => name_part(&name).unwrap_or(kind),
             other => other,
         };
         let reference =
@@ -684,7 +689,8 @@ impl DesignColumn {
                 if kind == "integer" {
                     Generator::Integer { min: min.round() as i64, max: max.round() as i64, distribution }
                 } else {
-                    Generator::Float { min, max, distribution, decimals: self.decimals }
+                    // Two decimals unless told otherwise: prices, rates, scores; not 65.11060329245774.
+                    Generator::Float { min, max, distribution, decimals: Some(self.decimals.unwrap_or(2)) }
                 }
             }
             "category" => {
@@ -812,6 +818,11 @@ impl DesignTable {
         for (i, c) in self.columns.iter().enumerate() {
             let at = format!("column {} {:?}", i + 1, c.name);
             if let Some(col) = c.convert(&at, &columns, &mut problems) {
+                // An exact repeat of an earlier column (same name, same generator) is a model repeating
+                // itself: dropped. A different column under a taken name stays, for validation to report.
+                if columns.iter().any(|x| x.name == col.name && x.generator == col.generator) {
+                    continue;
+                }
                 columns.push(col);
             }
         }
@@ -903,17 +914,35 @@ mod tests {
     }
 
     #[test]
+    fn exact_repeats_are_dropped_but_clashes_are_kept() {
+        let s = convert(json!({"name": "t", "columns": [
+            {"column": "rate", "kind": "float", "max": 1, "min": 0},
+            {"column": "rate", "kind": "float", "max": 1, "min": 0},
+            {"column": "rate", "kind": "float", "max": 1, "min": 0}
+        ]}))
+        .unwrap();
+        assert_eq!(s.columns.len(), 1);
+        let s = convert(json!({"name": "t", "columns": [
+            {"column": "rate", "kind": "float", "max": 1, "min": 0},
+            {"column": "rate", "kind": "integer", "max": 1, "min": 0}
+        ]}))
+        .unwrap();
+        assert!(s.validate().unwrap_err()[0].contains("duplicate column name"));
+    }
+
+    #[test]
     fn name_parts_follow_the_column_name() {
         let s = convert(json!({"name": "t", "columns": [
             {"column": "first_name", "kind": "full_name"},
             {"column": "student_surname", "kind": "full_name"},
             {"column": "given_name", "kind": "last_name"},
             {"column": "name", "kind": "first_name"},
-            {"column": "customer_name", "kind": "full_name"}
+            {"column": "customer_name", "kind": "full_name"},
+            {"column": "username", "kind": "full_name"}
         ]}))
         .unwrap();
         let kinds: Vec<&str> = s.columns.iter().map(|c| c.generator.kind()).collect();
-        assert_eq!(kinds, ["first_name", "last_name", "first_name", "first_name", "full_name"]);
+        assert_eq!(kinds, ["first_name", "last_name", "first_name", "first_name", "full_name", "username"]);
     }
 
     #[test]

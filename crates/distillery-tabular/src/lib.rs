@@ -44,8 +44,8 @@ pub mod stream;
 pub mod write;
 
 pub use design::{
-    DesignOptions, Designed, SchemaCache, column_tolerance, design, normalize_description, requested_columns,
-    requested_rows,
+    DesignOptions, Designed, SchemaCache, column_tolerance, design, listed_fields, normalize_description,
+    requested_columns, requested_rows,
 };
 pub use error::TabularError;
 pub use flat::{DesignColumn, DesignTable, llm_json_schema, llm_json_schema_for};

@@ -88,6 +88,8 @@ fn generate_and_read_back(domain: &str, schema: &TableSchema) {
         assert_eq!(stats.bytes, out.len() as u64);
         match format {
             Format::Csv => {
+                let head: Vec<&str> = std::str::from_utf8(&out).unwrap().lines().take(4).collect();
+                eprintln!("{domain}: first CSV lines:\n{}", head.join("\n"));
                 let mut r = csv::Reader::from_reader(out.as_slice());
                 let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
                 assert_eq!(header, names, "{domain}: CSV header");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::Servers;
 use distillery_core::{
-    Chunk, DraftKind, Input, Metrics, ObjectRef, Record, RejectReason, Role, Stage, StoreKind, Topic,
+    Chunk, Draft, DraftKind, Input, Metrics, ObjectRef, Record, RejectReason, Role, Stage, StoreKind, Topic,
 };
 use distillery_llm::{ChatMessage, ChatRequest, LlmClient, LlmConfig, OutputSchema};
 use distillery_stages::generate::{Generate, GenerateConfig, Mode, Reasoning};
@@ -66,6 +66,18 @@ async fn generate(servers: &Servers, cfg: GenerateConfig, chunk: Chunk) -> (Vec<
 }
 
 /// Output that failed to parse: what must never happen when the schema constrains the output.
+/// The drafts among the records, including those a quality check rejected (they keep their draft).
+fn drafts(records: &[Record]) -> Vec<&Draft> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Draft(d) => Some(d),
+            Record::Rejected(r) => r.draft.as_ref(),
+            _ => None,
+        })
+        .collect()
+}
+
 fn format_failures(records: &[Record]) -> Vec<String> {
     records
         .iter()
@@ -120,14 +132,7 @@ async fn qa_pairs_are_typed_graded_and_grounded() {
     let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 3, ..Default::default() };
     let (records, ledger) = generate(&servers, cfg, chunk("qa", POLICY)).await;
     assert!(format_failures(&records).is_empty(), "{:?}", format_failures(&records));
-    let drafts: Vec<_> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Draft(d) => Some(d),
-            Record::Rejected(r) => r.draft.as_ref(),
-            _ => None,
-        })
-        .collect();
+    let drafts = drafts(&records);
     assert!(!drafts.is_empty(), "{records:#?}");
     for d in &drafts {
         assert_eq!(d.kind, DraftKind::Qa);
@@ -172,14 +177,7 @@ async fn explicit_reasoning_is_kept_apart_from_the_answer() {
     };
     let (records, _) = generate(&servers, cfg, chunk("why", POLICY)).await;
     assert!(format_failures(&records).is_empty(), "{:?}", format_failures(&records));
-    let drafts: Vec<_> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Draft(d) => Some(d),
-            Record::Rejected(r) => r.draft.as_ref(),
-            _ => None,
-        })
-        .collect();
+    let drafts = drafts(&records);
     assert!(!drafts.is_empty());
     for d in drafts {
         let reasoning = d.reasoning.as_deref().expect("each pair has its reasoning");
@@ -199,14 +197,7 @@ async fn a_document_that_gives_orders_does_not_change_the_output_format() {
     let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() };
     let (records, _) = generate(&servers, cfg, chunk("evil", &evil)).await;
     assert!(format_failures(&records).is_empty(), "{:?}", format_failures(&records));
-    let drafts: Vec<_> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Draft(d) => Some(d),
-            Record::Rejected(r) => r.draft.as_ref(),
-            _ => None,
-        })
-        .collect();
+    let drafts = drafts(&records);
     assert!(!drafts.is_empty(), "structured pairs came back: {records:#?}");
     for d in drafts {
         assert!(d.question().len() >= 8 && !d.answer().trim().is_empty());

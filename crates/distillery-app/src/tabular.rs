@@ -312,7 +312,7 @@ fn write_file(
     }
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile_in(dir, out)?;
+    let tmp = partial_path(dir, out);
     let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let result = distillery_tabular::write_table_with(schema, rows, seed, format, &mut w, opts)
@@ -334,9 +334,10 @@ fn write_file(
     }
 }
 
-fn tempfile_in(dir: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+/// The hidden file a table is written to before it is renamed to `out`.
+fn partial_path(dir: &Path, out: &Path) -> PathBuf {
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("table");
-    Ok(dir.join(format!(".{name}.{}.partial", std::process::id())))
+    dir.join(format!(".{name}.{}.partial", std::process::id()))
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -559,27 +559,9 @@ fn first_names() -> &'static HashSet<String> {
     })
 }
 
-/// Capitalised words that follow a first name without making a person ("April Fools", "Grace Period").
+/// Capitalised words that follow a first name without making a person ("Grace Period"); months and days are
+/// in [`MONTHS_AND_DAYS`], checked beside this list.
 const NOT_SURNAMES: &[&str] = &[
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
     "Street",
     "Road",
     "Avenue",

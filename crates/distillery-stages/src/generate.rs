@@ -260,10 +260,7 @@ impl Generate {
 
     /// A quality check failure becomes a rejection that keeps the draft for inspection.
     fn checked(&self, draft: Draft, question: &str, answer: &str, context: &str) -> Record {
-        match quality::check_pair(question, answer, context, &self.cfg.quality) {
-            Ok(()) => Record::Draft(draft),
-            Err((reason, detail)) => Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail)),
-        }
+        screened(draft, quality::check_pair(question, answer, context, &self.cfg.quality))
     }
 
     /// The turn-by-turn checks of a conversation (and, for a regeneration, that no answer copies the
@@ -287,10 +284,7 @@ impl Generate {
         if let (Ok(()), Some(feedback)) = (&result, feedback) {
             result = turns.iter().try_for_each(|(_, a)| quality::check_not_feedback(a, feedback));
         }
-        match result {
-            Ok(()) => Record::Draft(draft),
-            Err((reason, detail)) => Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail)),
-        }
+        screened(draft, result)
     }
 
     async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
@@ -333,20 +327,31 @@ impl Generate {
             .await?;
         let call_reasoning = out.response.reasoning.clone();
         let latency = out.response.latency.as_millis();
-        let mut kept: Vec<prompts::QaPair> = Vec::new();
+        // Every pair the model wrote ends as a draft or a rejection with its reason: a pair repeating an
+        // earlier question (in this reply or about this document) is kept for inspection, never judged.
+        let mut pairs: Vec<(prompts::QaPair, Option<(RejectReason, String)>)> = Vec::new();
         for p in out.value.pairs.into_iter().take(n) {
-            let (q, a) = (p.question.trim(), p.answer.trim());
-            let repeat = kept.iter().any(|k| quality::near_duplicate(&k.question, q))
-                || avoid.iter().any(|old| quality::near_duplicate(old, q));
-            if q.is_empty() || a.is_empty() || repeat {
-                continue;
-            }
-            kept.push(p);
+            let q = p.question.trim();
+            let verdict = if q.is_empty() || p.answer.trim().is_empty() {
+                Some((RejectReason::InvalidRecord, "the pair has an empty question or answer".to_string()))
+            } else if let Some((earlier, _)) =
+                pairs.iter().find(|(k, v)| v.is_none() && quality::near_duplicate(&k.question, q))
+            {
+                Some((RejectReason::Duplicate, format!("repeats a question of the same reply: {:?}", earlier.question)))
+            } else {
+                avoid.iter().find(|old| quality::near_duplicate(old, q)).map(|old| {
+                    (RejectReason::Duplicate, format!("repeats an earlier question about the document: {old:?}"))
+                })
+            };
+            pairs.push((p, verdict));
         }
-        self.memory.remember(&chunk.document_id, kept.iter().map(|p| p.question.trim().to_string()));
-        let total = kept.len();
+        self.memory.remember(
+            &chunk.document_id,
+            pairs.iter().filter(|(_, v)| v.is_none()).map(|(p, _)| p.question.trim().to_string()),
+        );
+        let total = pairs.len();
         let mut records = Vec::with_capacity(total);
-        for (i, p) in kept.into_iter().enumerate() {
+        for (i, (p, verdict)) in pairs.into_iter().enumerate() {
             let tokens = (share(out.usage.prompt_tokens, total, i), share(out.usage.completion_tokens, total, i));
             let model = self.model_call(template, &template_hash, seed, tokens, latency);
             let id = ids::hash_parts(&[
@@ -374,7 +379,10 @@ impl Generate {
             draft.difficulty = p.difficulty;
             draft.evidence = support.map(|s| s.quote);
             let (question, answer) = (draft.question().to_string(), draft.answer().to_string());
-            records.push(self.checked(draft, &question, &answer, &chunk.context_text));
+            records.push(match verdict {
+                Some(rejection) => screened(draft, Err(rejection)),
+                None => self.checked(draft, &question, &answer, &chunk.context_text),
+            });
         }
         tracing::debug!(chunk = %chunk.id, drafts = records.len(), prompt_tokens = out.usage.prompt_tokens,
             completion_tokens = out.usage.completion_tokens, "generated pairs");
@@ -514,16 +522,21 @@ impl Generate {
         };
         let question = draft.question().to_string();
         let checked = if draft.kind == DraftKind::Qa {
-            match quality::check_not_feedback(&last_answer, &judged.rationale) {
-                Ok(()) => self.checked(draft, &question, &last_answer, &prev.context_text),
-                Err((reason, detail)) => {
-                    Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail))
-                }
-            }
+            let result = quality::check_not_feedback(&last_answer, &judged.rationale)
+                .and_then(|()| quality::check_pair(&question, &last_answer, &prev.context_text, &self.cfg.quality));
+            screened(draft, result)
         } else {
             self.checked_conversation(draft, &prev.context_text, Some(&judged.rationale))
         };
         Ok(vec![checked])
+    }
+}
+
+/// The draft, or its rejection when a check failed (the rejection keeps the draft for inspection).
+fn screened(draft: Draft, check: Result<(), (RejectReason, String)>) -> Record {
+    match check {
+        Ok(()) => Record::Draft(draft),
+        Err((reason, detail)) => Record::Rejected(Rejected::of(&Record::Draft(draft), "generate", reason, detail)),
     }
 }
 

@@ -145,6 +145,11 @@ pub fn check_pair(
             format!("{:.0}% of the question is copied from the context", copied * 100.0),
         ));
     }
+    check_grounded(answer, context, cfg)
+}
+
+/// Every number the answer states, and most of its content words, are in the context.
+fn check_grounded(answer: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
     if cfg.check_numbers {
         let missing = unsupported_numbers(answer, context);
         if !missing.is_empty() {
@@ -198,22 +203,7 @@ pub fn check_conversation(
         if turns[..i].iter().any(|(_, a)| near_duplicate(a, assistant)) {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the assistant repeats an earlier answer")));
         }
-        if cfg.check_numbers {
-            let missing = unsupported_numbers(assistant, context);
-            if !missing.is_empty() {
-                return Err((
-                    RejectReason::Ungrounded,
-                    format!("turn {n}: the answer states numbers the context does not: {}", missing.join(", ")),
-                ));
-            }
-        }
-        let g = grounding(assistant, context);
-        if g < cfg.min_grounding {
-            return Err((
-                RejectReason::Ungrounded,
-                format!("turn {n}: only {:.0}% of the answer's content words are in the context", g * 100.0),
-            ));
-        }
+        check_grounded(assistant, context, cfg).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
     }
     Ok(())
 }

@@ -184,6 +184,37 @@ async fn well_behaved_output_becomes_grounded_drafts() {
 }
 
 #[tokio::test]
+async fn repeated_questions_are_rejected_as_duplicates_never_dropped() {
+    let server = MockServer::start().await;
+    let mut reply: Value = serde_json::from_str(&good_pairs()).unwrap();
+    let first = reply["pairs"][0].clone();
+    reply["pairs"][1] = first; // the reply asks the same question twice
+    mount(&server, ok(&reply.to_string()), None).await;
+    let stage = generator(&server, None).await;
+
+    let records = generate_once(&stage).await;
+    assert_eq!(records.len(), 2, "every pair the model wrote is accounted for: {records:#?}");
+    assert_eq!(drafts(&records).len(), 1);
+    let Record::Rejected(r) = &records[1] else { panic!("expected the repeat rejected: {records:#?}") };
+    assert_eq!(r.reason, RejectReason::Duplicate);
+    assert!(r.detail.contains("same reply"), "{}", r.detail);
+    assert_eq!(r.chunk_id.as_deref(), Some("chunk-1"));
+    assert!(r.draft.is_some(), "the repeat is kept for inspection");
+
+    // The document's question memory: a second pass (a replay, or another chunk) that asks the same
+    // question again is told why, and the chunk still says something.
+    let again = generate_once(&stage).await;
+    assert_eq!(again.len(), 2, "{again:#?}");
+    assert!(drafts(&again).is_empty(), "{again:#?}");
+    for rec in &again {
+        let Record::Rejected(r) = rec else { panic!("expected rejections: {again:#?}") };
+        assert_eq!(r.reason, RejectReason::Duplicate);
+        assert!(!r.detail.is_empty());
+    }
+    assert!(again.iter().any(|r| matches!(r, Record::Rejected(r) if r.detail.contains("earlier question"))));
+}
+
+#[tokio::test]
 async fn invalid_json_is_repaired_once_then_rejected_with_every_raw_output() {
     let server = MockServer::start().await;
     mount(&server, ok("{\"pairs\": [{\"question\": \"How many days\", \"answer\": 25"), None).await;

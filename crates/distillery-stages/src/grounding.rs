@@ -25,6 +25,15 @@ fn content_words(s: &str) -> HashSet<String> {
     s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() > 2).map(str::to_lowercase).collect()
 }
 
+/// A quote without the context's "[n] " member label the model copied with it.
+fn without_label(quote: &str) -> &str {
+    let q = quote.trim();
+    match q.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((n, rest)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => rest.trim_start(),
+        _ => q,
+    }
+}
+
 /// Finds the support of an answer: the model's quote if the context contains it, else the context
 /// sentence sharing most words with the answer. `chunk_ids` are the context's members in order.
 pub fn support(context: &str, chunk_ids: &[String], quote: Option<&str>, answer: &str) -> Option<Support> {
@@ -33,7 +42,7 @@ pub fn support(context: &str, chunk_ids: &[String], quote: Option<&str>, answer:
         let f = fold(needle);
         members.iter().position(|m| fold(m).contains(&f)).and_then(|i| chunk_ids.get(i).cloned())
     };
-    if let Some(q) = quote.map(str::trim).filter(|q| q.split_whitespace().count() >= 3)
+    if let Some(q) = quote.map(without_label).filter(|q| q.split_whitespace().count() >= 3)
         && fold(context).contains(&fold(q))
     {
         return Some(Support { quote: q.to_string(), chunk_id: member_of(q), verbatim: true });
@@ -65,6 +74,16 @@ mod tests {
         let ids = vec!["c1".to_string(), "c2".to_string()];
         let s = support(CTX, &ids, Some("salaries are  paid monthly"), "Monthly.").unwrap();
         assert_eq!((s.chunk_id.as_deref(), s.verbatim), (Some("c2"), true));
+    }
+
+    #[test]
+    fn a_copied_member_label_is_not_part_of_the_quote() {
+        let ids = vec!["c1".to_string(), "c2".to_string()];
+        let s = support(CTX, &ids, Some("[2] Salaries are paid monthly"), "Monthly.").unwrap();
+        assert_eq!(s.quote, "Salaries are paid monthly");
+        assert_eq!((s.chunk_id.as_deref(), s.verbatim), (Some("c2"), true));
+        assert_eq!(without_label("[x] not a label"), "[x] not a label");
+        assert_eq!(without_label("  [] empty"), "[] empty");
     }
 
     #[test]

@@ -33,8 +33,9 @@ exact sentence of the context that supports the answer).{avoid}{extra}";
 pub const CONVERSATION: &str = "TASK: write a conversation of {turns} exchanges between a user and an assistant \
 about this part of the context:\n<focus>\n{focus}\n</focus>\n\
 The user asks natural questions and follow-ups, as an employee or customer would; the assistant answers from the \
-context only. For each exchange give: user; assistant (1-3 sentences); evidence (the exact sentence of the \
-context that supports the assistant's reply).{avoid}{extra}";
+context only. For each exchange give: user (one question, different from the earlier ones); assistant (the direct \
+answer to that same question in 1-3 sentences: no greeting, no question back); evidence (the exact sentence of \
+the context that supports the assistant's reply).{avoid}{extra}";
 
 pub const REGENERATE: &str = "TASK: a critic scored the example below {overall}/5 and said: \"{rationale}\". \
 Improve it from the context only, keeping the user's words.\n<example>\n{example}\n</example>\n{instructions}";
@@ -94,7 +95,7 @@ impl Templates {
     pub fn builtin() -> Templates {
         let mut tasks = BTreeMap::new();
         tasks.insert("qa", ("qa.v2".to_string(), QA.to_string()));
-        tasks.insert("conversation", ("conversation.v1".to_string(), CONVERSATION.to_string()));
+        tasks.insert("conversation", ("conversation.v2".to_string(), CONVERSATION.to_string()));
         tasks.insert("regenerate", ("regenerate.v2".to_string(), REGENERATE.to_string()));
         tasks.insert("judge", ("judge.v2".to_string(), JUDGE.to_string()));
         Templates { system: SYSTEM.to_string(), tasks }

@@ -99,17 +99,23 @@ pub fn openai(v: &ExampleView, opts: &ExportOptions) -> Option<Value> {
     Some(json!({"messages": msgs}))
 }
 
-/// `{"prompt", "chosen", "rejected"}` from an accepted regeneration and the low-scored draft it replaced.
+/// `{"prompt", "chosen", "rejected"}` from an accepted regeneration and the low-scored draft it replaced. The
+/// pair is the first assistant turn the regeneration changed (the last one of a QA pair; in a conversation
+/// the turns before it are the same in both, so they are the prompt).
 pub fn dpo(v: &ExampleView, _opts: &ExportOptions) -> Option<Value> {
     let prev = v.previous.as_ref()?;
     let chosen_turns: Vec<&TurnView> = v.messages.iter().filter(|t| t.role != "system").collect();
-    let last_assistant = chosen_turns.iter().rposition(|t| t.role == "assistant")?;
-    let prompt_turns = &chosen_turns[..last_assistant];
-    let chosen = &chosen_turns[last_assistant].content;
-    let rejected = &prev.messages.iter().rev().find(|t| t.role == "assistant")?.content;
-    if chosen == rejected {
-        return None;
-    }
+    let old_answers: Vec<&str> =
+        prev.messages.iter().filter(|t| t.role == "assistant").map(|t| t.content.as_str()).collect();
+    let (at, rejected) = chosen_turns
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.role == "assistant")
+        .zip(old_answers)
+        .find(|((_, t), old)| t.content != *old)
+        .map(|((i, _), old)| (i, old))?;
+    let prompt_turns = &chosen_turns[..at];
+    let chosen = &chosen_turns[at].content;
     let prompt = if prompt_turns.len() == 1 {
         prompt_turns[0].content.clone()
     } else {
@@ -179,6 +185,34 @@ mod tests {
         let mut first_try = v.clone();
         first_try.previous = None;
         assert!(dpo(&first_try, &ExportOptions::default()).is_none());
+        let mut unchanged = v.clone();
+        unchanged.previous.as_mut().unwrap().messages = v.messages.clone();
+        assert!(dpo(&unchanged, &ExportOptions::default()).is_none(), "a regeneration that changed nothing");
+    }
+
+    #[test]
+    fn a_conversation_pair_is_the_first_turn_the_regeneration_changed() {
+        let turn =
+            |role: &str, content: &str| TurnView { role: role.into(), content: content.into(), chunk_ids: vec![] };
+        let mut v = view();
+        v.messages = vec![
+            turn("user", "How much leave do I get?"),
+            turn("assistant", "25 days a year."),
+            turn("user", "Can I carry days over?"),
+            turn("assistant", "Up to 5 days, until 31 March."),
+            turn("user", "Who approves it?"),
+            turn("assistant", "Your line manager."),
+        ];
+        let mut old = v.messages.clone();
+        old[3].content = "Yes, all of them.".into();
+        v.previous.as_mut().unwrap().messages = old;
+        let d = dpo(&v, &ExportOptions::default()).unwrap();
+        assert_eq!(
+            d["prompt"],
+            "user: How much leave do I get?\nassistant: 25 days a year.\nuser: Can I carry days over?"
+        );
+        assert_eq!(d["chosen"], "Up to 5 days, until 31 March.");
+        assert_eq!(d["rejected"], "Yes, all of them.");
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub fn check_pair(
     if !q.ends_with('?') || q.matches('?').count() > 1 {
         return Err((RejectReason::InvalidRecord, "the question is not exactly one question".into()));
     }
+    if let Some(phrase) = source_talk(q) {
+        return Err((RejectReason::InvalidRecord, format!("the question needs the source to make sense ({phrase:?})")));
+    }
     check_answer(q, answer)?;
     let copied = copied_share(q, context);
     if copied > cfg.max_question_copy {
@@ -181,7 +184,38 @@ pub fn check_answer(question: &str, answer: &str) -> Result<(), (RejectReason, S
     if near_duplicate(question, a) {
         return Err((RejectReason::InvalidRecord, "the answer repeats the question".into()));
     }
+    if let Some(phrase) = source_talk(a) {
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("the answer talks about its source ({phrase:?}) instead of answering"),
+        ));
+    }
     Ok(())
+}
+
+/// Phrases that point at the generation prompt's material rather than at the subject: an assistant trained on
+/// them answers "the context states ..." to users who never saw a context.
+const SOURCE_TALK: &[&str] = &[
+    "the context",
+    "this context",
+    "provided context",
+    "the passage",
+    "this passage",
+    "the excerpt",
+    "the evidence provided",
+    "the provided evidence",
+    "the provided text",
+    "the text states",
+    "the text says",
+    "according to the text",
+    "the information provided",
+    "the provided information",
+];
+
+/// The first phrase of `text` that talks about the source material, if any.
+pub fn source_talk(text: &str) -> Option<&'static str> {
+    let folded = format!(" {} ", words(text).join(" "));
+    SOURCE_TALK.iter().copied().find(|p| folded.contains(&format!(" {p} ")))
 }
 
 /// Checks a conversation turn by turn: every assistant turn must answer its user turn and hold up on its
@@ -196,6 +230,9 @@ pub fn check_conversation(
         if user.trim().is_empty() {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the user says nothing")));
         }
+        if user.matches('?').count() > 1 {
+            return Err((RejectReason::InvalidRecord, format!("turn {n}: the user asks several questions at once")));
+        }
         check_answer(user, assistant).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
         if turns[..i].iter().any(|(u, _)| near_duplicate(u, user)) {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the user repeats an earlier question")));
@@ -205,7 +242,36 @@ pub fn check_conversation(
         }
         check_grounded(assistant, context, cfg).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
     }
+    let shifted = misaligned_turns(turns);
+    if shifted.len() >= 2 && shifted.len() * 2 > turns.len() {
+        let list = shifted.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("turns {list}: the answers fit another turn's question better than their own (shifted turns)"),
+        ));
+    }
     Ok(())
+}
+
+fn stems(text: &str) -> HashSet<String> {
+    content_words(text).iter().map(|w| stem(w).to_string()).collect()
+}
+
+/// Turns (1-based) whose answer shares more content words with another turn's question than with its own:
+/// a small model sometimes writes the answers one exchange late or early. One such turn is normal (a
+/// follow-up like "Can I carry it over?" leans on the previous question); most turns being so is not.
+pub fn misaligned_turns(turns: &[(&str, &str)]) -> Vec<usize> {
+    let questions: Vec<HashSet<String>> = turns.iter().map(|(u, _)| stems(u)).collect();
+    turns
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, a))| {
+            let answer = stems(a);
+            let own = questions[*i].intersection(&answer).count();
+            questions.iter().enumerate().any(|(j, q)| j != *i && q.intersection(&answer).count() > own)
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
 }
 
 /// A regenerated answer that copies the critic's feedback instead of answering (small models do: half or
@@ -324,6 +390,61 @@ mod tests {
         let (r, why) = check_conversation(&invented, CTX, &cfg).unwrap_err();
         assert_eq!(r, RejectReason::Ungrounded);
         assert!(why.starts_with("turn 2") && why.contains("9000"), "{why}");
+    }
+
+    #[test]
+    fn text_about_the_source_fails() {
+        let cfg = QualityConfig::default();
+        let q = "Who approves small expenses?";
+        let (r, why) =
+            check_pair(q, "The context states that the line manager approves expenses.", CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::InvalidRecord);
+        assert!(why.contains("the context"), "{why}");
+        let meta = "The evidence provided in the context strongly supports this: expenses up to 2,000 NOK.";
+        assert!(check_pair(q, meta, CTX, &cfg).is_err());
+        let (_, why) = check_pair("What does the passage say about leave?", "25 days.", CTX, &cfg).unwrap_err();
+        assert!(why.contains("question needs the source"), "{why}");
+        // Words that merely contain the phrases are fine.
+        assert!(source_talk("Codes sent by text message in this contextual menu are not allowed.").is_none());
+    }
+
+    #[test]
+    fn shifted_or_crowded_conversations_fail() {
+        let cfg = QualityConfig::default();
+        // Seen from qwen2.5-1.5b: every answer belongs to a neighbouring question.
+        let ctx = "The Information Security Policy, version 3.2, is owned by the Security Office and applies to all \
+            staff. Only software from the approved catalogue may be installed on company laptops. All remote \
+            access requires multi-factor authentication. Version 3.2 replaces every earlier version.";
+        let shifted = [
+            (
+                "Is version 3.2 the current version of the policy?",
+                "The Information Security Policy is owned by the Security Office.",
+            ),
+            ("What does the Security Office say about company laptops?", "Version 3.2 replaces every earlier version."),
+            (
+                "Is multi-factor authentication required for remote access?",
+                "Only software from the approved catalogue may be installed on company laptops.",
+            ),
+        ];
+        assert_eq!(misaligned_turns(&shifted), vec![1, 2, 3]);
+        let (r, why) = check_conversation(&shifted, ctx, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::InvalidRecord);
+        assert!(why.contains("shifted"), "{why}");
+        // A follow-up leaning on the previous question is one misaligned turn, and fine.
+        let follow_up = [
+            (
+                "How much annual leave do full-time employees get?",
+                "Full-time employees receive 25 days of paid annual leave.",
+            ),
+            ("Can I carry it over?", "Up to 5 unused days of annual leave may be carried over to the next year."),
+        ];
+        assert_eq!(misaligned_turns(&follow_up), vec![2]);
+        assert!(check_conversation(&follow_up, CTX, &cfg).is_ok());
+        let crowded = [(
+            "How much leave? Can I carry it over? Who approves it?",
+            "Employees receive 25 days of paid annual leave.",
+        )];
+        assert!(check_conversation(&crowded, CTX, &cfg).unwrap_err().1.contains("several questions"));
     }
 
     #[test]

@@ -54,7 +54,7 @@ only uses columns before it; values that follow from other columns (totals, outc
 
 Example (another domain: do not copy its columns), for "library loans: loan id, member name, loan date in 2024,
 number of books, genre, late fee of 0.50 per book":
-{"columns": [{"column": "loan_id", "kind": "id", "prefix": "L-"}, {"column": "member_name", "kind": "full_name"}, {"column": "loan_date", "kind": "date", "max": "2024-12-31", "min": "2024-01-01"}, {"column": "books", "kind": "integer", "max": 8, "min": 1, "distribution": "lognormal"}, {"column": "genre", "kind": "category", "values": ["fiction", "history", "science"], "weights": [5, 2, 2]}, {"column": "late_fee", "kind": "expression", "type": "float", "value": "books * 0.5", "decimals": 2}], "locale": "en", "name": "loans"}"#;
+{"name": "loans", "columns": [{"column": "loan_id", "kind": "id", "prefix": "L-"}, {"column": "member_name", "kind": "full_name"}, {"column": "loan_date", "kind": "date", "min": "2024-01-01", "max": "2024-12-31"}, {"column": "books", "kind": "integer", "min": 1, "max": 8, "distribution": "lognormal"}, {"column": "genre", "kind": "category", "values": ["fiction", "history", "science"], "weights": [5, 2, 2]}, {"column": "late_fee", "kind": "expression", "type": "float", "value": "books * 0.5", "decimals": 2}], "locale": "en"}"#;
 
 /// A designed schema and what it cost.
 #[derive(Debug, Clone, PartialEq)]
@@ -704,7 +704,7 @@ mod tests {
         let schema = example.into_schema("employees").unwrap();
         schema.validate().unwrap();
         // Its keys are in the order the constrained output imposes (llama.cpp: the required properties, then
-        // the optional ones, each in the order the schema lists them, which serde_json makes alphabetical).
+        // the optional ones, each in the order the schema lists them: the order written, with preserve_order).
         let json_schema = crate::flat::llm_json_schema();
         let shapes = json_schema["properties"]["columns"]["items"]["anyOf"].as_array().unwrap().clone();
         for c in raw.split("{\"column\"").skip(1) {

@@ -181,9 +181,12 @@ pub fn llm_json_schema_for(columns: Option<(usize, usize)>) -> Value {
     let string = |max: usize| json!({"type": "string", "maxLength": max});
     let name = string(MAX_LLM_NAME);
     let shape = |kinds: &[&str], params: Value, required: &[&str]| -> Value {
-        let mut props = params.as_object().cloned().unwrap_or_default();
+        // Written in this order (with serde_json's preserve_order; llama.cpp emits required properties first,
+        // in schema order): the column, its kind, then the kind's parameters.
+        let mut props = serde_json::Map::new();
         props.insert("column".into(), name.clone());
         props.insert("kind".into(), json!({"type": "string", "enum": kinds}));
+        props.extend(params.as_object().cloned().unwrap_or_default());
         let mut req = vec!["column", "kind"];
         req.extend_from_slice(required);
         json!({"type": "object", "properties": props, "required": req, "additionalProperties": false})
@@ -192,17 +195,17 @@ pub fn llm_json_schema_for(columns: Option<(usize, usize)>) -> Value {
     let shapes = vec![
         shape(&PLAIN_KINDS, json!({}), &[]),
         shape(&["id"], json!({"prefix": string(12), "start": integer}), &[]),
-        shape(&["date", "datetime"], json!({"min": string(20), "max": string(20)}), &["max", "min"]),
+        shape(&["date", "datetime"], json!({"min": string(20), "max": string(20)}), &["min", "max"]),
         shape(
             &["integer"],
             json!({"min": integer, "max": integer, "distribution": distribution, "mean": number, "std": number}),
-            &["max", "min"],
+            &["min", "max"],
         ),
         shape(
             &["float"],
             json!({"min": number, "max": number, "distribution": distribution, "mean": number, "std": number,
                    "decimals": integer}),
-            &["max", "min"],
+            &["min", "max"],
         ),
         shape(
             &["category"],
@@ -215,8 +218,8 @@ pub fn llm_json_schema_for(columns: Option<(usize, usize)>) -> Value {
         shape(&["foreign_key"], json!({"ref": name}), &["ref"]),
         shape(
             &["expression"],
-            json!({"value": string(MAX_LLM_EXPR), "type": {"type": "string", "enum": ["int", "float", "bool", "string", "date"]},
-                   "decimals": integer}),
+            json!({"type": {"type": "string", "enum": ["int", "float", "bool", "string", "date"]},
+                   "value": string(MAX_LLM_EXPR), "decimals": integer}),
             &["type", "value"],
         ),
     ];
@@ -233,7 +236,7 @@ pub fn llm_json_schema_for(columns: Option<(usize, usize)>) -> Value {
                 "maxItems": max_items.max(1)
             }
         },
-        "required": ["columns", "name"],
+        "required": ["name", "columns"],
         "additionalProperties": false
     })
 }
@@ -1059,18 +1062,21 @@ mod tests {
                 shapes.iter().find(|s| s["properties"]["kind"]["enum"].as_array().unwrap().contains(&json!(kind)));
             shape.unwrap()["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
         };
-        assert_eq!(requires("integer"), ["column", "kind", "max", "min"]);
+        assert_eq!(requires("integer"), ["column", "kind", "min", "max"]);
         assert_eq!(requires("category"), ["column", "kind", "values", "weights"]);
         assert_eq!(requires("expression"), ["column", "kind", "type", "value"]);
-        assert_eq!(requires("date"), ["column", "kind", "max", "min"]);
+        assert_eq!(requires("date"), ["column", "kind", "min", "max"]);
         // llama.cpp makes the model write the required properties first, in the order the schema lists them
-        // (alphabetical, as serde_json writes maps): every shape's required names sort after "column" and
-        // "kind", so a column is always named, then given its kind, then its parameters.
+        // (the order written: serde_json's preserve_order): a column is always named, then given its kind,
+        // then its parameters.
         for shape in shapes {
-            let mut required: Vec<&str> =
+            let props: Vec<&String> = shape["properties"].as_object().unwrap().keys().collect();
+            assert_eq!(&props[..2], &["column", "kind"], "{shape}");
+            let required: Vec<&str> =
                 shape["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-            required.sort();
-            assert_eq!(&required[..2], &["column", "kind"], "{shape}");
+            let in_schema_order: Vec<&str> =
+                props.iter().map(|p| p.as_str()).filter(|p| required.contains(p)).collect();
+            assert_eq!(required, in_schema_order, "{shape}");
         }
         assert_eq!(requires("city"), ["column", "kind"]);
         let constrained = llm_json_schema_for(Some((16, 24)));

@@ -497,6 +497,22 @@ impl Generate {
                 m.content = a.trim().to_string();
             }
         }
+        // The same answers again cannot be better: judging them twice would only sample the critic's noise.
+        let answers_of = |ms: &[Message]| -> Vec<String> {
+            ms.iter().filter(|m| m.role == Role::Assistant).map(|m| m.content.split_whitespace().collect()).collect()
+        };
+        if answers_of(&messages) == answers_of(&prev.messages) {
+            let r = Rejected::of(
+                &Record::Judged(judged.clone()),
+                "generate",
+                RejectReason::LowScore,
+                format!(
+                    "scored {}/5 and the regeneration repeated it unchanged: {}",
+                    judged.scores.overall, judged.rationale
+                ),
+            );
+            return Ok(vec![Record::Rejected(r)]);
+        }
         let last_answer =
             messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone()).unwrap_or_default();
         let chunk_ids: Vec<String> = prev.parent_ids.first().cloned().into_iter().collect();

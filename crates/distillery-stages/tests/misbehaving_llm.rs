@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use distillery_core::{
-    Chunk, DeadLetter, Draft, DraftKind, Input, Message, Metrics, ModelCall, ObjectRef, Record, RejectReason, Rejected,
-    Role, StoreKind, Topic,
+    Chunk, DeadLetter, Draft, DraftKind, Input, Message, Metrics, ModelCall, ObjectRef, Record, Regenerate,
+    RejectReason, Rejected, Role, StoreKind, Topic,
 };
 use distillery_llm::{LlmClient, LlmConfig};
 use distillery_runtime::{PublishError, Publisher, RetryPolicy, handle};
@@ -496,4 +496,41 @@ async fn a_low_verdict_goes_back_for_regeneration_with_the_critique() {
     assert_eq!(regen.judged.scores.overall, 3);
     assert!(!regen.judged.passed);
     assert_eq!(regen.judged.rationale, "The answer omits the carry-over limit.");
+}
+
+/// Runs a regeneration request through generate, the model answering `answer`.
+async fn regenerate(regen: &Regenerate, answer: &str) -> Vec<Record> {
+    let server = MockServer::start().await;
+    let reply = json!({"answers": [answer], "evidence": "Employees get 25 days of paid leave per year."});
+    mount(&server, ok(&reply.to_string()), None).await;
+    let stage = generator(&server, None).await;
+    let out = Collected::default();
+    let input = Input::record(Topic::Regenerate, Record::Regenerate(regen.clone()));
+    handle(&stage, input, &out, &Metrics::global(), &retry(), &CancellationToken::new()).await.expect("published");
+    out.take()
+}
+
+#[tokio::test]
+async fn a_regeneration_that_changes_nothing_is_rejected_without_judging_it_again() {
+    let critic = MockServer::start().await;
+    let low = json!({"rationale": "The answer omits the carry-over limit.", "faithfulness": 5, "correctness": 2,
+                     "clarity": 4, "usefulness": 3, "overall": 2})
+    .to_string();
+    mount(&critic, ok(&low), None).await;
+    let mut records = judge_once(&critic).await;
+    let Some(Record::Regenerate(regen)) = records.pop() else { panic!("{records:#?}") };
+
+    // The same answer (whitespace aside) again: rejected with the first verdict's scores.
+    let same = regenerate(&regen, "Employees get 25 days of  paid leave per year.").await;
+    let r = only_rejection(&same);
+    assert_eq!(r.reason, RejectReason::LowScore);
+    assert!(r.detail.contains("unchanged") && r.detail.contains("carry-over"), "{}", r.detail);
+    assert_eq!(r.scores.map(|s| s.overall), Some(2));
+    // A changed answer becomes attempt 2, remembering the first for a DPO pair.
+    let better = "Employees get 25 days of paid leave per year; up to 5 unused days carry over to March 31.";
+    let changed = regenerate(&regen, better).await;
+    let d = drafts(&changed);
+    assert_eq!(d.len(), 1, "{changed:#?}");
+    assert_eq!((d[0].attempt, d[0].answer()), (2, better));
+    assert_eq!(d[0].previous.as_ref().map(|p| p.draft_id.as_str()), Some("draft-1"));
 }

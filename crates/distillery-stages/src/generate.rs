@@ -499,7 +499,8 @@ impl Generate {
         }
         // The same answers again cannot be better: judging them twice would only sample the critic's noise.
         let answers_of = |ms: &[Message]| -> Vec<String> {
-            ms.iter().filter(|m| m.role == Role::Assistant).map(|m| m.content.split_whitespace().collect()).collect()
+            let words = |m: &Message| m.content.split_whitespace().collect::<Vec<_>>().join(" ");
+            ms.iter().filter(|m| m.role == Role::Assistant).map(words).collect()
         };
         if answers_of(&messages) == answers_of(&prev.messages) {
             let r = Rejected::of(

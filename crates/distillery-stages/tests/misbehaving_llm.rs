@@ -482,14 +482,18 @@ async fn a_critic_with_scores_out_of_range_is_repaired_then_rejected() {
     assert_eq!(r.draft.as_ref().map(|d| d.id.as_str()), Some("draft-1"), "the draft is kept");
 }
 
+/// Judges the draft with a critic that finds the carry-over limit missing and gives these scores.
+async fn critique(correctness: i32, usefulness: i32, overall: i32) -> Vec<Record> {
+    let server = MockServer::start().await;
+    let verdict = json!({"rationale": "The answer omits the carry-over limit.", "faithfulness": 5,
+                         "correctness": correctness, "clarity": 4, "usefulness": usefulness, "overall": overall});
+    mount(&server, ok(&verdict.to_string()), None).await;
+    judge_once(&server).await
+}
+
 #[tokio::test]
 async fn a_low_verdict_goes_back_for_regeneration_with_the_critique() {
-    let server = MockServer::start().await;
-    let low = json!({"rationale": "The answer omits the carry-over limit.", "faithfulness": 5, "correctness": 3,
-                     "clarity": 4, "usefulness": 4, "overall": 4})
-    .to_string();
-    mount(&server, ok(&low), None).await;
-    let records = judge_once(&server).await;
+    let records = critique(3, 4, 4).await;
     assert_eq!(records.len(), 1);
     let Record::Regenerate(regen) = &records[0] else { panic!("{records:#?}") };
     // Overall 4 would pass, but correctness 3 caps the verdict.
@@ -512,12 +516,7 @@ async fn regenerate(regen: &Regenerate, answer: &str) -> Vec<Record> {
 
 #[tokio::test]
 async fn a_regeneration_that_changes_nothing_is_rejected_without_judging_it_again() {
-    let critic = MockServer::start().await;
-    let low = json!({"rationale": "The answer omits the carry-over limit.", "faithfulness": 5, "correctness": 2,
-                     "clarity": 4, "usefulness": 3, "overall": 2})
-    .to_string();
-    mount(&critic, ok(&low), None).await;
-    let mut records = judge_once(&critic).await;
+    let mut records = critique(2, 3, 2).await;
     let Some(Record::Regenerate(regen)) = records.pop() else { panic!("{records:#?}") };
 
     // The same answer (whitespace aside) again: rejected with the first verdict's scores.

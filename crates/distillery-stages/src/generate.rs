@@ -282,7 +282,7 @@ impl Generate {
             quality::check_conversation(&turns, context, &self.cfg.quality)
         };
         if let (Ok(()), Some(feedback)) = (&result, feedback) {
-            result = turns.iter().try_for_each(|(_, a)| quality::check_not_feedback(a, feedback));
+            result = turns.iter().try_for_each(|(_, a)| quality::check_not_feedback(a, feedback, context));
         }
         screened(draft, result)
     }
@@ -539,7 +539,7 @@ impl Generate {
         };
         let question = draft.question().to_string();
         let checked = if draft.kind == DraftKind::Qa {
-            let result = quality::check_not_feedback(&last_answer, &judged.rationale)
+            let result = quality::check_not_feedback(&last_answer, &judged.rationale, &prev.context_text)
                 .and_then(|()| quality::check_pair(&question, &last_answer, &prev.context_text, &self.cfg.quality));
             screened(draft, result)
         } else {

@@ -76,26 +76,84 @@ pub fn grounding(answer: &str, context: &str) -> f32 {
     ans.iter().filter(|w| ctx.contains(stem(w))).count() as f32 / ans.len() as f32
 }
 
-/// Numbers in `text` (digits with `,`/`.` separators normalised away).
+/// Numbers in `text` (digits with `,`/`.` separators normalised away). Clock times are one number each
+/// ("09:30" and "9.30 am" are "9:30", "3 pm" is "15:00"), so an answer's "10 days" is not supported by a
+/// context's "10:00".
 pub fn numbers(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
     let chars: Vec<char> = text.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_ascii_digit() {
-            cur.push(c);
-        } else if (c == ',' || c == '.') && !cur.is_empty() && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
-            if c == '.' {
-                cur.push('.');
-            }
-        } else if !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
+    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !digit(i) {
+            i += 1;
+            continue;
         }
-    }
-    if !cur.is_empty() {
+        let mut cur = String::new();
+        while i < chars.len() {
+            let c = chars[i];
+            if c.is_ascii_digit() {
+                cur.push(c);
+            } else if (c == ',' || c == '.') && digit(i + 1) {
+                if c == '.' {
+                    cur.push('.');
+                }
+            } else {
+                break;
+            }
+            i += 1;
+        }
+        // "10:00", "9:30": hours (up to 2 digits), a colon, two minute digits.
+        if chars.get(i) == Some(&':') && cur.len() <= 2 && digit(i + 1) && digit(i + 2) && !digit(i + 3) {
+            let minutes: String = chars[i + 1..i + 3].iter().collect();
+            i += 3;
+            let hour: u32 = cur.parse().unwrap_or(0);
+            let hour = meridiem(&chars, &mut i).map_or(hour, |pm| twenty_four(hour, pm));
+            out.push(format!("{hour}:{minutes}"));
+            continue;
+        }
+        // "3 pm", "9.30 a.m.": a time written with a meridiem.
+        let save = i;
+        if let Some(pm) = meridiem(&chars, &mut i) {
+            let (h, m) = cur.split_once('.').unwrap_or((&cur, "00"));
+            if let (Ok(h), true) = (h.parse::<u32>(), m.len() == 2 && h.len() <= 2) {
+                out.push(format!("{}:{m}", twenty_four(h, pm)));
+                continue;
+            }
+            i = save;
+        }
         out.push(cur);
     }
     out
+}
+
+/// Reads an "am"/"a.m."/"pm"/"p.m." after optional spaces at `*i`; true for pm. Moves `*i` past it.
+fn meridiem(chars: &[char], i: &mut usize) -> Option<bool> {
+    let mut j = *i;
+    while chars.get(j) == Some(&' ') {
+        j += 1;
+    }
+    let word: String = chars[j.min(chars.len())..].iter().take(4).collect::<String>().to_lowercase();
+    let (pm, len) = if word.starts_with("a.m.") || word.starts_with("p.m.") {
+        (word.starts_with('p'), 4)
+    } else if word.starts_with("am") || word.starts_with("pm") {
+        (word.starts_with('p'), 2)
+    } else {
+        return None;
+    };
+    if chars.get(j + len).is_some_and(|c| c.is_alphanumeric()) {
+        return None;
+    }
+    *i = j + len;
+    Some(pm)
+}
+
+fn twenty_four(hour: u32, pm: bool) -> u32 {
+    match (hour, pm) {
+        (12, false) => 0,
+        (h, true) if h < 12 => h + 12,
+        (h, _) => h,
+    }
 }
 
 /// Numbers the answer states that the context does not contain.
@@ -275,10 +333,12 @@ pub fn misaligned_turns(turns: &[(&str, &str)]) -> Vec<usize> {
 }
 
 /// A regenerated answer that copies the critic's feedback instead of answering (small models do: half or
-/// more of the answer's words in one run from the rationale).
-pub fn check_not_feedback(answer: &str, rationale: &str) -> Result<(), (RejectReason, String)> {
+/// more of the answer's words in one run from the rationale). A critic quoting the context is no reason to
+/// reject an answer that quotes the same words: only a run longer than any the answer shares with the
+/// context counts.
+pub fn check_not_feedback(answer: &str, rationale: &str, context: &str) -> Result<(), (RejectReason, String)> {
     let copied = copied_share(answer, rationale);
-    if copied >= 0.5 {
+    if copied >= 0.5 && copied > copied_share(answer, context) {
         return Err((
             RejectReason::InvalidRecord,
             format!("{:.0}% of the answer is copied from the critic's feedback", copied * 100.0),
@@ -329,6 +389,10 @@ mod tests {
                 .unwrap_err();
         assert_eq!(r, RejectReason::Ungrounded);
         assert!(why.contains("35") && why.contains("1.39"), "{why}");
+        // A clock time does not support a count that shares its hour.
+        let hours = "Core hours are 10:00 to 15:00. Employees who are ill notify their manager before 09:30.";
+        assert_eq!(unsupported_numbers("You can carry over up to 10 unused days.", hours), vec!["10"]);
+        assert!(unsupported_numbers("Core hours run from 10 am to 3 pm; call in before 9:30.", hours).is_empty());
         let (r, _) = check_pair(
             "What about pensions?",
             "Pension contributions are matched by quarterly bonuses and stock grants.",
@@ -453,15 +517,26 @@ mod tests {
             concise overview of the policy, but the answer invents a number.";
         let copied = "The example is clear and the question makes sense without the context. It provides a concise \
             overview of the policy for sick leave.";
-        assert!(check_not_feedback(copied, rationale).unwrap_err().1.contains("critic"));
-        assert!(
-            check_not_feedback("Employees receive 25 days of paid annual leave per calendar year.", rationale).is_ok()
-        );
+        assert!(check_not_feedback(copied, rationale, CTX).unwrap_err().1.contains("critic"));
+        let grounded = "Employees receive 25 days of paid annual leave per calendar year.";
+        assert!(check_not_feedback(grounded, rationale, CTX).is_ok());
+        // The critic quoted the context; an answer quoting the same sentence copies the context, not the critic.
+        let quoting = "The context says that full-time employees receive 25 days of paid annual leave per calendar \
+            year, so the answer is right but too short.";
+        let answer = "Full-time employees receive 25 days of paid annual leave per calendar year.";
+        assert!(copied_share(answer, quoting) >= 0.5);
+        assert!(check_not_feedback(answer, quoting, CTX).is_ok());
     }
 
     #[test]
     fn helpers() {
         assert_eq!(numbers("25 days, 2,000 NOK and 1.5 hours; v3.2"), vec!["25", "2000", "1.5", "3.2"]);
+        assert_eq!(numbers("core hours 10:00-15:00, before 09:30"), vec!["10:00", "15:00", "9:30"]);
+        assert_eq!(
+            numbers("from 10 am to 3 p.m., or 9.30 AM; 12 am is 0:00"),
+            vec!["10:00", "15:00", "9:30", "0:00", "0:00"]
+        );
+        assert_eq!(numbers("1.5 hours, 3 pmx, 10:000"), vec!["1.5", "3", "10", "000"]);
         assert!(near_duplicate("How many days of leave?", "How many leave days?"));
         assert!(!near_duplicate("How many days of leave?", "Who approves expenses?"));
         assert!(grounding("carried days expire", "days may be carried over and expire") > 0.99);

@@ -79,7 +79,10 @@ pub struct Summary {
     pub chunks: u64,
     /// Drafts generated, regenerations included.
     pub drafts: u64,
+    /// Drafts the critic sent back for a regeneration.
     pub regenerated: u64,
+    /// First drafts whose answers failed a pre-judge check, sent back for one repair.
+    pub repaired: u64,
     pub accepted: u64,
     pub rejected: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
@@ -159,6 +162,7 @@ impl Summary {
             chunks: out("extract", "chunks"),
             drafts,
             regenerated: out("judge", "regenerate"),
+            repaired: out("generate", "regenerate"),
             accepted,
             rejected: by_reason.values().sum(),
             rejected_by_reason: by_reason,

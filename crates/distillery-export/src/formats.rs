@@ -101,7 +101,9 @@ pub fn openai(v: &ExampleView, opts: &ExportOptions) -> Option<Value> {
 
 /// `{"prompt", "chosen", "rejected"}` from an accepted regeneration and the low-scored draft it replaced. The
 /// pair is the first assistant turn the regeneration changed (the last one of a QA pair; in a conversation
-/// the turns before it are the same in both, so they are the prompt).
+/// the turns before it are the same in both, so they are the prompt). `rejected_because` is the critique of
+/// the rejected side: the critic's rationale, or the finding of the pre-judge check that failed it (then
+/// `rejected_score` is null: no model scored it).
 pub fn dpo(v: &ExampleView, _opts: &ExportOptions) -> Option<Value> {
     let prev = v.previous.as_ref()?;
     let chosen_turns: Vec<&TurnView> = v.messages.iter().filter(|t| t.role != "system").collect();
@@ -126,7 +128,8 @@ pub fn dpo(v: &ExampleView, _opts: &ExportOptions) -> Option<Value> {
         "chosen": chosen,
         "rejected": rejected,
         "chosen_score": v.scores.map(|s| s.overall),
-        "rejected_score": prev.scores.overall,
+        "rejected_score": (prev.scores.overall > 0).then_some(prev.scores.overall),
+        "rejected_because": prev.rationale,
     }))
 }
 
@@ -144,8 +147,8 @@ pub fn line(format: Format, v: &ExampleView, opts: &ExportOptions) -> Option<Val
 #[cfg(test)]
 mod tests {
     use super::*;
-    use distillery_core::Accepted;
     use distillery_core::codec::fixtures;
+    use distillery_core::{Accepted, Scores};
 
     fn view() -> ExampleView {
         ExampleView::accepted(&Accepted {
@@ -182,6 +185,15 @@ mod tests {
         assert_eq!(d["chosen"], "25 days.");
         assert_eq!(d["rejected"], "20 days");
         assert_eq!(d["rejected_score"], 2);
+        assert_eq!(d["rejected_because"], v.previous.as_ref().unwrap().rationale.as_str());
+        // A draft the pre-judge checks failed was never scored: its score is null, the finding is the reason.
+        let mut repaired = v.clone();
+        let prev = repaired.previous.as_mut().unwrap();
+        prev.scores = Scores { overall: 0, faithfulness: 0, correctness: 0, clarity: 0, usefulness: 0 };
+        prev.rationale = "the answer states numbers the context does not: 20".into();
+        let d = dpo(&repaired, &ExportOptions::default()).unwrap();
+        assert_eq!(d["rejected_score"], Value::Null);
+        assert_eq!(d["rejected_because"], "the answer states numbers the context does not: 20");
         let mut first_try = v.clone();
         first_try.previous = None;
         assert!(dpo(&first_try, &ExportOptions::default()).is_none());

@@ -5,14 +5,20 @@
 //! Variety: the prompt lists the questions already asked about the same document (a bounded memory), and
 //! each request carries its own seed. Grounding: every answer's supporting span is verified against the
 //! context and traced to its chunk; cheap checks reject bad pairs before any judge tokens are spent.
+//!
+//! Repair: a first draft whose question is sound but whose answer fails a check (numbers or words the
+//! context lacks, talk about "the context", an answer repeating its question, shifted conversation turns)
+//! goes to `regenerate` once with the check's finding instead of being rejected at once. Its verdict is the
+//! checks' (`judge.provider` [`CHECKS`], scores 0: no model scored it); an accepted repair makes a DPO pair
+//! whose rejected side is the flawed draft, the most useful kind of negative.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use distillery_core::{
-    Chunk, Draft, DraftKind, Input, Message, ModelCall, PriorAttempt, Record, Regenerate, RejectReason, Rejected, Role,
-    Stage, StageError, Topic, ids, now_ms,
+    Chunk, Draft, DraftKind, Input, Judged, Message, ModelCall, PriorAttempt, Record, Regenerate, RejectReason,
+    Rejected, Role, Scores, Stage, StageError, Topic, ids, now_ms,
 };
 use distillery_llm::{ChatMessage, ChatRequest, LlmClient, OutputSchema, Usage};
 use serde::{Deserialize, Serialize};
@@ -67,10 +73,13 @@ pub struct GenerateConfig {
     pub extra_instructions: Option<String>,
     /// A system prompt replacing the built-in one (for every role of this service).
     pub system_prompt: Option<String>,
-    /// Template files replacing built-in task prompts: keys `qa`, `conversation`, `regenerate`.
+    /// Template files replacing built-in task prompts: keys `qa`, `conversation`, `regenerate`, `repair`.
     pub templates: BTreeMap<String, PathBuf>,
     /// Deterministic checks before any judge tokens are spent.
     pub quality: QualityConfig,
+    /// A first draft whose answers fail a check gets one rewrite with the check's finding (and, if the
+    /// rewrite is accepted, a DPO pair against the flawed draft) instead of an immediate rejection.
+    pub repair: bool,
 }
 
 impl Default for GenerateConfig {
@@ -89,6 +98,7 @@ impl Default for GenerateConfig {
             system_prompt: None,
             templates: BTreeMap::new(),
             quality: QualityConfig::default(),
+            repair: true,
         }
     }
 }
@@ -258,9 +268,14 @@ impl Generate {
         }
     }
 
-    /// A quality check failure becomes a rejection that keeps the draft for inspection.
+    /// A draft that passes its checks; or its rejection (a flaw in the question, or in a repair), which
+    /// keeps it for inspection; or, for a first draft with a flawed answer, a repair request.
     fn checked(&self, draft: Draft, question: &str, answer: &str, context: &str) -> Record {
-        screened(draft, quality::check_pair(question, answer, context, &self.cfg.quality))
+        let q = &self.cfg.quality;
+        match quality::check_question(question, context, q) {
+            Err(flaw) => screened(draft, Err(flaw)),
+            Ok(()) => self.repaired_or_screened(draft, quality::check_reply(question, answer, context, q)),
+        }
     }
 
     /// The turn-by-turn checks of a conversation (and, for a regeneration, that no answer copies the
@@ -276,15 +291,28 @@ impl Generate {
                 _ => None,
             })
             .collect();
-        let mut result = if turns.is_empty() {
-            Err((RejectReason::InvalidRecord, "the conversation has no user/assistant exchange".to_string()))
-        } else {
-            quality::check_conversation(&turns, context, &self.cfg.quality)
-        };
+        if turns.is_empty() {
+            let flaw = (RejectReason::InvalidRecord, "the conversation has no user/assistant exchange".to_string());
+            return screened(draft, Err(flaw));
+        }
+        if let Err(flaw) = quality::check_users(&turns) {
+            return screened(draft, Err(flaw));
+        }
+        let mut result = quality::check_replies(&turns, context, &self.cfg.quality);
         if let (Ok(()), Some(feedback)) = (&result, feedback) {
             result = turns.iter().try_for_each(|(_, a)| quality::check_not_feedback(a, feedback, context));
         }
-        screened(draft, result)
+        self.repaired_or_screened(draft, result)
+    }
+
+    /// A flaw in a first draft's answers sends it to one repair (when enabled); anything else is screened.
+    fn repaired_or_screened(&self, draft: Draft, check: Result<(), (RejectReason, String)>) -> Record {
+        match check {
+            Err((reason, finding)) if self.cfg.repair && draft.attempt == 1 => {
+                Record::Regenerate(repair_request(draft, reason, finding))
+            }
+            other => screened(draft, other),
+        }
     }
 
     async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
@@ -458,17 +486,31 @@ impl Generate {
         let judged = &regen.judged;
         let prev = &judged.draft;
         let assistant_turns = prev.messages.iter().filter(|m| m.role == Role::Assistant).count().max(1);
-        let (template, text) = self.templates.task("regenerate");
-        let task = prompts::render(
-            text,
-            &[
-                ("overall", &judged.scores.overall.to_string()),
-                ("rationale", &prompts::neutralize(&judged.rationale)),
-                ("example", &prompts::neutralize(&crate::judge::transcript(prev))),
-                ("instructions", &prompts::regenerate_instructions(assistant_turns)),
-            ],
-        );
-        let template_hash = self.templates.hash("regenerate", &[&self.cfg.max_answer_chars.to_string()]);
+        let flaw = failed_check(judged);
+        let task_name = if flaw.is_some() { "repair" } else { "regenerate" };
+        let (template, text) = self.templates.task(task_name);
+        let example = prompts::neutralize(&crate::judge::transcript(prev));
+        let instructions = prompts::regenerate_instructions(assistant_turns);
+        let task = match flaw {
+            Some(_) => prompts::render(
+                text,
+                &[
+                    ("finding", &prompts::neutralize(&judged.rationale)),
+                    ("example", &example),
+                    ("instructions", &instructions),
+                ],
+            ),
+            None => prompts::render(
+                text,
+                &[
+                    ("overall", &judged.scores.overall.to_string()),
+                    ("rationale", &prompts::neutralize(&judged.rationale)),
+                    ("example", &example),
+                    ("instructions", &instructions),
+                ],
+            ),
+        };
+        let template_hash = self.templates.hash(task_name, &[&self.cfg.max_answer_chars.to_string()]);
         let seed = seed_of(&regen.id);
         let req = self.request(
             &prev.context_text,
@@ -503,15 +545,23 @@ impl Generate {
             ms.iter().filter(|m| m.role == Role::Assistant).map(words).collect()
         };
         if answers_of(&messages) == answers_of(&prev.messages) {
-            let r = Rejected::of(
-                &Record::Judged(judged.clone()),
-                "generate",
-                RejectReason::LowScore,
-                format!(
-                    "scored {}/5 and the regeneration repeated it unchanged: {}",
-                    judged.scores.overall, judged.rationale
+            let r = match flaw {
+                Some(reason) => Rejected::of(
+                    &Record::Draft(prev.clone()),
+                    "generate",
+                    reason,
+                    format!("{} (the repair repeated it unchanged)", judged.rationale),
                 ),
-            );
+                None => Rejected::of(
+                    &Record::Judged(judged.clone()),
+                    "generate",
+                    RejectReason::LowScore,
+                    format!(
+                        "scored {}/5 and the regeneration repeated it unchanged: {}",
+                        judged.scores.overall, judged.rationale
+                    ),
+                ),
+            };
             return Ok(vec![Record::Rejected(r)]);
         }
         let last_answer =
@@ -549,6 +599,42 @@ impl Generate {
     }
 }
 
+/// The provider named on the verdict of the pre-judge checks (no model judged: every score is 0).
+pub const CHECKS: &str = "checks";
+
+/// Sends a first draft with a flawed answer back for one repair: the verdict is the checks', the finding is
+/// the rationale, the reason travels as the verdict's template so an unrepaired draft ends with it.
+pub fn repair_request(draft: Draft, reason: RejectReason, finding: String) -> Regenerate {
+    let judged = Judged {
+        id: ids::hash_parts(&["checked", &draft.id]),
+        scores: Scores { overall: 0, faithfulness: 0, correctness: 0, clarity: 0, usefulness: 0 },
+        rationale: finding,
+        passed: false,
+        judge: ModelCall {
+            provider: CHECKS.to_string(),
+            model: "distillery-quality".to_string(),
+            temperature: 0.0,
+            max_tokens: 0,
+            seed: None,
+            template: reason.as_str().to_string(),
+            template_hash: String::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            latency_ms: 0,
+        },
+        judged_at_ms: now_ms(),
+        draft,
+    };
+    Regenerate { id: ids::hash_parts(&["regenerate", &judged.id]), judged }
+}
+
+/// The check a regeneration request comes from, if the pre-judge checks (not the critic) sent it.
+pub fn failed_check(judged: &Judged) -> Option<RejectReason> {
+    (judged.judge.provider == CHECKS).then(|| {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == judged.judge.template).unwrap_or(RejectReason::Other)
+    })
+}
+
 /// The draft, or its rejection when a check failed (the rejection keeps the draft for inspection).
 fn screened(draft: Draft, check: Result<(), (RejectReason, String)>) -> Record {
     match check {
@@ -584,12 +670,20 @@ impl Stage for Generate {
                         distillery_core::Disposition::Reject(r) => r,
                         _ => RejectReason::LlmError,
                     };
-                    let mut r = Rejected::of(
-                        &Record::Judged(regen.judged.clone()),
-                        "generate",
-                        reason,
-                        format!("regeneration failed: {}", e.message),
-                    );
+                    let mut r = match failed_check(&regen.judged) {
+                        Some(_) => Rejected::of(
+                            &Record::Draft(regen.judged.draft.clone()),
+                            "generate",
+                            reason,
+                            format!("{}; its repair failed: {}", regen.judged.rationale, e.message),
+                        ),
+                        None => Rejected::of(
+                            &Record::Judged(regen.judged.clone()),
+                            "generate",
+                            reason,
+                            format!("regeneration failed: {}", e.message),
+                        ),
+                    };
                     r.raw_output = e.raw_output.clone();
                     Ok(vec![Record::Rejected(r)])
                 }

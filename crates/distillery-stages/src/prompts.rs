@@ -40,6 +40,10 @@ the context that supports the assistant's reply).{avoid}{extra}";
 pub const REGENERATE: &str = "TASK: a critic scored the example below {overall}/5 and said: \"{rationale}\". \
 Improve it from the context only, keeping the user's words.\n<example>\n{example}\n</example>\n{instructions}";
 
+pub const REPAIR: &str = "TASK: an automatic check rejected the example below: {finding}. Rewrite the assistant's \
+answer(s) from the context only so that they answer the user's exact words and the problem is gone; change \
+what the problem needs, keep what is right.\n<example>\n{example}\n</example>\n{instructions}";
+
 pub const JUDGE: &str = "TASK: judge this training example against the context.\n<example>\n{example}\n</example>\n\
 Be strict. 5 = flawless; 4 = good, one minor flaw; 3 = usable but clearly improvable; 2 = a real error; \
 1 = wrong or unsupported. First the rationale: one short sentence naming the main weakness, or why it is good. \
@@ -53,6 +57,7 @@ pub fn placeholders(task: &str) -> &'static [&'static str] {
         "qa" => &["n", "focus", "reasoning", "avoid", "extra"],
         "conversation" => &["turns", "focus", "avoid", "extra"],
         "regenerate" => &["overall", "rationale", "example", "instructions"],
+        "repair" => &["finding", "example", "instructions"],
         "judge" => &["example"],
         _ => &[],
     }
@@ -97,6 +102,7 @@ impl Templates {
         tasks.insert("qa", ("qa.v2".to_string(), QA.to_string()));
         tasks.insert("conversation", ("conversation.v2".to_string(), CONVERSATION.to_string()));
         tasks.insert("regenerate", ("regenerate.v2".to_string(), REGENERATE.to_string()));
+        tasks.insert("repair", ("repair.v1".to_string(), REPAIR.to_string()));
         tasks.insert("judge", ("judge.v2".to_string(), JUDGE.to_string()));
         Templates { system: SYSTEM.to_string(), tasks }
     }
@@ -118,8 +124,9 @@ impl Templates {
             t.system = s;
         }
         for (task, path) in files {
-            let Some(key) = ["qa", "conversation", "regenerate", "judge"].into_iter().find(|k| k == task) else {
-                errors.push(format!("templates: unknown task {task:?} (qa, conversation, regenerate, judge)"));
+            let Some(key) = ["qa", "conversation", "regenerate", "repair", "judge"].into_iter().find(|k| k == task)
+            else {
+                errors.push(format!("templates: unknown task {task:?} (qa, conversation, regenerate, repair, judge)"));
                 continue;
             };
             match std::fs::read_to_string(path) {

@@ -184,13 +184,21 @@ pub fn copied_share(question: &str, context: &str) -> f32 {
     best as f32 / q.len() as f32
 }
 
-/// Checks one pair; the error carries the rejection reason and why.
+/// Checks one pair; the error carries the rejection reason and why. The question is checked first
+/// ([`check_question`]), then the answer ([`check_reply`]).
 pub fn check_pair(
     question: &str,
     answer: &str,
     context: &str,
     cfg: &QualityConfig,
 ) -> Result<(), (RejectReason, String)> {
+    check_question(question, context, cfg)?;
+    check_reply(question, answer, context, cfg)
+}
+
+/// The question alone: exactly one question, sensible without the source, not copied from the context.
+/// A flaw here cannot be mended by rewriting the answer.
+pub fn check_question(question: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
     let q = question.trim();
     if !q.ends_with('?') || q.matches('?').count() > 1 {
         return Err((RejectReason::InvalidRecord, "the question is not exactly one question".into()));
@@ -198,7 +206,6 @@ pub fn check_pair(
     if let Some(phrase) = source_talk(q) {
         return Err((RejectReason::InvalidRecord, format!("the question needs the source to make sense ({phrase:?})")));
     }
-    check_answer(q, answer)?;
     let copied = copied_share(q, context);
     if copied > cfg.max_question_copy {
         return Err((
@@ -206,6 +213,18 @@ pub fn check_pair(
             format!("{:.0}% of the question is copied from the context", copied * 100.0),
         ));
     }
+    Ok(())
+}
+
+/// The answer to a (sound) question: it answers, and it is grounded in the context. A flaw here can be
+/// mended by rewriting the answer.
+pub fn check_reply(
+    question: &str,
+    answer: &str,
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
+    check_answer(question.trim(), answer)?;
     check_grounded(answer, context, cfg)
 }
 
@@ -276,14 +295,21 @@ pub fn source_talk(text: &str) -> Option<&'static str> {
     SOURCE_TALK.iter().copied().find(|p| folded.contains(&format!(" {p} ")))
 }
 
-/// Checks a conversation turn by turn: every assistant turn must answer its user turn and hold up on its
-/// own (numbers and words grounded in the context), and no question or answer may come back.
+/// Checks a conversation turn by turn: the user's turns first ([`check_users`]), then the assistant's
+/// ([`check_replies`]).
 pub fn check_conversation(
     turns: &[(&str, &str)],
     context: &str,
     cfg: &QualityConfig,
 ) -> Result<(), (RejectReason, String)> {
-    for (i, (user, assistant)) in turns.iter().enumerate() {
+    check_users(turns)?;
+    check_replies(turns, context, cfg)
+}
+
+/// The user's side: every turn says something, asks one thing, and does not repeat an earlier question.
+/// A flaw here cannot be mended by rewriting the answers.
+pub fn check_users(turns: &[(&str, &str)]) -> Result<(), (RejectReason, String)> {
+    for (i, (user, _)) in turns.iter().enumerate() {
         let n = i + 1;
         if user.trim().is_empty() {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the user says nothing")));
@@ -291,10 +317,20 @@ pub fn check_conversation(
         if user.matches('?').count() > 1 {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the user asks several questions at once")));
         }
-        check_answer(user, assistant).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
         if turns[..i].iter().any(|(u, _)| near_duplicate(u, user)) {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the user repeats an earlier question")));
         }
+    }
+    Ok(())
+}
+
+/// The assistant's side: every turn answers its own user turn, holds up on its own (numbers and words
+/// grounded in the context) and does not repeat an earlier answer. A flaw here can be mended by rewriting
+/// the answers.
+pub fn check_replies(turns: &[(&str, &str)], context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+    for (i, (user, assistant)) in turns.iter().enumerate() {
+        let n = i + 1;
+        check_answer(user, assistant).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
         if turns[..i].iter().any(|(_, a)| near_duplicate(a, assistant)) {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the assistant repeats an earlier answer")));
         }
@@ -454,6 +490,14 @@ mod tests {
         let (r, why) = check_conversation(&invented, CTX, &cfg).unwrap_err();
         assert_eq!(r, RejectReason::Ungrounded);
         assert!(why.starts_with("turn 2") && why.contains("9000"), "{why}");
+        // Which side is at fault decides whether a rewrite of the answers can mend it.
+        for answer_side in [&asking[..], &repeated[..], &invented[..]] {
+            assert!(check_users(answer_side).is_ok() && check_replies(answer_side, CTX, &cfg).is_err());
+        }
+        assert!(check_users(&again).is_err());
+        let q = "How much leave is there?";
+        assert!(check_question(q, CTX, &cfg).is_ok() && check_reply(q, "35 days.", CTX, &cfg).is_err());
+        assert!(check_question("What does the context say about leave?", CTX, &cfg).is_err());
     }
 
     #[test]

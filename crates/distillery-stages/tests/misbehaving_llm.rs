@@ -12,7 +12,7 @@ use distillery_core::{
 };
 use distillery_llm::{LlmClient, LlmConfig};
 use distillery_runtime::{PublishError, Publisher, RetryPolicy, handle};
-use distillery_stages::generate::{Generate, GenerateConfig, Mode};
+use distillery_stages::generate::{Generate, GenerateConfig, Mode, failed_check};
 use distillery_stages::judge::{Judge, JudgeConfig};
 use distillery_stages::usage::Ledger;
 use serde_json::{Value, json};
@@ -504,6 +504,11 @@ async fn a_low_verdict_goes_back_for_regeneration_with_the_critique() {
 
 /// Runs a regeneration request through generate, the model answering `answer`.
 async fn regenerate(regen: &Regenerate, answer: &str) -> Vec<Record> {
+    regenerate_seen(regen, answer).await.0
+}
+
+/// Like [`regenerate`], also returning the request bodies the model received.
+async fn regenerate_seen(regen: &Regenerate, answer: &str) -> (Vec<Record>, Vec<Value>) {
     let server = MockServer::start().await;
     let reply = json!({"answers": [answer], "evidence": "Employees get 25 days of paid leave per year."});
     mount(&server, ok(&reply.to_string()), None).await;
@@ -511,7 +516,72 @@ async fn regenerate(regen: &Regenerate, answer: &str) -> Vec<Record> {
     let out = Collected::default();
     let input = Input::record(Topic::Regenerate, Record::Regenerate(regen.clone()));
     handle(&stage, input, &out, &Metrics::global(), &retry(), &CancellationToken::new()).await.expect("published");
-    out.take()
+    (out.take(), bodies(&server).await)
+}
+
+/// One answer invents a number; one question needs the source to make sense.
+fn flawed_pairs() -> String {
+    json!({"pairs": [
+        {"question": "How many days of paid leave do employees get per year?",
+         "answer": "Employees get 30 days of paid leave per year.", "type": "factual", "difficulty": "easy",
+         "evidence": "Employees get 25 days of paid leave per year."},
+        {"question": "According to the passage, until when can unused leave be carried over?",
+         "answer": "Unused leave can be carried over to March 31 of the next year, up to 5 days.",
+         "type": "factual", "difficulty": "medium",
+         "evidence": "Unused leave can be carried over to March 31 of the next year, up to 5 days."}
+    ]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_flawed_answer_gets_one_repair_and_a_flawed_question_is_rejected() {
+    let server = MockServer::start().await;
+    mount(&server, ok(&flawed_pairs()), None).await;
+    let records = generate_once(&generator(&server, None).await).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    // The invented number: back to the generator with the checks' finding, no judge tokens spent.
+    let Record::Regenerate(repair) = &records[0] else { panic!("expected a repair request: {records:#?}") };
+    assert_eq!(failed_check(&repair.judged), Some(RejectReason::Ungrounded));
+    assert_eq!(repair.judged.rationale, "the answer states numbers the context does not: 30");
+    assert_eq!((repair.judged.scores.overall, repair.judged.passed), (0, false), "no model scored it");
+    assert_eq!(repair.judged.draft.answer(), "Employees get 30 days of paid leave per year.");
+    // The question that needs its source cannot be mended by a new answer: rejected at once.
+    let Record::Rejected(r) = &records[1] else { panic!("expected a rejection: {records:#?}") };
+    assert_eq!(r.reason, RejectReason::InvalidRecord);
+    assert!(r.detail.contains("the passage"), "{}", r.detail);
+
+    // The repair prompt carries the finding; a mended answer is attempt 2 and remembers the flawed one.
+    let fixed = "Employees get 25 days of paid leave per year.";
+    let (mended, seen) = regenerate_seen(repair, fixed).await;
+    let d = drafts(&mended);
+    assert_eq!(d.len(), 1, "{mended:#?}");
+    assert_eq!((d[0].attempt, d[0].answer()), (2, fixed));
+    let prev = d[0].previous.as_ref().expect("the flawed draft is kept for a DPO pair");
+    assert_eq!(prev.messages[1].content, "Employees get 30 days of paid leave per year.");
+    assert_eq!((prev.scores.overall, prev.rationale.as_str()), (0, repair.judged.rationale.as_str()));
+    let task = seen[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(task.contains("automatic check rejected") && task.contains("does not: 30"), "{task}");
+    assert!(task.contains("Answer: Employees get 30 days"), "the flawed example is shown: {task}");
+    assert_eq!(d[0].generator.template, "repair.v1");
+
+    // Unchanged, or still flawed: rejected with the check's reason, never repaired twice.
+    let same = regenerate(repair, "Employees get 30 days of paid leave per year.").await;
+    let r = only_rejection(&same);
+    assert_eq!(r.reason, RejectReason::Ungrounded);
+    assert!(r.detail.contains("unchanged"), "{}", r.detail);
+    assert!(r.scores.is_none(), "no invented scores: {r:#?}");
+    let still = regenerate(repair, "Employees get 35 days of paid leave per year.").await;
+    let r = only_rejection(&still);
+    assert_eq!(r.reason, RejectReason::Ungrounded);
+    assert!(r.detail.contains("35"), "{}", r.detail);
+
+    // With repairs off, the flawed answer is rejected at once.
+    let llm = LlmClient::connect(llm_config(&server), "generator", Metrics::global()).await;
+    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, repair: false, ..Default::default() };
+    let stage = Generate::new(Arc::new(llm), cfg, None).unwrap();
+    let records = generate_once(&stage).await;
+    let Record::Rejected(r) = &records[0] else { panic!("expected a rejection: {records:#?}") };
+    assert_eq!(r.reason, RejectReason::Ungrounded);
 }
 
 #[tokio::test]

@@ -383,9 +383,26 @@ pub fn check_not_feedback(answer: &str, rationale: &str, context: &str) -> Resul
     Ok(())
 }
 
-/// Near-identical questions within one reply (word-set Jaccard >= 0.8).
+/// Words that carry no topic: two questions differing only in these ask the same thing.
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "did", "do", "does", "for", "how", "i", "in", "is", "it",
+    "me", "my", "of", "on", "or", "our", "the", "to", "was", "we", "what", "who", "you",
+];
+
+/// Near-identical texts: Jaccard >= 0.8 over their topic words (stemmed, function words left out), so that
+/// "the policies regarding annual leave" and "... sick leave" differ while "How many days of leave?" and
+/// "How many leave days?" do not.
 pub fn near_duplicate(a: &str, b: &str) -> bool {
-    let (x, y): (HashSet<String>, HashSet<String>) = (words(a).into_iter().collect(), words(b).into_iter().collect());
+    let keys = |t: &str| -> HashSet<String> {
+        let all = words(t);
+        let topical: HashSet<String> = all
+            .iter()
+            .filter(|w| !FUNCTION_WORDS.contains(&w.as_str()) && !STOPWORDS.contains(&w.as_str()))
+            .map(|w| stem(w).to_string())
+            .collect();
+        if topical.is_empty() { all.into_iter().collect() } else { topical }
+    };
+    let (x, y) = (keys(a), keys(b));
     if x.is_empty() || y.is_empty() {
         return x == y;
     }
@@ -583,6 +600,15 @@ mod tests {
         assert_eq!(numbers("1.5 hours, 3 pmx, 10:000"), vec!["1.5", "3", "10", "000"]);
         assert!(near_duplicate("How many days of leave?", "How many leave days?"));
         assert!(!near_duplicate("How many days of leave?", "Who approves expenses?"));
+        // One topic word apart in a long templated question: different questions (a 1.5B model writes these).
+        let annual = "What are the policies regarding annual leave for employees in Larkspur Instruments?";
+        let sick = "What are the policies regarding sick leave for employees in Larkspur Instruments?";
+        assert!(!near_duplicate(annual, sick));
+        assert!(near_duplicate(
+            annual,
+            "What are the policies regarding annual leave for employees at Larkspur Instruments?"
+        ));
+        assert!(!near_duplicate("What is the VPN policy?", "What is the SSO policy?"));
         assert!(grounding("carried days expire", "days may be carried over and expire") > 0.99);
     }
 }

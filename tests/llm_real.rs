@@ -65,19 +65,21 @@ async fn generate(servers: &Servers, cfg: GenerateConfig, chunk: Chunk) -> (Vec<
     (out, ledger)
 }
 
-/// Output that failed to parse: what must never happen when the schema constrains the output.
-/// The drafts among the records, including those a quality check rejected (they keep their draft).
+/// The drafts among the records, including those a quality check rejected or sent back for a repair (both
+/// keep their draft).
 fn drafts(records: &[Record]) -> Vec<&Draft> {
     records
         .iter()
         .filter_map(|r| match r {
             Record::Draft(d) => Some(d),
             Record::Rejected(r) => r.draft.as_ref(),
+            Record::Regenerate(g) => Some(&g.judged.draft),
             _ => None,
         })
         .collect()
 }
 
+/// Output that failed to parse: what must never happen when the schema constrains the output.
 fn format_failures(records: &[Record]) -> Vec<String> {
     records
         .iter()
@@ -158,6 +160,12 @@ async fn conversations_have_the_configured_turns_linked_to_chunks() {
     let d = match &records[0] {
         Record::Draft(d) => d,
         Record::Rejected(r) => r.draft.as_ref().expect("a quality rejection keeps the draft"),
+        // Sound user turns, a flawed answer: sent back once for repair, with the checks' finding.
+        Record::Regenerate(g) => {
+            assert_eq!(g.judged.judge.provider, "checks", "{g:#?}");
+            assert!(!g.judged.rationale.is_empty());
+            &g.judged.draft
+        }
         other => panic!("{other:#?}"),
     };
     assert_eq!(d.kind, DraftKind::Conversation);

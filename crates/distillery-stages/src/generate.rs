@@ -489,27 +489,17 @@ impl Generate {
         let flaw = failed_check(judged);
         let task_name = if flaw.is_some() { "repair" } else { "regenerate" };
         let (template, text) = self.templates.task(task_name);
-        let example = prompts::neutralize(&crate::judge::transcript(prev));
-        let instructions = prompts::regenerate_instructions(assistant_turns);
-        let task = match flaw {
-            Some(_) => prompts::render(
-                text,
-                &[
-                    ("finding", &prompts::neutralize(&judged.rationale)),
-                    ("example", &example),
-                    ("instructions", &instructions),
-                ],
-            ),
-            None => prompts::render(
-                text,
-                &[
-                    ("overall", &judged.scores.overall.to_string()),
-                    ("rationale", &prompts::neutralize(&judged.rationale)),
-                    ("example", &example),
-                    ("instructions", &instructions),
-                ],
-            ),
-        };
+        // One set of variables for both templates: validation keeps each template to its own placeholders.
+        let task = prompts::render(
+            text,
+            &[
+                ("overall", &judged.scores.overall.to_string()),
+                ("rationale", &prompts::neutralize(&judged.rationale)),
+                ("finding", &prompts::neutralize(&judged.rationale)),
+                ("example", &prompts::neutralize(&crate::judge::transcript(prev))),
+                ("instructions", &prompts::regenerate_instructions(assistant_turns)),
+            ],
+        );
         let template_hash = self.templates.hash(task_name, &[&self.cfg.max_answer_chars.to_string()]);
         let seed = seed_of(&regen.id);
         let req = self.request(
@@ -546,15 +536,11 @@ impl Generate {
         };
         if answers_of(&messages) == answers_of(&prev.messages) {
             let r = match flaw {
-                Some(reason) => Rejected::of(
-                    &Record::Draft(prev.clone()),
-                    "generate",
-                    reason,
-                    format!("{} (the repair repeated it unchanged)", judged.rationale),
-                ),
-                None => Rejected::of(
-                    &Record::Judged(judged.clone()),
-                    "generate",
+                Some(reason) => {
+                    unredone(judged, reason, format!("{} (the repair repeated it unchanged)", judged.rationale))
+                }
+                None => unredone(
+                    judged,
                     RejectReason::LowScore,
                     format!(
                         "scored {}/5 and the regeneration repeated it unchanged: {}",
@@ -635,6 +621,16 @@ pub fn failed_check(judged: &Judged) -> Option<RejectReason> {
     })
 }
 
+/// A regeneration request that ends without a new draft: a repair's rejection carries the draft (no model
+/// scored it), a critic's regeneration carries the verdict with its scores.
+fn unredone(judged: &Judged, reason: RejectReason, detail: String) -> Rejected {
+    let subject = match failed_check(judged) {
+        Some(_) => Record::Draft(judged.draft.clone()),
+        None => Record::Judged(judged.clone()),
+    };
+    Rejected::of(&subject, "generate", reason, detail)
+}
+
 /// The draft, or its rejection when a check failed (the rejection keeps the draft for inspection).
 fn screened(draft: Draft, check: Result<(), (RejectReason, String)>) -> Record {
     match check {
@@ -670,20 +666,11 @@ impl Stage for Generate {
                         distillery_core::Disposition::Reject(r) => r,
                         _ => RejectReason::LlmError,
                     };
-                    let mut r = match failed_check(&regen.judged) {
-                        Some(_) => Rejected::of(
-                            &Record::Draft(regen.judged.draft.clone()),
-                            "generate",
-                            reason,
-                            format!("{}; its repair failed: {}", regen.judged.rationale, e.message),
-                        ),
-                        None => Rejected::of(
-                            &Record::Judged(regen.judged.clone()),
-                            "generate",
-                            reason,
-                            format!("regeneration failed: {}", e.message),
-                        ),
+                    let detail = match failed_check(&regen.judged) {
+                        Some(_) => format!("{}; its repair failed: {}", regen.judged.rationale, e.message),
+                        None => format!("regeneration failed: {}", e.message),
                     };
+                    let mut r = unredone(&regen.judged, reason, detail);
                     r.raw_output = e.raw_output.clone();
                     Ok(vec![Record::Rejected(r)])
                 }

@@ -521,16 +521,10 @@ async fn regenerate_seen(regen: &Regenerate, answer: &str) -> (Vec<Record>, Vec<
 
 /// One answer invents a number; one question needs the source to make sense.
 fn flawed_pairs() -> String {
-    json!({"pairs": [
-        {"question": "How many days of paid leave do employees get per year?",
-         "answer": "Employees get 30 days of paid leave per year.", "type": "factual", "difficulty": "easy",
-         "evidence": "Employees get 25 days of paid leave per year."},
-        {"question": "According to the passage, until when can unused leave be carried over?",
-         "answer": "Unused leave can be carried over to March 31 of the next year, up to 5 days.",
-         "type": "factual", "difficulty": "medium",
-         "evidence": "Unused leave can be carried over to March 31 of the next year, up to 5 days."}
-    ]})
-    .to_string()
+    let mut reply: Value = serde_json::from_str(&good_pairs()).unwrap();
+    reply["pairs"][0]["answer"] = json!("Employees get 30 days of paid leave per year.");
+    reply["pairs"][1]["question"] = json!("According to the passage, until when can unused leave be carried over?");
+    reply.to_string()
 }
 
 #[tokio::test]

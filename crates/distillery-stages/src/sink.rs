@@ -132,7 +132,14 @@ impl Stage for Sink {
             // The manifest lists documents once extracted; discovery alone says little.
             return Ok(Vec::new());
         }
-        let key = format!("{}:{}", input.topic.base_name(), record.id());
+        // One dataset line per id: a rejected line is keyed by its subject, so a replayed input that a
+        // non-deterministic model ended differently the second time (e.g. judge restarted, the same draft
+        // regenerated twice) does not list the same example twice; the first outcome stands.
+        let line_id = match record {
+            Record::Rejected(r) => r.subject_id.as_str(),
+            other => other.id(),
+        };
+        let key = format!("{}:{}", input.topic.base_name(), line_id);
         if !self.first_time(key) {
             return Ok(Vec::new());
         }
@@ -163,6 +170,9 @@ mod tests {
             accepted_at_ms: 1,
         });
         let rej = Record::Rejected(Rejected::new("judge", RejectReason::LowScore, SubjectKind::Draft, "d9", "2/5"));
+        // The same draft ended otherwise on a replay: still one line for it.
+        let again =
+            Record::Rejected(Rejected::new("generate", RejectReason::Ungrounded, SubjectKind::Draft, "d9", "35"));
         let doc = Record::Document(fixtures::document());
         let mut discovered = fixtures::document();
         discovered.status = DocumentStatus::Discovered;
@@ -171,6 +181,7 @@ mod tests {
             (Topic::Accepted, &acc),
             (Topic::Accepted, &acc),
             (Topic::Rejected, &rej),
+            (Topic::Rejected, &again),
             (Topic::Documents, &doc),
             (Topic::Documents, &discovered),
         ] {

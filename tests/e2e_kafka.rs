@@ -66,7 +66,7 @@ impl Ledger {
         let regenerated = tap
             .records(Topic::Regenerate)
             .iter()
-            .filter_map(|r| if let Record::Regenerate(g) = r { Some(g.judged.draft.id.clone()) } else { None })
+            .filter_map(|r| if let Record::Regenerate(g) = r { Some(g.draft.id.clone()) } else { None })
             .collect();
         let accepted =
             jsonl(&dataset.join("accepted.jsonl")).iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();

@@ -4,16 +4,18 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use distillery_core::{Discovery, Document, DocumentStatus, Input, Metrics, ObjectRef, Record, RejectReason, Topic};
 use distillery_docs::pii::{PiiConfig, Redactor};
 use distillery_docs::{ApproxCounter, MediaType};
-use distillery_stages::claims::{MemoryClaims, MemoryVersions, Versions};
-use distillery_stages::extract::{Extract, ExtractConfig, Isolation, WORKER_ARG, WorkerCommand};
-use distillery_stages::ingest::{IngestConfig, Ingestor, Outcome};
-use distillery_stages::stores::Stores;
+use distillery_extract::{Extract, ExtractConfig, Isolation, WORKER_ARG, WorkerCommand};
+use distillery_ingest::{IngestConfig, Ingestor, Outcome};
+use distillery_store::Stores;
+use distillery_store::registry::{MemoryClaims, MemoryVersions, Versions};
 
 fn fixtures() -> String {
-    format!("{}/../../crates/distillery-docs/tests/fixtures", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../crates/distillery-docs/tests/fixtures", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn document(root: &str, key: &str) -> Document {
@@ -39,7 +41,7 @@ fn stage(isolation: Isolation, timeout_secs: u64, versions: Option<Arc<dyn Versi
         stores: Stores::local_only(),
         counter: Arc::new(ApproxCounter),
         redactor: Arc::new(Redactor::new(PiiConfig::default())),
-        worker: Some(WorkerCommand { program: env!("CARGO_BIN_EXE_distillery").into(), args: vec![WORKER_ARG.into()] }),
+        worker: Some(WorkerCommand { program: common::binary(), args: vec![WORKER_ARG.into()] }),
         versions,
         metrics: Metrics::isolated(),
         cfg,

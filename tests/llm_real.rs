@@ -9,9 +9,10 @@ use common::Servers;
 use distillery_core::{
     Chunk, Draft, DraftKind, Input, Metrics, ObjectRef, Record, RejectReason, Role, Stage, StoreKind, Topic,
 };
+use distillery_generate::{Generate, GenerateConfig, Mode, Reasoning};
 use distillery_llm::{ChatMessage, ChatRequest, LlmClient, LlmConfig, OutputSchema};
-use distillery_stages::generate::{Generate, GenerateConfig, Mode, Reasoning};
-use distillery_stages::usage::Ledger;
+use distillery_llm::{Ledger, LlmRole};
+use distillery_prompts::LlmCaller;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -58,9 +59,9 @@ fn chunk(id: &str, text: &str) -> Chunk {
 }
 
 async fn generate(servers: &Servers, cfg: GenerateConfig, chunk: Chunk) -> (Vec<Record>, Arc<Ledger>) {
-    let llm = LlmClient::connect(config(servers), "generator", Metrics::global()).await;
+    let llm = LlmClient::connect(config(servers), LlmRole::Generator, Metrics::global()).await;
     let ledger = Arc::new(Ledger::default());
-    let stage = Generate::new(Arc::new(llm), cfg, Some(ledger.clone())).unwrap();
+    let stage = Generate::new(LlmCaller::new(Arc::new(llm), Some(ledger.clone())), cfg).unwrap();
     let out = stage.process(Input::record(Topic::Chunks, Record::Chunk(chunk))).await.expect("the call succeeds");
     (out, ledger)
 }
@@ -73,7 +74,7 @@ fn drafts(records: &[Record]) -> Vec<&Draft> {
         .filter_map(|r| match r {
             Record::Draft(d) => Some(d),
             Record::Rejected(r) => r.draft.as_ref(),
-            Record::Regenerate(g) => Some(&g.judged.draft),
+            Record::Regenerate(g) => Some(&g.draft),
             _ => None,
         })
         .collect()
@@ -102,7 +103,7 @@ async fn openai_compatible_path_works_against_llama_cpp() {
     let servers = Servers::from_env();
     let root = servers.llm.trim_end_matches('/').trim_end_matches("/v1").to_string();
     let props: serde_json::Value = reqwest::get(format!("{root}/props")).await.unwrap().json().await.unwrap();
-    let llm = LlmClient::connect(config(&servers), "generator", Metrics::global()).await;
+    let llm = LlmClient::connect(config(&servers), LlmRole::Generator, Metrics::global()).await;
     assert_eq!(llm.concurrency() as u64, props["total_slots"].as_u64().unwrap(), "concurrency follows the slots");
 
     #[derive(Deserialize)]
@@ -162,9 +163,9 @@ async fn conversations_have_the_configured_turns_linked_to_chunks() {
         Record::Rejected(r) => r.draft.as_ref().expect("a quality rejection keeps the draft"),
         // Sound user turns, a flawed answer: sent back once for repair, with the checks' finding.
         Record::Regenerate(g) => {
-            assert_eq!(g.judged.judge.provider, "checks", "{g:#?}");
-            assert!(!g.judged.rationale.is_empty());
-            &g.judged.draft
+            assert!(g.failed_check().is_some(), "{g:#?}");
+            assert!(!g.feedback().is_empty());
+            &g.draft
         }
         other => panic!("{other:#?}"),
     };

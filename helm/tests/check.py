@@ -3,11 +3,13 @@ Rust code they deploy. Run by helm/test.sh; prints one line per failed check and
 `helm: N passed, M failed` line, and exits non-zero on any failure.
 
 What "the Rust code" means here: the configuration structs (every `#[serde(deny_unknown_fields)]` struct under
-crates/, and the per-service structs made by `service_config!` in crates/distillery-app/src/config.rs), the
-stages' names and input topics (crates/distillery-stages), the topic base names, the consumer-lag metric, the
-`distillery topics` flags and the per-stage binaries, and for the HTTP API (`distillery-api`, deployed like a stage
-but without Kafka) ApiServiceConfig in crates/distillery-app/src/tabular.rs. They are read from the source on
-every run, so a renamed field or topic shows up here.
+crates/*/src and services/*/src, and the per-service structs made by `service_config!`, a macro defined in
+crates/distillery-kafka/src/service.rs and invoked in each services/<stage>/src/service.rs), the stages' names
+(`NAME: StageName`, spelled by `StageName::as_str` in crates/distillery-core/src/stage.rs) and input topics
+(`Stage::inputs` in services/<stage>/src/lib.rs), the topic base names, the consumer-lag metric, the
+`distillery topics` flags (services/distillery) and the per-service binaries, and for the HTTP API
+(`distillery-api`, deployed like a stage but without Kafka) ApiServiceConfig in services/api/src/tabular.rs. They
+are read from the source on every run, so a renamed field or topic shows up here.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ TESTS = REPO / "helm" / "tests"
 K8S = REPO / "k8s"
 KUBE_VERSION = "1.32.0"
 STAGES = ["ingest", "extract", "generate", "judge", "dedup", "sink"]
+# Where the Rust sources are read from (relative to the repository): the library crates and the service crates.
+RUST_SOURCES = ("crates/*/src/**/*.rs", "services/*/src/**/*.rs")
+# The `service_config!` macro: the sections every Kafka service has.
+SERVICE_MACRO = "crates/distillery-kafka/src/service.rs"
 # The HTTP API: deployed like a stage (ConfigMap, Deployment, Service) but no Kafka, scaled on CPU.
 API = "api"
-API_STRUCT = "ApiServiceConfig"  # crates/distillery-app/src/tabular.rs
+API_STRUCT = "ApiServiceConfig"  # services/api/src/tabular.rs
 SERVICES = STAGES + [API]
 # Custom resources without schemas in kubernetes-validate: checked for shape only.
 CRDS = {
@@ -95,10 +101,14 @@ class Rust:
         self.root = root
         self.structs: dict[str, dict[str, str]] = {}
         self.enums: dict[str, list[str]] = {}
-        files = sorted((root / "crates").glob("*/src/**/*.rs"))
-        assert files, f"no Rust sources under {root / 'crates'}"
-        for path in files:
-            self._scan(path.read_text())
+        self.files: list[Path] = []
+        for pattern in RUST_SOURCES:
+            found = sorted(root.glob(pattern))
+            assert found, f"no Rust sources match {pattern}"
+            self.files += found
+        self.sources = {path: path.read_text() for path in self.files}
+        for text in self.sources.values():
+            self._scan(text)
         self.services = self._services()
 
     def _scan(self, text: str) -> None:
@@ -128,23 +138,34 @@ class Rust:
     def service_sections(self, name: str) -> dict[str, str]:
         """{section: struct} of a stage's service or of the API."""
         if name == API:
-            assert API_STRUCT in self.structs, f"{API_STRUCT} not found under crates/"
+            assert API_STRUCT in self.structs, f"{API_STRUCT} not found in {' or '.join(RUST_SOURCES)}"
             return self.structs[API_STRUCT]
         return self.services[name]
 
     def _services(self) -> dict[str, dict[str, str]]:
-        """stage -> {section: struct} from `service_config!` in crates/distillery-app/src/config.rs."""
-        text = (self.root / "crates/distillery-app/src/config.rs").read_text()
+        """stage -> {section: struct}: the fixed fields of the `service_config!` macro (SERVICE_MACRO), then the
+        fields of its invocation in services/<stage>/src/service.rs."""
+        text = (self.root / SERVICE_MACRO).read_text()
         macro = re.search(r"macro_rules!\s*service_config\s*\{(.*?)\n\}", text, re.S)
-        assert macro, "service_config! macro not found in crates/distillery-app/src/config.rs"
-        base = dict(re.findall(r"pub (\w+)\s*:\s*(\w+),", macro.group(1)))
-        assert base, "no fixed fields found in the service_config! macro"
+        assert macro, f"service_config! macro not found in {SERVICE_MACRO}"
+        # `pub kafka: $crate::KafkaConfig,`, `pub runtime: $crate::service::__private::RuntimeConfig,`: the type's
+        # last path segment (the struct's name). `pub $field: $ty` (the invocation's own fields) does not match.
+        base = {f: ty.split("::")[-1] for f, ty in re.findall(r"pub (\w+)\s*:\s*([\w$:]+)\s*,", macro.group(1))}
+        assert base, f"no fixed fields found in the service_config! macro ({SERVICE_MACRO})"
+        invocation = (r"service_config!\(\s*(?:no_default\s+)?(?:(?:///[^\n]*|#\[[^\n]*\])\n\s*)*(\w+)\s*\{(.*?)\n\s*\}"
+                      r"\s*validate")
         out: dict[str, dict[str, str]] = {}
-        for name, body in re.findall(r"service_config!\(\s*(?:no_default\s+)?(?:///[^\n]*\n\s*)*(\w+)\s*\{(.*?)\n\s*\}\s*validate", text, re.S):
-            stage = re.sub(r"ServiceConfig$", "", name).lower()
-            fields = dict(re.findall(r"^\s*(\w+)\s*:\s*(\w+),\s*$", body, re.M))
-            out[stage] = {**base, **fields}
-            self.structs[name] = out[stage]
+        for path in sorted(self.root.glob("services/*/src/service.rs")):
+            where = path.relative_to(self.root)
+            for name, body in re.findall(invocation, self.sources[path], re.S):
+                stage = re.sub(r"ServiceConfig$", "", name).lower()
+                assert stage == path.parts[-3], f"{where} declares {name}, not the {path.parts[-3]} service"
+                assert stage not in out, f"service_config! declares {name} twice"
+                fields = dict(re.findall(r"^\s*(\w+)\s*:\s*([\w:<>]+),?\s*$", body, re.M))
+                assert fields, f"no fields found in {where}'s service_config! {name}"
+                out[stage] = {**base, **fields}
+                self.structs[name] = out[stage]
+        assert out, "no service_config! invocation found in services/*/src/service.rs"
         return out
 
     def classify(self, ty: str) -> tuple[Any, ...]:
@@ -209,23 +230,70 @@ class Rust:
         assert names, "no topic base names found"
         return names
 
+    def stage_names(self) -> dict[str, str]:
+        """StageName variant -> its name (`StageName::as_str` in crates/distillery-core/src/stage.rs)."""
+        text = (self.root / "crates/distillery-core/src/stage.rs").read_text()
+        m = re.search(r"fn as_str\(self\)\s*->\s*&'static str\s*\{(.*?)\n    \}", text, re.S)
+        assert m, "StageName::as_str not found in crates/distillery-core/src/stage.rs"
+        names = dict(re.findall(r'StageName::(\w+)\s*=>\s*"([\w-]+)"', m.group(1)))
+        assert names, "no stage names found in StageName::as_str"
+        return names
+
     def stages(self) -> dict[str, list[str]]:
-        """Stage name -> input topic base names (Stage::name and Stage::inputs in crates/distillery-stages)."""
+        """Stage name -> input topic base names, from each services/<dir>/src/lib.rs: `Stage::name` (a literal,
+        `NAME.as_str()` with `const NAME: StageName = StageName::X`, or `StageName::X.as_str()`) and
+        `Stage::inputs`. A stage must live in the service directory of its name."""
         base = self.topics()
+        variants = self.stage_names()
         out: dict[str, list[str]] = {}
-        for path in sorted((self.root / "crates/distillery-stages/src").glob("*.rs")):
-            text = path.read_text()
-            name = re.search(r'fn name\(&self\)\s*->\s*&\'static str\s*\{\s*"(\w+)"', text)
+        for path in sorted(self.root.glob("services/*/src/lib.rs")):
+            text = self.sources[path]
+            where = path.relative_to(self.root)
+            name = re.search(r"fn name\(&self\)\s*->\s*&'static str\s*\{\s*(.*?)\s*\}", text, re.S)
             inputs = re.search(r"fn inputs\(&self\)\s*->\s*&'static \[Topic\]\s*\{\s*&\[(.*?)\]", text, re.S)
-            if name and inputs:
-                out[name.group(1)] = [base[v] for v in re.findall(r"Topic::(\w+)", inputs.group(1))]
+            if not (name and inputs):
+                continue
+            expr = name.group(1)
+            if m := re.fullmatch(r'"([\w-]+)"', expr):
+                stage = m.group(1)
+            elif m := re.fullmatch(r"(?:StageName::(\w+)|(\w+))\.as_str\(\)", expr):
+                variant = m.group(1)
+                if variant is None:
+                    const = re.search(rf"\bconst {m.group(2)}\s*:\s*StageName\s*=\s*StageName::(\w+)\s*;", text)
+                    assert const, f"{where}: Stage::name returns {expr} but {m.group(2)} is not a StageName constant there"
+                    variant = const.group(1)
+                assert variant in variants, f"{where}: StageName::{variant} has no name in StageName::as_str"
+                stage = variants[variant]
+            else:
+                raise AssertionError(f"{where}: cannot read the stage name from Stage::name ({expr})")
+            assert stage == path.parts[-3], f"{where} implements the {stage} stage, not {path.parts[-3]}"
+            topics = re.findall(r"Topic::(\w+)", inputs.group(1))
+            unknown = [t for t in topics if t not in base]
+            assert not unknown, f"{where}: Stage::inputs names topics {unknown} without a base name"
+            out[stage] = [base[t] for t in topics]
         return out
 
     def struct_default(self, struct: str) -> str:
-        text = "\n".join(p.read_text() for p in sorted((self.root / "crates").glob("*/src/**/*.rs")))
+        text = "\n".join(self.sources.values())
         m = re.search(r"impl Default for " + struct + r"\s*\{.*?\n\}", text, re.S)
         assert m, f"impl Default for {struct} not found"
         return m.group(0)
+
+    def llm_defaults(self, struct: str) -> tuple[float, int]:
+        """(temperature, max_tokens) that `impl Default for <struct>` gives its `llm` field: set in place
+        (`LlmConfig { temperature: .., max_tokens: .., ..LlmConfig::default() }`) or by a function returning the
+        LlmConfig (`llm: judge_llm(&LlmConfig::default())`)."""
+        default = self.struct_default(struct)
+        m = re.search(r"\bllm:\s*(\w+)\(", default)
+        body = default
+        if m and m.group(1) != "LlmConfig":
+            text = "\n".join(self.sources.values())
+            f = re.search(r"fn " + m.group(1) + r"\([^)]*\)\s*->\s*LlmConfig\s*\{.*?\n\}", text, re.S)
+            assert f, f"{struct}::default sets llm by {m.group(1)}(), which was not found"
+            body = f.group(0)
+        m = re.search(r"temperature:\s*([0-9.]+),\s*max_tokens:\s*([0-9_]+)", body)
+        assert m, f"{struct}::default no longer sets llm temperature and max_tokens"
+        return float(m.group(1)), int(m.group(2).replace("_", ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -410,19 +478,26 @@ class Suite:
         self.r.check("schema: config sections list exactly the Rust fields (Secret fields excluded)", schema_vs_rust)
 
         def binaries() -> None:
-            for s in STAGES:
+            # services/<s>: package distillery-<s>, whose binary's main() runs its library's service::main(),
+            # which boots the binary of that name.
+            for s in SERVICES:
                 toml = tomllib.loads((REPO / "services" / s / "Cargo.toml").read_text())
-                assert toml["package"]["name"] == f"distillery-{s}", f"services/{s} builds {toml['package']['name']}"
+                pkg = toml["package"]["name"]
+                assert pkg == f"distillery-{s}", f"services/{s} builds {pkg}"
+                lib = (toml.get("lib") or {}).get("name", pkg.replace("-", "_"))
+                assert lib == f"distillery_{s}", f"services/{s}'s library is {lib}, not distillery_{s}"
                 main = (REPO / "services" / s / "src" / "main.rs").read_text()
-                assert f"ServiceKind::{s.capitalize()}" in main, f"services/{s}/src/main.rs does not run ServiceKind::{s.capitalize()}"
-            toml = tomllib.loads((REPO / "services" / API / "Cargo.toml").read_text())
-            assert toml["package"]["name"] == "distillery-api", f"services/api builds {toml['package']['name']}"
-            main = (REPO / "services" / API / "src" / "main.rs").read_text()
-            assert "ServiceKind::Api" in main, "services/api/src/main.rs does not run ServiceKind::Api"
+                call = f"distillery_{s}::service::main()"
+                assert re.search(r"fn main\(\)[^{]*\{\s*" + re.escape(call) + r"\s*\}", main), \
+                    f"services/{s}/src/main.rs does not run {call}"
+                service = (REPO / "services" / s / "src" / "service.rs").read_text()
+                body = re.search(r"\npub fn main\(\)\s*->\s*std::process::ExitCode\s*\{.*?\n\}", service, re.S)
+                assert body and re.search(r"\bservice_main\(\s*" + re.escape(f'"distillery-{s}"'), body.group(0)), \
+                    f"services/{s}/src/service.rs has no `pub fn main()` booting distillery-{s}"
             toml = tomllib.loads((REPO / "services" / "distillery" / "Cargo.toml").read_text())
             assert toml["package"]["name"] == "distillery"
 
-        self.r.check("rust: binaries distillery, distillery-<stage> and distillery-api exist", binaries)
+        self.r.check("rust: binaries distillery, distillery-<stage> and distillery-api exist and run their service::main()", binaries)
 
         def defaults() -> None:
             kafka = rust.struct_default("KafkaConfig")
@@ -432,15 +507,17 @@ class Suite:
                 assert re.search(rf"{field}:\s*{re.escape(val)}", kafka), f"KafkaConfig::default {field} is no longer {val} (update distillery.kafkaFacts)"
             assert '"0.0.0.0:9100"' in rust.struct_default("OpsConfig"), "OpsConfig::default listen changed (update distillery.opsPort)"
             assert re.search(r"drain_timeout_secs:\s*60", rust.struct_default("RuntimeConfig")), "RuntimeConfig::default drain_timeout_secs changed"
-            # values.yaml restates the API's own [llm] defaults (so a shared config.llm does not override them).
-            api_default = rust.struct_default(API_STRUCT)
-            llm = yaml.safe_load((CHART / "values.yaml").read_text())["api"]["config"]["llm"]
-            m = re.search(r"temperature:\s*([0-9.]+),\s*max_tokens:\s*([0-9_]+)", api_default)
-            assert m, f"{API_STRUCT}::default no longer sets llm temperature and max_tokens"
-            assert float(m.group(1)) == llm["temperature"] and int(m.group(2).replace("_", "")) == llm["max_tokens"], \
-                f"values.yaml api.config.llm {llm} != {API_STRUCT}::default (temperature {m.group(1)}, max_tokens {m.group(2)})"
+            # values.yaml restates the API's and the judge's own [llm] defaults (so a shared config.llm does not
+            # override them).
+            values = yaml.safe_load((CHART / "values.yaml").read_text())
+            for where, struct, llm in ((
+                    "api.config.llm", API_STRUCT, values["api"]["config"]["llm"]), (
+                    "stages.judge.config.llm", rust.service_struct("judge"), values["stages"]["judge"]["config"]["llm"])):
+                temperature, max_tokens = rust.llm_defaults(struct)
+                assert (temperature, max_tokens) == (llm.get("temperature"), llm.get("max_tokens")), \
+                    f"values.yaml {where} {llm} != {struct}::default (temperature {temperature}, max_tokens {max_tokens})"
 
-        self.r.check("chart: fallback Kafka, ops, drain and API defaults match the Rust Default impls", defaults)
+        self.r.check("chart: fallback Kafka, ops, drain, API and judge defaults match the Rust Default impls", defaults)
 
         def metric() -> None:
             text = (REPO / "crates/distillery-core/src/metrics.rs").read_text()
@@ -451,9 +528,9 @@ class Suite:
         self.r.check("rust: the services export distillery_consumer_lag{stage,topic,partition}", metric)
 
         def topics_cli() -> None:
-            text = (REPO / "crates/distillery-app/src/cli.rs").read_text()
+            text = (REPO / "services/distillery/src/cli.rs").read_text()
             m = re.search(r"\n\s*Topics\s*\{(.*?)\n\s*\},", text, re.S)
-            assert m, "the topics subcommand is gone from cli.rs"
+            assert m, "the topics subcommand is gone from services/distillery/src/cli.rs"
             fields = re.findall(r"^\s*(\w+)\s*:", m.group(1), re.M)
             want = ["brokers", "prefix", "partitions", "replication_factor"]
             assert [f for f in fields if f in want] == want, f"topics flags are now {fields}"
@@ -475,7 +552,8 @@ class Suite:
             for b in ["distillery"] + [f"distillery-{s}" for s in SERVICES]:
                 assert re.search(rf"\b{re.escape(b)}\b", docker), f"images/Dockerfile does not install {b}"
             assert "DISTILLERY_EMBED_MODEL_DIR" in docker, "the image does not point dedup at its embedding model"
-            assert "DISTILLERY_EMBED_MODEL_DIR" in (REPO / "crates/distillery-app/src/wiring.rs").read_text()
+            readers = [p for p, t in rust.sources.items() if re.search(r'env::var(?:_os)?\(\s*"DISTILLERY_EMBED_MODEL_DIR"', t)]
+            assert readers, "no Rust source reads DISTILLERY_EMBED_MODEL_DIR (the image's embedding model for dedup)"
 
         self.r.check("image: Chart appVersion, Dockerfile toolchain, libraries and binaries match the workspace", versions)
 

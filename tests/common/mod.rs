@@ -117,8 +117,14 @@ pub fn free_port() -> u16 {
 }
 
 /// The `distillery` binary built for this test.
+/// The `distillery` binary of this build: beside the test executable's `deps/` folder (cargo builds it
+/// for the `distillery` package's own tests; `cargo build -p distillery` otherwise).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_distillery"))
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("tests run from <target>/<profile>/deps");
+    let bin = dir.join(format!("distillery{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p distillery`", bin.display());
+    bin
 }
 
 /// A stage running as its own process.
@@ -240,7 +246,7 @@ pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
 
 /// The example documents shipped in the repository.
 pub fn example_docs() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/docs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/docs");
     let mut docs: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .expect("examples/docs")
         .map(|e| e.expect("entry").path())

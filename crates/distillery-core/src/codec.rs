@@ -4,7 +4,9 @@
 //! The `.avsc` files reference shared types by name; the codec inlines them into one standalone schema per
 //! record kind. Readers know every historical version in `schemas/history/`, so data written by an older
 //! producer still reads: the datum is decoded with the schema it was written with and resolved into the
-//! current one (new fields take their defaults).
+//! current one (new fields take their defaults). A change that resolution cannot express (a field turned
+//! into a union of records) carries an explicit [`Upgrade`]: the old datum is read into a legacy shape and
+//! converted in Rust (see [`UPGRADES`]).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -13,8 +15,8 @@ use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::records::*;
 
@@ -64,20 +66,54 @@ pub const HISTORY_SOURCES: &[(RecordKind, &str, &str)] = &[
     (RecordKind::Draft, "draft.v1", include_str!("../../../schemas/history/draft.v1.avsc")),
     (RecordKind::Judged, "judged.v1", include_str!("../../../schemas/history/judged.v1.avsc")),
     (RecordKind::Regenerate, "regenerate.v1", include_str!("../../../schemas/history/regenerate.v1.avsc")),
+    (RecordKind::Regenerate, "regenerate.v2", include_str!("../../../schemas/history/regenerate.v2.avsc")),
     (RecordKind::Accepted, "accepted.v1", include_str!("../../../schemas/history/accepted.v1.avsc")),
     (RecordKind::Rejected, "rejected.v1", include_str!("../../../schemas/history/rejected.v1.avsc")),
 ];
+
+/// A conversion of historical data that Avro schema resolution cannot express.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Upgrade {
+    /// `regenerate` `{id, judged}` (v1, v2) to `{id, draft, cause}` (v3): the repair request the pre-judge
+    /// checks used to fake as a verdict of provider `checks` becomes a `FailedCheck`, any other verdict a
+    /// `CriticVerdict`; the id is kept ([`Regenerate::from_legacy`]).
+    RegenerateFromJudged,
+}
+
+impl Upgrade {
+    /// The historical version whose shape the upgrade reads: an older writer schema is first resolved into
+    /// it by plain Avro resolution, then converted.
+    pub fn reads(self) -> &'static str {
+        match self {
+            Upgrade::RegenerateFromJudged => "regenerate.v2",
+        }
+    }
+}
+
+/// The historical versions (names of [`HISTORY_SOURCES`]) that need an [`Upgrade`] to read as the current
+/// schema; every other historical version resolves into it.
+pub const UPGRADES: &[(&str, Upgrade)] =
+    &[("regenerate.v1", Upgrade::RegenerateFromJudged), ("regenerate.v2", Upgrade::RegenerateFromJudged)];
+
+/// The `{id, judged}` shape of `regenerate.v1`/`regenerate.v2`.
+#[derive(Deserialize)]
+struct LegacyRegenerate {
+    id: String,
+    judged: Judged,
+}
 
 struct Entry {
     kind: RecordKind,
     schema: Schema,
     current: bool,
+    upgrade: Option<Upgrade>,
 }
 
 /// The schema registry: every known schema by fingerprint, and the current one per kind.
 pub struct Codec {
     by_fingerprint: HashMap<u64, Entry>,
     current: HashMap<RecordKind, (u64, Schema)>,
+    history: HashMap<&'static str, Schema>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -105,7 +141,7 @@ impl Codec {
         let mut sources: Vec<&str> = TYPE_SOURCES.iter().map(|(_, s)| *s).collect();
         sources.extend(RECORD_SOURCES.iter().map(|(_, s)| *s));
         let parsed = Schema::parse_list(&sources)?;
-        let mut codec = Codec { by_fingerprint: HashMap::new(), current: HashMap::new() };
+        let mut codec = Codec { by_fingerprint: HashMap::new(), current: HashMap::new(), history: HashMap::new() };
         for (kind, _) in RECORD_SOURCES {
             let base = parsed
                 .iter()
@@ -115,14 +151,26 @@ impl Codec {
             schema.denormalize(&parsed)?;
             let fp = fingerprint(&schema);
             codec.current.insert(*kind, (fp, schema.clone()));
-            codec.by_fingerprint.insert(fp, Entry { kind: *kind, schema, current: true });
+            codec.by_fingerprint.insert(fp, Entry { kind: *kind, schema, current: true, upgrade: None });
         }
         for (kind, name, src) in HISTORY_SOURCES {
             let schema = Schema::parse_str(src).map_err(|e| CodecError::Avro(format!("{name}: {e}")))?;
             let fp = fingerprint(&schema);
-            codec.by_fingerprint.entry(fp).or_insert(Entry { kind: *kind, schema, current: false });
+            let upgrade = UPGRADES.iter().find(|(n, _)| n == name).map(|(_, u)| *u);
+            codec.history.insert(name, schema.clone());
+            codec.by_fingerprint.entry(fp).or_insert(Entry { kind: *kind, schema, current: false, upgrade });
+        }
+        for (name, upgrade) in UPGRADES {
+            if !codec.history.contains_key(name) || !codec.history.contains_key(upgrade.reads()) {
+                return Err(CodecError::Avro(format!("upgrade of {name} names a schema not in the history")));
+            }
         }
         Ok(codec)
+    }
+
+    /// A historical schema by its name in [`HISTORY_SOURCES`] (`"regenerate.v1"`).
+    pub fn history_schema(&self, name: &str) -> Option<&Schema> {
+        self.history.get(name)
     }
 
     /// The current standalone schema of a record kind.
@@ -151,7 +199,22 @@ impl Codec {
         Ok(out)
     }
 
-    /// Decodes a single-object message that must be of `kind`, resolving older schema versions.
+    /// Converts a datum written with the historical schema `writer` into a datum of the current schema.
+    fn upgrade(&self, upgrade: Upgrade, writer: &Schema, mut body: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let legacy = &self.history[upgrade.reads()];
+        let reader = GenericDatumReader::builder(writer).reader_schema(legacy).human_readable(false).build()?;
+        let value = reader.read_value(&mut body)?;
+        let (kind, upgraded) = match upgrade {
+            Upgrade::RegenerateFromJudged => {
+                let LegacyRegenerate { id, judged } = apache_avro::from_value(&value)?;
+                (RecordKind::Regenerate, Regenerate::from_legacy(id, judged))
+            }
+        };
+        let writer = GenericDatumWriter::builder(self.schema(kind)).human_readable(false).build()?;
+        Ok(writer.write_ser_to_vec(&upgraded)?)
+    }
+
+    /// Decodes a single-object message that must be of `kind`, resolving (or upgrading) older schema versions.
     pub fn decode_as<T: DeserializeOwned>(&self, kind: RecordKind, bytes: &[u8]) -> Result<T, CodecError> {
         let (entry, mut body) = self.header(bytes)?;
         if entry.kind != kind {
@@ -160,6 +223,11 @@ impl Codec {
         if entry.current {
             let reader = GenericDatumReader::builder(&entry.schema).human_readable(false).build()?;
             let value: T = reader.read_deser(&mut body)?;
+            Ok(value)
+        } else if let Some(upgrade) = entry.upgrade {
+            let upgraded = self.upgrade(upgrade, &entry.schema, body)?;
+            let reader = GenericDatumReader::builder(self.schema(kind)).human_readable(false).build()?;
+            let value: T = reader.read_deser(&mut upgraded.as_slice())?;
             Ok(value)
         } else {
             let reader_schema = self.schema(kind);
@@ -338,6 +406,19 @@ pub mod fixtures {
         }
     }
 
+    /// A draft the critic did not pass, sent back with its verdict.
+    pub fn regenerate_critic() -> Regenerate {
+        let judged =
+            Judged { scores: scores(2), rationale: "Contradicts the context.".into(), passed: false, ..judged() };
+        Regenerate::critic(judged)
+    }
+
+    /// A first draft whose answer failed a pre-judge check, sent back for one repair.
+    pub fn regenerate_repair() -> Regenerate {
+        let draft = Draft { attempt: 1, previous: None, ..draft() };
+        Regenerate::repair(draft, RejectReason::Ungrounded, "the answer is not supported by the context".into())
+    }
+
     pub fn all() -> Vec<Record> {
         let rejected = Rejected {
             scores: Some(scores(2)),
@@ -350,7 +431,8 @@ pub mod fixtures {
             Record::Chunk(chunk()),
             Record::Draft(draft()),
             Record::Judged(judged()),
-            Record::Regenerate(Regenerate { id: "g1".into(), judged: judged() }),
+            Record::Regenerate(regenerate_critic()),
+            Record::Regenerate(regenerate_repair()),
             Record::Accepted(Accepted {
                 id: "d1".into(),
                 judged: judged(),
@@ -465,15 +547,231 @@ mod tests {
         assert_eq!((doc.pages, doc.chunks), (None, None));
     }
 
-    /// Every historical schema can be resolved into the current one of its kind.
+    /// Every historical schema can be resolved into the current one of its kind, or (when it needs an
+    /// upgrade) into the historical shape its upgrade reads.
     #[test]
     fn every_history_version_resolves_to_the_current_schema() {
+        use apache_avro::schema_compatibility::SchemaCompatibility;
         let codec = Codec::build().unwrap();
         for (kind, name, src) in HISTORY_SOURCES {
             let old = Schema::parse_str(src).unwrap_or_else(|e| panic!("{name}: {e}"));
             let current = codec.schema(*kind);
-            let compat = apache_avro::schema_compatibility::SchemaCompatibility::can_read(&old, current);
-            assert!(compat.is_ok(), "{name} cannot be read as the current schema: {compat:?}");
+            match UPGRADES.iter().find(|(n, _)| n == name) {
+                None => {
+                    let compat = SchemaCompatibility::can_read(&old, current);
+                    assert!(compat.is_ok(), "{name} cannot be read as the current schema: {compat:?}");
+                }
+                Some((_, upgrade)) => {
+                    let reads = upgrade.reads();
+                    assert!(HISTORY_SOURCES.iter().any(|(k, n, _)| k == kind && *n == reads), "{name}: {reads}");
+                    let compat = SchemaCompatibility::can_read(&old, codec.history_schema(reads).unwrap());
+                    assert!(compat.is_ok(), "{name} cannot be read as {reads}: {compat:?}");
+                }
+            }
+        }
+    }
+
+    /// The upgrades are there because plain resolution cannot do it: a new version that did resolve would
+    /// not need (and should not get) an upgrade.
+    #[test]
+    fn upgraded_versions_do_not_resolve_on_their_own() {
+        let codec = Codec::build().unwrap();
+        for (name, _) in UPGRADES {
+            let (kind, _, src) = HISTORY_SOURCES.iter().find(|(_, n, _)| n == name).unwrap();
+            let old = Schema::parse_str(src).unwrap();
+            let compat = apache_avro::schema_compatibility::SchemaCompatibility::can_read(&old, codec.schema(*kind));
+            assert!(compat.is_err(), "{name} resolves into the current schema: drop its upgrade");
+        }
+    }
+
+    /// Both causes of a regeneration round-trip through `Codec::encode`/`decode`, with their accessors.
+    #[test]
+    fn regenerate_round_trips_both_causes() {
+        let codec = Codec::build().unwrap();
+        for g in [fixtures::regenerate_critic(), fixtures::regenerate_repair()] {
+            let record = Record::Regenerate(g.clone());
+            let bytes = codec.encode(&record).unwrap();
+            assert_eq!(codec.decode(&bytes, Some(RecordKind::Regenerate)).unwrap(), record);
+            let back: Regenerate = codec.decode_as(RecordKind::Regenerate, &bytes).unwrap();
+            assert_eq!(back, g);
+            // The generic-value path (how a resolved historical datum reads, once v3 is history) agrees.
+            let reader = GenericDatumReader::builder(codec.schema(RecordKind::Regenerate))
+                .reader_schema(codec.schema(RecordKind::Regenerate))
+                .human_readable(false)
+                .build()
+                .unwrap();
+            let value = reader.read_value(&mut &bytes[10..]).unwrap();
+            assert_eq!(apache_avro::from_value::<Regenerate>(&value).unwrap(), g);
+        }
+        let Record::Regenerate(critic) =
+            codec.decode(&codec.encode(&Record::Regenerate(fixtures::regenerate_critic())).unwrap(), None).unwrap()
+        else {
+            panic!()
+        };
+        assert!(matches!(critic.cause, RegenerateCause::Critic(_)));
+        assert_eq!(critic.scores().map(|s| s.overall), Some(2));
+        assert_eq!(critic.failed_check(), None);
+        let Record::Regenerate(repair) =
+            codec.decode(&codec.encode(&Record::Regenerate(fixtures::regenerate_repair())).unwrap(), None).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            repair.failed_check(),
+            Some((RejectReason::Ungrounded, "the answer is not supported by the context"))
+        );
+        assert_eq!((repair.judged(), repair.scores()), (None, None));
+    }
+
+    /// On the wire `cause` is an honest Avro union: branch 0 a `CriticVerdict` record, branch 1 a
+    /// `FailedCheck` record whose reason is the snake_case string.
+    #[test]
+    fn regenerate_cause_is_an_avro_union_of_records() {
+        use apache_avro::types::Value;
+        let codec = Codec::build().unwrap();
+        let schema = codec.schema(RecordKind::Regenerate);
+        let Schema::Record(record) = schema else { panic!("{schema:?}") };
+        let cause = record.fields.iter().find(|f| f.name == "cause").unwrap();
+        let Schema::Union(union) = &cause.schema else { panic!("{:?}", cause.schema) };
+        let names: Vec<String> =
+            union.variants().iter().map(|v| v.name().map(|n| n.fullname(None)).unwrap_or_default()).collect();
+        assert_eq!(names, ["distillery.CriticVerdict", "distillery.FailedCheck"]);
+
+        let cause_of = |g: Regenerate| -> Value {
+            let bytes = codec.encode(&Record::Regenerate(g)).unwrap();
+            let reader = GenericDatumReader::builder(schema).human_readable(false).build().unwrap();
+            let Value::Record(fields) = reader.read_value(&mut &bytes[10..]).unwrap() else { panic!() };
+            fields.into_iter().find(|(n, _)| n == "cause").unwrap().1
+        };
+        let Value::Union(0, critic) = cause_of(fixtures::regenerate_critic()) else { panic!() };
+        let Value::Record(critic) = *critic else { panic!() };
+        let critic_fields: Vec<&str> = critic.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(critic_fields, ["judged_id", "scores", "rationale", "judge", "judged_at_ms"]);
+        assert_eq!(critic[0].1, Value::String(fixtures::judged().id));
+
+        let Value::Union(1, check) = cause_of(fixtures::regenerate_repair()) else { panic!() };
+        let Value::Record(check) = *check else { panic!() };
+        assert_eq!(check[0], ("reason".to_string(), Value::String("ungrounded".into())));
+        assert_eq!(check[1].0, "finding");
+    }
+
+    /// A reason this build does not know (a newer producer's) reads as `other`, keeping the finding.
+    #[test]
+    fn unknown_failed_check_reason_reads_as_other() {
+        use apache_avro::types::Value;
+        let codec = Codec::build().unwrap();
+        let schema = codec.schema(RecordKind::Regenerate);
+        let bytes = codec.encode(&Record::Regenerate(fixtures::regenerate_repair())).unwrap();
+        let reader = GenericDatumReader::builder(schema).human_readable(false).build().unwrap();
+        let Value::Record(mut fields) = reader.read_value(&mut &bytes[10..]).unwrap() else { panic!() };
+        let Value::Union(1, check) = &mut fields[2].1 else { panic!() };
+        let Value::Record(check) = check.as_mut() else { panic!() };
+        check[0].1 = Value::String("some_future_reason".into());
+        let mut message = bytes[..10].to_vec();
+        GenericDatumWriter::builder(schema).build().unwrap().write_value(&mut message, Value::Record(fields)).unwrap();
+        let Record::Regenerate(g) = codec.decode(&message, None).unwrap() else { panic!() };
+        assert_eq!(g.failed_check(), Some((RejectReason::Other, "the answer is not supported by the context")));
+    }
+
+    /// A message of a historical `{id, judged}` regenerate version, written as an old producer did.
+    fn legacy_regenerate(version: &str, id: &str, judged: &Judged) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Legacy<'a> {
+            id: &'a str,
+            judged: &'a Judged,
+        }
+        let codec = Codec::build().unwrap();
+        // Written with v2 (today's structs fit it), then resolved down into `version`'s shape.
+        let v2 = codec.history_schema("regenerate.v2").unwrap();
+        let old = codec.history_schema(version).unwrap();
+        let body = GenericDatumWriter::builder(v2).human_readable(false).build().unwrap();
+        let body = body.write_ser_to_vec(&Legacy { id, judged }).unwrap();
+        let reader = GenericDatumReader::builder(v2).reader_schema(old).human_readable(false).build().unwrap();
+        let value = reader.read_value(&mut body.as_slice()).unwrap();
+        let mut bytes = vec![0xC3, 0x01];
+        bytes.extend_from_slice(&fingerprint(old).to_le_bytes());
+        GenericDatumWriter::builder(old).build().unwrap().write_value(&mut bytes, value).unwrap();
+        bytes
+    }
+
+    /// The fake verdict the pre-judge checks built for a repair request before `regenerate` v3.
+    fn legacy_checks_verdict(draft: Draft, template: &str, finding: &str) -> Judged {
+        Judged {
+            id: crate::ids::hash_parts(&["checked", &draft.id]),
+            scores: Scores { overall: 0, faithfulness: 0, correctness: 0, clarity: 0, usefulness: 0 },
+            rationale: finding.to_string(),
+            passed: false,
+            judge: ModelCall {
+                provider: "checks".into(),
+                model: "distillery-quality".into(),
+                temperature: 0.0,
+                max_tokens: 0,
+                seed: None,
+                template: template.to_string(),
+                template_hash: String::new(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                latency_ms: 0,
+            },
+            judged_at_ms: 1_760_000_002_000,
+            draft,
+        }
+    }
+
+    /// An old-format critic request (v1 and v2) reads as `Critic`, with the id it was written with, which
+    /// is also the id `Regenerate::critic` gives the same verdict now.
+    #[test]
+    fn old_format_critic_request_reads_as_critic() {
+        let codec = Codec::build().unwrap();
+        let judged = Judged { scores: fixtures::scores(2), passed: false, ..fixtures::judged() };
+        let id = crate::ids::hash_parts(&["regenerate", &judged.id]);
+        for version in ["regenerate.v1", "regenerate.v2"] {
+            let bytes = legacy_regenerate(version, &id, &judged);
+            assert_ne!(codec.fingerprint(RecordKind::Regenerate), u64::from_le_bytes(bytes[2..10].try_into().unwrap()));
+            let Record::Regenerate(g) = codec.decode(&bytes, Some(RecordKind::Regenerate)).unwrap() else { panic!() };
+            assert_eq!(g.id, id, "{version}");
+            let RegenerateCause::Critic(verdict) = &g.cause else { panic!("{version}: {g:?}") };
+            assert_eq!(verdict.judged_id, judged.id);
+            assert_eq!(g.scores(), Some(judged.scores));
+            assert_eq!(g.feedback(), judged.rationale);
+            if version == "regenerate.v2" {
+                assert_eq!(g, Regenerate::critic(judged.clone()));
+                assert_eq!(g.judged(), Some(judged.clone()));
+            } else {
+                // v1 drafts predate `superseded_by`: it takes its default.
+                let expected =
+                    Judged { draft: Draft { superseded_by: None, ..judged.draft.clone() }, ..judged.clone() };
+                assert_eq!(g, Regenerate::critic(expected.clone()));
+                assert_eq!(g.judged(), Some(expected));
+            }
+        }
+    }
+
+    /// An old-format repair request (the checks' fake verdict, v1 and v2) reads as `FailedCheck` with the
+    /// reason from `judge.template` (unknown names as `other`), the finding from `rationale`, and the id it
+    /// was written with, which is also the id `Regenerate::repair` gives the same draft now.
+    #[test]
+    fn old_format_checks_request_reads_as_failed_check() {
+        let codec = Codec::build().unwrap();
+        let draft = Draft { attempt: 1, previous: None, superseded_by: None, ..fixtures::draft() };
+        let finding = "the answer is not supported by the context";
+        for version in ["regenerate.v1", "regenerate.v2"] {
+            for (template, reason) in [
+                ("ungrounded", RejectReason::Ungrounded),
+                ("truncated", RejectReason::Truncated),
+                ("not_a_reason", RejectReason::Other),
+            ] {
+                let judged = legacy_checks_verdict(draft.clone(), template, finding);
+                let id = crate::ids::hash_parts(&["regenerate", &judged.id]);
+                let bytes = legacy_regenerate(version, &id, &judged);
+                let Record::Regenerate(g) = codec.decode(&bytes, Some(RecordKind::Regenerate)).unwrap() else {
+                    panic!()
+                };
+                assert_eq!(g.id, id, "{version} {template}");
+                assert_eq!(g.failed_check(), Some((reason, finding)), "{version} {template}");
+                assert_eq!((g.feedback(), g.scores(), g.judged()), (finding, None, None));
+                assert_eq!(g, Regenerate::repair(draft.clone(), reason, finding.to_string()), "{version} {template}");
+            }
         }
     }
 

@@ -3,8 +3,11 @@
 
 pub mod codec;
 pub mod config;
+pub mod context;
+mod discovered;
 pub mod error;
 pub mod ids;
+pub mod media;
 pub mod metrics;
 pub mod offsets;
 pub mod records;
@@ -15,9 +18,10 @@ pub use prometheus;
 
 pub use codec::{Codec, CodecError};
 pub use error::{Classify, Disposition, StageError};
+pub use media::MediaType;
 pub use metrics::Metrics;
 pub use records::*;
-pub use stage::{Input, Output, Payload, Stage};
+pub use stage::{Input, Output, Payload, Stage, StageName};
 pub use topic::{Topic, TopicNames};
 
 /// Milliseconds since the Unix epoch.

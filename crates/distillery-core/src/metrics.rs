@@ -1,13 +1,28 @@
 //! Prometheus metrics. Labels are low-cardinality by construction: stage names, topic names, error kinds,
 //! reject reasons, model names — never ids.
+//!
+//! The runtime's own metrics (records in and out, errors, rejections, dead letters, retries, in-flight work,
+//! offsets, lag) are fields here. A component's metrics are declared beside the code that emits them (the
+//! LLM client's in `distillery-llm`, the judge's in its stage, ...) through [`Metrics::counter_vec`] and
+//! friends, which register a family once per registry and hand back the same family afterwards.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
     CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Every metric a Distillery process exports.
+/// A family a component declared.
+#[derive(Clone)]
+enum Family {
+    Counter(IntCounterVec),
+    FloatCounter(CounterVec),
+    Gauge(IntGaugeVec),
+    Histogram(HistogramVec),
+}
+
+/// The runtime's metrics, and the registry every component's metrics join.
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -27,36 +42,12 @@ pub struct Metrics {
     pub in_flight: IntGaugeVec,
     /// Time to process one input (including publishing what it produced).
     pub process_seconds: HistogramVec,
+    /// Families declared by components, by name.
+    families: Arc<Mutex<HashMap<&'static str, Family>>>,
     /// Committed consumer positions, by stage, topic and partition.
     pub committed_offset: IntGaugeVec,
     /// Consumer lag reported by the Kafka client, by stage, topic and partition.
     pub consumer_lag: IntGaugeVec,
-    /// LLM calls, by role (generator/judge), model and outcome.
-    pub llm_calls: IntCounterVec,
-    /// LLM call latency in seconds, by role and model.
-    pub llm_latency: HistogramVec,
-    /// Tokens, by role, model and kind (prompt/completion).
-    pub llm_tokens: IntCounterVec,
-    /// Cost of LLM calls under the configured price table, in its currency units, by role and model.
-    pub llm_cost: CounterVec,
-    /// LLM requests in flight, by role.
-    pub llm_in_flight: IntGaugeVec,
-    /// LLM retries, by role and cause.
-    pub llm_retries: IntCounterVec,
-    /// Judge verdicts by overall score (1-5).
-    pub judge_scores: IntCounterVec,
-    /// Judge verdicts by outcome (pass, regenerate, reject) and attempt: the rejection rate is
-    /// `reject / sum`.
-    pub judge_verdicts: IntCounterVec,
-    /// PII entities redacted, by type.
-    pub pii_redactions: IntCounterVec,
-    /// Synthetic-table requests by outcome (ok, invalid, design_failed, llm_error, aborted) and schema
-    /// source (given, cache, llm).
-    pub tabular_requests: IntCounterVec,
-    /// Synthetic-table rows written, by format.
-    pub tabular_rows: IntCounterVec,
-    /// Synthetic-table bytes written, by format.
-    pub tabular_bytes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,31 +102,7 @@ impl Metrics {
                 "Messages behind the partition end",
                 &["stage", "topic", "partition"],
             ),
-            llm_calls: counter(r, "llm_calls_total", "LLM calls by outcome", &["role", "model", "outcome"]),
-            llm_latency: histogram(r, "llm_latency_seconds", "LLM call latency", &["role", "model"]),
-            llm_tokens: counter(r, "llm_tokens_total", "LLM tokens", &["role", "model", "kind"]),
-            llm_cost: {
-                let c = CounterVec::new(
-                    Opts::new("llm_cost_total", "LLM cost under the price table").namespace("distillery"),
-                    &["role", "model"],
-                )
-                .expect("valid metric");
-                r.register(Box::new(c.clone())).expect("metric registered once");
-                c
-            },
-            llm_in_flight: gauge(r, "llm_in_flight", "LLM requests in flight", &["role"]),
-            llm_retries: counter(r, "llm_retries_total", "LLM retries by cause", &["role", "cause"]),
-            judge_scores: counter(r, "judge_scores_total", "Judge verdicts by overall score", &["score"]),
-            judge_verdicts: counter(r, "judge_verdicts_total", "Judge verdicts by outcome", &["outcome", "attempt"]),
-            pii_redactions: counter(r, "pii_redactions_total", "PII entities redacted", &["type"]),
-            tabular_requests: counter(
-                r,
-                "tabular_requests_total",
-                "Synthetic-table requests by outcome and schema source",
-                &["outcome", "schema"],
-            ),
-            tabular_rows: counter(r, "tabular_rows_total", "Synthetic-table rows written", &["format"]),
-            tabular_bytes: counter(r, "tabular_bytes_total", "Synthetic-table bytes written", &["format"]),
+            families: Arc::default(),
             registry,
         })
     }
@@ -149,6 +116,71 @@ impl Metrics {
     /// A private set for a test.
     pub fn isolated() -> Arc<Metrics> {
         Metrics::new(Registry::new())
+    }
+
+    fn family(&self, name: &'static str, make: impl FnOnce() -> Family) -> Family {
+        let mut families = self.families.lock().expect("metric families lock");
+        families
+            .entry(name)
+            .or_insert_with(|| {
+                let family = make();
+                let collector: Box<dyn prometheus::core::Collector> = match &family {
+                    Family::Counter(c) => Box::new(c.clone()),
+                    Family::FloatCounter(c) => Box::new(c.clone()),
+                    Family::Gauge(g) => Box::new(g.clone()),
+                    Family::Histogram(h) => Box::new(h.clone()),
+                };
+                self.registry.register(collector).expect("a metric family is declared once per name");
+                family
+            })
+            .clone()
+    }
+
+    /// The integer counter family `distillery_<name>`, registered on first use.
+    pub fn counter_vec(&self, name: &'static str, help: &str, labels: &[&str]) -> IntCounterVec {
+        match self.family(name, || {
+            Family::Counter(
+                IntCounterVec::new(Opts::new(name, help).namespace("distillery"), labels).expect("valid metric"),
+            )
+        }) {
+            Family::Counter(c) => c,
+            _ => panic!("metric {name} is declared with two types"),
+        }
+    }
+
+    /// The float counter family `distillery_<name>`, registered on first use.
+    pub fn float_counter_vec(&self, name: &'static str, help: &str, labels: &[&str]) -> CounterVec {
+        match self.family(name, || {
+            Family::FloatCounter(
+                CounterVec::new(Opts::new(name, help).namespace("distillery"), labels).expect("valid metric"),
+            )
+        }) {
+            Family::FloatCounter(c) => c,
+            _ => panic!("metric {name} is declared with two types"),
+        }
+    }
+
+    /// The integer gauge family `distillery_<name>`, registered on first use.
+    pub fn gauge_vec(&self, name: &'static str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        match self.family(name, || {
+            Family::Gauge(
+                IntGaugeVec::new(Opts::new(name, help).namespace("distillery"), labels).expect("valid metric"),
+            )
+        }) {
+            Family::Gauge(g) => g,
+            _ => panic!("metric {name} is declared with two types"),
+        }
+    }
+
+    /// The latency histogram family `distillery_<name>` (seconds), registered on first use.
+    pub fn histogram_vec(&self, name: &'static str, help: &str, labels: &[&str]) -> HistogramVec {
+        match self.family(name, || {
+            let opts = HistogramOpts::new(name, help).namespace("distillery").buckets(LATENCY_BUCKETS.to_vec());
+            Family::Histogram(HistogramVec::new(opts, labels).expect("valid metric"))
+        }) {
+            Family::Histogram(h) => h,
+            _ => panic!("metric {name} is declared with two types"),
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -187,5 +219,16 @@ mod tests {
         assert_eq!(Metrics::counter_sum(&m.records_in, &[("stage", "extract")]), 3);
         let text = m.render();
         assert!(text.contains("distillery_records_in_total{stage=\"extract\",topic=\"documents\"} 3"), "{text}");
+    }
+
+    #[test]
+    fn a_component_family_is_registered_once_and_shared() {
+        let m = Metrics::isolated();
+        m.counter_vec("widgets_total", "Widgets", &["kind"]).with_label_values(&["a"]).inc();
+        m.counter_vec("widgets_total", "Widgets", &["kind"]).with_label_values(&["a"]).inc();
+        assert_eq!(Metrics::counter_sum(&m.counter_vec("widgets_total", "Widgets", &["kind"]), &[]), 2);
+        assert!(m.render().contains("distillery_widgets_total{kind=\"a\"} 2"));
+        let other = Metrics::isolated();
+        assert_eq!(Metrics::counter_sum(&other.counter_vec("widgets_total", "Widgets", &["kind"]), &[]), 0);
     }
 }

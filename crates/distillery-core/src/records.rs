@@ -219,11 +219,146 @@ pub struct Judged {
     pub judged_at_ms: i64,
 }
 
-/// A low-scored draft sent back once with feedback.
+/// A draft sent back once for another attempt, with why (`schemas/regenerate.avsc`, v3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Regenerate {
+    /// A content hash: [`Regenerate::critic`] and [`Regenerate::repair`] derive it exactly as the earlier
+    /// `{id, judged}` versions did, so a replay across the schema change still deduplicates.
     pub id: String,
-    pub judged: Judged,
+    /// The draft to improve.
+    pub draft: Draft,
+    pub cause: RegenerateCause,
+}
+
+/// Why a draft is sent back: on the wire the Avro union `[distillery.CriticVerdict, distillery.FailedCheck]`.
+///
+/// apache-avro maps an externally tagged serde enum whose variants are newtypes onto a union of the inner
+/// records *by position*: variant `i` is written as union branch `i` with the inner struct as that branch's
+/// record, and branch `i` reads back as variant `i` (the record names need not match the variant names).
+/// So the variant order here must stay the branch order of the schema; `codec` tests round-trip both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RegenerateCause {
+    /// The LLM critic scored the draft below threshold.
+    Critic(CriticVerdict),
+    /// A pre-judge check found a flaw in a first draft's answer and asks for one repair.
+    FailedCheck(FailedCheck),
+}
+
+/// What the critic said about a draft that did not pass: a [`Judged`] without its draft.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriticVerdict {
+    /// The id of the verdict (the [`Judged`] it would have been).
+    pub judged_id: String,
+    pub scores: Scores,
+    pub rationale: String,
+    pub judge: ModelCall,
+    pub judged_at_ms: i64,
+}
+
+/// What a pre-judge check found (no model scored the draft).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCheck {
+    /// Travels as its snake_case name in an Avro `string`, so a reason added later needs no schema change;
+    /// a name this build does not know reads as [`RejectReason::Other`].
+    #[serde(with = "reason_as_string")]
+    pub reason: RejectReason,
+    pub finding: String,
+}
+
+/// A [`RejectReason`] as its snake_case name in an Avro `string` (the schema-aware deserializer only maps
+/// Avro enums and unions onto Rust enums, so a plain `rename_all` would not read back).
+mod reason_as_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::RejectReason;
+
+    pub fn serialize<S: Serializer>(reason: &RejectReason, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(reason.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RejectReason, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(RejectReason::from_name(&name).unwrap_or(RejectReason::Other))
+    }
+}
+
+/// The `judge.provider` by which the `{id, judged}` versions of `regenerate` marked a repair request: a fake
+/// verdict with zero scores, the reason in `judge.template` and the finding in `rationale`.
+const LEGACY_CHECKS_PROVIDER: &str = "checks";
+
+impl Regenerate {
+    /// Sends a draft the critic did not pass back with its verdict.
+    pub fn critic(judged: Judged) -> Regenerate {
+        let Judged { id, draft, scores, rationale, passed: _, judge, judged_at_ms } = judged;
+        Regenerate {
+            id: ids::hash_parts(&["regenerate", &id]),
+            draft,
+            cause: RegenerateCause::Critic(CriticVerdict { judged_id: id, scores, rationale, judge, judged_at_ms }),
+        }
+    }
+
+    /// Sends a first draft whose answer failed a pre-judge check back for one repair.
+    pub fn repair(draft: Draft, reason: RejectReason, finding: String) -> Regenerate {
+        Regenerate {
+            id: ids::hash_parts(&["regenerate", &ids::hash_parts(&["checked", &draft.id])]),
+            draft,
+            cause: RegenerateCause::FailedCheck(FailedCheck { reason, finding }),
+        }
+    }
+
+    /// Reads a request of the `{id, judged}` versions (`regenerate.v1`, `regenerate.v2`), keeping its id:
+    /// a verdict of the `checks` provider was a repair request (reason in `judge.template`, unknown names
+    /// as [`RejectReason::Other`]; finding in `rationale`), any other verdict was the critic's.
+    pub fn from_legacy(id: String, judged: Judged) -> Regenerate {
+        let Judged { id: judged_id, draft, scores, rationale, passed: _, judge, judged_at_ms } = judged;
+        let cause = if judge.provider == LEGACY_CHECKS_PROVIDER {
+            let reason = RejectReason::from_name(&judge.template).unwrap_or(RejectReason::Other);
+            RegenerateCause::FailedCheck(FailedCheck { reason, finding: rationale })
+        } else {
+            RegenerateCause::Critic(CriticVerdict { judged_id, scores, rationale, judge, judged_at_ms })
+        };
+        Regenerate { id, draft, cause }
+    }
+
+    /// The critic's verdict rebuilt as the [`Judged`] it routed (`passed == false`); `None` for a repair.
+    pub fn judged(&self) -> Option<Judged> {
+        match &self.cause {
+            RegenerateCause::Critic(v) => Some(Judged {
+                id: v.judged_id.clone(),
+                draft: self.draft.clone(),
+                scores: v.scores,
+                rationale: v.rationale.clone(),
+                passed: false,
+                judge: v.judge.clone(),
+                judged_at_ms: v.judged_at_ms,
+            }),
+            RegenerateCause::FailedCheck(_) => None,
+        }
+    }
+
+    /// The reason and finding of the check that failed; `None` when the critic sent the draft back.
+    pub fn failed_check(&self) -> Option<(RejectReason, &str)> {
+        match &self.cause {
+            RegenerateCause::FailedCheck(c) => Some((c.reason, c.finding.as_str())),
+            RegenerateCause::Critic(_) => None,
+        }
+    }
+
+    /// What to tell the generator: the critic's rationale or the check's finding.
+    pub fn feedback(&self) -> &str {
+        match &self.cause {
+            RegenerateCause::Critic(v) => &v.rationale,
+            RegenerateCause::FailedCheck(c) => &c.finding,
+        }
+    }
+
+    /// The critic's scores; `None` for a repair (no model scored the draft).
+    pub fn scores(&self) -> Option<Scores> {
+        match &self.cause {
+            RegenerateCause::Critic(v) => Some(v.scores),
+            RegenerateCause::FailedCheck(_) => None,
+        }
+    }
 }
 
 /// A training record.
@@ -302,6 +437,13 @@ impl RejectReason {
             RejectReason::InvalidRecord => "invalid_record",
             RejectReason::Ungrounded => "ungrounded",
         }
+    }
+}
+
+impl RejectReason {
+    /// The reason of a snake_case name ([`RejectReason::as_str`]), if it is one.
+    pub fn from_name(name: &str) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == name)
     }
 }
 
@@ -388,9 +530,9 @@ impl Rejected {
                 r.rationale = Some(j.rationale.clone());
             }
             Record::Regenerate(g) => {
-                r.attach_draft(&g.judged.draft);
-                r.scores = Some(g.judged.scores);
-                r.rationale = Some(g.judged.rationale.clone());
+                r.attach_draft(&g.draft);
+                r.scores = g.scores();
+                r.rationale = Some(g.feedback().to_string());
             }
             Record::Accepted(a) => r.attach_draft(&a.judged.draft),
             Record::Rejected(_) | Record::DeadLetter(_) => {}
@@ -464,7 +606,7 @@ impl Record {
             Record::Chunk(r) => &r.document_id,
             Record::Draft(r) => &r.context_id,
             Record::Judged(r) => &r.draft.context_id,
-            Record::Regenerate(r) => &r.judged.draft.context_id,
+            Record::Regenerate(r) => &r.draft.context_id,
             Record::Accepted(r) => &r.judged.draft.document_id,
             Record::Rejected(r) => r.document_id.as_deref().unwrap_or(&r.subject_id),
             Record::DeadLetter(r) => &r.id,
@@ -492,7 +634,7 @@ impl Record {
             Record::Chunk(c) => (SubjectKind::Chunk, &c.id),
             Record::Draft(d) => (SubjectKind::Draft, &d.id),
             Record::Judged(j) => (SubjectKind::Draft, &j.draft.id),
-            Record::Regenerate(g) => (SubjectKind::Draft, &g.judged.draft.id),
+            Record::Regenerate(g) => (SubjectKind::Draft, &g.draft.id),
             Record::Accepted(a) => (SubjectKind::Draft, &a.judged.draft.id),
             Record::Rejected(r) => (r.subject_kind, &r.subject_id),
             Record::DeadLetter(d) => (SubjectKind::Object, &d.id),
@@ -506,7 +648,7 @@ impl Record {
             Record::Chunk(c) => Some(&c.document_id),
             Record::Draft(d) => Some(&d.document_id),
             Record::Judged(j) => Some(&j.draft.document_id),
-            Record::Regenerate(g) => Some(&g.judged.draft.document_id),
+            Record::Regenerate(g) => Some(&g.draft.document_id),
             Record::Accepted(a) => Some(&a.judged.draft.document_id),
             Record::Rejected(r) => r.document_id.as_deref(),
             Record::DeadLetter(_) => None,
@@ -551,5 +693,79 @@ impl RecordKind {
             RecordKind::Rejected => "distillery.Rejected",
             RecordKind::DeadLetter => "distillery.DeadLetter",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::fixtures;
+
+    #[test]
+    fn regenerate_ids_are_those_of_the_judged_era() {
+        let judged = Judged { passed: false, ..fixtures::judged() };
+        assert_eq!(Regenerate::critic(judged.clone()).id, ids::hash_parts(&["regenerate", &judged.id]));
+        let draft = fixtures::draft();
+        let checked = ids::hash_parts(&["checked", &draft.id]);
+        let repair = Regenerate::repair(draft, RejectReason::Refusal, "refused".into());
+        assert_eq!(repair.id, ids::hash_parts(&["regenerate", &checked]));
+    }
+
+    #[test]
+    fn a_critic_request_gives_back_its_verdict() {
+        let judged = Judged { passed: false, ..fixtures::judged() };
+        let g = Regenerate::critic(judged.clone());
+        assert_eq!(g.draft, judged.draft);
+        assert_eq!(g.judged(), Some(judged.clone()));
+        assert_eq!(
+            (g.feedback(), g.scores(), g.failed_check()),
+            (judged.rationale.as_str(), Some(judged.scores), None)
+        );
+        // A verdict that (wrongly) passed is still sent back as not passed.
+        assert_eq!(Regenerate::critic(fixtures::judged()).judged().map(|j| j.passed), Some(false));
+    }
+
+    #[test]
+    fn a_repair_request_has_no_verdict() {
+        let g = Regenerate::repair(fixtures::draft(), RejectReason::Truncated, "cut off mid-sentence".into());
+        assert_eq!(g.failed_check(), Some((RejectReason::Truncated, "cut off mid-sentence")));
+        assert_eq!((g.judged(), g.scores(), g.feedback()), (None, None, "cut off mid-sentence"));
+    }
+
+    #[test]
+    fn legacy_requests_convert_by_provider() {
+        let judged = fixtures::judged();
+        let g = Regenerate::from_legacy("g".into(), judged.clone());
+        assert_eq!((g.id.as_str(), g.scores()), ("g", Some(judged.scores)));
+        let mut checks = judged.clone();
+        checks.judge.provider = "checks".into();
+        checks.judge.template = "empty_output".into();
+        let g = Regenerate::from_legacy("g".into(), checks.clone());
+        assert_eq!(g.failed_check(), Some((RejectReason::EmptyOutput, judged.rationale.as_str())));
+        checks.judge.template = "qa".into();
+        assert_eq!(Regenerate::from_legacy("g".into(), checks).failed_check().map(|c| c.0), Some(RejectReason::Other));
+    }
+
+    #[test]
+    fn rejecting_a_regenerate_keeps_its_draft_and_feedback() {
+        let critic = Record::Regenerate(fixtures::regenerate_critic());
+        let r = Rejected::of(&critic, "generate", RejectReason::LlmError, "boom");
+        assert_eq!((r.subject_kind, r.subject_id.as_str()), (SubjectKind::Draft, fixtures::draft().id.as_str()));
+        assert_eq!(r.draft, Some(fixtures::draft()));
+        assert_eq!(r.scores, Some(fixtures::scores(2)));
+        assert_eq!(r.rationale.as_deref(), Some("Contradicts the context."));
+        let repair = Record::Regenerate(fixtures::regenerate_repair());
+        let r = Rejected::of(&repair, "generate", RejectReason::LlmError, "boom");
+        assert_eq!((r.scores, r.rationale.as_deref()), (None, Some("the answer is not supported by the context")));
+        assert_eq!(r.document_id.as_deref(), repair.document_id());
+        assert_eq!(repair.key(), fixtures::draft().context_id);
+    }
+
+    #[test]
+    fn reject_reasons_read_back_from_their_names() {
+        for r in RejectReason::ALL {
+            assert_eq!(RejectReason::from_name(r.as_str()), Some(r));
+        }
+        assert_eq!(RejectReason::from_name("LowScore"), None);
     }
 }

@@ -60,6 +60,49 @@ impl Input {
     }
 }
 
+/// The stages of the pipeline (and `Source`, what feeds documents into the one-process run): consumer
+/// group suffix, metric label and `Rejected.stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StageName {
+    Source,
+    Ingest,
+    Extract,
+    Generate,
+    Judge,
+    Dedup,
+    Sink,
+}
+
+impl StageName {
+    pub const ALL: [StageName; 7] = [
+        StageName::Source,
+        StageName::Ingest,
+        StageName::Extract,
+        StageName::Generate,
+        StageName::Judge,
+        StageName::Dedup,
+        StageName::Sink,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Source => "source",
+            StageName::Ingest => "ingest",
+            StageName::Extract => "extract",
+            StageName::Generate => "generate",
+            StageName::Judge => "judge",
+            StageName::Dedup => "dedup",
+            StageName::Sink => "sink",
+        }
+    }
+}
+
+impl std::fmt::Display for StageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What processing one input produced: records, each published to `Topic::for_kind(record.kind())`.
 pub type Output = Vec<Record>;
 

@@ -14,7 +14,9 @@ use tokio::sync::Semaphore;
 use crate::config::LlmConfig;
 use crate::error::LlmError;
 use crate::json::{extract_json, looks_like_refusal};
+use crate::metrics::LlmMetrics;
 use crate::providers::{self, ChatApi, truncate};
+use crate::role::LlmRole;
 use crate::types::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Usage};
 
 /// Default concurrency when the server does not report its slots.
@@ -24,12 +26,13 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 pub struct LlmClient {
     api: Box<dyn ChatApi>,
     cfg: LlmConfig,
-    role: &'static str,
+    role: LlmRole,
     slots: Arc<Semaphore>,
     concurrency: usize,
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<(DefaultDirectRateLimiter, u32)>,
-    metrics: Arc<Metrics>,
+    metrics: LlmMetrics,
+    process_metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -58,7 +61,7 @@ pub struct Structured<T> {
 
 impl LlmClient {
     /// Builds a client, asking the server for its parallel slots when `max_concurrency` is unset.
-    pub async fn connect(cfg: LlmConfig, role: &'static str, metrics: Arc<Metrics>) -> LlmClient {
+    pub async fn connect(cfg: LlmConfig, role: LlmRole, metrics: Arc<Metrics>) -> LlmClient {
         let http = http_client();
         let api = providers::build(&cfg, http);
         let concurrency = match cfg.max_concurrency {
@@ -69,16 +72,16 @@ impl LlmClient {
     }
 
     /// A client sharing `slots` with another (generator and judge on one server share its slots).
-    pub fn sharing(other: &LlmClient, cfg: LlmConfig, role: &'static str) -> LlmClient {
+    pub fn sharing(other: &LlmClient, cfg: LlmConfig, role: LlmRole) -> LlmClient {
         let api = providers::build(&cfg, http_client());
-        Self::from_parts(api, cfg, role, other.metrics.clone(), other.slots.clone(), other.concurrency)
+        Self::from_parts(api, cfg, role, other.process_metrics.clone(), other.slots.clone(), other.concurrency)
     }
 
     /// A client over any [`ChatApi`] (tests, custom providers).
     pub fn from_parts(
         api: Box<dyn ChatApi>,
         cfg: LlmConfig,
-        role: &'static str,
+        role: LlmRole,
         metrics: Arc<Metrics>,
         slots: Arc<Semaphore>,
         concurrency: usize,
@@ -91,7 +94,17 @@ impl LlmClient {
             .tokens_per_minute
             .and_then(NonZeroU32::new)
             .map(|tpm| (RateLimiter::direct(Quota::per_minute(tpm)), tpm.get()));
-        LlmClient { api, cfg, role, slots, concurrency: concurrency.max(1), requests, tokens, metrics }
+        LlmClient {
+            api,
+            cfg,
+            role,
+            slots,
+            concurrency: concurrency.max(1),
+            requests,
+            tokens,
+            metrics: LlmMetrics::of(&metrics),
+            process_metrics: metrics,
+        }
     }
 
     pub fn config(&self) -> &LlmConfig {
@@ -103,7 +116,7 @@ impl LlmClient {
         self.concurrency
     }
 
-    pub fn role(&self) -> &'static str {
+    pub fn role(&self) -> LlmRole {
         self.role
     }
 
@@ -122,7 +135,7 @@ impl LlmClient {
                 let _ = l.until_n_ready(n).await;
             }
             let permit = self.slots.acquire().await.expect("slots never closed");
-            let gauge = self.metrics.llm_in_flight.with_label_values(&[self.role]);
+            let gauge = self.metrics.in_flight.with_label_values(&[self.role.as_str()]);
             gauge.inc();
             // A retry samples with another seed: a server error caused by what the model wrote (llama.cpp
             // answers 500 when it cannot parse the output) would otherwise repeat exactly.
@@ -137,32 +150,35 @@ impl LlmClient {
             drop(permit);
             match result {
                 Ok(resp) => {
-                    self.metrics.llm_calls.with_label_values(&[self.role, model, "ok"]).inc();
-                    self.metrics.llm_latency.with_label_values(&[self.role, model]).observe(resp.latency.as_secs_f64());
+                    self.metrics.calls.with_label_values(&[self.role.as_str(), model, "ok"]).inc();
                     self.metrics
-                        .llm_tokens
-                        .with_label_values(&[self.role, model, "prompt"])
+                        .latency
+                        .with_label_values(&[self.role.as_str(), model])
+                        .observe(resp.latency.as_secs_f64());
+                    self.metrics
+                        .tokens
+                        .with_label_values(&[self.role.as_str(), model, "prompt"])
                         .inc_by(resp.usage.prompt_tokens as u64);
                     self.metrics
-                        .llm_tokens
-                        .with_label_values(&[self.role, model, "completion"])
+                        .tokens
+                        .with_label_values(&[self.role.as_str(), model, "completion"])
                         .inc_by(resp.usage.completion_tokens as u64);
                     if let Some(cost) =
                         self.cfg.cost(resp.usage.prompt_tokens as u64, resp.usage.completion_tokens as u64)
                     {
-                        self.metrics.llm_cost.with_label_values(&[self.role, model]).inc_by(cost);
+                        self.metrics.cost.with_label_values(&[self.role.as_str(), model]).inc_by(cost);
                     }
                     return Ok(resp);
                 }
                 Err(e) => {
-                    self.metrics.llm_calls.with_label_values(&[self.role, model, e.kind()]).inc();
+                    self.metrics.calls.with_label_values(&[self.role.as_str(), model, e.kind()]).inc();
                     if !e.is_retryable() || attempt > self.cfg.max_retries {
-                        tracing::warn!(role = self.role, model, attempt, error = %e, "LLM call failed");
+                        tracing::warn!(role = self.role.as_str(), model, attempt, error = %e, "LLM call failed");
                         return Err(e);
                     }
-                    self.metrics.llm_retries.with_label_values(&[self.role, e.kind()]).inc();
+                    self.metrics.retries.with_label_values(&[self.role.as_str(), e.kind()]).inc();
                     let wait = self.backoff(attempt).max(e.retry_after().unwrap_or_default());
-                    tracing::info!(role = self.role, model, attempt, error = %e, wait_ms = wait.as_millis() as u64, "LLM call retrying");
+                    tracing::info!(role = self.role.as_str(), model, attempt, error = %e, wait_ms = wait.as_millis() as u64, "LLM call retrying");
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -246,8 +262,8 @@ impl LlmClient {
                     Problem::Invalid(error) => LlmError::Unparseable { raw: raw_all(), error },
                 });
             }
-            tracing::debug!(role = self.role, problem = ?problem, "repairing structured output");
-            self.metrics.llm_retries.with_label_values(&[self.role, problem.label()]).inc();
+            tracing::debug!(role = self.role.as_str(), problem = ?problem, "repairing structured output");
+            self.metrics.retries.with_label_values(&[self.role.as_str(), problem.label()]).inc();
             match &problem {
                 Problem::Truncated => {
                     let max = req.max_tokens.unwrap_or(self.cfg.max_tokens);

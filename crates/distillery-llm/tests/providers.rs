@@ -96,7 +96,7 @@ fn config(provider: ProviderKind, base_url: String, model: &str, key: &str) -> L
 }
 
 async fn client(cfg: LlmConfig) -> LlmClient {
-    LlmClient::connect(cfg, "generator", Metrics::isolated()).await
+    LlmClient::connect(cfg, distillery_llm::LlmRole::Generator, Metrics::isolated()).await
 }
 
 /// System + user prompt with the output schema.

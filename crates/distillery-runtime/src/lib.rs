@@ -3,6 +3,7 @@
 //! (metrics endpoint, shutdown signal). [`memory`] is the in-process runtime; the Kafka runtime lives in
 //! `distillery-kafka`.
 
+pub mod boot;
 pub mod http;
 pub mod memory;
 pub mod shutdown;

@@ -1,9 +1,14 @@
 //! Object stores behind one interface: S3 (aws-sdk-s3, any S3-compatible server such as MinIO or Ceph
-//! RGW) and a local folder (the embedded run). Reads are bounded: an object over the size limit is refused
-//! from its metadata, never fetched. Hashing streams the body.
+//! RGW; feature `s3`, so stages that read no bucket do not link it) and a local folder (the embedded run),
+//! and the registry of content claims and document versions kept as marker objects in a store.
+//! Reads are bounded: an object over the size limit is refused from its metadata, never fetched. Hashing
+//! streams the body.
 
 pub mod local;
+pub mod registry;
+#[cfg(feature = "s3")]
 pub mod s3;
+pub mod stores;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,7 +16,9 @@ use distillery_core::StoreKind;
 use futures::stream::BoxStream;
 
 pub use local::LocalStore;
+#[cfg(feature = "s3")]
 pub use s3::{S3Config, S3Store};
+pub use stores::Stores;
 
 /// What a store knows about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -538,6 +538,34 @@ mod tests {
         assert_eq!(column_tolerance(1), (1, 3));
     }
 
+    #[test]
+    fn the_system_prompt_describes_every_kind() {
+        // The prompt is prose written for the model (kinds grouped, with their parameters); it is checked
+        // against the one list of kinds rather than built from it, so its bytes stay fixed.
+        let (_, rest) = SYSTEM_PROMPT.split_once("\nKinds:\n").unwrap();
+        let (kinds, _) = rest.split_once("\n\n").unwrap();
+        let words: std::collections::HashSet<&str> =
+            kinds.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
+        for kind in crate::schema::Kind::ALL {
+            assert!(words.contains(kind.as_str()), "the system prompt does not describe {:?}", kind.as_str());
+        }
+        // The kinds without parameters, in the order the constrained output lists them.
+        let line = kinds.lines().find(|l| l.ends_with("No parameters.")).unwrap();
+        let mut listed = String::new();
+        let mut depth = 0;
+        for c in line.trim_start_matches("- ").trim_end_matches("No parameters.").chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                c if depth == 0 => listed.push(c),
+                _ => {}
+            }
+        }
+        let listed: Vec<&str> = listed.split([';', ',', '.']).map(str::trim).filter(|w| !w.is_empty()).collect();
+        let plain: Vec<&str> = crate::flat::plain_kinds().into_iter().map(crate::schema::Kind::as_str).collect();
+        assert_eq!(listed, plain);
+    }
+
     const GOOD: &str = r#"{"columns": [
         {"column": "customer_id", "kind": "id", "prefix": "C-"},
         {"column": "name", "kind": "full_name"},
@@ -584,7 +612,7 @@ mod tests {
             timeout_secs: 5,
             ..LlmConfig::default()
         };
-        let client = LlmClient::connect(cfg, "tabular", Metrics::isolated()).await;
+        let client = LlmClient::connect(cfg, distillery_llm::LlmRole::Schema, Metrics::isolated()).await;
         (server, client)
     }
 

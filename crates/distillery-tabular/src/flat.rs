@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::schema::{
-    Column, Distribution, ExprType, Generator, Locale, TableSchema, is_identifier, parse_date, parse_datetime,
+    Column, Distribution, ExprType, Generator, Kind, Locale, TableSchema, is_identifier, parse_date, parse_datetime,
     suggest_identifier, tidy,
 };
 
@@ -143,26 +143,15 @@ pub fn llm_json_schema() -> Value {
     llm_json_schema_for(None)
 }
 
-/// Kinds without parameters (in the constrained output; `email` and `username` then take their names from
-/// the row's name columns).
-const PLAIN_KINDS: [&str; 16] = [
-    "uuid",
-    "first_name",
-    "last_name",
-    "full_name",
-    "email",
-    "username",
-    "phone",
-    "street_address",
-    "city",
-    "state",
-    "country",
-    "postcode",
-    "company",
-    "job_title",
-    "url",
-    "ip",
-];
+/// Kinds without parameters in the constrained output ([`Kind::is_plain`]; `email` and `username` then take
+/// their names from the row's name columns), in the order the system prompt lists them: as in [`Kind::ALL`],
+/// except that `username` follows `email` (both are made from the row's names).
+pub(crate) fn plain_kinds() -> Vec<Kind> {
+    let mut kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_plain() && *k != Kind::Username).collect();
+    let after_email = kinds.iter().position(|k| *k == Kind::Email).map_or(kinds.len(), |i| i + 1);
+    kinds.insert(after_email, Kind::Username);
+    kinds
+}
 
 /// The JSON Schema of the design form; with `columns = Some((min, max))` the column count is constrained
 /// too (llama.cpp enforces `minItems`/`maxItems`).
@@ -180,11 +169,12 @@ pub fn llm_json_schema_for(columns: Option<(usize, usize)>) -> Value {
     // at the token limit (strings are the one unbounded thing in a JSON grammar).
     let string = |max: usize| json!({"type": "string", "maxLength": max});
     let name = string(MAX_LLM_NAME);
-    let shape = |kinds: &[&str], params: Value, required: &[&str]| -> Value {
+    let shape = |kinds: &[Kind], params: Value, required: &[&str]| -> Value {
         // Written in this order (with serde_json's preserve_order; llama.cpp emits required properties first,
         // in schema order): the column, its kind, then the kind's parameters.
         let mut props = serde_json::Map::new();
         props.insert("column".into(), name.clone());
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         props.insert("kind".into(), json!({"type": "string", "enum": kinds}));
         props.extend(params.as_object().cloned().unwrap_or_default());
         let mut req = vec!["column", "kind"];
@@ -193,31 +183,31 @@ pub fn llm_json_schema_for(columns: Option<(usize, usize)>) -> Value {
     };
     let distribution = json!({"type": "string", "enum": ["uniform", "normal", "lognormal"]});
     let shapes = vec![
-        shape(&PLAIN_KINDS, json!({}), &[]),
-        shape(&["id"], json!({"prefix": string(12), "start": integer}), &[]),
-        shape(&["date", "datetime"], json!({"min": string(20), "max": string(20)}), &["min", "max"]),
+        shape(&plain_kinds(), json!({}), &[]),
+        shape(&[Kind::Id], json!({"prefix": string(12), "start": integer}), &[]),
+        shape(&[Kind::Date, Kind::Datetime], json!({"min": string(20), "max": string(20)}), &["min", "max"]),
         shape(
-            &["integer"],
+            &[Kind::Integer],
             json!({"min": integer, "max": integer, "distribution": distribution, "mean": number, "std": number}),
             &["min", "max"],
         ),
         shape(
-            &["float"],
+            &[Kind::Float],
             json!({"min": number, "max": number, "distribution": distribution, "mean": number, "std": number,
                    "decimals": integer}),
             &["min", "max"],
         ),
         shape(
-            &["category"],
+            &[Kind::Category],
             json!({"values": {"type": "array", "items": name, "minItems": 2, "maxItems": MAX_LLM_VALUES},
                    "weights": {"type": "array", "items": number, "minItems": 2, "maxItems": MAX_LLM_VALUES}}),
             &["values", "weights"],
         ),
-        shape(&["boolean"], json!({"rate": number}), &["rate"]),
-        shape(&["text"], json!({"words": integer}), &[]),
-        shape(&["foreign_key"], json!({"ref": name}), &["ref"]),
+        shape(&[Kind::Boolean], json!({"rate": number}), &["rate"]),
+        shape(&[Kind::Text], json!({"words": integer}), &[]),
+        shape(&[Kind::ForeignKey], json!({"ref": name}), &["ref"]),
         shape(
-            &["expression"],
+            &[Kind::Expression],
             json!({"type": {"type": "string", "enum": ["int", "float", "bool", "string", "date"]},
                    "value": string(MAX_LLM_EXPR), "decimals": integer}),
             &["type", "value"],
@@ -454,40 +444,42 @@ impl From<Value> for DesignColumn {
 }
 
 /// The canonical kind for a kind name or a common synonym.
-pub(crate) fn canonical_kind(kind: &str) -> Option<&'static str> {
+pub(crate) fn canonical_kind(kind: &str) -> Option<Kind> {
     let k = kind.trim().to_ascii_lowercase().replace([' ', '-', '.'], "_");
-    if let Some(known) = Generator::KINDS.iter().find(|x| **x == k) {
+    if let Some(known) = Kind::from_tag(&k) {
         return Some(known);
     }
     let found = match k.as_str() {
-        "int" | "integer_number" | "number" | "count" | "int64" | "age" | "quantity" => "integer",
-        "decimal" | "double" | "real" | "numeric" | "money" | "currency" | "price" | "amount" | "float64" => "float",
-        "enum" | "categorical" | "choice" | "label" | "status" | "select" => "category",
-        "bool" | "flag" | "binary" | "yes_no" => "boolean",
-        "timestamp" | "date_time" | "time" | "datetime_range" => "datetime",
-        "date_range" | "day" | "birthdate" | "date_of_birth" => "date",
-        "sentence" | "paragraph" | "lorem" | "description" | "comment" | "free_text" | "string" => "text",
-        "fk" | "foreignkey" | "reference" | "ref" | "lookup" => "foreign_key",
-        "derived" | "formula" | "computed" | "calculated" | "expr" => "expression",
-        "name" | "person_name" | "fullname" | "customer_name" => "full_name",
-        "firstname" | "given_name" | "forename" => "first_name",
-        "lastname" | "surname" | "family_name" => "last_name",
-        "email_address" | "mail" | "e_mail" => "email",
-        "phone_number" | "telephone" | "mobile" | "phonenumber" | "cell_phone" => "phone",
-        "address" | "street" | "street_name" | "address_line" => "street_address",
-        "zip" | "zipcode" | "zip_code" | "postal_code" | "post_code" => "postcode",
-        "province" | "region" | "state_name" => "state",
-        "company_name" | "organization" | "organisation" | "employer" | "business" => "company",
-        "job" | "occupation" | "position" | "title" | "profession" | "role" => "job_title",
-        "user_name" | "handle" | "login" | "screen_name" => "username",
-        "website" | "link" | "uri" | "web" => "url",
-        "ip_address" | "ipv4" | "ip4" => "ip",
-        "sequence" | "serial" | "auto_increment" | "autoincrement" | "identifier" | "sequential" | "primary_key" => {
-            "id"
+        "int" | "integer_number" | "number" | "count" | "int64" | "age" | "quantity" => Kind::Integer,
+        "decimal" | "double" | "real" | "numeric" | "money" | "currency" | "price" | "amount" | "float64" => {
+            Kind::Float
         }
-        "guid" | "uuid4" | "uuid_v4" => "uuid",
-        "country_name" | "nation" => "country",
-        "city_name" | "town" => "city",
+        "enum" | "categorical" | "choice" | "label" | "status" | "select" => Kind::Category,
+        "bool" | "flag" | "binary" | "yes_no" => Kind::Boolean,
+        "timestamp" | "date_time" | "time" | "datetime_range" => Kind::Datetime,
+        "date_range" | "day" | "birthdate" | "date_of_birth" => Kind::Date,
+        "sentence" | "paragraph" | "lorem" | "description" | "comment" | "free_text" | "string" => Kind::Text,
+        "fk" | "foreignkey" | "reference" | "ref" | "lookup" => Kind::ForeignKey,
+        "derived" | "formula" | "computed" | "calculated" | "expr" => Kind::Expression,
+        "name" | "person_name" | "fullname" | "customer_name" => Kind::FullName,
+        "firstname" | "given_name" | "forename" => Kind::FirstName,
+        "lastname" | "surname" | "family_name" => Kind::LastName,
+        "email_address" | "mail" | "e_mail" => Kind::Email,
+        "phone_number" | "telephone" | "mobile" | "phonenumber" | "cell_phone" => Kind::Phone,
+        "address" | "street" | "street_name" | "address_line" => Kind::StreetAddress,
+        "zip" | "zipcode" | "zip_code" | "postal_code" | "post_code" => Kind::Postcode,
+        "province" | "region" | "state_name" => Kind::State,
+        "company_name" | "organization" | "organisation" | "employer" | "business" => Kind::Company,
+        "job" | "occupation" | "position" | "title" | "profession" | "role" => Kind::JobTitle,
+        "user_name" | "handle" | "login" | "screen_name" => Kind::Username,
+        "website" | "link" | "uri" | "web" => Kind::Url,
+        "ip_address" | "ipv4" | "ip4" => Kind::Ip,
+        "sequence" | "serial" | "auto_increment" | "autoincrement" | "identifier" | "sequential" | "primary_key" => {
+            Kind::Id
+        }
+        "guid" | "uuid4" | "uuid_v4" => Kind::Uuid,
+        "country_name" | "nation" => Kind::Country,
+        "city_name" | "town" => Kind::City,
         _ => return None,
     };
     Some(found)
@@ -495,19 +487,19 @@ pub(crate) fn canonical_kind(kind: &str) -> Option<&'static str> {
 
 /// The name kind a column name clearly asks for: `first_name`, `given_name` → first names; `last_name`,
 /// `surname`, `family_name` → last names; `username`, `user_name`, `handle` → user names.
-fn name_part(column: &str) -> Option<&'static str> {
+fn name_part(column: &str) -> Option<Kind> {
     let words: Vec<&str> = column.split('_').collect();
     let has = |w: &str| words.contains(&w);
     if column.contains("username") || has("handle") || has("user") && has("name") {
-        Some("username")
+        Some(Kind::Username)
     } else if column.contains("firstname")
         || column.contains("forename")
         || (has("first") || has("given")) && has("name")
     {
-        Some("first_name")
+        Some(Kind::FirstName)
     } else if column.contains("lastname") || column.contains("surname") || (has("last") || has("family")) && has("name")
     {
-        Some("last_name")
+        Some(Kind::LastName)
     } else {
         None
     }
@@ -606,7 +598,7 @@ impl DesignColumn {
         // A person-name column whose name says which part it holds gets that part ("first_name" as
         // full_name is a common slip of small models).
         let kind = match kind {
-            "full_name" | "first_name" | "last_name" | "username" => name_part(&name).unwrap_or(kind),
+            Kind::FullName | Kind::FirstName | Kind::LastName | Kind::Username => name_part(&name).unwrap_or(kind),
             other => other,
         };
         let reference =
@@ -616,7 +608,7 @@ impl DesignColumn {
             other => other,
         };
         let generator = match kind {
-            "id" => Generator::Id {
+            Kind::Id => Generator::Id {
                 start: self.start.as_deref().and_then(|s| s.trim().parse::<f64>().ok()).map_or(1, |x| x as i64),
                 prefix: self.prefix.clone().filter(|p| !p.is_empty()),
                 digits: self.digits.unwrap_or(if self.prefix.as_deref().is_some_and(|p| !p.is_empty()) {
@@ -625,11 +617,11 @@ impl DesignColumn {
                     0
                 }),
             },
-            "uuid" => Generator::Uuid,
-            "first_name" => Generator::FirstName,
-            "last_name" => Generator::LastName,
-            "full_name" => Generator::FullName,
-            "email" | "username" => {
+            Kind::Uuid => Generator::Uuid,
+            Kind::FirstName => Generator::FirstName,
+            Kind::LastName => Generator::LastName,
+            Kind::FullName => Generator::FullName,
+            Kind::Email | Kind::Username => {
                 // A reference the model got wrong (not an earlier name column) is dropped: the address is then
                 // built from the row's name columns anyway.
                 let column = reference.filter(|r| {
@@ -644,22 +636,22 @@ impl DesignColumn {
                             )
                     })
                 });
-                if kind == "email" { Generator::Email { column } } else { Generator::Username { column } }
+                if kind == Kind::Email { Generator::Email { column } } else { Generator::Username { column } }
             }
-            "phone" => Generator::Phone,
-            "street_address" => Generator::StreetAddress,
-            "city" => Generator::City,
-            "state" => Generator::State,
-            "country" => Generator::Country,
-            "postcode" => Generator::Postcode,
-            "company" => Generator::Company,
-            "job_title" => Generator::JobTitle,
-            "url" => Generator::Url,
-            "ip" => Generator::Ip,
-            "date" | "datetime" => {
+            Kind::Phone => Generator::Phone,
+            Kind::StreetAddress => Generator::StreetAddress,
+            Kind::City => Generator::City,
+            Kind::State => Generator::State,
+            Kind::Country => Generator::Country,
+            Kind::Postcode => Generator::Postcode,
+            Kind::Company => Generator::Company,
+            Kind::JobTitle => Generator::JobTitle,
+            Kind::Url => Generator::Url,
+            Kind::Ip => Generator::Ip,
+            Kind::Date | Kind::Datetime => {
                 let mut read = |v: &Option<String>, end: bool, default: &str| -> Option<String> {
                     let s = v.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(default);
-                    let parsed = if kind == "date" { lenient_date(s, end) } else { lenient_datetime(s, end) };
+                    let parsed = if kind == Kind::Date { lenient_date(s, end) } else { lenient_datetime(s, end) };
                     if parsed.is_none() {
                         problems.push(format!(
                             "{at}: {} {s:?} is not a date (YYYY-MM-DD)",
@@ -673,9 +665,9 @@ impl DesignColumn {
                 let start = read(&self.start.clone().or_else(|| year(self.min)), false, DEFAULT_START)?;
                 let end = read(&self.end.clone().or_else(|| year(self.max)), true, DEFAULT_END)?;
                 let (start, end) = if start > end { (end, start) } else { (start, end) };
-                if kind == "date" { Generator::Date { start, end } } else { Generator::Datetime { start, end } }
+                if kind == Kind::Date { Generator::Date { start, end } } else { Generator::Datetime { start, end } }
             }
-            "integer" | "float" => {
+            Kind::Integer | Kind::Float => {
                 let (min, max) = match (lo, hi, self.mean, self.std) {
                     (Some(a), Some(b), _, _) => (a, b),
                     (a, b, Some(m), Some(s)) if s > 0.0 => {
@@ -684,19 +676,19 @@ impl DesignColumn {
                     (Some(a), None, Some(m), _) if m > a => (a, tidy(a + 2.0 * (m - a))),
                     (None, Some(b), Some(m), _) if m < b => (tidy(b - 2.0 * (b - m)), b),
                     _ => {
-                        problems.push(format!("{at}: {kind} columns need \"min\" and \"max\""));
+                        problems.push(format!("{at}: {} columns need \"min\" and \"max\"", kind.as_str()));
                         return None;
                     }
                 };
                 let distribution = self.distribution(at, min, max, problems)?;
-                if kind == "integer" {
+                if kind == Kind::Integer {
                     Generator::Integer { min: min.round() as i64, max: max.round() as i64, distribution }
                 } else {
                     // Two decimals unless told otherwise: prices, rates, scores; not 65.11060329245774.
                     Generator::Float { min, max, distribution, decimals: Some(self.decimals.unwrap_or(2)) }
                 }
             }
-            "category" => {
+            Kind::Category => {
                 let Some(values) = self.values.as_ref().filter(|v| !v.is_empty()) else {
                     problems.push(format!("{at}: a category needs \"values\" (a list of labels)"));
                     return None;
@@ -724,8 +716,8 @@ impl DesignColumn {
                 };
                 Generator::Category { values: labels, weights }
             }
-            "boolean" => Generator::Boolean { rate: self.rate.map_or(0.5, fraction) },
-            "text" => {
+            Kind::Boolean => Generator::Boolean { rate: self.rate.map_or(0.5, fraction) },
+            Kind::Text => {
                 let (min_words, max_words) = match (self.min_words, self.max_words, self.words) {
                     (Some(a), Some(b), _) => (a, b),
                     (_, _, Some(w)) => ((w - w / 3).max(1), (w + w / 3).max(1)),
@@ -735,7 +727,7 @@ impl DesignColumn {
                 };
                 Generator::Text { min_words, max_words }
             }
-            "foreign_key" => match reference {
+            Kind::ForeignKey => match reference {
                 Some(column) if !column.is_empty() => Generator::ForeignKey { column },
                 _ => {
                     problems
@@ -743,7 +735,7 @@ impl DesignColumn {
                     return None;
                 }
             },
-            "expression" => {
+            Kind::Expression => {
                 let Some(expr) = self.expr.as_ref().filter(|e| !e.trim().is_empty()) else {
                     problems.push(format!("{at}: an expression column needs \"expr\""));
                     return None;
@@ -761,7 +753,6 @@ impl DesignColumn {
                 let decimals = self.decimals.filter(|_| ty == ExprType::Float);
                 Generator::Expression { expr: expr.trim().to_string(), ty, decimals }
             }
-            _ => unreachable!("canonical kinds are covered"),
         };
         Some(Column { name, generator, null_rate: self.null_rate.map_or(0.0, fraction) })
     }
@@ -1093,13 +1084,13 @@ mod tests {
 
     #[test]
     fn kinds_have_synonyms() {
-        for k in Generator::KINDS {
-            assert_eq!(canonical_kind(k), Some(k));
-            assert_eq!(canonical_kind(&k.to_uppercase()), Some(k));
+        for k in Kind::ALL {
+            assert_eq!(canonical_kind(k.as_str()), Some(k));
+            assert_eq!(canonical_kind(&k.as_str().to_uppercase()), Some(k));
         }
-        assert_eq!(canonical_kind("Phone Number"), Some("phone"));
-        assert_eq!(canonical_kind("zip-code"), Some("postcode"));
-        assert_eq!(canonical_kind("GUID"), Some("uuid"));
+        assert_eq!(canonical_kind("Phone Number"), Some(Kind::Phone));
+        assert_eq!(canonical_kind("zip-code"), Some(Kind::Postcode));
+        assert_eq!(canonical_kind("GUID"), Some(Kind::Uuid));
         assert_eq!(canonical_kind("nonsense"), None);
     }
 }

@@ -32,15 +32,34 @@
 //! eprintln!("{} rows, {} bytes", stats.rows, stats.bytes);
 //! ```
 
+// Layering, bottom up. A module uses only modules listed above it (its `use crate::` imports, plus the
+// `TableSchema::validate`/`check` methods that `validate` defines), tests included, so there is no cycle:
+//   error     nothing
+//   schema    nothing (the types and their serde, plain date and name helpers, the one list of kinds)
+//   locale    schema
+//   cells     locale, schema
+//   expr      schema
+//   engine    cells, expr, locale, schema
+//   validate  engine, error, expr, schema
+//   generate  engine, error, schema, validate (tests: cells)
+//   flat      schema (tests: validate)
+//   parse     error, flat, schema, validate
+//   design    error, flat, schema, validate
+//   write     cells, engine, error, generate, schema
+//   stream    error, generate, schema, write
+
 mod cells;
 pub mod design;
+mod engine;
 pub mod error;
 mod expr;
 pub mod flat;
 pub mod generate;
 mod locale;
+mod parse;
 pub mod schema;
 pub mod stream;
+mod validate;
 pub mod write;
 
 pub use design::{
@@ -50,8 +69,7 @@ pub use design::{
 pub use error::TabularError;
 pub use flat::{DesignColumn, DesignTable, llm_json_schema, llm_json_schema_for};
 pub use generate::{Row, RowGenerator, Value};
-pub use schema::{
-    Column, Distribution, ExprType, Generator, Locale, MAX_COLUMNS, TableSchema, ValueType, parse_schema,
-};
+pub use parse::parse_schema;
+pub use schema::{Column, Distribution, ExprType, Generator, Locale, MAX_COLUMNS, TableSchema, ValueType};
 pub use stream::{TableStream, stream_table, stream_table_with};
 pub use write::{BLOCK_ROWS, Format, WriteOptions, WriteStats, write_table, write_table_with};

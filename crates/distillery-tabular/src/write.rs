@@ -31,9 +31,10 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::cells;
+pub use crate::engine::BLOCK_ROWS;
+use crate::engine::{Block, ColValues, Compiled, block_count, rows_in_block};
 use crate::error::TabularError;
-pub use crate::generate::BLOCK_ROWS;
-use crate::generate::{Block, ColValues, Compiled, RowGenerator, block_count, rows_in_block};
+use crate::generate::RowGenerator;
 use crate::schema::{TableSchema, ValueType};
 
 /// Encoded blocks each worker may have queued.

@@ -133,7 +133,7 @@ async fn run_domain(llm: &LlmClient, cache: &SchemaCache, d: &Domain) -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_domains_designed_by_the_real_llm_generate_valid_tables() {
     let cfg = llm_config();
-    let llm = LlmClient::connect(cfg, "tabular", Metrics::isolated()).await;
+    let llm = LlmClient::connect(cfg, distillery_llm::LlmRole::Schema, Metrics::isolated()).await;
     let dir = tempfile::tempdir().unwrap();
     let cache = SchemaCache::open(dir.path()).unwrap();
 

@@ -94,9 +94,10 @@ Every deployable service with a ConfigMap, a Deployment and a Service: the stage
 
 {{/*
 What the chart knows of each service, mirroring the Rust code:
-  sections: the top-level tables of its configuration struct (crates/distillery-app/src/config.rs,
-            `service_config!`: kafka, runtime and ops plus the stage's own);
-  inputs:   the topics the stage consumes (`Stage::inputs` in crates/distillery-stages), as base names.
+  sections: the top-level tables of its configuration struct (`service_config!` in
+            services/<stage>/src/service.rs: kafka, runtime and ops from the macro in
+            crates/distillery-kafka/src/service.rs, plus the stage's own);
+  inputs:   the topics the stage consumes (`Stage::inputs` in services/<stage>/src/lib.rs), as base names.
 helm/tests/check.py compares this (and distillery.secretFields) with the Rust source.
 */}}
 {{- define "distillery.stageMeta" -}}
@@ -121,7 +122,7 @@ sink:
 {{- end -}}
 
 {{/*
-The HTTP API (`distillery-api`, ApiServiceConfig in crates/distillery-app/src/tabular.rs): the top-level tables
+The HTTP API (`distillery-api`, ApiServiceConfig in services/api/src/tabular.rs): the top-level tables
 of its configuration. No [kafka] and no [runtime]: the service rejects unknown sections.
 helm/tests/check.py compares this with the Rust struct.
 */}}

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use distillery_app::config::RunConfig;
-use distillery_app::run::{RunOptions, run};
+use distillery::composition::{RunOptions, run};
+use distillery::config::RunConfig;
 use distillery_loadtest::SlotSampler;
 use tokio_util::sync::CancellationToken;
 
@@ -91,8 +91,11 @@ async fn main() -> anyhow::Result<()> {
 
 /// (drafts, accepted, tokens) so far in this process.
 fn snapshot() -> (u64, u64, u64) {
-    use distillery_core::Metrics;
+    use distillery_core::{Metrics, StageName, Topic};
     let m = Metrics::global();
-    let out = |stage: &str, topic: &str| Metrics::counter_sum(&m.records_out, &[("stage", stage), ("topic", topic)]);
-    (out("generate", "drafts"), out("dedup", "accepted"), Metrics::counter_sum(&m.llm_tokens, &[]))
+    let out = |stage: StageName, topic: Topic| {
+        Metrics::counter_sum(&m.records_out, &[("stage", stage.as_str()), ("topic", topic.base_name())])
+    };
+    let tokens = Metrics::counter_sum(&distillery_llm::LlmMetrics::of(&m).tokens, &[]);
+    (out(StageName::Generate, Topic::Drafts), out(StageName::Dedup, Topic::Accepted), tokens)
 }

@@ -1,4 +1,4 @@
 //! `distillery-api`: the same as `distillery service api`, as its own binary for its own image.
 fn main() -> std::process::ExitCode {
-    distillery_app::service::main(distillery_app::service::ServiceKind::Api)
+    distillery_api::service::main()
 }

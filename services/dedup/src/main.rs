@@ -1,4 +1,4 @@
 //! `distillery-dedup`: the same as `distillery service dedup`, as its own binary for its own image.
 fn main() -> std::process::ExitCode {
-    distillery_app::service::main(distillery_app::service::ServiceKind::Dedup)
+    distillery_dedup::service::main()
 }

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    distillery_app::cli::main()
+    distillery::cli::main()
 }

@@ -1,4 +1,4 @@
 //! `distillery-extract`: the same as `distillery service extract`, as its own binary for its own image.
 fn main() -> std::process::ExitCode {
-    distillery_app::service::main(distillery_app::service::ServiceKind::Extract)
+    distillery_extract::service::main()
 }

@@ -1,4 +1,4 @@
 //! `distillery-generate`: the same as `distillery service generate`, as its own binary for its own image.
 fn main() -> std::process::ExitCode {
-    distillery_app::service::main(distillery_app::service::ServiceKind::Generate)
+    distillery_generate::service::main()
 }

@@ -1,4 +1,4 @@
 //! `distillery-ingest`: the same as `distillery service ingest`, as its own binary for its own image.
 fn main() -> std::process::ExitCode {
-    distillery_app::service::main(distillery_app::service::ServiceKind::Ingest)
+    distillery_ingest::service::main()
 }

@@ -1,4 +1,4 @@
 //! `distillery-judge`: the same as `distillery service judge`, as its own binary for its own image.
 fn main() -> std::process::ExitCode {
-    distillery_app::service::main(distillery_app::service::ServiceKind::Judge)
+    distillery_judge::service::main()
 }

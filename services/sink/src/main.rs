@@ -1,4 +1,4 @@
 //! `distillery-sink`: the same as `distillery service sink`, as its own binary for its own image.
 fn main() -> std::process::ExitCode {
-    distillery_app::service::main(distillery_app::service::ServiceKind::Sink)
+    distillery_sink::service::main()
 }

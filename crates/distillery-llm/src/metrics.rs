@@ -1,0 +1,35 @@
+//! The LLM client's metrics: calls by outcome, latency, tokens, cost, requests in flight and retries, by
+//! role and model.
+
+use distillery_core::Metrics;
+use distillery_core::prometheus::{CounterVec, HistogramVec, IntCounterVec, IntGaugeVec};
+
+/// The LLM client's families, registered in a process's [`Metrics`] registry.
+#[derive(Debug, Clone)]
+pub struct LlmMetrics {
+    /// LLM calls, by role (generator/judge/schema), model and outcome.
+    pub calls: IntCounterVec,
+    /// LLM call latency in seconds, by role and model.
+    pub latency: HistogramVec,
+    /// Tokens, by role, model and kind (prompt/completion).
+    pub tokens: IntCounterVec,
+    /// Cost of LLM calls under the configured price table, in its currency units, by role and model.
+    pub cost: CounterVec,
+    /// LLM requests in flight, by role.
+    pub in_flight: IntGaugeVec,
+    /// LLM retries, by role and cause.
+    pub retries: IntCounterVec,
+}
+
+impl LlmMetrics {
+    pub fn of(m: &Metrics) -> LlmMetrics {
+        LlmMetrics {
+            calls: m.counter_vec("llm_calls_total", "LLM calls by outcome", &["role", "model", "outcome"]),
+            latency: m.histogram_vec("llm_latency_seconds", "LLM call latency", &["role", "model"]),
+            tokens: m.counter_vec("llm_tokens_total", "LLM tokens", &["role", "model", "kind"]),
+            cost: m.float_counter_vec("llm_cost_total", "LLM cost under the price table", &["role", "model"]),
+            in_flight: m.gauge_vec("llm_in_flight", "LLM requests in flight", &["role"]),
+            retries: m.counter_vec("llm_retries_total", "LLM retries by cause", &["role", "cause"]),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! What the LLM stages (generate, judge) share: the tasks and their templates and output schemas, and the
+//! one path of an LLM call (request, call with token accounting, seed, transcript, call record).
+
+pub mod llm_call;
+pub mod task;
+pub mod templates;
+
+pub use llm_call::{LlmCaller, seed_of, transcript};
+pub use task::Task;
+pub use templates::Templates;

@@ -1,0 +1,278 @@
+//! The `distillery` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use distillery_core::config::load;
+use distillery_export::{ExportOptions, Format};
+use distillery_runtime::boot::init_tracing;
+
+use crate::composition::{RunOptions, run};
+use crate::config::RunConfig;
+use crate::service::{ServiceKind, run_service};
+
+#[derive(Parser, Debug)]
+#[command(name = "distillery", version, about = "Turn a company's documents into verified LLM training data.")]
+pub struct Cli {
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole pipeline in this process on a folder, a file or s3://bucket/prefix.
+    Run {
+        /// A folder, a file, or s3://bucket/prefix.
+        input: String,
+        /// Output folder (accepted.jsonl, rejected.jsonl, alpaca.jsonl, ..., summary.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// OpenAI-compatible base URL of the generator (and judge) server, e.g. http://127.0.0.1:8080/v1.
+        #[arg(long, env = "DISTILLERY_LLM_BASE_URL")]
+        llm_base_url: Option<String>,
+        /// Model name on that server.
+        #[arg(long, env = "DISTILLERY_LLM_MODEL")]
+        llm_model: Option<String>,
+        /// A TOML configuration file (see `distillery config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// No progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run one stage as a Kafka service.
+    Service {
+        stage: ServiceKind,
+        /// The service's TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the chunks documents would produce, one JSON object per line, without calling an LLM.
+    Extract {
+        files: Vec<PathBuf>,
+        /// A TOML file with an [extract] section (chunk budgets, tokenizer).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Rebuild training exports from a dataset folder (drops repeated ids).
+    Export {
+        /// The dataset folder (with accepted.jsonl).
+        #[arg(long)]
+        from: PathBuf,
+        /// Where the exports go (default: the dataset folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Formats: alpaca, sharegpt, openai, dpo, parquet (repeatable; default all).
+        #[arg(long = "format")]
+        formats: Vec<String>,
+        /// Put reasoning traces before answers in SFT exports.
+        #[arg(long)]
+        include_reasoning: bool,
+        /// A system message for ShareGPT and OpenAI chat exports.
+        #[arg(long)]
+        system_prompt: Option<String>,
+    },
+    /// Create the pipeline's Kafka topics (from flags, or from the [kafka] section of a service config,
+    /// with its security properties and DISTILLERY__KAFKA__* overrides).
+    Topics {
+        /// A service configuration file whose [kafka] section to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        partitions: Option<i32>,
+        #[arg(long)]
+        replication_factor: Option<i32>,
+    },
+    /// A synthetic table from a plain-English description: one LLM call designs the schema (cached), then
+    /// the rows come from a seeded generator (no LLM per row).
+    Tabular {
+        /// What the table is, e.g. "customer churn data for a telecom company with 20 columns".
+        description: Option<String>,
+        /// Row count (default: "N rows" in the description, else 1000).
+        #[arg(long)]
+        rows: Option<u64>,
+        /// csv, jsonl or parquet (default: from the --out extension, else csv).
+        #[arg(long)]
+        format: Option<String>,
+        /// Output file (`-` for stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Generation seed (default 42): the same schema and seed give the same bytes.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// A schema file (as --print-schema writes it, or the flat form): no LLM call.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Write the schema as JSON to stdout (to stderr when the table goes to stdout); without --out,
+        /// only design the schema.
+        #[arg(long)]
+        print_schema: bool,
+        /// OpenAI-compatible base URL of the model that designs the schema.
+        #[arg(long, env = "DISTILLERY_LLM_BASE_URL")]
+        llm_base_url: Option<String>,
+        /// Model name on that server.
+        #[arg(long, env = "DISTILLERY_LLM_MODEL")]
+        llm_model: Option<String>,
+        /// A TOML file with [llm] and [tabular] sections (as the API service reads).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Neither read nor write the schema cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Print the default configuration of `run` as TOML.
+    Config,
+    /// Print the standalone Avro schema (references inlined) of a record kind, or of every kind.
+    Schema {
+        /// document, chunk, draft, judged, regenerate, accepted, rejected or dead-letter.
+        kind: Option<String>,
+    },
+}
+
+/// Entry point of the `distillery` binary.
+pub fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(distillery_extract::WORKER_ARG) {
+        return distillery_extract::worker_main();
+    }
+    let cli = Cli::parse();
+    let default_level = match (cli.verbose, &cli.command) {
+        (0, Command::Service { .. }) => "info",
+        (0, _) => "warn",
+        (1, _) => "info",
+        _ => "debug",
+    };
+    init_tracing(default_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { input, out, llm_base_url, llm_model, config, quiet } => {
+            let mut cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(url) = llm_base_url {
+                cfg.llm.generator.base_url = url.clone();
+                if let Some(j) = cfg.llm.judge.as_mut() {
+                    j.base_url = url;
+                }
+            }
+            if let Some(model) = llm_model {
+                cfg.llm.generator.model = model.clone();
+                if let Some(j) = cfg.llm.judge.as_mut() {
+                    j.model = model;
+                }
+            }
+            let cancel = distillery_runtime::shutdown_signal();
+            let summary = run(RunOptions { input, out: out.clone(), config: cfg, progress: !quiet }, cancel).await?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
+            writeln!(stdout, "dataset written to {}", out.display())?;
+            Ok(())
+        }
+        Command::Service { stage, config } => {
+            run_service(stage, config.as_deref(), distillery_runtime::shutdown_signal()).await
+        }
+        Command::Extract { files, config } => crate::commands::extract::extract(files, config),
+        Command::Export { from, out, formats, include_reasoning, system_prompt } => {
+            let formats: Vec<Format> = if formats.is_empty() {
+                Format::ALL.to_vec()
+            } else {
+                formats
+                    .iter()
+                    .map(|f| {
+                        Format::parse(f)
+                            .with_context(|| format!("unknown format {f} (alpaca, sharegpt, openai, dpo, parquet)"))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let counts = crate::commands::export::export(
+                &from,
+                out.as_deref().unwrap_or(&from),
+                &formats,
+                &ExportOptions { include_reasoning, system_prompt },
+            )?;
+            for (f, n) in counts {
+                println!("{}: {n} records", f.file_name());
+            }
+            Ok(())
+        }
+        Command::Topics { config, brokers, prefix, partitions, replication_factor } => {
+            crate::commands::topics::topics(config, brokers, prefix, partitions, replication_factor).await
+        }
+        Command::Tabular {
+            description,
+            rows,
+            format,
+            out,
+            seed,
+            schema,
+            print_schema,
+            llm_base_url,
+            llm_model,
+            config,
+            no_cache,
+        } => {
+            let mut cfg: distillery_api::tabular::ApiServiceConfig =
+                load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(url) = llm_base_url {
+                cfg.llm.base_url = url;
+            }
+            if let Some(model) = llm_model {
+                cfg.llm.model = model;
+            }
+            cfg.tabular.no_cache |= no_cache;
+            let format = format.map(|f| f.parse::<distillery_tabular::Format>()).transpose()?;
+            let report = distillery_api::tabular::tabular_command(distillery_api::tabular::TabularArgs {
+                description,
+                rows,
+                format,
+                out: out.clone(),
+                seed,
+                schema,
+                print_schema,
+                config: cfg,
+            })
+            .await?;
+            if let Some(out) = out.filter(|o| o.as_os_str() != "-") {
+                eprintln!(
+                    "{} rows x {} columns ({:.1} MB) written to {} in {:.2} s ({:.0} rows/s), seed {}",
+                    report.rows,
+                    report.columns,
+                    report.bytes as f64 / 1e6,
+                    out.display(),
+                    report.write_seconds,
+                    report.rows as f64 / report.write_seconds.max(1e-9),
+                    report.seed
+                );
+            }
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&RunConfig::default())?);
+            Ok(())
+        }
+        Command::Schema { kind } => crate::commands::schema::print(kind.as_deref()),
+    }
+}

@@ -1,0 +1,6 @@
+//! The commands besides `run` and `service`.
+
+pub mod export;
+pub mod extract;
+pub mod schema;
+pub mod topics;

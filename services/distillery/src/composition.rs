@@ -1,0 +1,255 @@
+//! `distillery run`: every stage in one process over in-memory topics, built by the same components as
+//! the Kafka services. The input is listed lazily and documents enter only while fewer than `max_pending`
+//! records are in flight, so memory stays bounded on any input size.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use distillery_component::{Component, Deps};
+use distillery_core::{Discovery, Metrics, StageName, StoreKind};
+use distillery_dedup::DedupComponent;
+use distillery_dedup::vectors::VectorConfig;
+use distillery_export::ACCEPTED;
+use distillery_generate::GenerateComponent;
+use distillery_ingest::{Ingestor, Outcome};
+use distillery_judge::JudgeComponent;
+use distillery_llm::{Ledger, LlmClients, LlmConfig, ProviderKind};
+use distillery_runtime::RetryPolicy;
+use distillery_runtime::memory::MemoryBus;
+use distillery_sink::{OutputConfig, SinkComponent};
+use distillery_store::registry::{MemoryClaims, MemoryVersions};
+use distillery_store::{S3Store, Stores};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RunConfig;
+use crate::summary::Summary;
+
+/// Where the documents come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    pub store: StoreKind,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl InputSpec {
+    /// `s3://bucket/prefix`, a folder, or a single file.
+    pub fn parse(input: &str) -> anyhow::Result<InputSpec> {
+        if let Some(rest) = input.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                bail!("{input}: no bucket name");
+            }
+            return Ok(InputSpec { store: StoreKind::S3, bucket: bucket.into(), prefix: prefix.into() });
+        }
+        let path = Path::new(input);
+        let meta = std::fs::metadata(path).with_context(|| format!("input {input}"))?;
+        let abs = std::fs::canonicalize(path)?;
+        if meta.is_dir() {
+            Ok(InputSpec { store: StoreKind::File, bucket: abs.to_string_lossy().into(), prefix: String::new() })
+        } else {
+            let parent = abs.parent().context("a file has a parent folder")?;
+            let name = abs.file_name().context("a file has a name")?;
+            Ok(InputSpec {
+                store: StoreKind::File,
+                bucket: parent.to_string_lossy().into(),
+                prefix: name.to_string_lossy().into(),
+            })
+        }
+    }
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub input: String,
+    pub out: PathBuf,
+    pub config: RunConfig,
+    pub progress: bool,
+}
+
+/// The model file an OpenAI-compatible llama.cpp server is serving, when it is on this machine (the local
+/// default): chunk budgets then count exactly what the model counts.
+async fn served_model_file(cfg: &LlmConfig) -> Option<PathBuf> {
+    if cfg.provider != ProviderKind::Openai {
+        return None;
+    }
+    let base = cfg.base_url.trim_end_matches('/');
+    let root = base.strip_suffix("/v1").unwrap_or(base);
+    let props: serde_json::Value = reqwest::Client::new()
+        .get(format!("{root}/props"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let path = PathBuf::from(props.get("model_path")?.as_str()?);
+    path.exists().then_some(path)
+}
+
+/// Builds a stage from its component and runs it on the bus with `concurrency` (unset: the stage's own).
+async fn spawn<C: Component>(
+    bus: &MemoryBus,
+    component: &C,
+    deps: &Deps,
+    concurrency: Option<usize>,
+    retry: &RetryPolicy,
+    cancel: &CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let stage = Arc::new(component.build(deps).await?);
+    let concurrency = concurrency.unwrap_or_else(|| distillery_core::Stage::default_concurrency(&*stage));
+    Ok(bus.spawn_stage(stage, concurrency, retry.clone(), cancel.clone()))
+}
+
+/// Runs the whole pipeline in this process and writes the dataset, exports and `summary.json`.
+pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<Summary> {
+    let mut cfg = opts.config;
+    let started = Instant::now();
+    let spec = InputSpec::parse(&opts.input)?;
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    let metrics = Metrics::global();
+
+    let judge_llm = cfg.llm.judge();
+    let ledger = Arc::new(Ledger::default());
+    let versions = Arc::new(MemoryVersions::default());
+    let stores = match spec.store {
+        StoreKind::S3 => Stores::with_s3(Arc::new(S3Store::connect(&cfg.s3).await)),
+        StoreKind::File => Stores::local_only(),
+    };
+    let deps = Deps {
+        metrics: metrics.clone(),
+        llm: Arc::new(LlmClients::new(metrics.clone())),
+        ledger: Some(ledger.clone()),
+        stores: stores.clone(),
+        claims: Arc::new(MemoryClaims::default()),
+        versions: Some(versions.clone()),
+    };
+    let generate = GenerateComponent { llm: &cfg.llm.generator, generate: &cfg.generate };
+    let judge = JudgeComponent { llm: &judge_llm, judge: &cfg.judge };
+    generate.check(&deps).await?;
+    if judge_llm.base_url != cfg.llm.generator.base_url {
+        judge.check(&deps).await?;
+    }
+    // Chunk budgets count the served model's tokens when its file is here and no tokenizer is configured.
+    let mut extract = cfg.extract.clone();
+    let served = match &extract.tokenizer {
+        Some(_) => None,
+        None => served_model_file(&cfg.llm.generator).await,
+    };
+    if served.is_some() {
+        extract.tokenizer = served.clone();
+    }
+    let vectors = VectorConfig::default();
+    let dedup = DedupComponent { dedup: &cfg.dedup, embedder: &cfg.embedder, vectors: &vectors };
+    let output =
+        OutputConfig { dir: Some(opts.out.clone()), batch_lines: 1000, linger_ms: 20, ..OutputConfig::default() };
+    let sink = SinkComponent { sink: &cfg.sink, output: &output };
+
+    let bus = MemoryBus::new(metrics.clone());
+    let retry = cfg.runtime.retry.clone();
+    let stage_cancel = CancellationToken::new();
+    let extract_stage = match (extract.build(&deps).await, served) {
+        (Ok(stage), _) => stage,
+        // The served model's file could not be read as a tokenizer: count approximately, as without one.
+        (Err(e), Some(_)) => {
+            tracing::warn!(error = %e, "the served model's tokenizer is unusable; counting tokens approximately");
+            extract.tokenizer = None;
+            extract.build(&deps).await?
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
+    let handles = vec![
+        bus.spawn_stage(Arc::new(extract_stage), 2, retry.clone(), stage_cancel.clone()),
+        spawn(&bus, &generate, &deps, None, &retry, &stage_cancel).await?,
+        spawn(&bus, &judge, &deps, None, &retry, &stage_cancel).await?,
+        spawn(&bus, &dedup, &deps, Some(2), &retry, &stage_cancel).await?,
+        spawn(&bus, &sink, &deps, Some(512), &retry, &stage_cancel).await?,
+    ];
+    cfg.extract = extract;
+    tracing::info!(tokenizer = ?cfg.extract.tokenizer, "pipeline started");
+
+    let progress = opts.progress.then(|| crate::progress::Progress::start(metrics.clone()));
+    let ingestor = Ingestor::new(&cfg.ingest, &deps);
+    let discovered = if spec.store == StoreKind::S3 { Discovery::Scan } else { Discovery::Local };
+    let mut duplicates = 0u64;
+    let scan = ingestor.scan(spec.store, &spec.bucket, &spec.prefix, discovered, |outcome| {
+        if matches!(outcome, Outcome::Duplicate { .. }) {
+            duplicates += 1;
+        }
+        let record = outcome.into_record();
+        let (bus, metrics, max_pending, cancel) =
+            (bus.clone(), metrics.clone(), cfg.max_pending as i64, cancel.clone());
+        async move {
+            let Some(record) = record else { return };
+            bus.wait_pending_at_most(max_pending).await;
+            let source = StageName::Source.as_str();
+            if let Err(e) = distillery_runtime::publish_counted(source, vec![record], &bus, &metrics, &cancel).await {
+                tracing::error!(error = %e, "could not enqueue a document");
+            }
+        }
+    });
+    let scanned = tokio::select! {
+        r = scan => r.map_err(|e| anyhow::anyhow!("listing the input: {}", e.message)),
+        _ = cancel.cancelled() => Ok(()),
+    };
+    tokio::select! {
+        _ = bus.wait_idle() => {}
+        _ = cancel.cancelled() => tracing::warn!("interrupted: finishing what is in flight"),
+    }
+    if cancel.is_cancelled() {
+        stage_cancel.cancel();
+    }
+    bus.close();
+    for h in handles {
+        let _ = h.await;
+    }
+    drop(progress);
+    scanned?;
+
+    let duration = started.elapsed();
+    let summary = Summary::from_metrics(&metrics, duration, duplicates, &cfg).with_ledger(&ledger, &cfg);
+    if cfg.parquet {
+        let path = opts.out.join(distillery_export::Format::Parquet.file_name());
+        let accepted = opts.out.join(ACCEPTED);
+        if accepted.exists() {
+            let rows = distillery_export::parquet::write_parquet(&path, distillery_export::read_unique(&accepted)?)
+                .map_err(anyhow::Error::msg)?;
+            tracing::info!(rows, path = %path.display(), "parquet written");
+        }
+    }
+    for name in [ACCEPTED, distillery_export::REJECTED, "alpaca.jsonl"] {
+        let p = opts.out.join(name);
+        if !p.exists() {
+            std::fs::write(&p, b"")?;
+        }
+    }
+    std::fs::write(opts.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_parse() {
+        assert_eq!(
+            InputSpec::parse("s3://docs/hr/").unwrap(),
+            InputSpec { store: StoreKind::S3, bucket: "docs".into(), prefix: "hr/".into() }
+        );
+        assert_eq!(InputSpec::parse("s3://docs").unwrap().prefix, "");
+        assert!(InputSpec::parse("s3:///x").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.md"), "x").unwrap();
+        let d = InputSpec::parse(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!((d.store, d.prefix.as_str()), (StoreKind::File, ""));
+        let f = InputSpec::parse(dir.path().join("a.md").to_str().unwrap()).unwrap();
+        assert_eq!(f.prefix, "a.md");
+        assert!(InputSpec::parse("/definitely/not/here").is_err());
+    }
+}

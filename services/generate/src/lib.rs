@@ -1,0 +1,372 @@
+//! Generate: a chunk (with its context) becomes training drafts in one schema-constrained call: several
+//! question/answer pairs, or a multi-turn conversation. A `Regenerate` becomes one improved version of a
+//! low-scored draft, written with the critic's feedback, remembering the low-scored attempt for DPO pairs.
+//!
+//! Variety: the prompt lists the questions already asked about the same document (a bounded memory), and
+//! each request carries its own seed. Grounding: every answer's supporting span is verified against the
+//! context and traced to its chunk; cheap checks reject bad pairs before any judge tokens are spent.
+//!
+//! Repair: a first draft whose question is sound but whose answer fails a check (numbers or words the
+//! context lacks, talk about "the context", an answer repeating its question, shifted conversation turns)
+//! goes to `regenerate` once with the check's finding instead of being rejected at once (a `FailedCheck`
+//! cause on the request: no model scored it); an accepted repair makes a DPO pair whose rejected side is the
+//! flawed draft, the most useful kind of negative.
+
+//!
+//! Files: `qa`, `conversation` and `regenerate` hold the three tasks; `quality` the cheap checks,
+//! `grounding` the evidence tracing, `text` the words and stems both compare, `memory` the questions
+//! already asked per document; `service` runs the stage on Kafka.
+
+mod conversation;
+pub mod grounding;
+pub mod memory;
+mod qa;
+pub mod quality;
+mod regenerate;
+pub mod service;
+pub mod text;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use distillery_component::{BuildError, Component, Deps};
+use distillery_core::{
+    Chunk, Draft, DraftKind, Input, Message, ModelCall, Record, Regenerate, RejectReason, Rejected, Role, Stage,
+    StageError, StageName, Topic, ids, now_ms,
+};
+use distillery_llm::{LlmConfig, LlmRole};
+use distillery_prompts::{LlmCaller, Task, Templates};
+use serde::{Deserialize, Serialize};
+
+use crate::memory::QuestionMemory;
+use crate::quality::QualityConfig;
+
+/// The stage's name: consumer group suffix, metric label, `Rejected.stage`.
+pub const NAME: StageName = StageName::Generate;
+
+/// A kind of example to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Qa,
+    Conversation,
+}
+
+/// Where reasoning traces come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reasoning {
+    /// Keep what a reasoning model emits (`<think>`, `reasoning_content`, thinking blocks); ask for nothing.
+    Model,
+    /// Also ask every QA pair for its step-by-step reasoning in a `reasoning` field (for models that do not
+    /// think aloud; costs completion tokens).
+    Explicit,
+}
+
+/// Generation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// Kinds of examples generated; a chunk gets one call of one kind.
+    pub modes: Vec<Mode>,
+    /// Share of chunks (0-1) that get a conversation when both modes are on; chosen by chunk id, so stable.
+    pub conversation_share: f32,
+    /// Exchanges (user + assistant) per conversation.
+    pub conversation_turns: usize,
+    /// Question/answer pairs asked for per chunk: several per call amortise the context's tokens.
+    pub pairs_per_chunk: usize,
+    /// Longest question the output schema allows, in characters.
+    pub max_question_chars: usize,
+    /// Longest answer (and evidence) the output schema allows, in characters.
+    pub max_answer_chars: usize,
+    /// Where reasoning traces come from.
+    pub reasoning: Reasoning,
+    /// Questions already asked about a document that later prompts list to avoid (0 disables).
+    pub memory: usize,
+    /// Sampling temperature of generation requests (unset: the model's configured temperature).
+    pub temperature: Option<f32>,
+    /// Extra instructions appended to every generation task.
+    pub extra_instructions: Option<String>,
+    /// A system prompt replacing the built-in one (for every role of this service).
+    pub system_prompt: Option<String>,
+    /// Template files replacing built-in task prompts: keys `qa`, `conversation`, `regenerate`, `repair`.
+    pub templates: BTreeMap<String, PathBuf>,
+    /// Deterministic checks before any judge tokens are spent.
+    pub quality: QualityConfig,
+    /// A first draft whose answers fail a check gets one rewrite with the check's finding (and, if the
+    /// rewrite is accepted, a DPO pair against the flawed draft) instead of an immediate rejection.
+    pub repair: bool,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig {
+            modes: vec![Mode::Qa, Mode::Conversation],
+            conversation_share: 0.25,
+            conversation_turns: 3,
+            pairs_per_chunk: 3,
+            max_question_chars: 200,
+            max_answer_chars: 500,
+            reasoning: Reasoning::Model,
+            memory: 16,
+            temperature: None,
+            extra_instructions: None,
+            system_prompt: None,
+            templates: BTreeMap::new(),
+            quality: QualityConfig::default(),
+            repair: true,
+        }
+    }
+}
+
+impl GenerateConfig {
+    pub fn validate(&self, section: &str, errors: &mut Vec<String>) {
+        if self.modes.is_empty() {
+            errors.push(format!("{section}.modes must name at least one of qa, conversation"));
+        }
+        if !(0.0..=1.0).contains(&self.conversation_share) {
+            errors.push(format!("{section}.conversation_share must be in [0, 1]"));
+        }
+        if !(1..=8).contains(&self.conversation_turns) {
+            errors.push(format!("{section}.conversation_turns must be in 1..=8 (got {})", self.conversation_turns));
+        }
+        if !(1..=20).contains(&self.pairs_per_chunk) {
+            errors.push(format!("{section}.pairs_per_chunk must be in 1..=20 (got {})", self.pairs_per_chunk));
+        }
+        if self.max_question_chars < 20 || self.max_answer_chars < 20 {
+            errors.push(format!("{section}.max_question_chars and max_answer_chars must be >= 20"));
+        }
+        if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            errors.push(format!("{section}.temperature must be in [0, 2]"));
+        }
+        if self.templates.contains_key(Task::Judge.as_str()) {
+            errors.push(format!("{section}.templates: the judge template belongs to the judge's configuration"));
+        }
+        if let Err(e) = self.templates() {
+            errors.extend(e.into_iter().map(|e| format!("{section}.{e}")));
+        }
+        self.quality.validate(&format!("{section}.quality"), errors);
+    }
+
+    /// The prompts in force.
+    pub fn templates(&self) -> Result<Templates, Vec<String>> {
+        Templates::with_overrides(self.system_prompt.clone(), &self.templates)
+    }
+
+    /// The kind of example a chunk gets.
+    pub fn mode_for(&self, chunk_id: &str) -> Mode {
+        match (self.modes.contains(&Mode::Qa), self.modes.contains(&Mode::Conversation)) {
+            (true, true) => {
+                let bucket = u64::from_str_radix(&ids::hash_parts(&["mode", chunk_id])[..8], 16).unwrap_or(0) % 1000;
+                if (bucket as f32) < self.conversation_share * 1000.0 { Mode::Conversation } else { Mode::Qa }
+            }
+            (false, true) => Mode::Conversation,
+            _ => Mode::Qa,
+        }
+    }
+}
+
+/// Shares of a call's usage over `n` records (the first absorbs the remainder).
+fn share(total: u32, n: usize, i: usize) -> u32 {
+    let n = n.max(1) as u32;
+    total / n + if i == 0 { total % n } else { 0 }
+}
+
+/// The generate stage.
+#[derive(Debug)]
+pub struct Generate {
+    pub caller: LlmCaller,
+    pub cfg: GenerateConfig,
+    pub memory: QuestionMemory,
+}
+
+/// What builds the generate stage: the generator model and what to generate.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerateComponent<'a> {
+    pub llm: &'a LlmConfig,
+    pub generate: &'a GenerateConfig,
+}
+
+impl Component for GenerateComponent<'_> {
+    type Stage = Generate;
+
+    async fn build(&self, deps: &Deps) -> Result<Generate, BuildError> {
+        let llm = deps.llm.client(self.llm, LlmRole::Generator).await;
+        tracing::info!(llm = ?llm, "generator model");
+        let caller = LlmCaller::new(llm, deps.ledger.clone());
+        Generate::new(caller, self.generate.clone()).map_err(|e| BuildError::new(NAME.as_str(), e))
+    }
+
+    async fn check(&self, _deps: &Deps) -> Result<(), BuildError> {
+        distillery_llm::check_server(self.llm).await.map_err(|e| BuildError::one(NAME.as_str(), e))
+    }
+}
+
+impl Generate {
+    /// A stage with the configured templates loaded and a question memory sized by the configuration.
+    pub fn new(mut caller: LlmCaller, cfg: GenerateConfig) -> Result<Generate, Vec<String>> {
+        caller.templates = cfg.templates()?;
+        caller.temperature = cfg.temperature;
+        let memory = QuestionMemory::new(cfg.memory, 10_000);
+        Ok(Generate { caller, cfg, memory })
+    }
+
+    fn draft_base(
+        &self,
+        chunk: &Chunk,
+        kind: DraftKind,
+        messages: Vec<Message>,
+        model: ModelCall,
+        id: String,
+    ) -> Draft {
+        Draft {
+            id,
+            kind,
+            document_id: chunk.document_id.clone(),
+            chunk_id: chunk.id.clone(),
+            context_id: chunk.context_id.clone(),
+            context_text: chunk.context_text.clone(),
+            messages,
+            reasoning: None,
+            question_type: None,
+            difficulty: None,
+            evidence: None,
+            attempt: 1,
+            parent_ids: vec![chunk.id.clone()],
+            generator: model,
+            previous: None,
+            created_at_ms: now_ms(),
+            superseded_by: chunk.superseded_by.clone(),
+        }
+    }
+
+    /// A draft that passes its checks; or its rejection (a flaw in the question, or in a repair), which
+    /// keeps it for inspection; or, for a first draft with a flawed answer, a repair request.
+    fn checked(&self, draft: Draft, question: &str, answer: &str, context: &str) -> Record {
+        let q = &self.cfg.quality;
+        match quality::check_question(question, context, q) {
+            Err(flaw) => screened(draft, Err(flaw)),
+            Ok(()) => self.repaired_or_screened(draft, quality::check_reply(question, answer, context, q)),
+        }
+    }
+
+    /// The turn-by-turn checks of a conversation (and, for a regeneration, that no answer copies the
+    /// critic's feedback).
+    fn checked_conversation(&self, draft: Draft, context: &str, feedback: Option<&str>) -> Record {
+        let turns: Vec<(&str, &str)> = draft
+            .messages
+            .chunks(2)
+            .filter_map(|p| match p {
+                [u, a] if u.role == Role::User && a.role == Role::Assistant => {
+                    Some((u.content.as_str(), a.content.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        if turns.is_empty() {
+            let flaw = (RejectReason::InvalidRecord, "the conversation has no user/assistant exchange".to_string());
+            return screened(draft, Err(flaw));
+        }
+        if let Err(flaw) = quality::check_users(&turns) {
+            return screened(draft, Err(flaw));
+        }
+        let mut result = quality::check_replies(&turns, context, &self.cfg.quality);
+        if let (Ok(()), Some(feedback)) = (&result, feedback) {
+            result = turns.iter().try_for_each(|(_, a)| quality::check_not_feedback(a, feedback, context));
+        }
+        self.repaired_or_screened(draft, result)
+    }
+
+    /// A flaw in a first draft's answers sends it to one repair (when enabled); anything else is screened.
+    fn repaired_or_screened(&self, draft: Draft, check: Result<(), (RejectReason, String)>) -> Record {
+        match check {
+            Err((reason, finding)) if self.cfg.repair && draft.attempt == 1 => {
+                Record::Regenerate(Regenerate::repair(draft, reason, finding))
+            }
+            other => screened(draft, other),
+        }
+    }
+}
+
+/// A regeneration request that ends without a new draft: a repair's rejection carries the draft (no model
+/// scored it), a critic's regeneration carries the verdict with its scores.
+fn unredone(regen: &Regenerate, reason: RejectReason, detail: String) -> Rejected {
+    let subject = match regen.judged() {
+        Some(judged) => Record::Judged(judged),
+        None => Record::Draft(regen.draft.clone()),
+    };
+    Rejected::of(&subject, NAME.as_str(), reason, detail)
+}
+
+/// The draft, or its rejection when a check failed (the rejection keeps the draft for inspection).
+fn screened(draft: Draft, check: Result<(), (RejectReason, String)>) -> Record {
+    match check {
+        Ok(()) => Record::Draft(draft),
+        Err((reason, detail)) => Record::Rejected(Rejected::of(&Record::Draft(draft), NAME.as_str(), reason, detail)),
+    }
+}
+
+impl Stage for Generate {
+    fn name(&self) -> &'static str {
+        NAME.as_str()
+    }
+
+    fn inputs(&self) -> &'static [Topic] {
+        &[Topic::Chunks, Topic::Regenerate]
+    }
+
+    fn default_concurrency(&self) -> usize {
+        self.caller.llm.concurrency()
+    }
+
+    async fn process(&self, input: Input) -> Result<Vec<Record>, StageError> {
+        match input.as_record() {
+            Some(Record::Chunk(chunk)) => match self.cfg.mode_for(&chunk.id) {
+                Mode::Qa => self.qa(chunk).await,
+                Mode::Conversation => self.conversation(chunk).await,
+            },
+            Some(Record::Regenerate(regen)) => match self.regenerate(regen).await {
+                Ok(r) => Ok(r),
+                // The first draft is accounted for by the rejection: it carries the scores it got.
+                Err(e) if matches!(e.disposition, distillery_core::Disposition::Reject(_)) => {
+                    let reason = match e.disposition {
+                        distillery_core::Disposition::Reject(r) => r,
+                        _ => RejectReason::LlmError,
+                    };
+                    let detail = match regen.failed_check() {
+                        Some((_, finding)) => format!("{finding}; its repair failed: {}", e.message),
+                        None => format!("regeneration failed: {}", e.message),
+                    };
+                    let mut r = unredone(regen, reason, detail);
+                    r.raw_output = e.raw_output.clone();
+                    Ok(vec![Record::Rejected(r)])
+                }
+                Err(e) => Err(e),
+            },
+            _ => Err(StageError::dead_letter("unexpected_input", "generate consumes chunks and regenerate requests")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_shares_add_up() {
+        let total: u32 = (0..3).map(|i| share(100, 3, i)).sum();
+        assert_eq!(total, 100);
+        assert_eq!(share(7, 0, 0), 7);
+    }
+
+    #[test]
+    fn modes_are_chosen_stably_by_share() {
+        let cfg = GenerateConfig { conversation_share: 0.3, ..Default::default() };
+        let n = 2000;
+        let conv = (0..n).filter(|i| cfg.mode_for(&format!("chunk-{i}")) == Mode::Conversation).count();
+        assert!((500..700).contains(&conv), "{conv} of {n}");
+        assert_eq!(cfg.mode_for("x"), cfg.mode_for("x"));
+        let only_qa = GenerateConfig { modes: vec![Mode::Qa], ..Default::default() };
+        assert!((0..100).all(|i| only_qa.mode_for(&i.to_string()) == Mode::Qa));
+    }
+}

@@ -1,0 +1,118 @@
+//! Question/answer pairs: several typed pairs about a chunk in one schema-constrained call, each with its
+//! supporting span traced to its chunk; a pair repeating an earlier question ends as a `duplicate`
+//! rejection, never judged.
+
+use distillery_core::{Chunk, DraftKind, Message, Record, RejectReason, Role, StageError, ids};
+use distillery_llm::Usage;
+use distillery_prompts::templates::QaReply;
+use distillery_prompts::{Task, seed_of, templates};
+
+use crate::{Generate, Reasoning, grounding, quality, screened, share};
+
+impl Generate {
+    pub(crate) async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
+        let n = self.cfg.pairs_per_chunk;
+        let explicit = self.cfg.reasoning == Reasoning::Explicit;
+        let avoid: Vec<String> = self.memory.recall(&chunk.document_id).into_iter().rev().take(12).collect();
+        let extra = self.cfg.extra_instructions.as_deref();
+        let reasoning_field = if explicit { "reasoning (think step by step, briefly, before answering); " } else { "" };
+        let (template, text) = self.caller.templates.task(Task::Qa);
+        let task = templates::render(
+            text,
+            &[
+                ("n", &n.to_string()),
+                ("focus", &templates::neutralize(&chunk.text)),
+                ("reasoning", reasoning_field),
+                ("avoid", &templates::avoid_section(&avoid)),
+                ("extra", &templates::extra_section(extra)),
+            ],
+        );
+        let template_hash = self.caller.templates.hash(
+            Task::Qa,
+            &[
+                &n.to_string(),
+                extra.unwrap_or_default(),
+                &self.cfg.max_answer_chars.to_string(),
+                if explicit { "explicit" } else { "model" },
+            ],
+        );
+        let seed = seed_of(&chunk.id);
+        let schema = templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit);
+        let req = self.caller.request(&chunk.context_text, task, seed, "qa_pairs", schema);
+        let out = self
+            .caller
+            .call(&chunk.document_id, req, |r: &QaReply| {
+                if r.pairs.iter().any(|p| !p.question.trim().is_empty() && !p.answer.trim().is_empty()) {
+                    Ok(())
+                } else {
+                    Err("no pair has both a question and an answer".into())
+                }
+            })
+            .await?;
+        let call_reasoning = out.response.reasoning.clone();
+        let latency = out.response.latency;
+        // Every pair the model wrote ends as a draft or a rejection with its reason: a pair repeating an
+        // earlier question (in this reply or about this document) is kept for inspection, never judged.
+        let mut pairs: Vec<(templates::QaPair, Option<(RejectReason, String)>)> = Vec::new();
+        for p in out.value.pairs.into_iter().take(n) {
+            let q = p.question.trim();
+            let verdict = if q.is_empty() || p.answer.trim().is_empty() {
+                Some((RejectReason::InvalidRecord, "the pair has an empty question or answer".to_string()))
+            } else if let Some((earlier, _)) =
+                pairs.iter().find(|(k, v)| v.is_none() && quality::near_duplicate(&k.question, q))
+            {
+                Some((RejectReason::Duplicate, format!("repeats a question of the same reply: {:?}", earlier.question)))
+            } else {
+                avoid.iter().find(|old| quality::near_duplicate(old, q)).map(|old| {
+                    (RejectReason::Duplicate, format!("repeats an earlier question about the document: {old:?}"))
+                })
+            };
+            pairs.push((p, verdict));
+        }
+        self.memory.remember(
+            &chunk.document_id,
+            pairs.iter().filter(|(_, v)| v.is_none()).map(|(p, _)| p.question.trim().to_string()),
+        );
+        let total = pairs.len();
+        let mut records = Vec::with_capacity(total);
+        for (i, (p, verdict)) in pairs.into_iter().enumerate() {
+            let usage = Usage {
+                prompt_tokens: share(out.usage.prompt_tokens, total, i),
+                completion_tokens: share(out.usage.completion_tokens, total, i),
+            };
+            let model = self.caller.model_call(template, &template_hash, seed, usage, latency);
+            let id = ids::hash_parts(&[
+                "draft",
+                &chunk.id,
+                DraftKind::Qa.as_str(),
+                &template_hash,
+                &model.model,
+                "1",
+                &i.to_string(),
+            ]);
+            let support =
+                grounding::support(&chunk.context_text, &chunk.context_chunk_ids, p.evidence.as_deref(), &p.answer);
+            let mut q = Message::new(Role::User, p.question.trim());
+            q.chunk_ids = vec![chunk.id.clone()];
+            let mut a = Message::new(Role::Assistant, p.answer.trim());
+            a.chunk_ids = match support.as_ref().and_then(|s| s.chunk_id.clone()) {
+                Some(c) => vec![c],
+                None => chunk.context_chunk_ids.clone(),
+            };
+            let mut draft = self.draft_base(chunk, DraftKind::Qa, vec![q, a], model, id);
+            draft.reasoning =
+                p.reasoning.filter(|r| !r.trim().is_empty()).map(|r| r.trim().to_string()).or(call_reasoning.clone());
+            draft.question_type = p.question_type;
+            draft.difficulty = p.difficulty;
+            draft.evidence = support.map(|s| s.quote);
+            let (question, answer) = (draft.question().to_string(), draft.answer().to_string());
+            records.push(match verdict {
+                Some(rejection) => screened(draft, Err(rejection)),
+                None => self.checked(draft, &question, &answer, &chunk.context_text),
+            });
+        }
+        tracing::debug!(chunk = %chunk.id, drafts = records.len(), prompt_tokens = out.usage.prompt_tokens,
+            completion_tokens = out.usage.completion_tokens, "generated pairs");
+        Ok(records)
+    }
+}

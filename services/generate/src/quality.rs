@@ -1,0 +1,583 @@
+//! Cheap, deterministic checks of a generated pair before any judge tokens are spent on it: the question
+//! is a real question that does not just copy the context, every number in the answer appears in the
+//! context, and most of the answer's content words do. Small models hallucinate arithmetic and pad
+//! questions; these catch much of it for free.
+
+use std::collections::HashSet;
+
+use distillery_core::RejectReason;
+use serde::{Deserialize, Serialize};
+
+use crate::text::{STOPWORDS, content_words, stem, stems, words};
+
+/// Thresholds of the pre-judge checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Share of the answer's content words that must appear in the context (0 disables).
+    pub min_grounding: f32,
+    /// Reject answers stating numbers the context does not contain.
+    pub check_numbers: bool,
+    /// Reject questions whose words are more than this share copied in order from the context.
+    pub max_question_copy: f32,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig { min_grounding: 0.5, check_numbers: true, max_question_copy: 0.9 }
+    }
+}
+
+impl QualityConfig {
+    pub fn validate(&self, section: &str, errors: &mut Vec<String>) {
+        if !(0.0..=1.0).contains(&self.min_grounding) {
+            errors.push(format!("{section}.min_grounding must be in [0, 1]"));
+        }
+        if !(0.0..=1.0).contains(&self.max_question_copy) {
+            errors.push(format!("{section}.max_question_copy must be in [0, 1]"));
+        }
+    }
+}
+
+/// Share of the answer's content words found in the context.
+pub fn grounding(answer: &str, context: &str) -> f32 {
+    let ctx: HashSet<String> = content_words(context).iter().map(|w| stem(w).to_string()).collect();
+    let ans = content_words(answer);
+    if ans.is_empty() {
+        return 1.0;
+    }
+    ans.iter().filter(|w| ctx.contains(stem(w))).count() as f32 / ans.len() as f32
+}
+
+/// Numbers in `text` (digits with `,`/`.` separators normalised away). Clock times are one number each
+/// ("09:30" and "9.30 am" are "9:30", "3 pm" is "15:00"), so an answer's "10 days" is not supported by a
+/// context's "10:00".
+pub fn numbers(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !digit(i) {
+            i += 1;
+            continue;
+        }
+        let mut cur = String::new();
+        while i < chars.len() {
+            let c = chars[i];
+            if c.is_ascii_digit() {
+                cur.push(c);
+            } else if (c == ',' || c == '.') && digit(i + 1) {
+                if c == '.' {
+                    cur.push('.');
+                }
+            } else {
+                break;
+            }
+            i += 1;
+        }
+        // "10:00", "9:30": hours (up to 2 digits), a colon, two minute digits.
+        if chars.get(i) == Some(&':') && cur.len() <= 2 && digit(i + 1) && digit(i + 2) && !digit(i + 3) {
+            let minutes: String = chars[i + 1..i + 3].iter().collect();
+            i += 3;
+            let hour: u32 = cur.parse().unwrap_or(0);
+            let hour = meridiem(&chars, &mut i).map_or(hour, |pm| twenty_four(hour, pm));
+            out.push(format!("{hour}:{minutes}"));
+            continue;
+        }
+        // "3 pm", "9.30 a.m.": a time written with a meridiem.
+        let save = i;
+        if let Some(pm) = meridiem(&chars, &mut i) {
+            let (h, m) = cur.split_once('.').unwrap_or((&cur, "00"));
+            if let (Ok(h), true) = (h.parse::<u32>(), m.len() == 2 && h.len() <= 2) {
+                out.push(format!("{}:{m}", twenty_four(h, pm)));
+                continue;
+            }
+            i = save;
+        }
+        out.push(cur);
+    }
+    out
+}
+
+/// Reads an "am"/"a.m."/"pm"/"p.m." after optional spaces at `*i`; true for pm. Moves `*i` past it.
+fn meridiem(chars: &[char], i: &mut usize) -> Option<bool> {
+    let mut j = *i;
+    while chars.get(j) == Some(&' ') {
+        j += 1;
+    }
+    let word: String = chars[j.min(chars.len())..].iter().take(4).collect::<String>().to_lowercase();
+    let (pm, len) = if word.starts_with("a.m.") || word.starts_with("p.m.") {
+        (word.starts_with('p'), 4)
+    } else if word.starts_with("am") || word.starts_with("pm") {
+        (word.starts_with('p'), 2)
+    } else {
+        return None;
+    };
+    if chars.get(j + len).is_some_and(|c| c.is_alphanumeric()) {
+        return None;
+    }
+    *i = j + len;
+    Some(pm)
+}
+
+fn twenty_four(hour: u32, pm: bool) -> u32 {
+    match (hour, pm) {
+        (12, false) => 0,
+        (h, true) if h < 12 => h + 12,
+        (h, _) => h,
+    }
+}
+
+/// Numbers the answer states that the context does not contain.
+pub fn unsupported_numbers(answer: &str, context: &str) -> Vec<String> {
+    let ctx: HashSet<String> = numbers(context).into_iter().collect();
+    let mut missing: Vec<String> = numbers(answer).into_iter().filter(|n| !ctx.contains(n)).collect();
+    missing.dedup();
+    missing
+}
+
+/// Longest run of the question's words that appears in the same order in the context, as a share.
+pub fn copied_share(question: &str, context: &str) -> f32 {
+    let q = words(question);
+    if q.len() < 6 {
+        return 0.0;
+    }
+    let ctx = format!(" {} ", words(context).join(" "));
+    let mut best = 0;
+    for start in 0..q.len() {
+        for end in (start + best + 1)..=q.len() {
+            if ctx.contains(&format!(" {} ", q[start..end].join(" "))) {
+                best = end - start;
+            } else {
+                break;
+            }
+        }
+    }
+    best as f32 / q.len() as f32
+}
+
+/// Checks one pair; the error carries the rejection reason and why. The question is checked first
+/// ([`check_question`]), then the answer ([`check_reply`]).
+pub fn check_pair(
+    question: &str,
+    answer: &str,
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
+    check_question(question, context, cfg)?;
+    check_reply(question, answer, context, cfg)
+}
+
+/// The question alone: exactly one question, sensible without the source, not copied from the context.
+/// A flaw here cannot be mended by rewriting the answer.
+pub fn check_question(question: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+    let q = question.trim();
+    if !q.ends_with('?') || q.matches('?').count() > 1 {
+        return Err((RejectReason::InvalidRecord, "the question is not exactly one question".into()));
+    }
+    if let Some(phrase) = source_talk(q) {
+        return Err((RejectReason::InvalidRecord, format!("the question needs the source to make sense ({phrase:?})")));
+    }
+    let copied = copied_share(q, context);
+    if copied > cfg.max_question_copy {
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("{:.0}% of the question is copied from the context", copied * 100.0),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to a (sound) question: it answers, and it is grounded in the context. A flaw here can be
+/// mended by rewriting the answer.
+pub fn check_reply(
+    question: &str,
+    answer: &str,
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
+    check_answer(question.trim(), answer)?;
+    check_grounded(answer, context, cfg)
+}
+
+/// Every number the answer states, and most of its content words, are in the context.
+fn check_grounded(answer: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+    if cfg.check_numbers {
+        let missing = unsupported_numbers(answer, context);
+        if !missing.is_empty() {
+            return Err((
+                RejectReason::Ungrounded,
+                format!("the answer states numbers the context does not: {}", missing.join(", ")),
+            ));
+        }
+    }
+    let g = grounding(answer, context);
+    if g < cfg.min_grounding {
+        return Err((
+            RejectReason::Ungrounded,
+            format!("only {:.0}% of the answer's content words are in the context", g * 100.0),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer must answer: not be empty, not be a question itself, not repeat the question.
+pub fn check_answer(question: &str, answer: &str) -> Result<(), (RejectReason, String)> {
+    let a = answer.trim();
+    if a.is_empty() {
+        return Err((RejectReason::InvalidRecord, "the answer is empty".into()));
+    }
+    if a.ends_with('?') {
+        return Err((RejectReason::InvalidRecord, "the answer is a question".into()));
+    }
+    if near_duplicate(question, a) {
+        return Err((RejectReason::InvalidRecord, "the answer repeats the question".into()));
+    }
+    if let Some(phrase) = source_talk(a) {
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("the answer talks about its source ({phrase:?}) instead of answering"),
+        ));
+    }
+    Ok(())
+}
+
+/// Phrases that point at the generation prompt's material rather than at the subject: an assistant trained on
+/// them answers "the context states ..." to users who never saw a context.
+const SOURCE_TALK: &[&str] = &[
+    "the context",
+    "this context",
+    "provided context",
+    "the passage",
+    "this passage",
+    "the excerpt",
+    "the evidence provided",
+    "the provided evidence",
+    "the provided text",
+    "the text states",
+    "the text says",
+    "according to the text",
+    "the information provided",
+    "the provided information",
+];
+
+/// The first phrase of `text` that talks about the source material, if any.
+pub fn source_talk(text: &str) -> Option<&'static str> {
+    let folded = format!(" {} ", words(text).join(" "));
+    SOURCE_TALK.iter().copied().find(|p| folded.contains(&format!(" {p} ")))
+}
+
+/// Checks a conversation turn by turn: the user's turns first ([`check_users`]), then the assistant's
+/// ([`check_replies`]).
+pub fn check_conversation(
+    turns: &[(&str, &str)],
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
+    check_users(turns)?;
+    check_replies(turns, context, cfg)
+}
+
+/// The user's side: every turn says something, asks one thing, and does not repeat an earlier question.
+/// A flaw here cannot be mended by rewriting the answers.
+pub fn check_users(turns: &[(&str, &str)]) -> Result<(), (RejectReason, String)> {
+    for (i, (user, _)) in turns.iter().enumerate() {
+        let n = i + 1;
+        if user.trim().is_empty() {
+            return Err((RejectReason::InvalidRecord, format!("turn {n}: the user says nothing")));
+        }
+        if user.matches('?').count() > 1 {
+            return Err((RejectReason::InvalidRecord, format!("turn {n}: the user asks several questions at once")));
+        }
+        if turns[..i].iter().any(|(u, _)| near_duplicate(u, user)) {
+            return Err((RejectReason::InvalidRecord, format!("turn {n}: the user repeats an earlier question")));
+        }
+    }
+    Ok(())
+}
+
+/// The assistant's side: every turn answers its own user turn, holds up on its own (numbers and words
+/// grounded in the context) and does not repeat an earlier answer. A flaw here can be mended by rewriting
+/// the answers.
+pub fn check_replies(turns: &[(&str, &str)], context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+    for (i, (user, assistant)) in turns.iter().enumerate() {
+        let n = i + 1;
+        check_answer(user, assistant).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
+        if turns[..i].iter().any(|(_, a)| near_duplicate(a, assistant)) {
+            return Err((RejectReason::InvalidRecord, format!("turn {n}: the assistant repeats an earlier answer")));
+        }
+        check_grounded(assistant, context, cfg).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
+    }
+    let shifted = misaligned_turns(turns);
+    if shifted.len() >= 2 && shifted.len() * 2 > turns.len() {
+        let list = shifted.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("turns {list}: the answers fit another turn's question better than their own (shifted turns)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns (1-based) whose answer shares more content words with another turn's question than with its own:
+/// a small model sometimes writes the answers one exchange late or early. One such turn is normal (a
+/// follow-up like "Can I carry it over?" leans on the previous question); most turns being so is not.
+pub fn misaligned_turns(turns: &[(&str, &str)]) -> Vec<usize> {
+    let questions: Vec<HashSet<String>> = turns.iter().map(|(u, _)| stems(u)).collect();
+    turns
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, a))| {
+            let answer = stems(a);
+            let own = questions[*i].intersection(&answer).count();
+            questions.iter().enumerate().any(|(j, q)| j != *i && q.intersection(&answer).count() > own)
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// A regenerated answer that copies the critic's feedback instead of answering (small models do: half or
+/// more of the answer's words in one run from the rationale). A critic quoting the context is no reason to
+/// reject an answer that quotes the same words: only a run longer than any the answer shares with the
+/// context counts.
+pub fn check_not_feedback(answer: &str, rationale: &str, context: &str) -> Result<(), (RejectReason, String)> {
+    let copied = copied_share(answer, rationale);
+    if copied >= 0.5 && copied > copied_share(answer, context) {
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("{:.0}% of the answer is copied from the critic's feedback", copied * 100.0),
+        ));
+    }
+    Ok(())
+}
+
+/// Words that carry no topic: two questions differing only in these ask the same thing.
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "did", "do", "does", "for", "how", "i", "in", "is", "it",
+    "me", "my", "of", "on", "or", "our", "the", "to", "was", "we", "what", "who", "you",
+];
+
+/// Near-identical texts: Jaccard >= 0.8 over their topic words (stemmed, function words left out), so that
+/// "the policies regarding annual leave" and "... sick leave" differ while "How many days of leave?" and
+/// "How many leave days?" do not.
+pub fn near_duplicate(a: &str, b: &str) -> bool {
+    let keys = |t: &str| -> HashSet<String> {
+        let all = words(t);
+        let topical: HashSet<String> = all
+            .iter()
+            .filter(|w| !FUNCTION_WORDS.contains(&w.as_str()) && !STOPWORDS.contains(&w.as_str()))
+            .map(|w| stem(w).to_string())
+            .collect();
+        if topical.is_empty() { all.into_iter().collect() } else { topical }
+    };
+    let (x, y) = (keys(a), keys(b));
+    if x.is_empty() || y.is_empty() {
+        return x == y;
+    }
+    x.intersection(&y).count() as f32 / x.union(&y).count() as f32 >= 0.8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: &str = "Full-time employees receive 25 days of paid annual leave per calendar year, plus public holidays. \
+        Up to 5 unused days may be carried over to the next year; expenses up to 2,000 NOK are approved by the line manager.";
+
+    #[test]
+    fn grounded_answers_pass() {
+        let cfg = QualityConfig::default();
+        assert!(
+            check_pair(
+                "How many days of annual leave do full-time employees get?",
+                "They receive 25 days of paid annual leave per year.",
+                CTX,
+                &cfg
+            )
+            .is_ok()
+        );
+        assert!(
+            check_pair("Who approves small expenses?", "The line manager approves expenses up to 2000 NOK.", CTX, &cfg)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn hallucinated_numbers_and_words_fail() {
+        let cfg = QualityConfig::default();
+        let (r, why) =
+            check_pair("How much leave is there?", "25 + 5 = 35 days of leave, about 1.39% of hours.", CTX, &cfg)
+                .unwrap_err();
+        assert_eq!(r, RejectReason::Ungrounded);
+        assert!(why.contains("35") && why.contains("1.39"), "{why}");
+        // A clock time does not support a count that shares its hour.
+        let hours = "Core hours are 10:00 to 15:00. Employees who are ill notify their manager before 09:30.";
+        assert_eq!(unsupported_numbers("You can carry over up to 10 unused days.", hours), vec!["10"]);
+        assert!(unsupported_numbers("Core hours run from 10 am to 3 pm; call in before 9:30.", hours).is_empty());
+        let (r, _) = check_pair(
+            "What about pensions?",
+            "Pension contributions are matched by quarterly bonuses and stock grants.",
+            CTX,
+            &cfg,
+        )
+        .unwrap_err();
+        assert_eq!(r, RejectReason::Ungrounded);
+    }
+
+    #[test]
+    fn malformed_questions_fail() {
+        let cfg = QualityConfig::default();
+        assert_eq!(check_pair("Leave policy", "25 days.", CTX, &cfg).unwrap_err().0, RejectReason::InvalidRecord);
+        assert_eq!(check_pair("What? And why?", "25 days.", CTX, &cfg).unwrap_err().0, RejectReason::InvalidRecord);
+        let copied = "Full-time employees receive 25 days of paid annual leave per calendar year?";
+        assert_eq!(check_pair(copied, "25 days.", CTX, &cfg).unwrap_err().0, RejectReason::InvalidRecord);
+    }
+
+    #[test]
+    fn answers_that_do_not_answer_fail() {
+        let cfg = QualityConfig::default();
+        let q = "How many days of annual leave do full-time employees get?";
+        let (r, why) = check_pair(q, q, CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::InvalidRecord);
+        assert!(why.contains("repeats the question") || why.contains("is a question"), "{why}");
+        let (_, why) = check_pair(q, "Do they get paid annual leave?", CTX, &cfg).unwrap_err();
+        assert!(why.contains("is a question"), "{why}");
+        assert!(check_pair(q, "  ", CTX, &cfg).unwrap_err().1.contains("empty"));
+    }
+
+    #[test]
+    fn conversations_are_checked_turn_by_turn() {
+        let cfg = QualityConfig::default();
+        let good = [
+            ("How much annual leave do I get?", "Full-time employees receive 25 days of paid annual leave per year."),
+            ("Can I keep unused days?", "Up to 5 unused days may be carried over to the next year."),
+        ];
+        assert!(check_conversation(&good, CTX, &cfg).is_ok());
+        // An assistant that asks instead of answering (seen from a 0.5B model).
+        let asking = [("How do I calculate my annual leave?", "What is the standard working week?")];
+        let (r, why) = check_conversation(&asking, CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::InvalidRecord);
+        assert!(why.starts_with("turn 1") && why.contains("question"), "{why}");
+        let repeated = [
+            ("How much annual leave do I get?", "Full-time employees receive 25 days of paid annual leave."),
+            ("And what about holidays?", "Full-time employees receive 25 days of paid annual leave."),
+        ];
+        assert!(check_conversation(&repeated, CTX, &cfg).unwrap_err().1.contains("turn 2: the assistant repeats"));
+        let again = [
+            ("How much annual leave do I get?", "Full-time employees receive 25 days of paid annual leave."),
+            ("How much annual leave do I get?", "Up to 5 unused days may be carried over."),
+        ];
+        assert!(check_conversation(&again, CTX, &cfg).unwrap_err().1.contains("user repeats"));
+        let invented = [
+            ("How much annual leave do I get?", "Full-time employees receive 25 days of paid annual leave."),
+            ("Who approves expenses?", "The finance director approves expenses above 9,000 NOK."),
+        ];
+        let (r, why) = check_conversation(&invented, CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::Ungrounded);
+        assert!(why.starts_with("turn 2") && why.contains("9000"), "{why}");
+        // Which side is at fault decides whether a rewrite of the answers can mend it.
+        for answer_side in [&asking[..], &repeated[..], &invented[..]] {
+            assert!(check_users(answer_side).is_ok() && check_replies(answer_side, CTX, &cfg).is_err());
+        }
+        assert!(check_users(&again).is_err());
+        let q = "How much leave is there?";
+        assert!(check_question(q, CTX, &cfg).is_ok() && check_reply(q, "35 days.", CTX, &cfg).is_err());
+        assert!(check_question("What does the context say about leave?", CTX, &cfg).is_err());
+    }
+
+    #[test]
+    fn text_about_the_source_fails() {
+        let cfg = QualityConfig::default();
+        let q = "Who approves small expenses?";
+        let (r, why) =
+            check_pair(q, "The context states that the line manager approves expenses.", CTX, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::InvalidRecord);
+        assert!(why.contains("the context"), "{why}");
+        let meta = "The evidence provided in the context strongly supports this: expenses up to 2,000 NOK.";
+        assert!(check_pair(q, meta, CTX, &cfg).is_err());
+        let (_, why) = check_pair("What does the passage say about leave?", "25 days.", CTX, &cfg).unwrap_err();
+        assert!(why.contains("question needs the source"), "{why}");
+        // Words that merely contain the phrases are fine.
+        assert!(source_talk("Codes sent by text message in this contextual menu are not allowed.").is_none());
+    }
+
+    #[test]
+    fn shifted_or_crowded_conversations_fail() {
+        let cfg = QualityConfig::default();
+        // Seen from qwen2.5-1.5b: every answer belongs to a neighbouring question.
+        let ctx = "The Information Security Policy, version 3.2, is owned by the Security Office and applies to all \
+            staff. Only software from the approved catalogue may be installed on company laptops. All remote \
+            access requires multi-factor authentication. Version 3.2 replaces every earlier version.";
+        let shifted = [
+            (
+                "Is version 3.2 the current version of the policy?",
+                "The Information Security Policy is owned by the Security Office.",
+            ),
+            ("What does the Security Office say about company laptops?", "Version 3.2 replaces every earlier version."),
+            (
+                "Is multi-factor authentication required for remote access?",
+                "Only software from the approved catalogue may be installed on company laptops.",
+            ),
+        ];
+        assert_eq!(misaligned_turns(&shifted), vec![1, 2, 3]);
+        let (r, why) = check_conversation(&shifted, ctx, &cfg).unwrap_err();
+        assert_eq!(r, RejectReason::InvalidRecord);
+        assert!(why.contains("shifted"), "{why}");
+        // A follow-up leaning on the previous question is one misaligned turn, and fine.
+        let follow_up = [
+            (
+                "How much annual leave do full-time employees get?",
+                "Full-time employees receive 25 days of paid annual leave.",
+            ),
+            ("Can I carry it over?", "Up to 5 unused days of annual leave may be carried over to the next year."),
+        ];
+        assert_eq!(misaligned_turns(&follow_up), vec![2]);
+        assert!(check_conversation(&follow_up, CTX, &cfg).is_ok());
+        let crowded = [(
+            "How much leave? Can I carry it over? Who approves it?",
+            "Employees receive 25 days of paid annual leave.",
+        )];
+        assert!(check_conversation(&crowded, CTX, &cfg).unwrap_err().1.contains("several questions"));
+    }
+
+    #[test]
+    fn answers_copied_from_the_critic_fail() {
+        let rationale = "The example is clear and the question makes sense without the context. It provides a \
+            concise overview of the policy, but the answer invents a number.";
+        let copied = "The example is clear and the question makes sense without the context. It provides a concise \
+            overview of the policy for sick leave.";
+        assert!(check_not_feedback(copied, rationale, CTX).unwrap_err().1.contains("critic"));
+        let grounded = "Employees receive 25 days of paid annual leave per calendar year.";
+        assert!(check_not_feedback(grounded, rationale, CTX).is_ok());
+        // The critic quoted the context; an answer quoting the same sentence copies the context, not the critic.
+        let quoting = "The context says that full-time employees receive 25 days of paid annual leave per calendar \
+            year, so the answer is right but too short.";
+        let answer = "Full-time employees receive 25 days of paid annual leave per calendar year.";
+        assert!(copied_share(answer, quoting) >= 0.5);
+        assert!(check_not_feedback(answer, quoting, CTX).is_ok());
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(numbers("25 days, 2,000 NOK and 1.5 hours; v3.2"), vec!["25", "2000", "1.5", "3.2"]);
+        assert_eq!(numbers("core hours 10:00-15:00, before 09:30"), vec!["10:00", "15:00", "9:30"]);
+        assert_eq!(
+            numbers("from 10 am to 3 p.m., or 9.30 AM; 12 am is 0:00"),
+            vec!["10:00", "15:00", "9:30", "0:00", "0:00"]
+        );
+        assert_eq!(numbers("1.5 hours, 3 pmx, 10:000"), vec!["1.5", "3", "10", "000"]);
+        assert!(near_duplicate("How many days of leave?", "How many leave days?"));
+        assert!(!near_duplicate("How many days of leave?", "Who approves expenses?"));
+        // One topic word apart in a long templated question: different questions (a 1.5B model writes these).
+        let annual = "What are the policies regarding annual leave for employees in Larkspur Instruments?";
+        let sick = "What are the policies regarding sick leave for employees in Larkspur Instruments?";
+        assert!(!near_duplicate(annual, sick));
+        assert!(near_duplicate(
+            annual,
+            "What are the policies regarding annual leave for employees at Larkspur Instruments?"
+        ));
+        assert!(!near_duplicate("What is the VPN policy?", "What is the SSO policy?"));
+        assert!(grounding("carried days expire", "days may be carried over and expire") > 0.99);
+    }
+}

@@ -1,0 +1,114 @@
+//! Regeneration: a low-scored draft rewritten once with the critic's feedback, or a first draft whose answer
+//! failed a check rewritten once with the check's finding (a repair). The new draft remembers the attempt it
+//! replaces, for DPO pairs; a rewrite that repeats the draft unchanged is rejected without judging it again.
+
+use distillery_core::{
+    Draft, DraftKind, Message, PriorAttempt, Record, Regenerate, RejectReason, Role, Scores, StageError, ids, now_ms,
+};
+use distillery_prompts::templates::RegenerateReply;
+use distillery_prompts::{Task, seed_of, templates, transcript};
+
+use crate::{Generate, grounding, quality, screened, unredone};
+
+/// The scores of a draft no model scored (a repair request comes from the checks).
+const NOT_SCORED: Scores = Scores { overall: 0, faithfulness: 0, correctness: 0, clarity: 0, usefulness: 0 };
+
+impl Generate {
+    pub(crate) async fn regenerate(&self, regen: &Regenerate) -> Result<Vec<Record>, StageError> {
+        let prev = &regen.draft;
+        let feedback = regen.feedback();
+        let assistant_turns = prev.messages.iter().filter(|m| m.role == Role::Assistant).count().max(1);
+        let flaw = regen.failed_check().map(|(reason, _)| reason);
+        let scores = regen.scores().unwrap_or(NOT_SCORED);
+        let task_name = if flaw.is_some() { Task::Repair } else { Task::Regenerate };
+        let (template, text) = self.caller.templates.task(task_name);
+        // One set of variables for both templates: validation keeps each template to its own placeholders.
+        let task = templates::render(
+            text,
+            &[
+                ("overall", &scores.overall.to_string()),
+                ("rationale", &templates::neutralize(feedback)),
+                ("finding", &templates::neutralize(feedback)),
+                ("example", &templates::neutralize(&transcript(prev))),
+                ("instructions", &templates::regenerate_instructions(assistant_turns)),
+            ],
+        );
+        let template_hash = self.caller.templates.hash(task_name, &[&self.cfg.max_answer_chars.to_string()]);
+        let seed = seed_of(&regen.id);
+        let req = self.caller.request(
+            &prev.context_text,
+            task,
+            seed,
+            "improved",
+            templates::regenerate_schema(assistant_turns, self.cfg.max_answer_chars),
+        );
+        let out = self
+            .caller
+            .call(&prev.document_id, req, |r: &RegenerateReply| {
+                if r.answers.len() != assistant_turns || r.answers.iter().any(|a| a.trim().is_empty()) {
+                    Err(format!("answers must hold {assistant_turns} non-empty replies"))
+                } else {
+                    Ok(())
+                }
+            })
+            .await?;
+        let attempt = prev.attempt + 1;
+        let model = self.caller.model_call(template, &template_hash, seed, out.usage, out.response.latency);
+        let id = ids::hash_parts(&["draft", &prev.id, &template_hash, &model.model, &attempt.to_string()]);
+        let mut messages = prev.messages.clone();
+        let mut answers = out.value.answers.iter();
+        for m in messages.iter_mut().filter(|m| m.role == Role::Assistant) {
+            if let Some(a) = answers.next() {
+                m.content = a.trim().to_string();
+            }
+        }
+        // The same answers again cannot be better: judging them twice would only sample the critic's noise.
+        let answers_of = |ms: &[Message]| -> Vec<String> {
+            let words = |m: &Message| m.content.split_whitespace().collect::<Vec<_>>().join(" ");
+            ms.iter().filter(|m| m.role == Role::Assistant).map(words).collect()
+        };
+        if answers_of(&messages) == answers_of(&prev.messages) {
+            let r = match flaw {
+                Some(reason) => unredone(regen, reason, format!("{feedback} (the repair repeated it unchanged)")),
+                None => unredone(
+                    regen,
+                    RejectReason::LowScore,
+                    format!("scored {}/5 and the regeneration repeated it unchanged: {feedback}", scores.overall),
+                ),
+            };
+            return Ok(vec![Record::Rejected(r)]);
+        }
+        let last_answer =
+            messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone()).unwrap_or_default();
+        let chunk_ids: Vec<String> = prev.parent_ids.first().cloned().into_iter().collect();
+        let support = grounding::support(&prev.context_text, &chunk_ids, out.value.evidence.as_deref(), &last_answer);
+        let mut parent_ids = vec![prev.chunk_id.clone(), prev.id.clone()];
+        parent_ids.dedup();
+        let draft = Draft {
+            id,
+            messages,
+            reasoning: out.response.reasoning.clone().or(prev.reasoning.clone()),
+            evidence: support.map(|s| s.quote).or(prev.evidence.clone()),
+            attempt,
+            parent_ids,
+            generator: model,
+            previous: Some(PriorAttempt {
+                draft_id: prev.id.clone(),
+                messages: prev.messages.clone(),
+                scores,
+                rationale: feedback.to_string(),
+            }),
+            created_at_ms: now_ms(),
+            ..prev.clone()
+        };
+        let question = draft.question().to_string();
+        let checked = if draft.kind == DraftKind::Qa {
+            let result = quality::check_not_feedback(&last_answer, feedback, &prev.context_text)
+                .and_then(|()| quality::check_pair(&question, &last_answer, &prev.context_text, &self.cfg.quality));
+            screened(draft, result)
+        } else {
+            self.checked_conversation(draft, &prev.context_text, Some(feedback))
+        };
+        Ok(vec![checked])
+    }
+}

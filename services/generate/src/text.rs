@@ -1,0 +1,46 @@
+//! Words and stems: how the checks and the evidence tracing of generated text split it into comparable
+//! words. Two word sets with different purposes live side by side here: content words (no function words,
+//! four letters or more) for what an answer or question is about, and significant words (three letters or
+//! more) for matching an answer to the context sentence that supports it.
+
+use std::collections::HashSet;
+
+pub const STOPWORDS: &[&str] = &[
+    "about", "above", "after", "again", "also", "because", "been", "before", "being", "below", "between", "both",
+    "could", "does", "doing", "down", "during", "each", "from", "further", "have", "having", "here", "into", "itself",
+    "just", "more", "most", "must", "only", "other", "over", "same", "should", "some", "such", "than", "that", "their",
+    "them", "then", "there", "these", "they", "this", "those", "through", "under", "until", "very", "were", "what",
+    "when", "where", "which", "while", "will", "with", "would", "your", "yes", "within", "without", "using", "used",
+];
+
+/// Lowercased alphanumeric words.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Words of four letters or more that are not function words: what a sentence is about.
+pub fn content_words(text: &str) -> Vec<String> {
+    words(text).into_iter().filter(|w| w.chars().count() >= 4 && !STOPWORDS.contains(&w.as_str())).collect()
+}
+
+/// Crude stem so that "carried"/"carry" or "employees"/"employee" match.
+pub fn stem(w: &str) -> &str {
+    for suffix in ["ing", "ied", "ies", "ed", "es", "s"] {
+        if let Some(s) = w.strip_suffix(suffix)
+            && s.chars().count() >= 4
+        {
+            return s;
+        }
+    }
+    w
+}
+
+/// The stems of a text's content words.
+pub fn stems(text: &str) -> HashSet<String> {
+    content_words(text).iter().map(|w| stem(w).to_string()).collect()
+}
+
+/// Words of three letters or more, function words included: what sentence matching compares.
+pub fn significant_words(s: &str) -> HashSet<String> {
+    s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() > 2).map(str::to_lowercase).collect()
+}

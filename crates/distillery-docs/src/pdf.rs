@@ -2,6 +2,10 @@
 //! matrix and size; this module lays glyphs out into lines, drops running headers, footers and page
 //! numbers, joins lines into paragraphs (mending end-of-line hyphenation), recognises headings by font
 //! size relative to the body text, normalises ligatures (NFKC), and keeps the page of every block.
+//!
+//! Text turned by a quarter, half or three-quarter turn (a landscape page kept in a portrait MediaBox
+//! with `/Rotate`, or a rotated text matrix) is laid out in its own upright frame: every glyph's position
+//! is taken along and across its baseline, so its lines read as the page displays them.
 
 use std::collections::HashMap;
 
@@ -11,22 +15,59 @@ use unicode_normalization::UnicodeNormalization;
 use crate::ExtractError;
 use crate::blocks::{Block, BlockKind, Extracted, collapse_whitespace};
 
+/// A glyph, positioned in the upright frame of its orientation: `x` grows along the baseline, `y`
+/// downwards across it.
 #[derive(Debug, Clone)]
 struct Glyph {
     x: f64,
     y: f64,
     end: f64,
     size: f64,
+    /// Quarter turns (counter-clockwise, 0 to 3) of the baseline on the page.
+    turn: u8,
     text: String,
     word_start: bool,
+}
+
+/// One page's glyphs, in content order.
+struct Page {
+    num: u32,
+    /// The MediaBox's lower-left corner, its width and height.
+    origin: (f64, f64),
+    width: f64,
+    height: f64,
+    glyphs: Vec<Glyph>,
+}
+
+impl Page {
+    /// Height of the upright frame of text turned by `turn` quarter turns.
+    fn frame_height(&self, turn: u8) -> f64 {
+        if turn.is_multiple_of(2) { self.height } else { self.width }
+    }
 }
 
 /// Collects positioned glyphs per page.
 #[derive(Default)]
 struct Collector {
-    height: f64,
     word_start: bool,
-    pages: Vec<(u32, f64, Vec<Glyph>)>,
+    pages: Vec<Page>,
+}
+
+/// Quarter turns (0 to 3, counter-clockwise) nearest to the direction of the baseline vector `(dx, dy)`.
+fn quarter_turns(dx: f64, dy: f64) -> u8 {
+    let turns = (dy.atan2(dx) / std::f64::consts::FRAC_PI_2).round() as i64;
+    turns.rem_euclid(4) as u8
+}
+
+/// A page point (`x`, `y` from the MediaBox's lower-left corner, y up) in the upright frame of text
+/// turned by `turn` quarter turns on a page `width` by `height`: x along the baseline, y down across it.
+fn to_frame(turn: u8, x: f64, y: f64, width: f64, height: f64) -> (f64, f64) {
+    match turn {
+        0 => (x, height - y),
+        1 => (y, x),
+        2 => (width - x, y),
+        _ => (height - y, width - x),
+    }
 }
 
 impl OutputDev for Collector {
@@ -36,8 +77,9 @@ impl OutputDev for Collector {
         media_box: &MediaBox,
         _art: Option<(f64, f64, f64, f64)>,
     ) -> Result<(), OutputError> {
-        self.height = media_box.ury - media_box.lly;
-        self.pages.push((page_num, self.height, Vec::new()));
+        let (width, height) = (media_box.urx - media_box.llx, media_box.ury - media_box.lly);
+        let origin = (media_box.llx, media_box.lly);
+        self.pages.push(Page { num: page_num, origin, width, height, glyphs: Vec::new() });
         Ok(())
     }
 
@@ -53,19 +95,18 @@ impl OutputDev for Collector {
         font_size: f64,
         ch: &str,
     ) -> Result<(), OutputError> {
-        // Device position with y growing downwards; the font size as the side of the square with the area
-        // of the transformed size vector.
-        let (x, y) = (trm.m31, self.height - trm.m32);
-        let sx = font_size * (trm.m11 + trm.m21);
-        let sy = font_size * (trm.m12 + trm.m22);
-        let size = (sx * sy).abs().sqrt();
+        // The baseline's direction picks the frame the glyph is read in; the font size is the side of the
+        // square with the area of the transformed em square, the advance the em width along the baseline.
+        let turn = quarter_turns(trm.m11, trm.m12);
         let text: String = ch.nfkc().filter(|c| !c.is_control() || *c == '\n').collect();
-        if let Some((_, _, glyphs)) = self.pages.last_mut()
-            && size.is_finite()
-            && x.is_finite()
-            && y.is_finite()
-        {
-            glyphs.push(Glyph { x, y, end: x + width * size, size, text, word_start: self.word_start });
+        if let Some(page) = self.pages.last_mut() {
+            let (x, y) = to_frame(turn, trm.m31 - page.origin.0, trm.m32 - page.origin.1, page.width, page.height);
+            let size = font_size * (trm.m11 * trm.m22 - trm.m12 * trm.m21).abs().sqrt();
+            let advance = width * font_size * trm.m11.hypot(trm.m12);
+            if size.is_finite() && advance.is_finite() && x.is_finite() && y.is_finite() {
+                let word_start = self.word_start;
+                page.glyphs.push(Glyph { x, y, end: x + advance, size, turn, text, word_start });
+            }
         }
         self.word_start = false;
         Ok(())
@@ -88,30 +129,44 @@ impl OutputDev for Collector {
 #[derive(Debug, Clone)]
 struct Line {
     text: String,
+    /// Position down the upright frame of the line's orientation.
     y: f64,
     size: f64,
     page: u32,
+    /// Quarter turns of the line's baseline: lines of different turns are in different frames.
+    turn: u8,
+    /// Height of the line's frame.
     page_height: f64,
 }
 
-fn lines_of(page: u32, height: f64, glyphs: &[Glyph]) -> Vec<Line> {
+fn lines_of(page: &Page) -> Vec<Line> {
     let mut lines: Vec<Line> = Vec::new();
     let mut cur: Option<(Line, f64, Vec<f64>)> = None; // line, last end, sizes
-    for g in glyphs {
+    for g in &page.glyphs {
         if g.text.trim().is_empty() && g.text != " " {
             continue;
         }
         let size = g.size.max(1.0);
         let new_line = match &cur {
             None => true,
-            Some((l, last_end, _)) => (g.y - l.y).abs() > size * 0.5 || (g.x < *last_end - size * 2.0),
+            Some((l, last_end, _)) => {
+                g.turn != l.turn || (g.y - l.y).abs() > size * 0.5 || (g.x < *last_end - size * 2.0)
+            }
         };
         if new_line {
             if let Some((mut l, _, sizes)) = cur.take() {
                 l.size = median(sizes);
                 lines.push(l);
             }
-            cur = Some((Line { text: String::new(), y: g.y, size, page, page_height: height }, g.end, vec![]));
+            let line = Line {
+                text: String::new(),
+                y: g.y,
+                size,
+                page: page.num,
+                turn: g.turn,
+                page_height: page.frame_height(g.turn),
+            };
+            cur = Some((line, g.end, vec![]));
         }
         let (l, last_end, sizes) = cur.as_mut().expect("line started");
         // Like pdftotext: a space where a new word starts after a gap; inside a word only a wide gap
@@ -194,29 +249,30 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     }
 
     let mut lines: Vec<Line> = Vec::new();
-    for (page, height, glyphs) in &out.pages {
-        lines.extend(lines_of(*page, *height, glyphs));
+    for page in &out.pages {
+        lines.extend(lines_of(page));
     }
     if lines.iter().map(|l| l.text.chars().filter(|c| c.is_alphanumeric()).count()).sum::<usize>() < 3 {
         return Err(ExtractError::NoTextLayer);
     }
 
     // Running headers and footers: the same text (digits masked) near the top or bottom of most pages.
-    let pages_with_text = out.pages.iter().filter(|(_, _, g)| !g.is_empty()).count().max(1);
+    let pages_with_text = out.pages.iter().filter(|p| !p.glyphs.is_empty()).count().max(1);
     let band = |l: &Line| l.y < l.page_height * 0.12 || l.y > l.page_height * 0.88;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for l in lines.iter().filter(|l| band(l)) {
         *seen.entry(furniture_key(&l.text)).or_default() += 1;
     }
-    // Page numbers: a number alone as the first or last line of its page, wherever the margins are.
-    let mut edges: HashMap<u32, (f64, f64)> = HashMap::new();
+    // Page numbers: a number alone as the first or last line of its page (in its orientation's frame),
+    // wherever the margins are.
+    let mut edges: HashMap<(u32, u8), (f64, f64)> = HashMap::new();
     for l in &lines {
-        let e = edges.entry(l.page).or_insert((f64::MAX, f64::MIN));
+        let e = edges.entry((l.page, l.turn)).or_insert((f64::MAX, f64::MIN));
         e.0 = e.0.min(l.y);
         e.1 = e.1.max(l.y);
     }
     lines.retain(|l| {
-        let (top, bottom) = edges[&l.page];
+        let (top, bottom) = edges[&(l.page, l.turn)];
         if (l.y == top || l.y == bottom || band(l)) && is_page_number(&l.text) {
             return false;
         }
@@ -247,7 +303,7 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     // Typical distance between consecutive body lines.
     let mut gaps: Vec<f64> = lines
         .windows(2)
-        .filter(|w| w[0].page == w[1].page && (w[0].size - body).abs() < 0.6 && w[1].y > w[0].y)
+        .filter(|w| same_frame(&w[0], &w[1]) && (w[0].size - body).abs() < 0.6 && w[1].y > w[0].y)
         .map(|w| w[1].y - w[0].y)
         .filter(|g| *g < body * 4.0)
         .collect();
@@ -272,7 +328,7 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             if let (Some(p), Some(last)) = (prev, blocks.last_mut())
                 && looks_like_heading(p, body)
                 && matches!(last.kind, BlockKind::Heading(_))
-                && l.page == p.page
+                && same_frame(l, p)
                 && (l.size - p.size).abs() < 0.5
                 && l.y - p.y < l.size * 2.0
             {
@@ -287,10 +343,12 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         let new_para = match prev {
             None => true,
             Some(p) => {
-                // A paragraph flows on into the next column or page unless it ended a sentence there.
+                // A paragraph flows on into the next column or page unless it ended a sentence there; it
+                // does not flow between text of different orientations on a page.
                 let sentence_done = para.trim_end().ends_with(['.', ':', '!', '?']);
                 (p.page != l.page || l.y < p.y - spacing) && sentence_done
-                    || (p.page == l.page && l.y - p.y > spacing * 1.45)
+                    || (p.page == l.page && p.turn != l.turn)
+                    || (same_frame(p, l) && l.y - p.y > spacing * 1.45)
                     || (l.size - p.size).abs() > 1.0
                     || looks_like_heading(p, body)
                     || starts_item(&l.text)
@@ -314,6 +372,11 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         return Err(ExtractError::NoTextLayer);
     }
     Ok(doc)
+}
+
+/// Whether two lines' positions compare: on the same page, in the same orientation.
+fn same_frame(a: &Line, b: &Line) -> bool {
+    a.page == b.page && a.turn == b.turn
 }
 
 fn looks_like_heading(l: &Line, body: f64) -> bool {

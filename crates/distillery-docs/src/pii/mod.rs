@@ -6,16 +6,21 @@
 //! IBANs pass their country length and mod-97 check, SSNs their allocation rules, phone numbers
 //! libphonenumber's metadata, IP addresses the standard parsers. Context words keep order, invoice and
 //! version numbers out. Person names come from a first-name dictionary plus capitalised surnames, or a
-//! title followed by a name.
+//! title followed by a name, and — when it is installed — from an in-process NER model ([`NerModel`]),
+//! whose names are added to the rules' (the longer of two overlapping names wins).
 
 mod checks;
 mod names;
+mod ner;
+mod onnx;
 mod placeholders;
 mod words;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +34,7 @@ use placeholders::Placeholders;
 use words::{CARD_CUES, ID_CONTEXT, PHONE_CUES, VERSION_CONTEXT};
 
 pub use checks::{iban_valid, luhn, ssn_valid};
+pub use ner::{NER_MODEL, NerModel, PieceScore, installed_ner_model, ner_model_candidates};
 
 /// A kind of personal or secret data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -106,6 +112,17 @@ pub enum PiiAction {
     Keep,
 }
 
+/// Whether person names also come from the NER model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NerMode {
+    /// Use the model when it is installed; the rules alone when it is not.
+    #[default]
+    Auto,
+    /// The rules alone.
+    Off,
+}
+
 /// Redaction settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -119,6 +136,14 @@ pub struct PiiConfig {
     pub default_region: String,
     /// Further regions a number without a country code may belong to (valid in any of them counts).
     pub phone_regions: Vec<String>,
+    /// Person names from the in-process NER model as well as from the rules: `auto` (the default) uses the
+    /// model when it is installed (`scripts/test-servers start` installs it) and the rules alone when it is
+    /// not; `off` uses the rules alone.
+    pub ner: NerMode,
+    /// The NER model folder (config.json, tokenizer.json, model.safetensors or onnx/model_q4.onnx). Unset:
+    /// `$DISTILLERY_NER_MODEL_DIR`, else `.cache/models/rampart` in the working directory or beside the
+    /// executable, else `~/.cache/distillery/models/rampart`.
+    pub ner_model_dir: Option<PathBuf>,
 }
 
 impl Default for PiiConfig {
@@ -133,6 +158,8 @@ impl Default for PiiConfig {
             ]
             .map(String::from)
             .to_vec(),
+            ner: NerMode::Auto,
+            ner_model_dir: None,
         }
     }
 }
@@ -143,6 +170,11 @@ impl PiiConfig {
             if phonenumber::country::Id::from_str(r).is_err() {
                 errors.push(format!("{section}: {r:?} is not a known region code"));
             }
+        }
+        if let Some(dir) = self.ner_model_dir.as_ref().filter(|_| self.ner == NerMode::Auto)
+            && !ner::has_model(dir)
+        {
+            errors.push(format!("{section}.ner_model_dir: no NER model in {}", dir.display()));
         }
     }
 
@@ -163,25 +195,86 @@ pub struct Finding {
 pub struct Redactor {
     cfg: PiiConfig,
     regions: Vec<phonenumber::country::Id>,
+    ner: Option<Arc<NerModel>>,
 }
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redactor").field("cfg", &self.cfg).finish()
+        f.debug_struct("Redactor").field("cfg", &self.cfg).field("ner", &self.ner).finish()
     }
 }
 
 impl Redactor {
+    /// A redactor with the NER model when the configuration asks for it and it is installed (loaded once per
+    /// process); with the rules alone otherwise.
     pub fn new(cfg: PiiConfig) -> Redactor {
+        let ner = if cfg.enabled && cfg.ner == NerMode::Auto {
+            match cfg.ner_model_dir.clone().or_else(installed_ner_model) {
+                Some(dir) => match NerModel::shared(&dir) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::error!("person names from the rules alone: {e}");
+                        None
+                    }
+                },
+                None => None,
+            }
+        } else {
+            None
+        };
+        Redactor::with_ner(cfg, ner)
+    }
+
+    /// A redactor with the given NER model (or none), whatever the configuration says of it.
+    pub fn with_ner(cfg: PiiConfig, ner: Option<Arc<NerModel>>) -> Redactor {
         let regions = std::iter::once(&cfg.default_region)
             .chain(&cfg.phone_regions)
             .filter_map(|r| phonenumber::country::Id::from_str(r).ok())
             .collect();
-        Redactor { cfg, regions }
+        Redactor { cfg, regions, ner }
+    }
+
+    /// The NER model in use, if any.
+    pub fn ner_model(&self) -> Option<&NerModel> {
+        self.ner.as_deref()
     }
 
     /// Every entity found, non-overlapping, in order (types set to `keep` are found too).
     pub fn find(&self, text: &str) -> Vec<Finding> {
+        self.find_many(&[text]).pop().unwrap_or_default()
+    }
+
+    /// [`Redactor::find`] for several texts, with the NER model run over all of them in batches.
+    pub fn find_many(&self, texts: &[&str]) -> Vec<Vec<Finding>> {
+        let scores = self.person_scores(texts);
+        texts.iter().enumerate().map(|(i, t)| self.find_with(t, scores.as_ref().map(|s| s[i].as_slice()))).collect()
+    }
+
+    /// The person names the NER model finds without the rules, as [`Redactor::find`] would add them (none
+    /// without a model): for evaluating the model on its own.
+    pub fn model_names(&self, text: &str) -> Vec<Finding> {
+        let mut c = Vec::new();
+        if let Some(scores) = self.person_scores(&[text]) {
+            names::model_people(text, &scores[0], &mut |kind, start, end| c.push(Finding { kind, start, end }));
+        }
+        c
+    }
+
+    /// The model's person scores near the places a name can be (runs of capitalised words); None without a
+    /// model, or when it fails (the rules still run).
+    fn person_scores(&self, texts: &[&str]) -> Option<Vec<Vec<PieceScore>>> {
+        let model = self.ner.as_ref()?;
+        let focus: Vec<Vec<(usize, usize)>> = texts.iter().map(|t| names::name_candidates(t)).collect();
+        match model.person_scores(texts, Some(&focus)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("NER model failed, person names from the rules alone: {e}");
+                None
+            }
+        }
+    }
+
+    fn find_with(&self, text: &str, scores: Option<&[PieceScore]>) -> Vec<Finding> {
         let p = patterns();
         let mut c: Vec<Finding> = Vec::new();
         let mut push = |kind, start, end| c.push(Finding { kind, start, end });
@@ -287,6 +380,9 @@ impl Redactor {
             self.phone(text, m.start(), m.end(), &mut push);
         }
         self.people(text, &mut push);
+        if let Some(scores) = scores {
+            names::model_people(text, scores, &mut push);
+        }
         resolve(c)
     }
 
@@ -344,8 +440,10 @@ impl Redactor {
     /// Redacts a document in place with consistent placeholders; returns the counts per type.
     pub fn redact_document(&self, doc: &mut Extracted) -> BTreeMap<PiiKind, u64> {
         let mut state = Placeholders::default();
-        for block in &mut doc.blocks {
-            block.text = self.redact_with(&block.text, &mut state);
+        let texts: Vec<&str> = doc.blocks.iter().map(|b| b.text.as_str()).collect();
+        let findings = self.find_many(&texts);
+        for (block, found) in doc.blocks.iter_mut().zip(findings) {
+            block.text = self.redact_with(&block.text, found, &mut state);
         }
         state.counts
     }
@@ -353,12 +451,11 @@ impl Redactor {
     /// Redacts one text (placeholders numbered from 1 within it).
     pub fn redact(&self, text: &str) -> (String, BTreeMap<PiiKind, u64>) {
         let mut state = Placeholders::default();
-        let out = self.redact_with(text, &mut state);
+        let out = self.redact_with(text, self.find(text), &mut state);
         (out, state.counts)
     }
 
-    fn redact_with(&self, text: &str, state: &mut Placeholders) -> String {
-        let findings = self.find(text);
+    fn redact_with(&self, text: &str, findings: Vec<Finding>, state: &mut Placeholders) -> String {
         let mut out = String::with_capacity(text.len());
         let mut pos = 0;
         for f in findings {

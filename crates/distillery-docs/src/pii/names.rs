@@ -1,14 +1,19 @@
 //! Person-name detection: word tokens, capitalisation, the first-name dictionary lookup (with diacritics
-//! folded), possessives and adjacency of name words.
+//! folded), possessives and adjacency of name words; and the same word rules applied to the NER model's
+//! per-piece scores.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use super::checks::patterns;
+use super::ner::PieceScore;
 use super::words::{
     COMMON_CAPITALISED, MONTHS_AND_DAYS, NOT_NAMES, NOT_SURNAMES, PARTICLES, SURNAME_FIRST, TITLE_WORDS,
 };
 use super::{PiiKind, Redactor};
+
+/// Mean person probability over a word's pieces at which the model makes it a name word.
+pub(super) const MODEL_THRESHOLD: f32 = 0.5;
 
 impl Redactor {
     /// Person names: a title followed by a name, or a dictionary first name (or a common East Asian
@@ -74,6 +79,92 @@ impl Redactor {
             }
         }
     }
+}
+
+/// Person names from the NER model's scores: runs of two or more adjacent capitalised words the model reads
+/// as part of a name (particles such as "van der" may stand between them), ending at a possessive. A lone
+/// word is left to the rules, which take a single name only after a title; words that end names in the rules
+/// (months, days, "Street", "The", titles) end them here too.
+pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl FnMut(PiiKind, usize, usize)) {
+    let toks = word_tokens(text);
+    let mut p = 0;
+    let named: Vec<bool> = toks
+        .iter()
+        .map(|&(s, e)| {
+            while p < scores.len() && scores[p].end <= s {
+                p += 1;
+            }
+            let inside: Vec<f32> =
+                scores[p..].iter().take_while(|x| x.start < e).filter(|x| x.end > s).map(|x| x.person).collect();
+            let mean = if inside.is_empty() { 0.0 } else { inside.iter().sum::<f32>() / inside.len() as f32 };
+            let w = name_word(&text[s..e]);
+            mean >= MODEL_THRESHOLD
+                && is_capitalised(w)
+                && !MONTHS_AND_DAYS.contains(&w)
+                && !COMMON_CAPITALISED.contains(&w)
+                && !NOT_SURNAMES.contains(&w)
+                && !TITLE_WORDS.contains(&w)
+        })
+        .collect();
+    let mut i = 0;
+    while i < toks.len() {
+        if !named[i] {
+            i += 1;
+            continue;
+        }
+        let (mut last, mut words, mut j) = (i, 1, i + 1);
+        if !ends_possessive(&text[toks[i].0..toks[i].1]) {
+            while j < toks.len() && adjacent(text, toks[j - 1], toks[j]) {
+                if PARTICLES.contains(&&text[toks[j].0..toks[j].1]) {
+                    j += 1;
+                    continue;
+                }
+                if !named[j] {
+                    break;
+                }
+                last = j;
+                words += 1;
+                j += 1;
+                if ends_possessive(&text[toks[last].0..toks[last].1]) {
+                    break;
+                }
+            }
+        }
+        if words >= 2 {
+            let end = toks[last].1 - possessive_len(&text[toks[last].0..toks[last].1]);
+            push(PiiKind::Person, toks[i].0, end);
+        }
+        i = last + 1;
+    }
+}
+
+/// Byte ranges of two or more adjacent capitalised words (particles may stand between): the only places
+/// [`model_people`] can find a name, so the model need not read the rest.
+pub(super) fn name_candidates(text: &str) -> Vec<(usize, usize)> {
+    let toks = word_tokens(text);
+    let cap: Vec<bool> = toks.iter().map(|&(s, e)| is_capitalised(name_word(&text[s..e]))).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if !cap[i] {
+            i += 1;
+            continue;
+        }
+        let (mut last, mut j) = (i, i + 1);
+        while j < toks.len() && adjacent(text, toks[j - 1], toks[j]) {
+            if cap[j] {
+                last = j;
+            } else if !PARTICLES.contains(&&text[toks[j].0..toks[j].1]) {
+                break;
+            }
+            j += 1;
+        }
+        if last > i {
+            out.push((toks[i].0, toks[last].1));
+        }
+        i = last + 1;
+    }
+    out
 }
 
 fn first_names() -> &'static HashSet<String> {

@@ -151,6 +151,12 @@ impl LlmClient {
             match result {
                 Ok(resp) => {
                     self.metrics.calls.with_label_values(&[self.role.as_str(), model, "ok"]).inc();
+                    if let Some(cached) = resp.cached_prompt_tokens {
+                        self.metrics
+                            .prompt_cached
+                            .with_label_values(&[self.role.as_str(), model])
+                            .inc_by(u64::from(cached.min(resp.usage.prompt_tokens)));
+                    }
                     self.metrics
                         .latency
                         .with_label_values(&[self.role.as_str(), model])

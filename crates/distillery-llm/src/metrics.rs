@@ -13,6 +13,9 @@ pub struct LlmMetrics {
     pub latency: HistogramVec,
     /// Tokens, by role, model and kind (prompt/completion).
     pub tokens: IntCounterVec,
+    /// Prompt tokens the server served from its prefix cache, by role and model: with `tokens{kind="prompt"}`
+    /// the prefix-cache hit rate (stable prefixes make it high).
+    pub prompt_cached: IntCounterVec,
     /// Cost of LLM calls under the configured price table, in its currency units, by role and model.
     pub cost: CounterVec,
     /// LLM requests in flight, by role.
@@ -27,6 +30,11 @@ impl LlmMetrics {
             calls: m.counter_vec("llm_calls_total", "LLM calls by outcome", &["role", "model", "outcome"]),
             latency: m.histogram_vec("llm_latency_seconds", "LLM call latency", &["role", "model"]),
             tokens: m.counter_vec("llm_tokens_total", "LLM tokens", &["role", "model", "kind"]),
+            prompt_cached: m.counter_vec(
+                "llm_prompt_cached_tokens_total",
+                "Prompt tokens served from the server's prefix cache",
+                &["role", "model"],
+            ),
             cost: m.float_counter_vec("llm_cost_total", "LLM cost under the price table", &["role", "model"]),
             in_flight: m.gauge_vec("llm_in_flight", "LLM requests in flight", &["role"]),
             retries: m.counter_vec("llm_retries_total", "LLM retries by cause", &["role", "cause"]),

@@ -109,6 +109,9 @@ pub struct ChatResponse {
     /// A refusal message the provider reported in its own field.
     pub refusal: Option<String>,
     pub latency: Duration,
+    /// Prompt tokens the server took from its prefix cache instead of processing (llama.cpp's
+    /// `timings.cache_n`, OpenAI's `usage.prompt_tokens_details.cached_tokens`), when it says.
+    pub cached_prompt_tokens: Option<u32>,
 }
 
 /// Splits `<think>…</think>` out of a content string. An unclosed `<think>` means the whole remainder is

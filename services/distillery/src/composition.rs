@@ -108,7 +108,7 @@ async fn spawn<C: Component>(
 
 /// Runs the whole pipeline in this process and writes the dataset, exports and `summary.json`.
 pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<Summary> {
-    let mut cfg = opts.config;
+    let cfg = opts.config;
     let started = Instant::now();
     let spec = InputSpec::parse(&opts.input)?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
@@ -170,8 +170,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         spawn(&bus, &dedup, &deps, Some(2), &retry, &stage_cancel).await?,
         spawn(&bus, &sink, &deps, Some(512), &retry, &stage_cancel).await?,
     ];
-    cfg.extract = extract;
-    tracing::info!(tokenizer = ?cfg.extract.tokenizer, "pipeline started");
+    tracing::info!(tokenizer = ?extract.tokenizer, "pipeline started");
 
     let progress = opts.progress.then(|| crate::progress::Progress::start(metrics.clone()));
     let ingestor = Ingestor::new(&cfg.ingest, &deps);

@@ -43,6 +43,8 @@ pub struct Summary {
     pub llm_calls: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Share of prompt tokens the server took from its prefix cache (when it reports it).
+    pub prompt_cache_hit_rate: Option<f64>,
     /// Tokens per accepted record, prompt plus completion.
     pub tokens_per_accepted: Option<f64>,
     pub cost: Option<f64>,
@@ -124,6 +126,10 @@ impl Summary {
             llm_calls: Metrics::counter_sum(&llm.calls, &[("outcome", "ok")]),
             prompt_tokens: gp + jp,
             completion_tokens: gc + jc,
+            prompt_cache_hit_rate: {
+                let cached = Metrics::counter_sum(&llm.prompt_cached, &[]);
+                (cached > 0 && gp + jp > 0).then(|| cached as f64 / (gp + jp) as f64)
+            },
             tokens_per_accepted: (accepted > 0).then(|| (gp + gc + jp + jc) as f64 / accepted as f64),
             cost,
             per_document: BTreeMap::new(),

@@ -2,7 +2,8 @@
 //! question/answer pairs, or a multi-turn conversation. A `Regenerate` becomes one improved version of a
 //! low-scored draft, written with the critic's feedback, remembering the low-scored attempt for DPO pairs.
 //!
-//! Variety: the prompt lists the questions already asked about the same document (a bounded memory), and
+//! Variety: a QA prompt numbers the chunk's sentences and each pair names a different one; the questions
+//! already asked about a document are remembered (a bounded memory) to reject repeats before judging, and
 //! each request carries its own seed. Grounding: every answer's supporting span is verified against the
 //! context and traced to its chunk; cheap checks reject bad pairs before any judge tokens are spent.
 //!
@@ -81,7 +82,8 @@ pub struct GenerateConfig {
     pub max_answer_chars: usize,
     /// Where reasoning traces come from.
     pub reasoning: Reasoning,
-    /// Questions already asked about a document that later prompts list to avoid (0 disables).
+    /// Questions remembered per document: a new pair repeating one is rejected as a duplicate before any
+    /// judge call (and a user template's `{avoid}` lists them). 0 disables.
     pub memory: usize,
     /// Sampling temperature of generation requests (unset: the model's configured temperature).
     pub temperature: Option<f32>,

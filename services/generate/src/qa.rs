@@ -1,27 +1,34 @@
-//! Question/answer pairs: several typed pairs about a chunk in one schema-constrained call, each with its
-//! supporting span traced to its chunk; a pair repeating an earlier question ends as a `duplicate`
-//! rejection, never judged.
+//! Question/answer pairs: several typed pairs about a chunk in one schema-constrained call. The chunk's text
+//! is given as numbered sentences and each pair names the sentence it is about, so the pairs of one reply
+//! cover different facts and each carries its evidence without spending tokens to copy it. A pair repeating
+//! an earlier question (of the reply, or remembered for the document) ends as a `duplicate` rejection, never
+//! judged.
 
 use distillery_core::{Chunk, DraftKind, Message, Record, RejectReason, Role, StageError, ids};
 use distillery_llm::Usage;
 use distillery_prompts::templates::QaReply;
 use distillery_prompts::{Task, seed_of, templates};
 
-use crate::{Generate, Reasoning, grounding, quality, screened, share};
+use crate::{Generate, Reasoning, grounding, quality, screened, share, text};
 
 impl Generate {
     pub(crate) async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
-        let n = self.cfg.pairs_per_chunk;
+        let sentences = match text::sentences(&chunk.text) {
+            s if s.is_empty() => vec![chunk.text.trim().to_string()],
+            s => s,
+        };
+        // One pair per sentence at most: asking a two-sentence chunk for three pairs only buys a repeat.
+        let n = self.cfg.pairs_per_chunk.min(sentences.len()).max(1);
         let explicit = self.cfg.reasoning == Reasoning::Explicit;
         let avoid: Vec<String> = self.memory.recall(&chunk.document_id).into_iter().rev().take(12).collect();
         let extra = self.cfg.extra_instructions.as_deref();
         let reasoning_field = if explicit { "reasoning (think step by step, briefly, before answering); " } else { "" };
-        let (template, text) = self.caller.templates.task(Task::Qa);
+        let (template, body) = self.caller.templates.task(Task::Qa);
         let task = templates::render(
-            text,
+            body,
             &[
                 ("n", &n.to_string()),
-                ("focus", &templates::neutralize(&chunk.text)),
+                ("focus", &templates::numbered_sentences(&sentences)),
                 ("reasoning", reasoning_field),
                 ("avoid", &templates::avoid_section(&avoid)),
                 ("extra", &templates::extra_section(extra)),
@@ -37,7 +44,8 @@ impl Generate {
             ],
         );
         let seed = seed_of(&chunk.id);
-        let schema = templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit);
+        let schema =
+            templates::qa_schema(n, sentences.len(), self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit);
         let req = self.caller.request(&chunk.context_text, task, seed, "qa_pairs", schema);
         let out = self
             .caller
@@ -90,8 +98,14 @@ impl Generate {
                 "1",
                 &i.to_string(),
             ]);
-            let support =
-                grounding::support(&chunk.context_text, &chunk.context_chunk_ids, p.evidence.as_deref(), &p.answer);
+            // The sentence the pair is about is its evidence; a pair naming no sentence is traced like a quote.
+            let about = p.sentence.and_then(|k| k.checked_sub(1)).and_then(|k| sentences.get(k)).map(String::as_str);
+            let support = grounding::support(
+                &chunk.context_text,
+                &chunk.context_chunk_ids,
+                about.or(p.evidence.as_deref()),
+                &p.answer,
+            );
             let mut q = Message::new(Role::User, p.question.trim());
             q.chunk_ids = vec![chunk.id.clone()];
             let mut a = Message::new(Role::Assistant, p.answer.trim());

@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 
+use unicode_segmentation::UnicodeSegmentation;
+
 pub const STOPWORDS: &[&str] = &[
     "about", "above", "after", "again", "also", "because", "been", "before", "being", "below", "between", "both",
     "could", "does", "doing", "down", "during", "each", "from", "further", "have", "having", "here", "into", "itself",
@@ -43,4 +45,43 @@ pub fn stems(text: &str) -> HashSet<String> {
 /// Words of three letters or more, function words included: what sentence matching compares.
 pub fn significant_words(s: &str) -> HashSet<String> {
     s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() > 2).map(str::to_lowercase).collect()
+}
+
+/// Most sentences a QA prompt numbers; a longer chunk's later sentences are left to its neighbours'
+/// contexts.
+pub const MAX_FOCUS_SENTENCES: usize = 40;
+
+/// The sentences of a chunk's text, in order: lines first (list items and table rows end without a full
+/// stop), then Unicode sentence boundaries; pieces without a letter or a digit are dropped.
+pub fn sentences(text: &str) -> Vec<String> {
+    text.lines()
+        .flat_map(|line| line.unicode_sentences())
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| s.chars().any(char::is_alphanumeric))
+        .take(MAX_FOCUS_SENTENCES)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_follow_lines_and_full_stops() {
+        let text = "## Leave\nEmployees get 25 days. Part-time staff get a share.\n- Carry-over: 5 days\n\n---";
+        assert_eq!(
+            sentences(text),
+            vec!["## Leave", "Employees get 25 days.", "Part-time staff get a share.", "- Carry-over: 5 days"]
+        );
+        assert!(sentences("  \n--\n").is_empty());
+    }
+
+    #[test]
+    fn stems_match_inflections() {
+        assert_eq!(stem("reading"), "read");
+        assert_eq!(stem("carried"), "carr");
+        assert_eq!(stem("days"), "days", "a stem keeps four letters");
+        assert!(stems("Employees carried leave").contains("employe"));
+        assert_eq!(content_words("the days that were used"), vec!["days"]);
+    }
 }

@@ -185,6 +185,39 @@ async fn well_behaved_output_becomes_grounded_drafts() {
 }
 
 #[tokio::test]
+async fn pairs_name_a_numbered_sentence_which_becomes_their_evidence() {
+    let server = MockServer::start().await;
+    let reply = json!({"pairs": [
+        {"sentence": 2, "question": "Until when can unused leave be carried over?",
+         "answer": "Unused leave can be carried over to March 31 of the next year, up to 5 days.",
+         "type": "factual", "difficulty": "easy"},
+        {"sentence": 3, "question": "Who receives leave requests?",
+         "answer": "Leave requests go to the employee's manager at least two weeks ahead.",
+         "type": "factual", "difficulty": "easy"}
+    ]});
+    mount(&server, ok(&reply.to_string()), Some(1)).await;
+    let records = generate_once(&generator(&server, None).await).await;
+    let body = &bodies(&server).await[0];
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        user.contains("(2) Unused leave can be carried over to March 31 of the next year, up to 5 days."),
+        "{user}"
+    );
+    assert!(user.contains("(3) [2] Leave requests go to the employee's manager"), "{user}");
+    assert!(!user.contains("already asked"), "no list of earlier questions for the model to copy: {user}");
+    let items = &body["response_format"]["json_schema"]["schema"]["properties"]["pairs"]["items"];
+    assert_eq!(items["properties"]["sentence"]["maximum"], 3, "one number per sentence of the chunk");
+    assert!(items["properties"].get("evidence").is_none(), "no tokens spent copying the evidence");
+    let d = drafts(&records);
+    assert_eq!(d.len(), 2, "{records:#?}");
+    assert_eq!(
+        d[0].evidence.as_deref(),
+        Some("Unused leave can be carried over to March 31 of the next year, up to 5 days.")
+    );
+    assert_eq!(d[1].messages[1].chunk_ids, vec!["chunk-2".to_string()], "traced to the member it lies in");
+}
+
+#[tokio::test]
 async fn repeated_questions_are_rejected_as_duplicates_never_dropped() {
     let server = MockServer::start().await;
     let mut reply: Value = serde_json::from_str(&good_pairs()).unwrap();

@@ -113,6 +113,7 @@ impl Anthropic {
             model: body.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
             refusal,
             latency,
+            cached_prompt_tokens: None,
         })
     }
 }

@@ -89,6 +89,7 @@ impl Gemini {
                     model,
                     refusal: Some(format!("prompt blocked: {reason}")),
                     latency,
+                    cached_prompt_tokens: None,
                 });
             }
             return Err(LlmError::InvalidResponse("no candidates in response".into()));
@@ -122,6 +123,7 @@ impl Gemini {
             model,
             refusal,
             latency,
+            cached_prompt_tokens: None,
         })
     }
 }

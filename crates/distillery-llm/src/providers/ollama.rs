@@ -89,6 +89,7 @@ impl Ollama {
             model: body.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
             refusal: None,
             latency,
+            cached_prompt_tokens: None,
         })
     }
 }

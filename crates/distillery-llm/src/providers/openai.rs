@@ -87,6 +87,11 @@ impl OpenAi {
             prompt_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0) as u32,
             completion_tokens: u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0) as u32,
         });
+        let cached_prompt_tokens = body
+            .pointer("/timings/cache_n")
+            .or_else(|| body.pointer("/usage/prompt_tokens_details/cached_tokens"))
+            .and_then(Value::as_u64)
+            .map(|n| n as u32);
         Ok(ChatResponse {
             content,
             reasoning: field_reasoning.or(think),
@@ -95,6 +100,7 @@ impl OpenAi {
             model: body.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
             refusal,
             latency,
+            cached_prompt_tokens,
         })
     }
 }
@@ -171,5 +177,18 @@ mod tests {
         assert_eq!((r.content.as_str(), r.reasoning.as_deref()), ("ok", Some("trace")));
 
         assert!(matches!(OpenAi::parse(&json!({"choices": []}), Duration::ZERO), Err(LlmError::InvalidResponse(_))));
+    }
+
+    #[test]
+    fn cached_prompt_tokens_come_from_the_server_timings() {
+        let choice = json!([{"message": {"role": "assistant", "content": "{}"}, "finish_reason": "stop"}]);
+        let llama = json!({"choices": choice, "usage": {"prompt_tokens": 500, "completion_tokens": 9},
+                           "timings": {"cache_n": 420, "prompt_n": 80}});
+        assert_eq!(OpenAi::parse(&llama, Duration::ZERO).unwrap().cached_prompt_tokens, Some(420));
+        let openai = json!({"choices": choice,
+                            "usage": {"prompt_tokens": 500, "completion_tokens": 9, "prompt_tokens_details": {"cached_tokens": 384}}});
+        assert_eq!(OpenAi::parse(&openai, Duration::ZERO).unwrap().cached_prompt_tokens, Some(384));
+        let neither = json!({"choices": choice, "usage": {"prompt_tokens": 5, "completion_tokens": 1}});
+        assert_eq!(OpenAi::parse(&neither, Duration::ZERO).unwrap().cached_prompt_tokens, None);
     }
 }

@@ -47,12 +47,18 @@ pub const REPAIR: &str = "TASK: an automatic check rejected the example below: {
 answer(s) from the context only so that they answer the user's exact words and the problem is gone; change \
 what the problem needs, keep what is right.\n<example>\n{example}\n</example>\n{instructions}";
 
-pub const JUDGE: &str = "TASK: judge this training example against the context.\n<example>\n{example}\n</example>\n\
-Be strict. 5 = flawless; 4 = good, one minor flaw; 3 = usable but clearly improvable; 2 = a real error; \
-1 = wrong or unsupported. First the rationale: one short sentence naming the main weakness, or why it is good. \
-Then score each: faithfulness (every claim is in the context; 1 if anything is invented), correctness (the \
-answer really answers the question), clarity (clear, and the question makes sense without the context), \
-usefulness (worth teaching an assistant: not trivial, not about the document itself), and overall.";
+/// The critic's task (judge.v3): the comparison comes before any score, fact by fact against the sentence
+/// the answer relies on, and the rationale is asked for in the critic's own words (judge.v2 said "one short
+/// sentence naming the main weakness, or why it is good", which small models copied back as their
+/// rationale). The overall verdict is capped by faithfulness and correctness ([`JudgeReply::verdict`]).
+pub const JUDGE: &str = "TASK: check this training example against the context.\n<example>\n{example}\n</example>\n\
+Find the context sentence the answer relies on and compare them fact by fact: does the context say exactly what \
+the answer says, about the same thing the question asks? In the rationale, name in your own words the fact the \
+answer gets right or wrong (quote a number or name that differs). Then score 1-5 each: faithfulness (5 if every \
+claim is in the context, 1 if any claim is not or differs), correctness (5 if it answers the question exactly, 1 \
+if it answers something else or states a fact wrongly), clarity, usefulness (1 if the answer only repeats the \
+question or asks about the document's layout), and overall (5 = flawless, 4 = one minor flaw, 3 = improvable, \
+2 = a real error, 1 = wrong or unsupported).";
 
 /// `{name}` placeholders used in a template.
 pub fn used_placeholders(template: &str) -> Vec<String> {
@@ -94,7 +100,7 @@ impl Templates {
         tasks.insert(Task::Conversation, ("conversation.v3".to_string(), CONVERSATION.to_string()));
         tasks.insert(Task::Regenerate, ("regenerate.v2".to_string(), REGENERATE.to_string()));
         tasks.insert(Task::Repair, ("repair.v1".to_string(), REPAIR.to_string()));
-        tasks.insert(Task::Judge, ("judge.v2".to_string(), JUDGE.to_string()));
+        tasks.insert(Task::Judge, ("judge.v3".to_string(), JUDGE.to_string()));
         Templates { system: SYSTEM.to_string(), tasks }
     }
 

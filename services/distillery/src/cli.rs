@@ -60,6 +60,21 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Judge QA pairs with the pipeline's own judge: one `{"context", "question", "answer"}` object a line
+    /// in, one JSON verdict a line out (`accept`, `overall`, the criteria, `rationale`), in the same order.
+    Judge {
+        /// The pairs (JSON lines).
+        pairs: PathBuf,
+        /// OpenAI-compatible base URL of the judge model (default: the configured judge, else generator).
+        #[arg(long, env = "DISTILLERY_LLM_BASE_URL")]
+        llm_base_url: Option<String>,
+        /// Model name on that server.
+        #[arg(long, env = "DISTILLERY_LLM_MODEL")]
+        llm_model: Option<String>,
+        /// A TOML configuration file (its [llm] and [judge] sections: threshold, checks, template).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Rebuild training exports from a dataset folder (drops repeated ids).
     Export {
         /// The dataset folder (with accepted.jsonl).
@@ -195,6 +210,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             run_service(stage, config.as_deref(), distillery_runtime::shutdown_signal()).await
         }
         Command::Extract { files, config } => crate::commands::extract::extract(files, config),
+        Command::Judge { pairs, llm_base_url, llm_model, config } => {
+            let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::commands::judge::judge(&pairs, cfg, llm_base_url, llm_model).await
+        }
         Command::Export { from, out, formats, include_reasoning, system_prompt } => {
             let formats: Vec<Format> = if formats.is_empty() {
                 Format::ALL.to_vec()

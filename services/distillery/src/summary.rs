@@ -36,6 +36,12 @@ pub struct Summary {
     pub rejected: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
     pub dead_letters: u64,
+    /// Drafts the judge stopped with a cheap check (cut off, echoed instructions, ungrounded) before any
+    /// judge call.
+    pub judge_screened: u64,
+    /// Share of judged drafts whose first verdict was trusted (its rationale a judgement that agrees with
+    /// its scores); the rest were asked again, and never pass while still distrusted.
+    pub judge_agreement_rate: Option<f64>,
     /// Mean overall judge score of every verdict.
     pub mean_score: Option<f64>,
     /// Share of judged drafts that did not pass the critic.
@@ -108,6 +114,9 @@ impl Summary {
             (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
         };
         let accepted = out(StageName::Dedup, Topic::Accepted);
+        let trust = |outcome: &str| Metrics::counter_sum(&judge.trust, &[("outcome", outcome)]);
+        let (trusted, evaluated) =
+            (trust("trusted"), trust("trusted") + trust("trusted_on_reask") + trust("untrusted"));
         let secs = duration.as_secs_f64().max(1e-9);
         let drafts = out(StageName::Generate, Topic::Drafts);
         Summary {
@@ -121,6 +130,8 @@ impl Summary {
             rejected: by_reason.values().sum(),
             rejected_by_reason: by_reason,
             dead_letters: Metrics::counter_sum(&m.dead_letters, &[]),
+            judge_screened: Metrics::counter_sum(&judge.screened, &[]),
+            judge_agreement_rate: (evaluated > 0).then(|| trusted as f64 / evaluated as f64),
             mean_score,
             rejection_rate: (verdicts > 0).then(|| below as f64 / verdicts as f64),
             llm_calls: Metrics::counter_sum(&llm.calls, &[("outcome", "ok")]),

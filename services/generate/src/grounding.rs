@@ -6,7 +6,7 @@
 use distillery_core::context::context_members;
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::text::significant_words;
+use distillery_quality::text::significant_words;
 
 /// A supporting span of the context and the chunk it lies in.
 #[derive(Debug, Clone, PartialEq, Eq)]

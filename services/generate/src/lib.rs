@@ -14,18 +14,16 @@
 //! flawed draft, the most useful kind of negative.
 
 //!
-//! Files: `qa`, `conversation` and `regenerate` hold the three tasks; `quality` the cheap checks,
-//! `grounding` the evidence tracing, `text` the words and stems both compare, `memory` the questions
-//! already asked per document; `service` runs the stage on Kafka.
+//! Files: `qa`, `conversation` and `regenerate` hold the three tasks, `grounding` the evidence tracing,
+//! `memory` the questions already asked per document; `service` runs the stage on Kafka. The cheap checks
+//! and the words and stems they compare are in `distillery-quality`, shared with judge.
 
 mod conversation;
 pub mod grounding;
 pub mod memory;
 mod qa;
-pub mod quality;
 mod regenerate;
 pub mod service;
-pub mod text;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,7 +38,7 @@ use distillery_prompts::{LlmCaller, Task, Templates};
 use serde::{Deserialize, Serialize};
 
 use crate::memory::QuestionMemory;
-use crate::quality::QualityConfig;
+use distillery_quality::draft::{self as quality, QualityConfig};
 
 /// The stage's name: consumer group suffix, metric label, `Rejected.stage`.
 pub const NAME: StageName = StageName::Generate;

@@ -9,7 +9,9 @@ use distillery_llm::Usage;
 use distillery_prompts::templates::QaReply;
 use distillery_prompts::{Task, seed_of, templates};
 
-use crate::{Generate, Reasoning, grounding, quality, screened, share, text};
+use distillery_quality::{draft as quality, text};
+
+use crate::{Generate, Reasoning, grounding, screened, share};
 
 impl Generate {
     pub(crate) async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {

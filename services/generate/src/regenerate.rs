@@ -8,7 +8,9 @@ use distillery_core::{
 use distillery_prompts::templates::RegenerateReply;
 use distillery_prompts::{Task, seed_of, templates, transcript};
 
-use crate::{Generate, grounding, quality, screened, unredone};
+use distillery_quality::draft as quality;
+
+use crate::{Generate, grounding, screened, unredone};
 
 /// The scores of a draft no model scored (a repair request comes from the checks).
 const NOT_SCORED: Scores = Scores { overall: 0, faithfulness: 0, correctness: 0, clarity: 0, usefulness: 0 };

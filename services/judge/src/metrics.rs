@@ -11,6 +11,12 @@ pub struct JudgeMetrics {
     /// Judge verdicts by outcome (pass, regenerate, reject) and attempt: the rejection rate is
     /// `reject / sum`.
     pub verdicts: IntCounterVec,
+    /// Drafts stopped by a cheap check before any judge call, by check (truncated, fragment,
+    /// echoed_template).
+    pub screened: IntCounterVec,
+    /// Judge answers by trust (trusted, trusted_on_reask, reasked, untrusted) and why one was not trusted
+    /// (none, placeholder, praise_low_score, flaw_high_score): the agreement rate is `trusted / first asks`.
+    pub trust: IntCounterVec,
 }
 
 impl JudgeMetrics {
@@ -18,6 +24,8 @@ impl JudgeMetrics {
         JudgeMetrics {
             scores: m.counter_vec("judge_scores_total", "Judge verdicts by overall score", &["score"]),
             verdicts: m.counter_vec("judge_verdicts_total", "Judge verdicts by outcome", &["outcome", "attempt"]),
+            screened: m.counter_vec("judge_screened_total", "Drafts stopped before any judge call", &["check"]),
+            trust: m.counter_vec("judge_trust_total", "Judge answers by trust", &["outcome", "why"]),
         }
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod export;
 pub mod extract;
+pub mod judge;
 pub mod schema;
 pub mod topics;

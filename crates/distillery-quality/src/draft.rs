@@ -240,7 +240,27 @@ pub fn check_answer(question: &str, answer: &str) -> Result<(), (RejectReason, S
             format!("the answer talks about its source ({phrase:?}) instead of answering"),
         ));
     }
+    if adds_nothing(question, a) {
+        return Err((
+            RejectReason::InvalidRecord,
+            "the answer adds nothing to the question (a trivial yes that restates it)".into(),
+        ));
+    }
     Ok(())
+}
+
+/// Words that make a short answer say something the question did not: a denial.
+const NEGATIONS: &[&str] =
+    &["no", "not", "never", "cannot", "none", "neither", "nor", "isn", "aren", "doesn", "don", "didn", "won", "wasn"];
+
+/// An answer that only affirms its question: every content word and number of it is already in the
+/// question, and it denies nothing ("Does X offer support? Yes, X offers support.").
+pub fn adds_nothing(question: &str, answer: &str) -> bool {
+    let q = stems(question);
+    let q_numbers = numbers(question);
+    stems(answer).is_subset(&q)
+        && numbers(answer).iter().all(|n| q_numbers.contains(n))
+        && !words(answer).iter().any(|w| NEGATIONS.contains(&w.as_str()))
 }
 
 /// Phrases that point at the generation prompt's material rather than at the subject: an assistant trained on
@@ -260,6 +280,15 @@ const SOURCE_TALK: &[&str] = &[
     "according to the text",
     "the information provided",
     "the provided information",
+    // The document's own layout: a question about which point or sentence says something teaches nothing
+    // about the subject.
+    "numbered point",
+    "numbered item",
+    "numbered paragraph",
+    "this section",
+    "of the section",
+    "first sentence",
+    "last sentence",
 ];
 
 /// The first phrase of `text` that talks about the source material, if any.
@@ -380,6 +409,18 @@ pub fn near_duplicate(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_answer_that_only_affirms_its_question_adds_nothing() {
+        assert!(adds_nothing("Does Mirela Cloud offer support?", "Yes, Mirela Cloud offers support."));
+        assert!(adds_nothing("Do employees need to tell anyone when they are ill?", "Yes, they do."));
+        assert!(adds_nothing("Does Halden & Price reimburse expenses?", "Yes, Halden & Price reimburses expenses."));
+        assert!(!adds_nothing("Is Bluetooth supported?", "No, Bluetooth is not supported."), "a denial says something");
+        assert!(!adds_nothing("How many days of leave do I get?", "25 days."), "a number the question lacks");
+        assert!(!adds_nothing("Who approves leave?", "The line manager approves leave."));
+        assert!(check_answer("Does X offer support?", "Yes, X offers support.").is_err());
+        assert!(source_talk("Which numbered point of the policy mentions the status page?").is_some());
+    }
+
     use super::*;
 
     const CTX: &str = "Full-time employees receive 25 days of paid annual leave per calendar year, plus public holidays. \

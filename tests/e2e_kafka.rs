@@ -209,9 +209,17 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     for id in &ledger.accepted {
         assert!(ledger.drafts.contains(id), "accepted {id} is not a draft");
     }
-    // The Alpaca export parses and matches the accepted records.
+    // The Alpaca export parses and holds every accepted QA pair (a conversation has no single instruction);
+    // ShareGPT holds every accepted record.
+    let kinds: Vec<String> = jsonl(&dataset.join("accepted.jsonl"))
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let qa = kinds.iter().filter(|k| *k == "qa").count();
+    assert_eq!(qa + kinds.iter().filter(|k| *k == "conversation").count(), kinds.len(), "kinds: {kinds:?}");
     let alpaca = jsonl(&dataset.join("alpaca.jsonl"));
-    assert_eq!(alpaca.len(), ledger.accepted.len());
+    assert_eq!(alpaca.len(), qa, "alpaca lines vs accepted QA pairs ({kinds:?})");
+    assert_eq!(jsonl(&dataset.join("sharegpt.jsonl")).len(), ledger.accepted.len(), "sharegpt lines vs accepted");
     for a in &alpaca {
         assert!(a["instruction"].as_str().is_some_and(|s| s.ends_with('?')), "{a}");
         assert!(a["output"].as_str().is_some_and(|s| !s.is_empty()), "{a}");

@@ -87,9 +87,9 @@ fn judge_set(servers: &common::Servers, name: &str) -> (Vec<Value>, Scored) {
 }
 
 fn print(name: &str, model: &str, s: &Scored) {
-    println!(
+    let mut out = format!(
         "JUDGE {name:<8} {model}: precision {:.3} recall {:.3} (tp {} fp {} fn {}), {} of {} screened before any call, \
-         {} verdicts untrusted, {} judge calls",
+         {} verdicts untrusted, {} judge calls\n",
         s.precision(),
         s.recall(),
         s.tp,
@@ -101,8 +101,9 @@ fn print(name: &str, model: &str, s: &Scored) {
         s.calls
     );
     for (label, (accepted, n)) in &s.by_label {
-        println!("      {label:<20} accepted {accepted:>3} of {n:>3}");
+        out += &format!("      {label:<20} accepted {accepted:>3} of {n:>3}\n");
     }
+    common::report(&out);
 }
 
 #[test]
@@ -128,9 +129,10 @@ fn the_judge_is_measured_against_labelled_pairs() {
             assert_eq!(v["judge_calls"], 0, "{}: judged though cut off", l["id"]);
         }
     }
-    // Bounds: the held-out figures as measured at the suite's model (qwen2.5-0.5b: precision 0.636, recall
-    // 0.933), less room for the server's sampling, so that a regression fails. A 0.5B critic cannot tell a wrong pair from a right one; the cheap checks carry most
-    // of its precision (see README, "A judge you can trust").
+    // Bounds: the held-out figures as measured at the suite's model (qwen2.5-0.5b: precision 0.619-0.636,
+    // recall 0.867-0.933 over two runs), less room for the server's sampling, so that a regression fails.
+    // A 0.5B critic cannot tell a wrong pair from a right one; the cheap checks carry most of its precision
+    // (see README, "A judge you can trust").
     assert!(held.precision() >= HELD_OUT_PRECISION, "held-out precision {:.3}", held.precision());
     assert!(held.recall() >= HELD_OUT_RECALL, "held-out recall {:.3}", held.recall());
     // Fewer calls than pairs: what the checks stop costs nothing, and only distrusted verdicts are re-asked.

@@ -362,3 +362,15 @@ fn urlencode_form(s: &str) -> String {
         })
         .collect()
 }
+
+/// Prints a figure and, when `DISTILLERY_FIGURES` names a file (scripts/test sets it), appends it there so
+/// the suite can print every figure at its end (cargo test hides a passing test's output).
+pub fn report(text: &str) {
+    print!("{text}");
+    if let Ok(path) = std::env::var("DISTILLERY_FIGURES") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}

@@ -353,6 +353,7 @@ impl SchemaCache {
 fn check(design: DesignTable, description: &str, columns: Option<(usize, usize)>) -> Result<TableSchema, Vec<String>> {
     let n_given = design.columns.len();
     let mut schema = design.into_schema(description)?;
+    unique_names(&mut schema);
     let mut errors = schema.validate().err().unwrap_or_default();
     if let Some((lo, hi)) = columns
         && !(lo..=hi).contains(&n_given)
@@ -367,6 +368,28 @@ fn check(design: DesignTable, description: &str, columns: Option<(usize, usize)>
         Ok(schema)
     } else {
         Err(errors)
+    }
+}
+
+/// A model's schema that names two columns alike ("rate" twice) gets `_2`, `_3`, ... on the later ones
+/// instead of a failed design: the name is the model's slip, the columns are what was asked for (an
+/// expression naming "rate" reads the first). Only designs are mended so; a user's schema file stays strict.
+fn unique_names(schema: &mut TableSchema) {
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let taken: std::collections::HashSet<String> = schema.columns.iter().map(|c| c.name.to_lowercase()).collect();
+    for c in &mut schema.columns {
+        if seen.insert(c.name.to_lowercase()) {
+            continue;
+        }
+        let base = c.name.clone();
+        let mut k = 2;
+        while taken.contains(&format!("{base}_{k}").to_lowercase())
+            || seen.contains(&format!("{base}_{k}").to_lowercase())
+        {
+            k += 1;
+        }
+        c.name = format!("{base}_{k}");
+        seen.insert(c.name.to_lowercase());
     }
 }
 
@@ -574,6 +597,24 @@ mod tests {
         {"column": "monthly_fee", "kind": "float", "decimals": 2, "max": 150, "min": 10},
         {"column": "churned", "kind": "expression", "expr": "chance(if(tenure_months < 12, 0.5, 0.1))", "type": "bool"}
     ], "locale": "en", "name": "churn"}"#;
+
+    #[test]
+    fn a_design_naming_two_columns_alike_gets_unique_names() {
+        let design: DesignTable = serde_json::from_str(
+            r#"{"columns": [
+                {"column": "loan_id", "kind": "id"},
+                {"column": "rate", "kind": "float", "min": 1, "max": 9, "decimals": 2},
+                {"column": "Rate", "kind": "float", "min": 1, "max": 9, "decimals": 2},
+                {"column": "rate_2", "kind": "integer", "min": 0, "max": 3},
+                {"column": "rate", "kind": "integer", "min": 0, "max": 3}
+            ], "locale": "en", "name": "loans"}"#,
+        )
+        .unwrap();
+        let schema = check(design, "loans", None).expect("mended, valid");
+        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        // Case-insensitively unique, never taking a name another column already has ("rate_2").
+        assert_eq!(names, ["loan_id", "rate", "Rate_3", "rate_2", "rate_4"]);
+    }
 
     const BAD: &str = r#"{"columns": [
         {"column": "customer_id", "kind": "id"},

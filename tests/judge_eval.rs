@@ -129,8 +129,8 @@ fn the_judge_is_measured_against_labelled_pairs() {
             assert_eq!(v["judge_calls"], 0, "{}: judged though cut off", l["id"]);
         }
     }
-    // Bounds: the held-out figures as measured at the suite's model (qwen2.5-0.5b: precision 0.619-0.636,
-    // recall 0.867-0.933 over two runs), less room for the server's sampling, so that a regression fails.
+    // Bounds: the held-out figures as measured at the suite's model (qwen2.5-0.5b: precision 0.605-0.636,
+    // recall 0.867-0.933 over three runs), less room for the server's sampling, so that a regression fails.
     // A 0.5B critic cannot tell a wrong pair from a right one; the cheap checks carry most of its precision
     // (see README, "A judge you can trust").
     assert!(held.precision() >= HELD_OUT_PRECISION, "held-out precision {:.3}", held.precision());

@@ -205,6 +205,18 @@ impl Draft {
     pub fn answer(&self) -> &str {
         self.messages.iter().rev().find(|m| m.role == Role::Assistant).map_or("", |m| m.content.as_str())
     }
+    /// The (user, assistant) exchanges, in order: consecutive message pairs of those roles.
+    pub fn exchanges(&self) -> Vec<(&str, &str)> {
+        self.messages
+            .chunks(2)
+            .filter_map(|p| match p {
+                [u, a] if u.role == Role::User && a.role == Role::Assistant => {
+                    Some((u.content.as_str(), a.content.as_str()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// A draft with the critic's verdict.

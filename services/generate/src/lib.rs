@@ -30,8 +30,8 @@ use std::path::PathBuf;
 
 use distillery_component::{BuildError, Component, Deps};
 use distillery_core::{
-    Chunk, Draft, DraftKind, Input, Message, ModelCall, Record, Regenerate, RejectReason, Rejected, Role, Stage,
-    StageError, StageName, Topic, ids, now_ms,
+    Chunk, Draft, DraftKind, Input, Message, ModelCall, Record, Regenerate, RejectReason, Rejected, Stage, StageError,
+    StageName, Topic, ids, now_ms,
 };
 use distillery_llm::{LlmConfig, LlmRole};
 use distillery_prompts::{LlmCaller, Task, Templates};
@@ -253,16 +253,7 @@ impl Generate {
     /// The turn-by-turn checks of a conversation (and, for a regeneration, that no answer copies the
     /// critic's feedback).
     fn checked_conversation(&self, draft: Draft, context: &str, feedback: Option<&str>) -> Record {
-        let turns: Vec<(&str, &str)> = draft
-            .messages
-            .chunks(2)
-            .filter_map(|p| match p {
-                [u, a] if u.role == Role::User && a.role == Role::Assistant => {
-                    Some((u.content.as_str(), a.content.as_str()))
-                }
-                _ => None,
-            })
-            .collect();
+        let turns = draft.exchanges();
         if turns.is_empty() {
             let flaw = (RejectReason::InvalidRecord, "the conversation has no user/assistant exchange".to_string());
             return screened(draft, Err(flaw));

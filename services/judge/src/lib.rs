@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use distillery_component::{BuildError, Component, Deps};
 use distillery_core::{
-    Draft, Input, Judged, Metrics, Record, Regenerate, RejectReason, Rejected, Role, Scores, Stage, StageError,
-    StageName, Topic, ids, now_ms,
+    Draft, Input, Judged, Metrics, Record, Regenerate, RejectReason, Rejected, Scores, Stage, StageError, StageName,
+    Topic, ids, now_ms,
 };
 use distillery_llm::{LlmConfig, LlmRole};
 use distillery_prompts::templates::{self, JudgeReply};
@@ -144,16 +144,7 @@ impl Judge {
     /// Screens a draft, then asks the critic (again, while its verdict cannot be trusted and re-asks are
     /// left). The verdict passes only when it is trusted and at or above the threshold.
     pub async fn evaluate(&self, draft: &Draft) -> Result<Evaluation, StageError> {
-        let turns: Vec<(&str, &str)> = draft
-            .messages
-            .chunks(2)
-            .filter_map(|p| match p {
-                [u, a] if u.role == Role::User && a.role == Role::Assistant => {
-                    Some((u.content.as_str(), a.content.as_str()))
-                }
-                _ => None,
-            })
-            .collect();
+        let turns = draft.exchanges();
         if let Some(s) = checks::screen(&turns, &draft.context_text, &self.echo, &self.cfg.checks) {
             self.metrics.screened.with_label_values(&[s.check]).inc();
             tracing::debug!(draft = %draft.id, check = s.check, finding = %s.finding, "screened before judging");

@@ -132,31 +132,61 @@ impl Builders {
     }
 }
 
+/// A Parquet file being written (zstd), one row group per [`ROW_GROUP`] records pushed.
+pub struct ParquetStream {
+    schema: Arc<Schema>,
+    writer: ArrowWriter<File>,
+    builders: Builders,
+    pending: usize,
+    total: usize,
+}
+
+impl std::fmt::Debug for ParquetStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetStream").field("total", &self.total).finish()
+    }
+}
+
+impl ParquetStream {
+    pub fn create(path: &Path) -> Result<ParquetStream, String> {
+        let schema = schema();
+        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| e.to_string())?))
+            .set_max_row_group_row_count(Some(ROW_GROUP))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+        Ok(ParquetStream { schema, writer, builders: Builders::new(), pending: 0, total: 0 })
+    }
+
+    pub fn push(&mut self, v: &ExampleView) -> Result<(), String> {
+        self.builders.push(v);
+        self.pending += 1;
+        self.total += 1;
+        if self.pending == ROW_GROUP {
+            self.writer.write(&self.builders.finish(&self.schema)?).map_err(|e| e.to_string())?;
+            self.pending = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and the footer; returns the row count.
+    pub fn close(mut self) -> Result<usize, String> {
+        if self.pending > 0 {
+            self.writer.write(&self.builders.finish(&self.schema)?).map_err(|e| e.to_string())?;
+        }
+        self.writer.close().map_err(|e| e.to_string())?;
+        Ok(self.total)
+    }
+}
+
 /// Writes records to a Parquet file (zstd), one row group per [`ROW_GROUP`] records. Returns the row count.
 pub fn write_parquet(path: &Path, records: impl IntoIterator<Item = ExampleView>) -> Result<usize, String> {
-    let schema = schema();
-    let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| e.to_string())?))
-        .set_max_row_group_row_count(Some(ROW_GROUP))
-        .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
-    let mut b = Builders::new();
-    let (mut pending, mut total) = (0usize, 0usize);
+    let mut out = ParquetStream::create(path)?;
     for v in records {
-        b.push(&v);
-        pending += 1;
-        total += 1;
-        if pending == ROW_GROUP {
-            writer.write(&b.finish(&schema)?).map_err(|e| e.to_string())?;
-            pending = 0;
-        }
+        out.push(&v)?;
     }
-    if pending > 0 {
-        writer.write(&b.finish(&schema)?).map_err(|e| e.to_string())?;
-    }
-    writer.close().map_err(|e| e.to_string())?;
-    Ok(total)
+    out.close()
 }
 
 #[cfg(test)]

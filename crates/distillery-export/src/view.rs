@@ -19,6 +19,9 @@ pub struct ModelView {
     pub provider: String,
     pub model: String,
     pub temperature: f32,
+    /// The completion limit of the call (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i32>,
     pub seed: Option<i64>,
     pub template: String,
     pub template_hash: String,
@@ -33,6 +36,7 @@ impl From<&ModelCall> for ModelView {
             provider: m.provider.clone(),
             model: m.model.clone(),
             temperature: m.temperature,
+            max_tokens: Some(m.max_tokens),
             seed: m.seed,
             template: m.template.clone(),
             template_hash: m.template_hash.clone(),
@@ -86,6 +90,9 @@ pub struct ExampleView {
     pub context_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_uri: Option<String>,
+    /// The source text the example was generated from (its chunk with the neighbours of its context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<ModelView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +154,7 @@ impl ExampleView {
             chunk_id: None,
             context_id: None,
             source_uri: None,
+            context_text: None,
             generator: None,
             judge: None,
             previous: None,
@@ -176,6 +184,7 @@ impl ExampleView {
         self.document_id = Some(d.document_id.clone());
         self.chunk_id = Some(d.chunk_id.clone());
         self.context_id = Some(d.context_id.clone());
+        self.context_text = Some(d.context_text.clone()).filter(|t| !t.is_empty());
         self.generator = Some((&d.generator).into());
         self.previous = d.previous.as_ref().map(|p| PreviousView {
             draft_id: p.draft_id.clone(),

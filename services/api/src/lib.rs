@@ -1,6 +1,16 @@
-//! The API service: synthetic tables over HTTP (`POST /v1/tabular`, `POST /v1/tabular/schema`) with the ops
-//! endpoint, and the `distillery tabular` command that shares its code.
+#![recursion_limit = "512"]
+//! The API service: the dataset API (documents and their progress, records, totals, uploads, exports;
+//! bearer-protected), synthetic tables over HTTP (`POST /v1/tabular`, `POST /v1/tabular/schema`), the
+//! ops routes and the OpenAPI document, and the `distillery tabular` command that shares its code.
+//!
+//! Files, bottom up: `http` (errors, routes, bearer), `dataset` (configuration, the `Uploads` and
+//! `Exporter` traits and their implementations), `openapi`, `tabular`, `dataset_api`, `service` (the
+//! router and the process).
 
+pub mod dataset;
+pub mod dataset_api;
+pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod service;
 pub mod tabular;

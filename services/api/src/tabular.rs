@@ -113,6 +113,8 @@ pub struct ApiServiceConfig {
     pub llm: LlmConfig,
     /// Rows, seeds and the schema cache.
     pub tabular: TabularConfig,
+    /// The dataset API: its token, store and request limits.
+    pub api: crate::dataset::DatasetApiConfig,
 }
 
 impl Default for ApiServiceConfig {
@@ -122,6 +124,7 @@ impl Default for ApiServiceConfig {
             // Schemas should be sensible, not creative; a 30-column schema fits in 3k tokens.
             llm: LlmConfig { temperature: 0.2, max_tokens: 3072, ..LlmConfig::default() },
             tabular: TabularConfig::default(),
+            api: crate::dataset::DatasetApiConfig::default(),
         }
     }
 }
@@ -130,6 +133,7 @@ impl Settings for ApiServiceConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.llm.validate("llm", errors);
         self.tabular.validate("tabular", errors);
+        self.api.validate("api", errors);
     }
 }
 
@@ -376,10 +380,26 @@ pub struct TableRequest {
 
 /// The API routes: `POST /v1/tabular` (the table, streamed) and `POST /v1/tabular/schema` (the schema only).
 pub fn api_router(state: ApiState) -> Router {
-    Router::new()
-        .route("/v1/tabular", post(table_handler))
-        .route("/v1/tabular/schema", post(schema_handler))
-        .with_state(state)
+    routes(state, false).into_iter().fold(Router::new(), |r, route| r.route(route.path, route.handler))
+}
+
+/// The same routes as a table (behind the bearer token when `protected`).
+pub fn routes(state: ApiState, protected: bool) -> Vec<crate::http::Route> {
+    use axum::http::Method;
+    vec![
+        crate::http::Route {
+            method: Method::POST,
+            path: "/v1/tabular",
+            protected,
+            handler: post(table_handler).with_state(state.clone()),
+        },
+        crate::http::Route {
+            method: Method::POST,
+            path: "/v1/tabular/schema",
+            protected,
+            handler: post(schema_handler).with_state(state),
+        },
+    ]
 }
 
 /// An API failure as a status and a JSON body `{error, problems?}`.

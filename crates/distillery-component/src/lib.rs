@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use distillery_core::{Metrics, Stage};
+use distillery_dataset::DatasetStore;
 use distillery_llm::{Ledger, LlmClients};
 use distillery_store::Stores;
 use distillery_store::registry::{Claims, MemoryClaims, Versions};
@@ -24,6 +25,9 @@ pub struct Deps {
     pub claims: Arc<dyn Claims>,
     /// Which document is current at a key; unset: records of superseded documents are not marked.
     pub versions: Option<Arc<dyn Versions>>,
+    /// The durable dataset (documents, drafts, verdicts, outcomes); unset: the sink writes files only and
+    /// nothing is resumable.
+    pub dataset: Option<Arc<dyn DatasetStore>>,
 }
 
 impl Deps {
@@ -36,6 +40,7 @@ impl Deps {
             stores: Stores::local_only(),
             claims: Arc::new(MemoryClaims::default()),
             versions: None,
+            dataset: None,
         }
     }
 }

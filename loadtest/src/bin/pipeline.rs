@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         // Each mode gets fresh counters: the summary reads the process-wide metrics, so compute deltas.
         let before = snapshot();
         let summary = run(
-            RunOptions { input: args.docs.to_string_lossy().into(), out, config: cfg, progress: false },
+            RunOptions { input: args.docs.to_string_lossy().into(), out, config: cfg, progress: false, store: None },
             CancellationToken::new(),
         )
         .await?;

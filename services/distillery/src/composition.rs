@@ -1,6 +1,12 @@
 //! `distillery run`: every stage in one process over in-memory topics, built by the same components as
 //! the Kafka services. The input is listed lazily and documents enter only while fewer than `max_pending`
 //! records are in flight, so memory stays bounded on any input size.
+//!
+//! The run's dataset store (`<out>/distillery.db`, or `--store URL`) makes it resumable: generate and
+//! judge record what they produce before it is published and skip what is already recorded
+//! (`distillery_dataset::resume`), the sink writes every outcome to the store before its lines, and at the
+//! end the folder's files are rebuilt from the store, so an interrupted run continues where it stopped
+//! (no LLM call repeated, no line twice) and a finished one is left as it was.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use distillery_component::{Component, Deps};
-use distillery_core::{Discovery, Metrics, StageName, StoreKind};
+use distillery_core::{Discovery, Metrics, Stage, StageName, StoreKind};
+use distillery_dataset::resume::Resumable;
+use distillery_dataset::{DatasetStore, RunUsage, STORE_FILE, SqlStore, Usage};
 use distillery_dedup::DedupComponent;
 use distillery_dedup::vectors::VectorConfig;
 use distillery_export::ACCEPTED;
@@ -69,6 +77,18 @@ pub struct RunOptions {
     pub out: PathBuf,
     pub config: RunConfig,
     pub progress: bool,
+    /// The dataset store's URL (`postgres://...`, `sqlite:PATH`); default `<out>/distillery.db`.
+    pub store: Option<String>,
+}
+
+/// Opens the run's dataset store.
+pub async fn open_store(out: &Path, url: Option<&str>) -> anyhow::Result<Arc<SqlStore>> {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => distillery_dataset::sql::sqlite_url(&out.join(STORE_FILE)),
+    };
+    let store = SqlStore::open(&url).await.map_err(|e| anyhow::anyhow!("opening the dataset store: {e}"))?;
+    Ok(Arc::new(store))
 }
 
 /// The model file an OpenAI-compatible llama.cpp server is serving, when it is on this machine (the local
@@ -106,6 +126,44 @@ async fn spawn<C: Component>(
     Ok(bus.spawn_stage(stage, concurrency, retry.clone(), cancel.clone()))
 }
 
+/// As [`spawn`], with the stage's work recorded in and skipped by the dataset store.
+async fn spawn_resumable<C: Component>(
+    bus: &MemoryBus,
+    component: &C,
+    deps: &Deps,
+    store: Arc<dyn DatasetStore>,
+    retry: &RetryPolicy,
+    cancel: &CancellationToken,
+) -> anyhow::Result<(JoinHandle<()>, Arc<Resumable<C::Stage>>)> {
+    let stage = Arc::new(Resumable::new(component.build(deps).await?, store));
+    let concurrency = stage.default_concurrency();
+    Ok((bus.spawn_stage(stage.clone(), concurrency, retry.clone(), cancel.clone()), stage))
+}
+
+/// The run's LLM figures for the store.
+fn run_usage(run_id: &str, started_at_ms: i64, finished: bool, ledger: &Ledger, metrics: &Metrics) -> RunUsage {
+    let llm = distillery_llm::LlmMetrics::of(metrics);
+    RunUsage {
+        run_id: run_id.to_string(),
+        started_at_ms,
+        finished,
+        llm_calls: Metrics::counter_sum(&llm.calls, &[("outcome", "ok")]),
+        documents: ledger
+            .snapshot()
+            .into_iter()
+            .map(|(doc, u)| {
+                let usage = Usage {
+                    generator_prompt: u.generator_prompt,
+                    generator_completion: u.generator_completion,
+                    judge_prompt: u.judge_prompt,
+                    judge_completion: u.judge_completion,
+                };
+                (doc, usage)
+            })
+            .collect(),
+    }
+}
+
 /// Runs the whole pipeline in this process and writes the dataset, exports and `summary.json`.
 pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<Summary> {
     let cfg = opts.config;
@@ -113,6 +171,11 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     let spec = InputSpec::parse(&opts.input)?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let metrics = Metrics::global();
+    let dataset = open_store(&opts.out, opts.store.as_deref()).await?;
+    let store: Arc<dyn DatasetStore> = dataset.clone();
+    tracing::info!(store = %store.describe(), "dataset store open");
+    let started_at_ms = distillery_core::now_ms();
+    let run_id = format!("run-{started_at_ms}-{}", std::process::id());
 
     let judge_llm = cfg.llm.judge();
     let ledger = Arc::new(Ledger::default());
@@ -128,6 +191,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         stores: stores.clone(),
         claims: Arc::new(MemoryClaims::default()),
         versions: Some(versions.clone()),
+        dataset: Some(store.clone()),
     };
     let generate = GenerateComponent { llm: &cfg.llm.generator, generate: &cfg.generate };
     let judge = JudgeComponent { llm: &judge_llm, judge: &cfg.judge };
@@ -163,13 +227,29 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         }
         (Err(e), None) => return Err(e.into()),
     };
+    let (generate_handle, generate_stage) =
+        spawn_resumable(&bus, &generate, &deps, store.clone(), &retry, &stage_cancel).await?;
+    let (judge_handle, judge_stage) = spawn_resumable(&bus, &judge, &deps, store.clone(), &retry, &stage_cancel).await?;
     let handles = vec![
         bus.spawn_stage(Arc::new(extract_stage), 2, retry.clone(), stage_cancel.clone()),
-        spawn(&bus, &generate, &deps, None, &retry, &stage_cancel).await?,
-        spawn(&bus, &judge, &deps, None, &retry, &stage_cancel).await?,
+        generate_handle,
+        judge_handle,
         spawn(&bus, &dedup, &deps, Some(2), &retry, &stage_cancel).await?,
         spawn(&bus, &sink, &deps, Some(512), &retry, &stage_cancel).await?,
     ];
+    // The run's LLM usage reaches the store as it goes (a killed run's tokens are still counted).
+    let usage_task = {
+        let (store, ledger, metrics, run_id) = (store.clone(), ledger.clone(), metrics.clone(), run_id.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.record_usage(&run_usage(&run_id, started_at_ms, false, &ledger, &metrics)).await {
+                    tracing::warn!(error = %e, "could not record the run's usage");
+                }
+            }
+        })
+    };
     tracing::info!(tokenizer = ?extract.tokenizer, "pipeline started");
 
     let progress = opts.progress.then(|| crate::progress::Progress::start(metrics.clone()));
@@ -208,10 +288,31 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         let _ = h.await;
     }
     drop(progress);
+    usage_task.abort();
+    store
+        .record_usage(&run_usage(&run_id, started_at_ms, true, &ledger, &metrics))
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the run's usage: {e}"))?;
     scanned?;
 
+    // The folder's files, rebuilt from the store: one line per stored outcome, whatever an earlier
+    // interrupted run left in them.
+    let rewritten = distillery_sink::rewrite_folder(&opts.out, &*store, &cfg.sink, Some(&*versions))
+        .await
+        .map_err(|e| anyhow::anyhow!("rewriting the dataset files from the store: {e}"))?;
+    tracing::info!(?rewritten, "dataset files rebuilt from the store");
+
     let duration = started.elapsed();
-    let summary = Summary::from_metrics(&metrics, duration, duplicates, &cfg).with_ledger(&ledger, &cfg);
+    let mut summary = Summary::from_metrics(&metrics, duration, duplicates, &cfg).with_ledger(&ledger, &cfg);
+    let (g, j) = (generate_stage.counts(), judge_stage.counts());
+    summary.resumed = crate::summary::Resumed {
+        chunks_skipped: g.0,
+        chunks_continued: g.1,
+        records_republished: g.2 + j.2,
+    };
+    summary.store = store.describe();
+    summary.dataset = Some(store.totals().await.map_err(|e| anyhow::anyhow!("dataset totals: {e}"))?);
+    summary.document_status = store.documents().await.map_err(|e| anyhow::anyhow!("document status: {e}"))?;
     if cfg.parquet {
         let path = opts.out.join(distillery_export::Format::Parquet.file_name());
         let accepted = opts.out.join(ACCEPTED);

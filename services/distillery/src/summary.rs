@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use distillery_core::{Metrics, RejectReason, StageName, Topic};
+use distillery_dataset::{DocumentProgress, Totals};
 use distillery_judge::metrics::JudgeMetrics;
 use distillery_llm::{DocUsage, Ledger, LlmMetrics, LlmRole};
 use serde::Serialize;
@@ -59,6 +60,26 @@ pub struct Summary {
     pub duration_s: f64,
     pub drafts_per_s: f64,
     pub accepted_per_s: f64,
+    /// What this run took from the store instead of working again (a resumed run).
+    pub resumed: Resumed,
+    /// The dataset store (no password).
+    pub store: String,
+    /// The whole dataset so far, over every run on this store (the counts above are this run's).
+    pub dataset: Option<Totals>,
+    /// Every document: chunks done / failed / pending, accepted, rejected by reason, tokens
+    /// (as `distillery status` prints it).
+    pub document_status: Vec<DocumentProgress>,
+}
+
+/// What a resumed run did not do again.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Resumed {
+    /// Chunks whose every example already had an outcome.
+    pub chunks_skipped: u64,
+    /// Chunks continued from their recorded state.
+    pub chunks_continued: u64,
+    /// Records published again from the store instead of an LLM call.
+    pub records_republished: u64,
 }
 
 impl Summary {
@@ -147,6 +168,7 @@ impl Summary {
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
             drafts_per_s: drafts as f64 / secs,
             accepted_per_s: accepted as f64 / secs,
+            ..Summary::default()
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Sink: accepted and rejected records (and dead letters) land durably in the dataset, and every accepted
 //! record is also written in the configured training formats as it arrives. An input is acknowledged only
-//! once its lines are durable (group-committed). Replays are dropped by id within a process; readers of the
-//! dataset drop repeated ids across restarts (`distillery_export::read_unique`).
+//! once it is durable: first in the dataset store when there is one (`Deps::dataset`), then as lines
+//! (group-committed). Replays are dropped by id: within a process by what this sink wrote, across restarts
+//! by what the store already holds (read when the sink starts); without a store, readers of the dataset drop
+//! repeated ids (`distillery_export::read_unique`). An id counts as written only once its write succeeded,
+//! so a failed write is retried in full. [`rewrite_folder`] rebuilds a folder's files from the store (the
+//! end of `distillery run`): exactly one line per stored outcome, whatever a crash left behind.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -10,6 +14,7 @@ use std::time::Duration;
 
 use distillery_component::{BuildError, Component, Deps};
 use distillery_core::{DocumentStatus, Input, Record, Stage, StageError, StageName, Topic};
+use distillery_dataset::{DatasetStore, OutcomeKind};
 use distillery_export::{
     ACCEPTED, DEAD_LETTER, DOCUMENTS, DatasetOut, DeadLetterView, DocumentView, ExampleView, ExportOptions,
     FolderBackend, Format, ObjectBackend, REJECTED, formats,
@@ -72,8 +77,123 @@ impl Component for SinkComponent<'_> {
             }
             (None, None) => return Err(BuildError::one(NAME.as_str(), "no output configured")),
         };
-        Ok(Sink::new(out, self.sink.clone(), deps.versions.clone()))
+        let mut sink = Sink::new(out, self.sink.clone(), deps.versions.clone());
+        if let Some(store) = &deps.dataset {
+            sink = sink.with_dataset(store.clone()).await.map_err(|e| BuildError::one(NAME.as_str(), e))?;
+        }
+        Ok(sink)
     }
+}
+
+/// The dedupe key of a dataset line: one line per id, a rejection keyed by its subject (the first outcome
+/// of an example stands).
+fn line_key(topic: Topic, record: &Record) -> String {
+    let id = match record {
+        Record::Rejected(r) => r.subject_id.as_str(),
+        other => other.id(),
+    };
+    format!("{}:{id}", topic.base_name())
+}
+
+/// The topic whose lines an outcome kind makes.
+fn outcome_topic(kind: OutcomeKind) -> Topic {
+    match kind {
+        OutcomeKind::Document => Topic::Documents,
+        OutcomeKind::Accepted => Topic::Accepted,
+        OutcomeKind::Rejected => Topic::Rejected,
+        OutcomeKind::DeadLetter => Topic::DeadLetter,
+    }
+}
+
+/// Records read per page from the store.
+const PAGE: usize = 1000;
+
+/// Every stored outcome, page by page, to `each`.
+async fn for_each_outcome(
+    store: &dyn DatasetStore,
+    mut each: impl FnMut(OutcomeKind, &Record) -> Result<(), String>,
+) -> Result<(), String> {
+    for kind in OutcomeKind::ALL {
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.outcomes(kind, after.as_deref(), PAGE).await.map_err(|e| e.to_string())?;
+            for r in &page {
+                each(kind, r)?;
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.id().to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`rewrite_folder`] wrote: lines per file.
+pub type Rewritten = std::collections::BTreeMap<String, u64>;
+
+/// Rebuilds the dataset files of `dir` from the store, one line per stored outcome (in id order), each file
+/// written beside and renamed over the old one. What a crash left (a torn last line, a line the store never
+/// acknowledged, a batch cut between two files) is gone; what the store holds is all there, once.
+pub async fn rewrite_folder(
+    dir: &std::path::Path,
+    store: &dyn DatasetStore,
+    cfg: &SinkConfig,
+    versions: Option<&dyn Versions>,
+) -> Result<Rewritten, String> {
+    use std::io::Write;
+    // Superseded marks first (async), then the lines (sync writes into temporary files).
+    let mut superseded = std::collections::HashMap::new();
+    if let Some(v) = versions {
+        let mut docs = Vec::new();
+        for_each_outcome(store, |_, r| {
+            if let Some(d) = r.document_id() {
+                docs.push(d.to_string());
+            }
+            Ok(())
+        })
+        .await?;
+        docs.sort();
+        docs.dedup();
+        for d in docs {
+            if let Some(by) = v.superseded_by(&d).await.map_err(|e| e.to_string())? {
+                superseded.insert(d, by);
+            }
+        }
+    }
+    let mut files: std::collections::BTreeMap<String, std::io::BufWriter<std::fs::File>> = Default::default();
+    let mut counts = Rewritten::new();
+    let mut names = vec![DOCUMENTS.to_string(), ACCEPTED.to_string(), REJECTED.to_string(), DEAD_LETTER.to_string()];
+    names.extend(cfg.formats.iter().map(|f| f.file_name().to_string()));
+    for name in &names {
+        let tmp = dir.join(format!(".{name}.rewrite"));
+        let f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        files.insert(name.clone(), std::io::BufWriter::new(f));
+        counts.insert(name.clone(), 0);
+    }
+    for_each_outcome(store, |_, r| {
+        let by = r.document_id().and_then(|d| superseded.get(d).cloned());
+        for (name, line) in dataset_lines(cfg, r, by).map_err(|e| e.to_string())? {
+            let f = files.get_mut(&name).ok_or_else(|| format!("no file {name}"))?;
+            f.write_all(&line).and_then(|_| f.write_all(b"\n")).map_err(|e| format!("{name}: {e}"))?;
+            *counts.get_mut(&name).expect("counted") += 1;
+        }
+        Ok(())
+    })
+    .await?;
+    for (name, f) in files {
+        let f = f.into_inner().map_err(|e| format!("{name}: {e}"))?;
+        f.sync_all().map_err(|e| format!("{name}: {e}"))?;
+        let tmp = dir.join(format!(".{name}.rewrite"));
+        let path = dir.join(&name);
+        if counts[&name] == 0 && !path.exists() {
+            // Empty files are not created (the README's table says which files are always there).
+            let _ = std::fs::remove_file(&tmp);
+            continue;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(counts)
 }
 
 /// What the sink writes besides the dataset itself.
@@ -103,12 +223,30 @@ pub struct Sink {
     pub cfg: SinkConfig,
     /// Marks records of documents a newer version has replaced.
     pub versions: Option<Arc<dyn Versions>>,
+    /// The durable dataset, written before the lines.
+    pub dataset: Option<Arc<dyn DatasetStore>>,
     seen: Mutex<HashSet<String>>,
 }
 
 impl Sink {
     pub fn new(out: DatasetOut, cfg: SinkConfig, versions: Option<Arc<dyn Versions>>) -> Self {
-        Sink { out, cfg, versions, seen: Mutex::new(HashSet::new()) }
+        Sink { out, cfg, versions, dataset: None, seen: Mutex::new(HashSet::new()) }
+    }
+
+    /// Writes every record to `store` before its lines, and takes what the store already holds as written
+    /// (a restarted sink, a resumed run: no line twice).
+    pub async fn with_dataset(mut self, store: Arc<dyn DatasetStore>) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for_each_outcome(&*store, |kind, r| {
+            keys.push(line_key(outcome_topic(kind), r));
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("reading the dataset store {}: {e}", store.describe()))?;
+        tracing::info!(stored = keys.len(), store = %store.describe(), "sink: outcomes already in the store");
+        self.remember(keys);
+        self.dataset = Some(store);
+        Ok(self)
     }
 
     async fn superseded(&self, document: Option<&str>) -> Result<Option<String>, StageError> {
@@ -123,44 +261,68 @@ impl Sink {
         self.seen.lock().expect("seen lock").extend(ids);
     }
 
+    /// Claims `key` for this write; `false` when it is written or being written.
     fn first_time(&self, key: String) -> bool {
         self.seen.lock().expect("seen lock").insert(key)
     }
 
+    /// Gives a key back after a failed write, so the retry writes it.
+    fn forget(&self, key: &str) {
+        self.seen.lock().expect("seen lock").remove(key);
+    }
+
     /// The lines a record adds to the dataset (`superseded_by` marks records of replaced documents).
     pub fn lines(&self, record: &Record, superseded_by: Option<String>) -> Result<Vec<(String, Vec<u8>)>, StageError> {
-        let mut out = Vec::new();
-        match record {
-            Record::Document(d) => {
-                let mut view = DocumentView::from(d);
-                view.superseded_by = superseded_by;
-                out.push((DOCUMENTS.to_string(), to_json(&view)?));
-            }
-            Record::Accepted(a) => {
-                let mut view = ExampleView::accepted(a);
-                view.superseded_by = view.superseded_by.or(superseded_by);
-                out.push((ACCEPTED.to_string(), to_json(&view)?));
-                for f in &self.cfg.formats {
-                    if let Some(line) = formats::line(*f, &view, &self.cfg.export) {
-                        out.push((f.file_name().to_string(), to_json(&line)?));
-                    }
+        dataset_lines(&self.cfg, record, superseded_by)
+    }
+
+    async fn write(&self, record: &Record) -> Result<(), StageError> {
+        let superseded_by = self.superseded(record.document_id()).await?;
+        let lines = self.lines(record, superseded_by)?;
+        if let Some(store) = &self.dataset {
+            store.write(vec![record.clone()]).await.map_err(|e| StageError::retry("dataset_store", e.0))?;
+        }
+        self.out.append(lines).await.map_err(|e| StageError::retry("dataset_write", e.to_string()))
+    }
+}
+
+/// The lines a record adds to the dataset files (`superseded_by` marks records of replaced documents).
+pub fn dataset_lines(
+    cfg: &SinkConfig,
+    record: &Record,
+    superseded_by: Option<String>,
+) -> Result<Vec<(String, Vec<u8>)>, StageError> {
+    let mut out = Vec::new();
+    match record {
+        Record::Document(d) => {
+            let mut view = DocumentView::from(d);
+            view.superseded_by = superseded_by;
+            out.push((DOCUMENTS.to_string(), to_json(&view)?));
+        }
+        Record::Accepted(a) => {
+            let mut view = ExampleView::accepted(a);
+            view.superseded_by = view.superseded_by.or(superseded_by);
+            out.push((ACCEPTED.to_string(), to_json(&view)?));
+            for f in &cfg.formats {
+                if let Some(line) = formats::line(*f, &view, &cfg.export) {
+                    out.push((f.file_name().to_string(), to_json(&line)?));
                 }
             }
-            Record::Rejected(r) => {
-                let mut view = ExampleView::rejected(r);
-                view.superseded_by = view.superseded_by.or(superseded_by);
-                out.push((REJECTED.to_string(), to_json(&view)?));
-            }
-            Record::DeadLetter(d) => out.push((DEAD_LETTER.to_string(), to_json(&DeadLetterView::from(d))?)),
-            _ => {
-                return Err(StageError::dead_letter(
-                    "unexpected_input",
-                    "sink consumes accepted, rejected and dead-letter records",
-                ));
-            }
         }
-        Ok(out)
+        Record::Rejected(r) => {
+            let mut view = ExampleView::rejected(r);
+            view.superseded_by = view.superseded_by.or(superseded_by);
+            out.push((REJECTED.to_string(), to_json(&view)?));
+        }
+        Record::DeadLetter(d) => out.push((DEAD_LETTER.to_string(), to_json(&DeadLetterView::from(d))?)),
+        _ => {
+            return Err(StageError::dead_letter(
+                "unexpected_input",
+                "sink consumes accepted, rejected and dead-letter records",
+            ));
+        }
     }
+    Ok(out)
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StageError> {
@@ -194,17 +356,14 @@ impl Stage for Sink {
         // One dataset line per id: a rejected line is keyed by its subject, so a replayed input that a
         // non-deterministic model ended differently the second time (e.g. judge restarted, the same draft
         // regenerated twice) does not list the same example twice; the first outcome stands.
-        let line_id = match record {
-            Record::Rejected(r) => r.subject_id.as_str(),
-            other => other.id(),
-        };
-        let key = format!("{}:{}", input.topic.base_name(), line_id);
-        if !self.first_time(key) {
+        let key = line_key(input.topic, record);
+        if !self.first_time(key.clone()) {
             return Ok(Vec::new());
         }
-        let superseded_by = self.superseded(record.document_id()).await?;
-        let lines = self.lines(record, superseded_by)?;
-        self.out.append(lines).await.map_err(|e| StageError::retry("dataset_write", e.to_string()))?;
+        if let Err(e) = self.write(record).await {
+            self.forget(&key);
+            return Err(e);
+        }
         Ok(Vec::new())
     }
 }

@@ -123,6 +123,7 @@ pub async fn judge(
         stores: distillery_store::Stores::local_only(),
         claims: Arc::new(distillery_store::registry::MemoryClaims::default()),
         versions: None,
+        dataset: None,
     };
     let component = JudgeComponent { llm: &llm, judge: &cfg.judge };
     component.check(&deps).await?;

@@ -4,4 +4,5 @@ pub mod export;
 pub mod extract;
 pub mod judge;
 pub mod schema;
+pub mod status;
 pub mod topics;

@@ -88,6 +88,27 @@ PY
   printf '%s\n' "$VENV/bin/python"
 }
 
+# The Python SDK (sdk/python) and what its tests need: pinned httpx, pydantic and pytest, and the SDK itself
+# installed editable (no build isolation: hatchling is pinned too), into the venv. Prints the venv's python.
+PY_SDK_PINS=(httpx==0.28.1 pydantic==2.14.4 pytest==9.2.0 hatchling==1.33.0)
+ensure_py_sdk() {
+  ensure_venv
+  if ! "$VENV/bin/python" - "${PY_SDK_PINS[@]}" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    assert version(name) == want, spec
+import distillery_sdk, httpx, pydantic, pytest  # noqa: E401,F401
+PY
+  then
+    log "installing ${PY_SDK_PINS[*]} and sdk/python into $VENV"
+    "$VENV/bin/pip" install -q --cache-dir "$MACHINE_CACHE/pip-cache" "${PY_SDK_PINS[@]}" >&2
+    "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$REPO/sdk/python" >&2
+  fi
+  printf '%s\n' "$VENV/bin/python"
+}
+
 # Downloads a PyPI distribution (no code runs) into the machine cache and prints the file's path.
 pip_fetch() {
   local spec="$1" dir="$MACHINE_CACHE/pip/${1%%==*}"

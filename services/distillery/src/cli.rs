@@ -45,6 +45,32 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Serve a dataset over HTTP: documents, records, stats, uploads (each starts a run) and exports, behind
+    /// the bearer token in DISTILLERY_API_TOKEN (open: /healthz, /readyz, /openapi.json); the same API as
+    /// `distillery service api`.
+    Serve {
+        /// A run folder (the `--out` of `distillery run`): its distillery.db.
+        #[arg(long, conflicts_with = "store", required_unless_present = "store")]
+        from: Option<PathBuf>,
+        /// A dataset store URL instead (`postgres://...`, `sqlite:PATH`).
+        #[arg(long)]
+        store: Option<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Where uploads, the runs' files and exports go (default: the --from folder, else ./distillery-serve).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The API's TOML configuration ([api] limits and token, [llm] and [tabular] for /v1/tabular).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The configuration of the runs started on uploads (as `distillery run --config`).
+        #[arg(long)]
+        run_config: Option<PathBuf>,
+        /// Store uploads without starting a run on them.
+        #[arg(long)]
+        no_run: bool,
+    },
     /// Run one stage as a Kafka service.
     Service {
         stage: ServiceKind,
@@ -170,7 +196,7 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let default_level = match (cli.verbose, &cli.command) {
-        (0, Command::Service { .. }) => "info",
+        (0, Command::Service { .. } | Command::Serve { .. }) => "info",
         (0, _) => "warn",
         (1, _) => "info",
         _ => "debug",
@@ -214,6 +240,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
             writeln!(stdout, "dataset written to {}", out.display())?;
             Ok(())
+        }
+        Command::Serve { from, store, addr, out, config, run_config, no_run } => {
+            let args = crate::commands::serve::ServeArgs { from, store, addr, out, config, run_config, no_run };
+            crate::commands::serve::serve(args, distillery_runtime::shutdown_signal()).await
         }
         Command::Service { stage, config } => {
             run_service(stage, config.as_deref(), distillery_runtime::shutdown_signal()).await

@@ -14,7 +14,7 @@ pub enum ServiceKind {
     Judge,
     Dedup,
     Sink,
-    /// The HTTP API (synthetic tables); no Kafka.
+    /// The HTTP API (the dataset when `api.store` is set, synthetic tables); no Kafka.
     Api,
 }
 
@@ -27,7 +27,7 @@ pub async fn run_service(kind: ServiceKind, config: Option<&Path>, cancel: Cance
         ServiceKind::Judge => distillery_judge::service::run(config, cancel).await?,
         ServiceKind::Dedup => distillery_dedup::service::run(config, cancel).await?,
         ServiceKind::Sink => distillery_sink::service::run(config, cancel).await?,
-        ServiceKind::Api => distillery_api::service::run(config, cancel).await?,
+        ServiceKind::Api => crate::commands::serve::service_api(config, cancel).await?,
     }
     Ok(())
 }

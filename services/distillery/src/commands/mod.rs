@@ -4,5 +4,6 @@ pub mod export;
 pub mod extract;
 pub mod judge;
 pub mod schema;
+pub mod serve;
 pub mod status;
 pub mod topics;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use distillery_core::Record;
 use distillery_core::config::Secret;
 use distillery_dataset::{DatasetStore, OutcomeKind};
-use distillery_export::{ExampleView, ExportOptions, Format, formats};
+use distillery_export::{DocumentView, ExampleView, ExportJob, ExportOptions, Format, Target, Written};
 use distillery_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
@@ -229,86 +229,79 @@ pub trait Exporter: Send + Sync + std::fmt::Debug {
     async fn export(&self, format: &str, out: &Path) -> Result<ExportSummary, String>;
 }
 
-/// Exports the store's accepted records in the training formats of `distillery-export` (alpaca,
-/// sharegpt, openai, dpo, parquet): what the cluster's API serves, with nothing but the store.
+/// Exports the store's records in every training format of `distillery-export` (alpaca, sharegpt, openai,
+/// dpo, parquet, qa-json, card, ...) through its `ExportJob`, as `distillery export --store` does: what the
+/// cluster's API serves, with nothing but the store. Records of superseded documents are left out.
 #[derive(Debug, Clone)]
 pub struct StoreExporter {
     pub store: Arc<dyn DatasetStore>,
     pub options: ExportOptions,
 }
 
-/// The formats of [`StoreExporter`]: one file each, a line (or row) per accepted record.
-const STORE_FORMATS: [(&str, Format); 5] = [
-    ("alpaca", Format::Alpaca),
-    ("sharegpt", Format::Sharegpt),
-    ("openai", Format::Openai),
-    ("dpo", Format::Dpo),
-    ("parquet", Format::Parquet),
-];
-
 /// Records read from the store per call.
 const EXPORT_PAGE: usize = 500;
 
-impl StoreExporter {
-    async fn accepted(&self) -> Result<Vec<ExampleView>, String> {
-        let mut views = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .outcomes(OutcomeKind::Accepted, after.as_deref(), EXPORT_PAGE)
-                .await
-                .map_err(|e| e.to_string())?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id().to_string());
-            let full = page.len() == EXPORT_PAGE;
-            views.extend(page.iter().filter_map(|r| match r {
-                Record::Accepted(a) => Some(ExampleView::accepted(a)),
-                _ => None,
-            }));
-            if !full {
-                break;
-            }
+/// Every record of `kind`, page by page, handed to `each` (on a blocking thread: `handle` runs the reads).
+fn each_outcome(
+    handle: &tokio::runtime::Handle,
+    store: &dyn DatasetStore,
+    kind: OutcomeKind,
+    each: &mut dyn FnMut(&Record) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = handle.block_on(store.outcomes(kind, after.as_deref(), EXPORT_PAGE)).map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { return Ok(()) };
+        after = Some(last.id().to_string());
+        for record in &page {
+            each(record)?;
         }
-        Ok(views)
+        if page.len() < EXPORT_PAGE {
+            return Ok(());
+        }
     }
 }
 
 #[async_trait]
 impl Exporter for StoreExporter {
     fn formats(&self) -> Vec<String> {
-        STORE_FORMATS.iter().map(|(name, _)| name.to_string()).collect()
+        Format::ALL.iter().map(|f| f.name().to_string()).collect()
     }
 
     async fn export(&self, format: &str, out: &Path) -> Result<ExportSummary, String> {
-        let f = STORE_FORMATS
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(format))
-            .map(|(_, f)| *f)
-            .ok_or_else(|| format!("unknown format {format}"))?;
-        let views = self.accepted().await?;
+        let f =
+            Format::ALL.into_iter().find(|f| f.name() == format).ok_or_else(|| format!("unknown format {format}"))?;
         let path = out.join(f.file_name());
-        let options = self.options.clone();
-        let file = path.clone();
-        let records = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-            if f == Format::Parquet {
-                return distillery_export::parquet::write_parquet(&file, views).map(|n| n as u64);
-            }
-            let mut w = std::io::BufWriter::new(std::fs::File::create(&file).map_err(|e| e.to_string())?);
-            let mut n = 0;
-            for v in &views {
-                if let Some(line) = formats::line(f, v, &options) {
-                    serde_json::to_writer(&mut w, &line).map_err(|e| e.to_string())?;
-                    w.write_all(b"\n").map_err(|e| e.to_string())?;
-                    n += 1;
+        let (store, options, target) = (self.store.clone(), self.options.clone(), path.clone());
+        let handle = tokio::runtime::Handle::current();
+        // The job writes files as records arrive: on a blocking thread, reading the store through `handle`.
+        let written = tokio::task::spawn_blocking(move || -> Result<Vec<Written>, String> {
+            let mut documents = Vec::new();
+            each_outcome(&handle, &*store, OutcomeKind::Document, &mut |r| {
+                if let Record::Document(d) = r {
+                    documents.push(DocumentView::from(d));
                 }
+                Ok(())
+            })?;
+            let targets = vec![Target { format: f, path: target }];
+            let mut job = ExportJob::create(targets, documents, options).map_err(|e| e.to_string())?;
+            each_outcome(&handle, &*store, OutcomeKind::Accepted, &mut |r| match r {
+                Record::Accepted(a) => job.accepted(ExampleView::accepted(a)).map_err(|e| e.to_string()),
+                _ => Ok(()),
+            })?;
+            if job.wants_rejected() {
+                each_outcome(&handle, &*store, OutcomeKind::Rejected, &mut |r| match r {
+                    Record::Rejected(x) => job.rejected(ExampleView::rejected(x)).map_err(|e| e.to_string()),
+                    _ => Ok(()),
+                })?;
             }
-            w.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())?;
-            Ok(n)
+            job.finish("Distillery dataset", None).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;
-        Ok(ExportSummary { file: path, records })
+        let records = written.iter().map(|w| w.records as u64).sum();
+        let file = if f == Format::QaJson { path.join(distillery_export::qa_json::COMBINED) } else { path };
+        Ok(ExportSummary { file, records })
     }
 }
 

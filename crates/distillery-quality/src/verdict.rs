@@ -102,19 +102,34 @@ const OPEN_ENDED: &[&str] = &[
     "after", "before", "per", "its", "their", "his", "her", "our", "your", "this", "these", "those", "such",
 ];
 
+/// Answers of at most this many words may name a value without a sentence around it.
+const SHORT_ANSWER_WORDS: usize = 3;
+
 /// Why an answer looks cut off, if it does: it ends without a sentence's final punctuation, on a word no
-/// sentence ends on, or inside an open quote or bracket; or it is shorter than `min_words`.
+/// sentence ends on, or inside an open quote or bracket; or it is shorter than `min_words` without naming a
+/// value (a short answer such as "600 euros" is complete).
 pub fn truncation(answer: &str, min_words: usize) -> Option<(&'static str, String)> {
     let a = answer.trim();
     if a.is_empty() {
         return Some(("fragment", "the answer is empty".into()));
     }
     let ws = words(a);
+    let last = ws.last().map(String::as_str).unwrap_or("");
+    let open = |o: char, c: char| a.chars().filter(|&x| x == o).count() > a.chars().filter(|&x| x == c).count();
+    let balanced = !(open('(', ')') || open('[', ']') || a.chars().filter(|&c| c == '"').count() % 2 == 1);
+    // A short answer naming a value ("600 euros", "Lyon", "Every 90 days") is complete without a full
+    // stop; a short one ending on an article or a preposition ("In a") is a fragment.
+    let short_value = ws.len() <= SHORT_ANSWER_WORDS
+        && balanced
+        && !OPEN_ENDED.contains(&last)
+        && ws.iter().any(|w| !OPEN_ENDED.contains(&w.as_str()));
+    if short_value {
+        return None;
+    }
     if ws.len() < min_words {
         return Some(("fragment", format!("the answer is a fragment of {} word(s): {a:?}", ws.len())));
     }
     let tail: String = a.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-    let last = ws.last().map(String::as_str).unwrap_or("");
     let mut chars = a.chars().rev();
     let end = chars.next().unwrap_or(' ');
     let before = chars.next().unwrap_or(' ');
@@ -131,8 +146,7 @@ pub fn truncation(answer: &str, min_words: usize) -> Option<(&'static str, Strin
     if DANGLING.contains(&last) && a.ends_with(['.', '!', '?']) {
         return Some(("truncated", format!("the answer breaks off after {last:?}: \"...{tail}\"")));
     }
-    let open = |o: char, c: char| a.chars().filter(|&x| x == o).count() > a.chars().filter(|&x| x == c).count();
-    if open('(', ')') || open('[', ']') || a.chars().filter(|&c| c == '"').count() % 2 == 1 {
+    if !balanced {
         return Some(("truncated", format!("the answer leaves a quote or bracket open: \"...{tail}\"")));
     }
     None
@@ -475,6 +489,12 @@ mod tests {
     #[test]
     fn cut_off_answers_and_fragments_are_found() {
         assert_eq!(truncation("In a", 3).unwrap().0, "fragment");
+        assert_eq!(truncation("The", 3).unwrap().0, "fragment");
+        assert_eq!(truncation("of the", 3).unwrap().0, "fragment");
+        for value in ["600 euros", "Lyon", "Every 90 days", "30000 kilometres."] {
+            assert_eq!(truncation(value, 3), None, "a short answer naming a value is complete: {value}");
+        }
+        assert!(truncation("Pedestrians must wear a high-visibility", 3).is_some(), "longer answers need an end");
         assert_eq!(truncation("  ", 3).unwrap().0, "fragment");
         let (check, why) = truncation("They must inform their line manager before 09:30 on the first", 3).unwrap();
         assert_eq!(check, "truncated");

@@ -44,6 +44,21 @@ pub enum Command {
         /// No progress line.
         #[arg(long)]
         quiet: bool,
+        /// The dataset store (`postgres://USER@HOST/DB`, `sqlite:PATH`); default `<out>/distillery.db`.
+        /// A rerun on the same store skips what is done (no LLM call repeated, no line twice).
+        #[arg(long, env = "DISTILLERY_STORE")]
+        store: Option<String>,
+    },
+    /// Every document of a dataset: chunks done / failed / pending, accepted, rejected by reason, tokens.
+    Status {
+        /// A run folder (the `--out` of `distillery run`).
+        dir: Option<PathBuf>,
+        /// A dataset store URL instead (`postgres://...`, `sqlite:PATH`).
+        #[arg(long, env = "DISTILLERY_STORE")]
+        store: Option<String>,
+        /// One JSON object a line.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve a dataset over HTTP: documents, records, stats, uploads (each starts a run) and exports, behind
     /// the bearer token in DISTILLERY_API_TOKEN (open: /healthz, /readyz, /openapi.json); the same API as
@@ -220,7 +235,7 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { input, out, llm_base_url, llm_model, config, quiet } => {
+        Command::Run { input, out, llm_base_url, llm_model, config, quiet, store } => {
             let mut cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(url) = llm_base_url {
                 cfg.llm.generator.base_url = url.clone();
@@ -235,7 +250,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let cancel = distillery_runtime::shutdown_signal();
-            let summary = run(RunOptions { input, out: out.clone(), config: cfg, progress: !quiet }, cancel).await?;
+            let summary = run(RunOptions { input, out: out.clone(), config: cfg, progress: !quiet, store }, cancel).await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
             writeln!(stdout, "dataset written to {}", out.display())?;
@@ -247,6 +262,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Service { stage, config } => {
             run_service(stage, config.as_deref(), distillery_runtime::shutdown_signal()).await
+        }
+        Command::Status { dir, store, json } => {
+            crate::commands::status::status(dir.as_deref(), store.as_deref(), json).await
         }
         Command::Extract { files, config } => crate::commands::extract::extract(files, config),
         Command::Judge { pairs, llm_base_url, llm_model, config } => {

@@ -229,7 +229,8 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     };
     let (generate_handle, generate_stage) =
         spawn_resumable(&bus, &generate, &deps, store.clone(), &retry, &stage_cancel).await?;
-    let (judge_handle, judge_stage) = spawn_resumable(&bus, &judge, &deps, store.clone(), &retry, &stage_cancel).await?;
+    let (judge_handle, judge_stage) =
+        spawn_resumable(&bus, &judge, &deps, store.clone(), &retry, &stage_cancel).await?;
     let handles = vec![
         bus.spawn_stage(Arc::new(extract_stage), 2, retry.clone(), stage_cancel.clone()),
         generate_handle,
@@ -305,28 +306,23 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     let duration = started.elapsed();
     let mut summary = Summary::from_metrics(&metrics, duration, duplicates, &cfg).with_ledger(&ledger, &cfg);
     let (g, j) = (generate_stage.counts(), judge_stage.counts());
-    summary.resumed = crate::summary::Resumed {
-        chunks_skipped: g.0,
-        chunks_continued: g.1,
-        records_republished: g.2 + j.2,
-    };
+    summary.resumed =
+        crate::summary::Resumed { chunks_skipped: g.0, chunks_continued: g.1, records_republished: g.2 + j.2 };
     summary.store = store.describe();
     summary.dataset = Some(store.totals().await.map_err(|e| anyhow::anyhow!("dataset totals: {e}"))?);
     summary.document_status = store.documents().await.map_err(|e| anyhow::anyhow!("document status: {e}"))?;
-    if cfg.parquet {
-        let path = opts.out.join(distillery_export::Format::Parquet.file_name());
-        let accepted = opts.out.join(ACCEPTED);
-        if accepted.exists() {
-            let rows = distillery_export::parquet::write_parquet(&path, distillery_export::read_unique(&accepted)?)
-                .map_err(anyhow::Error::msg)?;
-            tracing::info!(rows, path = %path.display(), "parquet written");
-        }
-    }
     for name in [ACCEPTED, distillery_export::REJECTED, "alpaca.jsonl"] {
         let p = opts.out.join(name);
         if !p.exists() {
             std::fs::write(&p, b"")?;
         }
+    }
+    if cfg.parquet {
+        let path = opts.out.join(distillery_export::Format::Parquet.file_name());
+        let rows =
+            distillery_export::parquet::write_parquet(&path, distillery_export::read_unique(&opts.out.join(ACCEPTED))?)
+                .map_err(anyhow::Error::msg)?;
+        tracing::info!(rows, path = %path.display(), "parquet written");
     }
     std::fs::write(opts.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
     Ok(summary)

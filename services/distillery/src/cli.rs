@@ -250,7 +250,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let cancel = distillery_runtime::shutdown_signal();
-            let summary = run(RunOptions { input, out: out.clone(), config: cfg, progress: !quiet, store }, cancel).await?;
+            let summary =
+                run(RunOptions { input, out: out.clone(), config: cfg, progress: !quiet, store }, cancel).await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
             writeln!(stdout, "dataset written to {}", out.display())?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// A family a component declared.
@@ -19,6 +19,7 @@ enum Family {
     Counter(IntCounterVec),
     FloatCounter(CounterVec),
     Gauge(IntGaugeVec),
+    FloatGauge(GaugeVec),
     Histogram(HistogramVec),
 }
 
@@ -128,6 +129,7 @@ impl Metrics {
                     Family::Counter(c) => Box::new(c.clone()),
                     Family::FloatCounter(c) => Box::new(c.clone()),
                     Family::Gauge(g) => Box::new(g.clone()),
+                    Family::FloatGauge(g) => Box::new(g.clone()),
                     Family::Histogram(h) => Box::new(h.clone()),
                 };
                 self.registry.register(collector).expect("a metric family is declared once per name");
@@ -168,6 +170,18 @@ impl Metrics {
             )
         }) {
             Family::Gauge(g) => g,
+            _ => panic!("metric {name} is declared with two types"),
+        }
+    }
+
+    /// The floating-point gauge family `distillery_<name>`, registered on first use.
+    pub fn float_gauge_vec(&self, name: &'static str, help: &str, labels: &[&str]) -> GaugeVec {
+        match self.family(name, || {
+            Family::FloatGauge(
+                GaugeVec::new(Opts::new(name, help).namespace("distillery"), labels).expect("valid metric"),
+            )
+        }) {
+            Family::FloatGauge(g) => g,
             _ => panic!("metric {name} is declared with two types"),
         }
     }

@@ -1,7 +1,9 @@
 //! Embeddings and vector indexes for near-duplicate filtering.
 
+pub mod diversity;
 pub mod embed;
 pub mod index;
 
+pub use diversity::Diversity;
 pub use embed::{EmbedError, Embedder, HttpEmbedder, MiniLm, dot, normalize};
 pub use index::{Hit, IndexError, MemoryIndex, QdrantIndex, VectorIndex};

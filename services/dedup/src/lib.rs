@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use distillery_component::{BuildError, Component, Deps};
 use distillery_core::{
-    Accepted, Input, Judged, Record, RejectReason, Rejected, Stage, StageError, StageName, Topic, now_ms,
+    Accepted, Input, Judged, Metrics, Record, RejectReason, Rejected, Stage, StageError, StageName, Topic, now_ms,
 };
-use distillery_vector::{Embedder, VectorIndex};
+use distillery_vector::{Diversity, Embedder, VectorIndex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
@@ -58,11 +58,12 @@ pub struct DedupComponent<'a> {
 impl Component for DedupComponent<'_> {
     type Stage = Dedup;
 
-    async fn build(&self, _deps: &Deps) -> Result<Dedup, BuildError> {
+    async fn build(&self, deps: &Deps) -> Result<Dedup, BuildError> {
         let fail = |e: String| BuildError::one(NAME.as_str(), e);
         let embedder = vectors::embedder(self.embedder).await.map_err(fail)?;
         let index = vectors::index(self.vectors, embedder.dim()).await.map_err(fail)?;
-        Ok(Dedup::new(embedder, index, self.dedup.clone()))
+        Ok(Dedup::new(embedder, index, self.dedup.clone())
+            .with_diversity_gauge(&deps.metrics, &self.vectors.collection))
     }
 }
 
@@ -73,11 +74,47 @@ pub struct Dedup {
     pub index: Arc<dyn VectorIndex>,
     pub cfg: DedupConfig,
     pub gate: Mutex<()>,
+    /// Mean pairwise cosine distance of the records this process accepted (seed 001's diversity KPI).
+    pub diversity: std::sync::Mutex<Diversity>,
+    /// `distillery_dataset_diversity{dataset}`: the figure above, per dataset (the vector collection).
+    gauge: Option<distillery_core::prometheus::Gauge>,
 }
+
+/// Accepted records up to which the diversity figure is exact (a uniform sample of this many beyond).
+pub const DIVERSITY_EXACT: usize = 2000;
 
 impl Dedup {
     pub fn new(embedder: Arc<dyn Embedder>, index: Arc<dyn VectorIndex>, cfg: DedupConfig) -> Self {
-        Dedup { embedder, index, cfg, gate: Mutex::new(()) }
+        Dedup {
+            embedder,
+            index,
+            cfg,
+            gate: Mutex::new(()),
+            diversity: std::sync::Mutex::new(Diversity::new(DIVERSITY_EXACT)),
+            gauge: None,
+        }
+    }
+
+    /// Publishes the diversity of accepted records as `distillery_dataset_diversity{dataset}`.
+    pub fn with_diversity_gauge(mut self, metrics: &Metrics, dataset: &str) -> Self {
+        let g = metrics.float_gauge_vec(
+            "dataset_diversity",
+            "Mean pairwise cosine distance of accepted records' embeddings (exact up to 2000 records, sampled beyond)",
+            &["dataset"],
+        );
+        self.gauge = Some(g.with_label_values(&[dataset]));
+        self
+    }
+
+    fn count_diversity(&self, vector: &[f32]) {
+        let mean = {
+            let mut d = self.diversity.lock().expect("diversity lock");
+            d.add(vector);
+            d.mean()
+        };
+        if let (Some(g), Some(m)) = (&self.gauge, mean) {
+            g.set(m);
+        }
     }
 }
 
@@ -126,6 +163,7 @@ impl Stage for Dedup {
             ))]);
         }
         self.index.upsert(own_id, &vector).await.map_err(|e| StageError::retry("vector_index", e.to_string()))?;
+        self.count_diversity(&vector);
         Ok(vec![Record::Accepted(Accepted {
             id: own_id.to_string(),
             judged: judged.clone(),

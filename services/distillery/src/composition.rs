@@ -140,6 +140,57 @@ async fn spawn_resumable<C: Component>(
     Ok((bus.spawn_stage(stage.clone(), concurrency, retry.clone(), cancel.clone()), stage))
 }
 
+/// The diversity of the whole dataset (mean pairwise cosine distance of accepted records' embeddings):
+/// this run's own figure when it accepted every record the dataset holds, else measured again over
+/// `accepted.jsonl` (a uniform sample of at most [`distillery_dedup::DIVERSITY_EXACT`] records beyond that,
+/// an unbiased estimate).
+async fn dataset_diversity(
+    out: &Path,
+    cfg: &RunConfig,
+    metrics: &Metrics,
+    collection: &str,
+    accepted_this_run: u64,
+    accepted_total: u64,
+) -> anyhow::Result<Option<f64>> {
+    if accepted_total < 2 {
+        return Ok(None);
+    }
+    if accepted_this_run == accepted_total {
+        let g = metrics.float_gauge_vec("dataset_diversity", "", &["dataset"]).with_label_values(&[collection]);
+        return Ok(Some(g.get()));
+    }
+    let cap = distillery_dedup::DIVERSITY_EXACT;
+    let mut sample: Vec<String> = Vec::new();
+    let mut seen = 0u64;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for v in distillery_export::read_unique(&out.join(ACCEPTED))? {
+        if v.superseded_by.is_some() {
+            continue;
+        }
+        seen += 1;
+        let text = v.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+        if sample.len() < cap {
+            sample.push(text);
+        } else {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let j = (rng % seen) as usize;
+            if j < cap {
+                sample[j] = text;
+            }
+        }
+    }
+    let embedder = distillery_dedup::vectors::embedder(&cfg.embedder).await.map_err(anyhow::Error::msg)?;
+    let mut d = distillery_vector::Diversity::new(cap);
+    for batch in sample.chunks(64) {
+        for v in embedder.embed(batch.to_vec()).await.map_err(|e| anyhow::anyhow!("embedding: {e}"))? {
+            d.add(&v);
+        }
+    }
+    Ok(d.mean())
+}
+
 /// The run's LLM figures for the store.
 fn run_usage(run_id: &str, started_at_ms: i64, finished: bool, ledger: &Ledger, metrics: &Metrics) -> RunUsage {
     let llm = distillery_llm::LlmMetrics::of(metrics);
@@ -311,6 +362,15 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     summary.store = store.describe();
     summary.dataset = Some(store.totals().await.map_err(|e| anyhow::anyhow!("dataset totals: {e}"))?);
     summary.document_status = store.documents().await.map_err(|e| anyhow::anyhow!("document status: {e}"))?;
+    let total = summary.dataset.as_ref().map_or(0, |t| t.accepted);
+    summary.diversity =
+        match dataset_diversity(&opts.out, &cfg, &metrics, &vectors.collection, summary.accepted, total).await {
+            Ok(d) => d.map(|d| (d * 10_000.0).round() / 10_000.0),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not measure the dataset's diversity");
+                None
+            }
+        };
     for name in [ACCEPTED, distillery_export::REJECTED, "alpaca.jsonl"] {
         let p = opts.out.join(name);
         if !p.exists() {

@@ -60,6 +60,9 @@ pub struct Summary {
     pub duration_s: f64,
     pub drafts_per_s: f64,
     pub accepted_per_s: f64,
+    /// Diversity of the whole dataset (seed 001's KPI): mean pairwise cosine distance of the accepted
+    /// records' embeddings (0: all alike), exact up to 2000 records and an unbiased sampled estimate beyond.
+    pub diversity: Option<f64>,
     /// What this run took from the store instead of working again (a resumed run).
     pub resumed: Resumed,
     /// The dataset store (no password).

@@ -161,6 +161,7 @@ pub async fn rewrite_folder(
             }
         }
     }
+    let no_exports = SinkConfig { formats: Vec::new(), ..cfg.clone() };
     let mut files: std::collections::BTreeMap<String, std::io::BufWriter<std::fs::File>> = Default::default();
     let mut counts = Rewritten::new();
     let mut names = vec![DOCUMENTS.to_string(), ACCEPTED.to_string(), REJECTED.to_string(), DEAD_LETTER.to_string()];
@@ -173,7 +174,9 @@ pub async fn rewrite_folder(
     }
     for_each_outcome(store, |_, r| {
         let by = r.document_id().and_then(|d| superseded.get(d).cloned());
-        for (name, line) in dataset_lines(cfg, r, by).map_err(|e| e.to_string())? {
+        // A superseded record keeps its (marked) line in the dataset files, but no line in an export.
+        let exports = if by.is_some() { &no_exports } else { cfg };
+        for (name, line) in dataset_lines(exports, r, by).map_err(|e| e.to_string())? {
             let f = files.get_mut(&name).ok_or_else(|| format!("no file {name}"))?;
             f.write_all(&line).and_then(|_| f.write_all(b"\n")).map_err(|e| format!("{name}: {e}"))?;
             *counts.get_mut(&name).expect("counted") += 1;
@@ -374,6 +377,7 @@ mod tests {
     use distillery_core::codec::fixtures;
     use distillery_core::{Accepted, RejectReason, Rejected, SubjectKind};
     use distillery_export::FolderBackend;
+    use std::io::Write;
     use std::time::Duration;
 
     #[tokio::test]
@@ -418,5 +422,48 @@ mod tests {
         assert_eq!(docs.len(), 1, "only the extracted report is listed");
         assert_eq!(docs[0]["pii_counts"]["EMAIL"], 2);
         assert_eq!(docs[0]["chunks"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_sink_writes_nothing_twice_and_the_rewrite_mends_torn_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn DatasetStore> = Arc::new(
+            distillery_dataset::SqlStore::open(&distillery_dataset::sql::sqlite_url(&dir.path().join("ds.db")))
+                .await
+                .unwrap(),
+        );
+        let acc = Record::Accepted(Accepted {
+            id: "a1".into(),
+            judged: fixtures::judged(),
+            nearest_similarity: None,
+            accepted_at_ms: 1,
+        });
+        let rej = Record::Rejected(Rejected::new("judge", RejectReason::LowScore, SubjectKind::Draft, "d9", "2/5"));
+        let start = || async {
+            let out = DatasetOut::start(FolderBackend::new(dir.path()).unwrap(), 100, Duration::from_millis(1));
+            Sink::new(out, SinkConfig::default(), None).with_dataset(store.clone()).await.unwrap()
+        };
+        let sink = start().await;
+        sink.process(Input::record(Topic::Accepted, acc.clone())).await.unwrap();
+        drop(sink);
+        // A restarted sink gets the same record again (an uncommitted offset) and a new one.
+        let sink = start().await;
+        sink.process(Input::record(Topic::Accepted, acc.clone())).await.unwrap();
+        sink.process(Input::record(Topic::Rejected, rej.clone())).await.unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+        assert_eq!(read(ACCEPTED).lines().count(), 1, "what the store holds is not written again");
+        assert_eq!(read(REJECTED).lines().count(), 1);
+        // A crash left a torn line and a line the store never acknowledged.
+        let mut f = std::fs::OpenOptions::new().append(true).open(dir.path().join(ACCEPTED)).unwrap();
+        f.write_all(b"{\"id\": \"ghost\"}\n{\"id\": \"to").unwrap();
+        let counts = rewrite_folder(dir.path(), &*store, &SinkConfig::default(), None).await.unwrap();
+        assert_eq!(counts[ACCEPTED], 1);
+        assert_eq!(counts[REJECTED], 1);
+        assert_eq!(counts["alpaca.jsonl"], 1);
+        let accepted = read(ACCEPTED);
+        assert_eq!(accepted.lines().count(), 1, "{accepted}");
+        let line: serde_json::Value = serde_json::from_str(accepted.lines().next().unwrap()).unwrap();
+        assert_eq!(line["id"], "a1");
+        assert!(!dir.path().join(DEAD_LETTER).exists(), "no empty dead-letter file");
     }
 }

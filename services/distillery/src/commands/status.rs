@@ -33,15 +33,7 @@ fn line(d: &DocumentProgress) -> String {
     };
     format!(
         "{}  chunks {}: {} done, {} failed, {} pending  accepted {}  rejected {}{}  tokens {}",
-        d.name,
-        d.chunks,
-        d.chunks_done,
-        d.chunks_failed,
-        d.chunks_pending,
-        d.accepted,
-        d.rejected,
-        reasons,
-        d.tokens
+        d.name, d.chunks, d.chunks_done, d.chunks_failed, d.chunks_pending, d.accepted, d.rejected, reasons, d.tokens
     )
 }
 

@@ -2,7 +2,8 @@
 //! MinIO's JSON shape) delivered to the events topic of a real Kafka-protocol broker, every stage running as
 //! its own `distillery service` process against a real llama.cpp server with a small real model. Every
 //! draft must end accepted or rejected with a reason, accepted must not be empty, the Alpaca export must
-//! parse; a stage killed mid-run and restarted must lose and duplicate nothing.
+//! parse; a stage killed mid-run and restarted must lose and duplicate nothing. The sink writes the dataset
+//! to a real PostgreSQL (a database of its own) as well as its files; status and exports read it back.
 
 mod common;
 
@@ -15,6 +16,23 @@ use distillery_core::{Record, Topic};
 use distillery_store::ObjectStore;
 
 const STAGES: [&str; 6] = ["ingest", "extract", "generate", "judge", "dedup", "sink"];
+
+/// The sink's dataset store: a database of this test's own on the suite's PostgreSQL.
+fn store_url(scope: &Scope) -> String {
+    let server = std::env::var("DISTILLERY_TEST_POSTGRES").expect("DISTILLERY_TEST_POSTGRES (scripts/test-servers)");
+    let (base, _) = server.rsplit_once('/').expect("postgres://.../db");
+    format!("{base}/{}", store_db(scope))
+}
+
+fn store_db(scope: &Scope) -> String {
+    scope.name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+async fn create_store_db(scope: &Scope) {
+    let server = std::env::var("DISTILLERY_TEST_POSTGRES").expect("DISTILLERY_TEST_POSTGRES (scripts/test-servers)");
+    let admin = distillery_dataset::SqlStore::open(&server).await.expect("the suite's PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {}", store_db(scope))).execute(admin.pool()).await.expect("create database");
+}
 
 fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> String {
     let mut c = scope.service_toml(servers, port);
@@ -39,7 +57,10 @@ fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> S
             c += "[judge]\nthreshold = 3\nmax_attempts = 2\n";
         }
         "dedup" => c += &format!("[embedder]\nmodel_dir = \"{}\"\n", servers.embed_dir),
-        "sink" => c += &format!("[output]\ndir = \"{}\"\nlinger_ms = 50\n", scope.path("dataset").display()),
+        "sink" => {
+            c = format!("store = \"{}\"\n{c}", store_url(scope));
+            c += &format!("[output]\ndir = \"{}\"\nlinger_ms = 50\n", scope.path("dataset").display());
+        }
         _ => unreachable!(),
     }
     c
@@ -126,6 +147,7 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     }
 
     // Every stage as its own process.
+    create_store_db(&scope).await;
     distillery_kafka::ensure_topics(&kafka, &Topic::ALL).await.expect("topics");
     let mut services: HashMap<&str, Service> = HashMap::new();
     for stage in STAGES {
@@ -225,6 +247,24 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
         assert!(a["output"].as_str().is_some_and(|s| !s.is_empty()), "{a}");
         assert_eq!(a["input"], "");
     }
+    // The store holds what the files hold: status lists the three documents, an export from the store
+    // has the files' Alpaca lines.
+    let url = store_url(&scope);
+    let status = std::process::Command::new(binary()).args(["status", "--store", &url, "--json"]).output().unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let docs: Vec<serde_json::Value> =
+        String::from_utf8(status.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    let stored_accepted: u64 = docs.iter().map(|d| d["accepted"].as_u64().unwrap()).sum();
+    assert_eq!(stored_accepted as usize, ledger.accepted.len(), "the store's accepted vs the dataset files'");
+    let from_store = scope.path("alpaca-from-store.jsonl");
+    let export = std::process::Command::new(binary())
+        .args(["export", "--store", &url, "--format", "alpaca", "--out", from_store.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    assert_eq!(jsonl(&from_store).len(), alpaca.len(), "alpaca from the PostgreSQL store vs the sink's file");
+
     // The garbage event was dead-lettered whole, with its reason.
     tap.poll(Duration::from_secs(1)).await;
     let dead: Vec<&Record> = tap.records(Topic::DeadLetter).iter().collect();

@@ -118,6 +118,7 @@ dedup:
   inputs: [judged]
 sink:
   sections: [kafka, runtime, ops, s3, output, sink, claims]
+  keys: [store]
   inputs: [accepted, rejected, dead-letter, documents]
 {{- end -}}
 
@@ -478,15 +479,15 @@ wins and must name its sections.
 {{- $values := include "distillery.serviceValues" . | fromJson -}}
 {{- $out := dict -}}
 {{- range $name, $key := (.root.Values.secrets.env | default dict) -}}
-{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9_]+?)__.*$" $name "${1}" | lower -}}
-{{- if or (not (hasPrefix "DISTILLERY__" $name)) (has $section $meta.sections) -}}
+{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9]+(_[A-Za-z0-9]+)*?)(__.*)?$" $name "${1}" | lower -}}
+{{- if or (not (hasPrefix "DISTILLERY__" $name)) (has $section $meta.sections) (has $section ($meta.keys | default list)) -}}
 {{- $_ := set $out $name $key -}}
 {{- end -}}
 {{- end -}}
 {{- range $name, $key := ($values.secretEnv | default dict) -}}
 {{- if hasPrefix "DISTILLERY__" $name -}}
-{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9_]+?)__.*$" $name "${1}" | lower -}}
-{{- if not (has $section $meta.sections) -}}
+{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9]+(_[A-Za-z0-9]+)*?)(__.*)?$" $name "${1}" | lower -}}
+{{- if not (or (has $section $meta.sections) (has $section ($meta.keys | default list))) -}}
 {{- fail (printf "%s.secretEnv.%s: the %s service has no [%s] section (it has %s); it would refuse to start" (include "distillery.valuesPath" $.stage) $name $.stage $section (join ", " $meta.sections)) -}}
 {{- end -}}
 {{- end -}}

@@ -58,7 +58,7 @@ fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> S
         }
         "dedup" => c += &format!("[embedder]\nmodel_dir = \"{}\"\n", servers.embed_dir),
         "sink" => {
-            c = format!("store = \"{}\"\n{c}", store_url(scope));
+            c += &format!("[store]\nurl = \"{}\"\n", store_url(scope));
             c += &format!("[output]\ndir = \"{}\"\nlinger_ms = 50\n", scope.path("dataset").display());
         }
         _ => unreachable!(),

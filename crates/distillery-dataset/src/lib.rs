@@ -40,6 +40,22 @@ pub mod sql;
 #[cfg(feature = "sql")]
 pub use sql::SqlStore;
 
+/// A service's `[store]` section: where the durable dataset lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The dataset store: `postgres://user:password@host/db` (or `sqlite:PATH`), migrated on start. Empty:
+    /// none. A secret (the URL may carry a password): never logged, only its host and database are.
+    pub url: distillery_core::config::Secret,
+}
+
+impl StoreConfig {
+    /// The URL, when one is set.
+    pub fn url(&self) -> Option<&str> {
+        (!self.url.is_empty()).then(|| self.url.expose())
+    }
+}
+
 /// The file name of the embedded store in a dataset folder.
 pub const STORE_FILE: &str = "distillery.db";
 

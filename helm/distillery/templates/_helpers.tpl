@@ -117,8 +117,7 @@ dedup:
   sections: [kafka, runtime, ops, dedup, embedder, vectors]
   inputs: [judged]
 sink:
-  sections: [kafka, runtime, ops, s3, output, sink, claims]
-  keys: [store]
+  sections: [kafka, runtime, ops, s3, output, sink, claims, store]
   inputs: [accepted, rejected, dead-letter, documents]
 {{- end -}}
 
@@ -128,7 +127,7 @@ of its configuration. No [kafka] and no [runtime]: the service rejects unknown s
 helm/tests/check.py compares this with the Rust struct.
 */}}
 {{- define "distillery.apiMeta" -}}
-sections: [ops, llm, tabular]
+sections: [ops, llm, tabular, api]
 inputs: []
 {{- end -}}
 
@@ -161,6 +160,8 @@ llm: [api_key]
 embedder: [api_key]
 vectors: [qdrant_api_key]
 webhook: [token]
+store: [url]
+api: [token, store]
 {{- end -}}
 
 {{/* Every section any service accepts. */}}
@@ -479,15 +480,15 @@ wins and must name its sections.
 {{- $values := include "distillery.serviceValues" . | fromJson -}}
 {{- $out := dict -}}
 {{- range $name, $key := (.root.Values.secrets.env | default dict) -}}
-{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9]+(_[A-Za-z0-9]+)*?)(__.*)?$" $name "${1}" | lower -}}
-{{- if or (not (hasPrefix "DISTILLERY__" $name)) (has $section $meta.sections) (has $section ($meta.keys | default list)) -}}
+{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9_]+?)__.*$" $name "${1}" | lower -}}
+{{- if or (not (hasPrefix "DISTILLERY__" $name)) (has $section $meta.sections) -}}
 {{- $_ := set $out $name $key -}}
 {{- end -}}
 {{- end -}}
 {{- range $name, $key := ($values.secretEnv | default dict) -}}
 {{- if hasPrefix "DISTILLERY__" $name -}}
-{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9]+(_[A-Za-z0-9]+)*?)(__.*)?$" $name "${1}" | lower -}}
-{{- if not (or (has $section $meta.sections) (has $section ($meta.keys | default list))) -}}
+{{- $section := regexReplaceAll "^DISTILLERY__([A-Za-z0-9_]+?)__.*$" $name "${1}" | lower -}}
+{{- if not (has $section $meta.sections) -}}
 {{- fail (printf "%s.secretEnv.%s: the %s service has no [%s] section (it has %s); it would refuse to start" (include "distillery.valuesPath" $.stage) $name $.stage $section (join ", " $meta.sections)) -}}
 {{- end -}}
 {{- end -}}

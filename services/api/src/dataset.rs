@@ -26,9 +26,10 @@ pub struct DatasetApiConfig {
     /// The bearer token every `/v1/...` route requires (secret; default: `DISTILLERY_API_TOKEN`). The
     /// dataset routes refuse to start without one.
     pub token: Secret,
-    /// The dataset store's URL (`postgres://...`, `sqlite:PATH`); unset serves no dataset routes. Only
-    /// `distillery service api` opens it (the `distillery-api` binary links no database driver).
-    pub store: Option<String>,
+    /// The dataset store's URL (`postgres://...`, `sqlite:PATH`; a secret, as it may carry a password);
+    /// empty serves no dataset routes. Only `distillery service api` opens it (the `distillery-api` binary
+    /// links no database driver).
+    pub store: Secret,
     /// The bucket uploads are put in (`POST /v1/documents`), where ingest picks them up.
     pub upload_bucket: Option<String>,
     /// The key prefix of uploads in that bucket.
@@ -50,7 +51,7 @@ impl Default for DatasetApiConfig {
     fn default() -> Self {
         DatasetApiConfig {
             token: Secret::default(),
-            store: None,
+            store: Secret::default(),
             upload_bucket: None,
             upload_prefix: "uploads/".into(),
             max_upload_bytes: 64 << 20,
@@ -77,7 +78,8 @@ impl DatasetApiConfig {
         if self.max_page == 0 {
             errors.push(format!("{section}.max_page must be positive"));
         }
-        if let Some(url) = &self.store
+        let url = self.store.expose();
+        if !url.is_empty()
             && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             errors.push(format!("{section}.store must be sqlite:PATH or postgres://..."));
@@ -331,7 +333,7 @@ mod tests {
     #[test]
     fn config_problems_are_reported() {
         let mut errors = Vec::new();
-        DatasetApiConfig { max_upload_bytes: 0, store: Some("mysql://x".into()), ..Default::default() }
+        DatasetApiConfig { max_upload_bytes: 0, store: Secret::new("mysql://x"), ..Default::default() }
             .validate("api", &mut errors);
         assert_eq!(errors.len(), 2, "{errors:?}");
     }

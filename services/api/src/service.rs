@@ -170,7 +170,7 @@ pub fn dataset_parts(c: &DatasetApiConfig, deps: DatasetDeps) -> anyhow::Result<
 /// dataset API needs a store, which `distillery service api` and `distillery serve` open).
 pub async fn run(config: Option<&Path>, cancel: CancellationToken) -> anyhow::Result<()> {
     let c: ApiServiceConfig = load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if c.api.store.is_some() {
+    if !c.api.store.is_empty() {
         anyhow::bail!(
             "api.store is set, but the distillery-api binary links no database driver: run `distillery service api` \
              for the dataset API"

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use distillery_component::Deps;
 use distillery_core::Metrics;
-use distillery_core::config::{Secret, load};
+use distillery_core::config::load;
 use distillery_export::Format;
 use distillery_kafka::service::{ServiceError, run_component};
 use distillery_store::registry::ClaimsConfig;
@@ -27,10 +27,9 @@ distillery_kafka::service_config!(
         sink: SinkConfig,
         /// The registry, to mark records of superseded documents.
         claims: ClaimsConfig,
-        /// The dataset store every record is written to before its lines: `postgres://user:password@host/db`
-        /// (or `sqlite:PATH`); migrated on start. Empty: files only (and readers drop repeated ids). A secret:
-        /// the URL may carry a password, so it is never logged (only its host and database are).
-        store: Secret,
+        /// The dataset store every record is written to before its lines (`[store] url`, a secret); unset:
+        /// files only (and readers drop repeated ids).
+        store: distillery_dataset::StoreConfig,
     }
     validate(s, errors) {
         if s.output.dir.is_none() == s.output.bucket.is_none() {
@@ -40,10 +39,10 @@ distillery_kafka::service_config!(
             errors.push("sink.formats: parquet is written by `distillery export`, not per record".into());
         }
         s.s3.validate("s3", errors);
-        if !s.store.is_empty()
-            && let Err(e) = distillery_dataset::sql::check_url(s.store.expose())
+        if let Some(url) = s.store.url()
+            && let Err(e) = distillery_dataset::sql::check_url(url)
         {
-            errors.push(format!("store: {e}"));
+            errors.push(format!("store.url: {e}"));
         }
     }
 );
@@ -55,10 +54,9 @@ pub async fn run(config: Option<&Path>, cancel: CancellationToken) -> Result<(),
     let mut deps = Deps::local(Metrics::global());
     deps.versions = c.claims.versions(&s3);
     deps.stores = Stores::with_s3(s3);
-    if !c.store.is_empty() {
-        let store = distillery_dataset::SqlStore::open(c.store.expose())
-            .await
-            .map_err(|e| ServiceError::Config(format!("store: {e}")))?;
+    if let Some(url) = c.store.url() {
+        let store =
+            distillery_dataset::SqlStore::open(url).await.map_err(|e| ServiceError::Config(format!("store: {e}")))?;
         tracing::info!(store = %distillery_dataset::DatasetStore::describe(&store), "dataset store open");
         deps.dataset = Some(Arc::new(store));
     }
@@ -82,9 +80,9 @@ mod tests {
     fn the_sink_needs_one_output() {
         assert!(from_toml::<SinkServiceConfig>("").is_err(), "the sink needs an output");
         from_toml::<SinkServiceConfig>("[output]\ndir = \"/tmp/x\"").unwrap();
-        let bad = from_toml::<SinkServiceConfig>("store = \"mysql://x\"\n[output]\ndir = \"/tmp/x\"");
+        let bad = from_toml::<SinkServiceConfig>("[store]\nurl = \"mysql://x\"\n[output]\ndir = \"/tmp/x\"");
         assert!(bad.unwrap_err().to_string().contains("store"), "an unknown database scheme is refused");
-        let ok = from_toml::<SinkServiceConfig>("store = \"postgres://u:pw@db/ds\"\n[output]\ndir = \"/tmp/x\"");
+        let ok = from_toml::<SinkServiceConfig>("[store]\nurl = \"postgres://u:pw@db/ds\"\n[output]\ndir = \"/tmp/x\"");
         assert!(!format!("{:?}", ok.unwrap()).contains("pw"), "the store URL is a secret");
     }
 }

@@ -163,7 +163,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
 /// `AWS_REGION` and the default credential chain; exports from the store).
 pub async fn service_api(config: Option<&Path>, cancel: CancellationToken) -> anyhow::Result<()> {
     let c: ApiServiceConfig = load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let Some(url) = c.api.store.clone() else {
+    let Some(url) = (!c.api.store.is_empty()).then(|| c.api.store.expose().to_string()) else {
         return run_with(c, None, cancel).await;
     };
     c.api.resolve_token().map_err(anyhow::Error::msg)?;

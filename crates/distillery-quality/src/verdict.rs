@@ -152,6 +152,63 @@ pub fn truncation(answer: &str, min_words: usize) -> Option<(&'static str, Strin
     None
 }
 
+/// [`truncation`], read against the context: an answer without a final full stop whose last words end a
+/// sentence or a clause of the context ("... rotated every 90 days" where the context says "rotated every
+/// 90 days.") is complete (small models often drop the full stop); one whose last words run on in the
+/// context ("... within 2 business" of "within 2 business days") is cut off.
+pub fn truncation_in(answer: &str, context: &str, min_words: usize) -> Option<(&'static str, String)> {
+    let found = truncation(answer, min_words)?;
+    let a = answer.trim();
+    let unpunctuated = !a.ends_with(['.', '!', '?', '…', ')', ']', '"', '\'', '”', '’', '»', ',', ';', ':', '-']);
+    let ws = words(a);
+    let open = |o: char, c: char| a.chars().filter(|&x| x == o).count() > a.chars().filter(|&x| x == c).count();
+    let balanced = !(open('(', ')') || open('[', ']') || a.chars().filter(|&c| c == '"').count() % 2 == 1);
+    if found.0 != "truncated"
+        || !unpunctuated
+        || !balanced
+        || ws.len() < 2
+        || OPEN_ENDED.contains(&ws[ws.len() - 1].as_str())
+    {
+        return Some(found);
+    }
+    let tail = (&ws[ws.len() - 2], &ws[ws.len() - 1]);
+    let ends_in_context = context_words(context).windows(2).any(|w| (&w[0].0, &w[1].0) == tail && w[1].1);
+    if ends_in_context { None } else { Some(found) }
+}
+
+/// The context's lowercased words, each with whether a sentence or clause ends after it (punctuation, a
+/// line break or the end of the text).
+fn context_words(context: &str) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut word = String::new();
+    let mut chars = context.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() {
+            word.extend(c.to_lowercase());
+            continue;
+        }
+        if !word.is_empty() {
+            // The next character that is not a space decides: ".", "!", "?", ";", ":", "," or a line end.
+            let mut boundary = matches!(c, '.' | '!' | '?' | ';' | ':' | ',' | '\n');
+            if c == ' ' || c == '\t' {
+                while let Some(&n) = chars.peek() {
+                    if n == ' ' || n == '\t' {
+                        chars.next();
+                    } else {
+                        boundary = matches!(n, '.' | '!' | '?' | ';' | ':' | ',' | '\n');
+                        break;
+                    }
+                }
+            }
+            out.push((std::mem::take(&mut word), boundary));
+        }
+    }
+    if !word.is_empty() {
+        out.push((word, true));
+    }
+    out
+}
+
 /// Template text a draft or a rationale must not copy: the instructions of every task the models are
 /// given. A run of `n` words that is also in the context does not count (a template may quote it).
 #[derive(Debug, Clone)]
@@ -219,7 +276,7 @@ pub fn screen(turns: &[(&str, &str)], context: &str, echo: &Echo, cfg: &VerdictC
             });
         }
         if cfg.truncation
-            && let Some((check, why)) = truncation(assistant, cfg.min_answer_words)
+            && let Some((check, why)) = truncation_in(assistant, context, cfg.min_answer_words)
         {
             return Some(Screened {
                 check,
@@ -514,6 +571,22 @@ mod tests {
         ] {
             assert_eq!(truncation(fine, 3), None, "{fine}");
         }
+    }
+
+    #[test]
+    fn an_answer_without_a_full_stop_is_complete_where_the_context_ends_the_same_way() {
+        let context = "Service accounts are exempt and use vaulted credentials, which are rotated every 90 days.\n\
+            P3 and P4 tickets get a first response within 2 business days. Pedestrians must wear a \
+            high-visibility vest in the loading area.";
+        assert_eq!(truncation_in("Their credentials are rotated every 90 days", context, 3), None);
+        assert!(truncation_in("P3 and P4 tickets get a first response within 2 business", context, 3).is_some());
+        assert!(truncation_in("Pedestrians must wear a high-visibility", context, 3).is_some());
+        assert!(truncation_in("They are rotated every 90", context, 3).is_some(), "mid-phrase in the context");
+        assert!(truncation_in("It is sent to the buyer who raised the", context, 3).is_some());
+        assert!(
+            truncation_in("They are vaulted credentials (rotated every 90 days", context, 3).is_some(),
+            "open bracket"
+        );
     }
 
     #[test]

@@ -79,9 +79,8 @@ impl DatasetApiConfig {
             errors.push(format!("{section}.max_page must be positive"));
         }
         let url = self.store.expose();
-        if !url.is_empty()
-            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
-        {
+        let known = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.starts_with(p));
+        if !url.is_empty() && !known {
             errors.push(format!("{section}.store must be sqlite:PATH or postgres://..."));
         }
     }

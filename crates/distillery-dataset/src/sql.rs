@@ -99,6 +99,16 @@ impl SqlStore {
         };
         check_url(&url).map_err(DatasetError)?;
         let sqlite = url.starts_with("sqlite:");
+        // No prepared-statement cache on PostgreSQL: through the `Any` driver a NULL is bound with a type of
+        // its own, so a statement cached after a NULL (a first accepted record without a neighbour) refuses a
+        // later value of the column's real type ("incorrect binary data format in bind parameter 9").
+        // Unnamed statements take each execution's own parameter types.
+        let url = if !sqlite && !url.contains("statement-cache-capacity") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}statement-cache-capacity=0")
+        } else {
+            url
+        };
         if sqlite {
             if let Some(dir) = sqlite_path(&url).and_then(|p| p.parent().map(Path::to_path_buf))
                 && !dir.as_os_str().is_empty()

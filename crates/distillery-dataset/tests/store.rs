@@ -80,3 +80,34 @@ async fn postgres_store_is_idempotent_and_answers_progress() {
     }
     exercise(&store).await;
 }
+
+/// Accepted records with and without a nearest neighbour, one after the other, as dedup sends them: the
+/// column is NULL for the first and a double for the rest, and every write succeeds the first time (a
+/// statement prepared after a NULL once refused the double on PostgreSQL).
+async fn nullable_columns_take_both(store: &SqlStore, tag: &str) {
+    for i in 0..12 {
+        let mut judged = fixtures::judged();
+        judged.draft.id = format!("{tag}-draft-{i}");
+        judged.id = format!("{tag}-judged-{i}");
+        let nearest = (i % 3 != 0).then_some(0.5 + i as f32 / 100.0);
+        let acc = distillery_core::Accepted {
+            id: judged.draft.id.clone(),
+            judged,
+            nearest_similarity: nearest,
+            accepted_at_ms: i,
+        };
+        store.write(vec![Record::Accepted(acc)]).await.unwrap_or_else(|e| panic!("write {i} ({nearest:?}): {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nullable_columns_take_nulls_and_values_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqlStore::open(&distillery_dataset::sql::sqlite_url(&dir.path().join("n.db"))).await.unwrap();
+    nullable_columns_take_both(&sqlite, "sqlite").await;
+    let url = std::env::var("DISTILLERY_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!("DISTILLERY_TEST_POSTGRES is not set: run through scripts/test (or scripts/test-servers start and source .cache/run/test-env)")
+    });
+    let pg = SqlStore::open(&url).await.unwrap();
+    nullable_columns_take_both(&pg, &format!("pg{}", distillery_core::now_ms())).await;
+}

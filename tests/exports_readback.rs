@@ -28,16 +28,6 @@ use serde_json::{Value, json};
 const FORMATS: [&str; 9] =
     ["alpaca", "alpaca-text", "sharegpt", "openai", "dpo", "dpo-chat", "parquet", "qa-json", "card"];
 
-fn python() -> Option<String> {
-    match std::env::var("DISTILLERY_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("DISTILLERY_TEST_PYTHON is not set: run the suite through scripts/test (it sources the test-env)")
-        }
-        _ => None,
-    }
-}
-
 fn document(id: &str, key: &str, supersedes: Option<&str>, chunks: i32) -> Document {
     let mut d = fixtures::document();
     d.id = id.into();
@@ -249,7 +239,7 @@ fn cols(v: &Value) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_reads_back_in_datasets_pyarrow_and_trl() {
-    let Some(py) = python() else {
+    let Some(py) = common::python() else {
         println!("skipped: DISTILLERY_TEST_PYTHON is not set (scripts/test-servers start writes it)");
         return;
     };

@@ -21,16 +21,6 @@ const TOKEN: &str = "sdk-test-token-5f2c";
 /// Accepted records written besides the fixtures' one (of a superseded document, in no export).
 const EXTRA_ACCEPTED: usize = 4;
 
-fn python() -> Option<String> {
-    match std::env::var("DISTILLERY_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("DISTILLERY_TEST_PYTHON is not set: run the suite through scripts/test (it sources the test-env)")
-        }
-        _ => None,
-    }
-}
-
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/python")
 }
@@ -74,7 +64,7 @@ fn accepted(n: usize) -> Accepted {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_passes_its_suite_against_distillery_serve() {
-    let Some(py) = python() else {
+    let Some(py) = common::python() else {
         println!("skipped: DISTILLERY_TEST_PYTHON is not set (scripts/test-servers start writes it)");
         return;
     };

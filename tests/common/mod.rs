@@ -374,3 +374,15 @@ pub fn report(text: &str) {
         }
     }
 }
+
+/// The test venv's Python (`DISTILLERY_TEST_PYTHON`, written by `scripts/test-servers`): `None` outside the
+/// suite, a panic under CI (a test that needs it must not skip there).
+pub fn python() -> Option<String> {
+    match std::env::var("DISTILLERY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("DISTILLERY_TEST_PYTHON is not set: run the suite through scripts/test (it sources the test-env)")
+        }
+        _ => None,
+    }
+}

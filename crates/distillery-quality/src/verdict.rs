@@ -102,6 +102,12 @@ const OPEN_ENDED: &[&str] = &[
     "after", "before", "per", "its", "their", "his", "her", "our", "your", "this", "these", "those", "such",
 ];
 
+/// Every bracket and double quote `a` opens is closed.
+fn closes_what_it_opens(a: &str) -> bool {
+    let open = |o: char, c: char| a.chars().filter(|&x| x == o).count() > a.chars().filter(|&x| x == c).count();
+    !(open('(', ')') || open('[', ']') || a.chars().filter(|&c| c == '"').count() % 2 == 1)
+}
+
 /// Answers of at most this many words may name a value without a sentence around it.
 const SHORT_ANSWER_WORDS: usize = 3;
 
@@ -115,8 +121,7 @@ pub fn truncation(answer: &str, min_words: usize) -> Option<(&'static str, Strin
     }
     let ws = words(a);
     let last = ws.last().map(String::as_str).unwrap_or("");
-    let open = |o: char, c: char| a.chars().filter(|&x| x == o).count() > a.chars().filter(|&x| x == c).count();
-    let balanced = !(open('(', ')') || open('[', ']') || a.chars().filter(|&c| c == '"').count() % 2 == 1);
+    let balanced = closes_what_it_opens(a);
     // A short answer naming a value ("600 euros", "Lyon", "Every 90 days") is complete without a full
     // stop; a short one ending on an article or a preposition ("In a") is a fragment.
     let short_value = ws.len() <= SHORT_ANSWER_WORDS
@@ -161,8 +166,7 @@ pub fn truncation_in(answer: &str, context: &str, min_words: usize) -> Option<(&
     let a = answer.trim();
     let unpunctuated = !a.ends_with(['.', '!', '?', '…', ')', ']', '"', '\'', '”', '’', '»', ',', ';', ':', '-']);
     let ws = words(a);
-    let open = |o: char, c: char| a.chars().filter(|&x| x == o).count() > a.chars().filter(|&x| x == c).count();
-    let balanced = !(open('(', ')') || open('[', ']') || a.chars().filter(|&c| c == '"').count() % 2 == 1);
+    let balanced = closes_what_it_opens(a);
     if found.0 != "truncated"
         || !unpunctuated
         || !balanced

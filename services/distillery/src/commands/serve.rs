@@ -18,7 +18,7 @@ use distillery_api::dataset::{
 use distillery_api::service::{DatasetDeps, run_with};
 use distillery_api::tabular::ApiServiceConfig;
 use distillery_core::config::load;
-use distillery_dataset::{DatasetStore, STORE_FILE, SqlStore};
+use distillery_dataset::{DatasetStore, SqlStore};
 use distillery_export::{ExportOptions, Format};
 use tokio_util::sync::CancellationToken;
 
@@ -47,17 +47,7 @@ pub struct ServeArgs {
 /// The store URL, and the folder uploads and exports go to.
 fn locations(args: &ServeArgs) -> anyhow::Result<(String, PathBuf)> {
     match (&args.from, &args.store) {
-        (Some(dir), None) => {
-            let db = dir.join(STORE_FILE);
-            if !db.is_file() {
-                bail!(
-                    "{} has no dataset store ({STORE_FILE}): run `distillery run INPUT --out {}` first, or give --store URL",
-                    dir.display(),
-                    dir.display()
-                );
-            }
-            Ok((distillery_dataset::sql::sqlite_url(&db), args.out.clone().unwrap_or_else(|| dir.clone())))
-        }
+        (Some(dir), None) => Ok((super::run_folder_store(dir)?, args.out.clone().unwrap_or_else(|| dir.clone()))),
         (None, Some(url)) => {
             distillery_dataset::sql::check_url(url).map_err(anyhow::Error::msg)?;
             // `sqlite:PATH` as written on a command line: the file, created if missing.
@@ -208,8 +198,8 @@ mod tests {
         assert!(locations(&args(None, None)).is_err());
         assert!(locations(&args(Some(dir.path()), Some("sqlite:x.db"))).is_err());
         let err = locations(&args(Some(dir.path()), None)).unwrap_err().to_string();
-        assert!(err.contains(STORE_FILE), "{err}");
-        std::fs::write(dir.path().join(STORE_FILE), b"").unwrap();
+        assert!(err.contains(distillery_dataset::STORE_FILE), "{err}");
+        std::fs::write(dir.path().join(distillery_dataset::STORE_FILE), b"").unwrap();
         let (url, out) = locations(&args(Some(dir.path()), None)).unwrap();
         assert!(url.starts_with("sqlite:"), "{url}");
         assert_eq!(out, dir.path());

@@ -5,19 +5,13 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use distillery_dataset::{DatasetStore, DocumentProgress, STORE_FILE, SqlStore};
+use distillery_dataset::{DatasetStore, DocumentProgress, SqlStore};
 
 /// Opens the store of a run folder or at a URL.
 pub async fn open(dir: Option<&Path>, url: Option<&str>) -> anyhow::Result<SqlStore> {
     let url = match (dir, url) {
         (_, Some(u)) => u.to_string(),
-        (Some(d), None) => {
-            let file = d.join(STORE_FILE);
-            if !file.exists() {
-                bail!("{} has no dataset store ({STORE_FILE}): is it the --out of a `distillery run`?", d.display());
-            }
-            distillery_dataset::sql::sqlite_url(&file)
-        }
+        (Some(d), None) => super::run_folder_store(d)?,
         (None, None) => bail!("give a run folder or --store URL"),
     };
     SqlStore::open(&url).await.map_err(|e| anyhow::anyhow!("{e}"))

@@ -108,6 +108,11 @@ async fn nullable_columns_take_nulls_and_values_on_both_backends() {
     let url = std::env::var("DISTILLERY_TEST_POSTGRES").unwrap_or_else(|_| {
         panic!("DISTILLERY_TEST_POSTGRES is not set: run through scripts/test (or scripts/test-servers start and source .cache/run/test-env)")
     });
-    let pg = SqlStore::open(&url).await.unwrap();
-    nullable_columns_take_both(&pg, &format!("pg{}", distillery_core::now_ms())).await;
+    // A database of its own: the other PostgreSQL test empties and counts the suite's tables meanwhile.
+    let admin = SqlStore::open(&url).await.unwrap();
+    let db = format!("nullable_{}", distillery_core::now_ms());
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(admin.pool()).await.unwrap();
+    let (base, _) = url.rsplit_once('/').expect("postgres://HOST/DB");
+    let pg = SqlStore::open(&format!("{base}/{db}")).await.unwrap();
+    nullable_columns_take_both(&pg, "pg").await;
 }

@@ -32,6 +32,7 @@ import helm_python as helm
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ops  # noqa: E402
 import render  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,11 +49,15 @@ SERVICE_MACRO = "crates/distillery-kafka/src/service.rs"
 API = "api"
 API_STRUCT = "ApiServiceConfig"  # services/api/src/tabular.rs
 SERVICES = STAGES + [API]
-# Custom resources without schemas in kubernetes-validate: checked for shape only.
+# Custom resources, which kubernetes-validate has no schemas for: validated against their released CRDs' schemas
+# (helm/tests/crd-schemas.json, undeclared fields rejected) by ops.validate_custom_resource.
 CRDS = {
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("kafka.strimzi.io/v1", "KafkaTopic"),
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"),
 }
 
 
@@ -404,6 +409,7 @@ class Suite:
         self.r = results
         self.rust: Rust | None = None
         self.values_all = render.load_values([TESTS / "values-all.yaml"])
+        self.values_production = render.load_values([CHART / "values-production.yaml"])
 
     # -- static checks of the chart against the Rust code ------------------------------------------------------
 
@@ -529,6 +535,15 @@ class Suite:
 
         self.r.check("rust: the services export distillery_consumer_lag{stage,topic,partition}", metric)
 
+        def topic_bases() -> None:
+            text = (REPO / "crates/distillery-core/src/topic.rs").read_text()
+            m = re.search(r"pub const ALL: \[Topic; \d+\] = \[(.*?)\];", text, re.S)
+            assert m, "Topic::ALL not found in crates/distillery-core/src/topic.rs"
+            names = rust.topics()
+            ops.check_topics([names[v] for v in re.findall(r"Topic::(\w+)", m.group(1))])
+
+        self.r.check("chart: distillery.topicBases (topics Job, Strimzi KafkaTopics) lists Topic::ALL in order", topic_bases)
+
         def topics_cli() -> None:
             text = (REPO / "services/distillery/src/cli.rs").read_text()
             m = re.search(r"\n\s*Topics\s*\{(.*?)\n\s*\},", text, re.S)
@@ -547,8 +562,9 @@ class Suite:
             assert str(chart["appVersion"]) == cargo["version"], \
                 f"Chart.yaml appVersion {chart['appVersion']} (the default image tag) != workspace version {cargo['version']}"
             docker = (REPO / "images" / "Dockerfile").read_text()
-            assert f"rust:{cargo['rust-version']}-bookworm" in docker, f"the builder image is not rust:{cargo['rust-version']}-bookworm"
-            assert "debian:bookworm-slim" in docker and "cargo build --release --locked --bins" in docker
+            assert re.search(rf"rust:{re.escape(cargo['rust-version'])}(\.\d+)?-bookworm\b", docker), \
+                f"the builder image is not rust:{cargo['rust-version']}[.patch]-bookworm"
+            assert re.search(r"ARG RUNTIME_IMAGE=debian:12\.\d+-slim\b", docker) and "cargo build --release --locked --bins" in docker
             for lib in ("ca-certificates", "libssl3", "libcurl4", "libsasl2-2"):
                 assert lib in docker, f"the runtime image lacks {lib}"
             for b in ["distillery"] + [f"distillery-{s}" for s in SERVICES]:
@@ -558,6 +574,29 @@ class Suite:
             assert readers, "no Rust source reads DISTILLERY_EMBED_MODEL_DIR (the image's embedding model for dedup)"
 
         self.r.check("image: Chart appVersion, Dockerfile toolchain, libraries and binaries match the workspace", versions)
+
+    # -- alerts, dashboard, metrics documentation, image, notification script ----------------------------------
+
+    def observability(self) -> None:
+        rust = self.rust
+        assert rust is not None
+        declared = self.r.check("rust: read the metric families the services declare (name, type, labels)",
+                                lambda: ops.declared_metrics(rust.sources))
+        self.r.check("alerts: promtool check rules helm/distillery/files/prometheus-rules.yaml", ops.check_rules_promtool)
+        self.r.check("alerts: promtool test rules helm/tests/alerts.test.yaml (every alert fires and stays silent as it should)",
+                     ops.check_rules_unit_tests)
+        if declared is not None:
+            self.r.check("alerts: the issue's alerts exist, each with severity, summary, description, `for` and a unit test, "
+                         "reading only declared metrics", lambda: ops.check_rules_shape(declared))
+            self.r.check("dashboard: every query parses (promtool), reads declared metrics; throughput, accepted/h, "
+                         "rejections, scores, LLM latency and tokens, lag, diversity are shown",
+                         lambda: ops.check_dashboard(declared))
+            self.r.check("README: the Metrics table lists every declared metric with its type and labels, and nothing else",
+                         lambda: ops.check_readme_metrics(declared))
+        self.r.check("image: hadolint, every base image pinned to a full version, multi-stage, non-root (USER 10001)",
+                     ops.check_dockerfile)
+        self.r.check("minio-notify.sh: shellcheck, and the mc calls it makes for a Kafka (SASL, TLS, restart) and a "
+                     "webhook target, refusing another", ops.check_minio_script)
 
     # -- lint, schema and guards --------------------------------------------------------------------------------
 
@@ -572,13 +611,15 @@ class Suite:
 
         self.r.check("helm lint --strict (default values)", lint({}))
         self.r.check("helm lint --strict (values-all.yaml)", lint(self.values_all))
+        self.r.check("helm lint --strict (values-production.yaml)", lint(self.values_production))
 
         def schema_accepts() -> None:
             with helm.Chart.load(str(CHART)) as c:
                 c.validate_schema(self.values_all)
+                c.validate_schema(self.values_production)
                 c.validate_schema({})
 
-        self.r.check("schema: accepts the defaults and values-all.yaml", schema_accepts)
+        self.r.check("schema: accepts the defaults, values-all.yaml and values-production.yaml", schema_accepts)
 
         rejected = {
             "an unknown field (config.llm.modle)": {"config": {"llm": {"modle": "x"}}},
@@ -593,6 +634,9 @@ class Suite:
             "an unknown [tabular] field (api.config.tabular.rows)": {"api": {"config": {"tabular": {"rows": 5}}}},
             "lag-based autoscaling for the API (api.autoscaling.mode)": {"api": {"autoscaling": {"mode": "keda"}}},
             "the API as a stage (stages.api)": {"stages": {"api": {"enabled": True}}},
+            "an unknown Strimzi API version (kafkaTopics.apiVersion)": {"kafkaTopics": {"apiVersion": "kafka.strimzi.io/v2"}},
+            "a MinIO target other than kafka or webhook": {"minioNotifications": {"target": "amqp"}},
+            "an LLM server scaled to zero (llmServer.autoscaling.minReplicas: 0)": {"llmServer": {"autoscaling": {"minReplicas": 0}}},
         }
         for what, vals in rejected.items():
             def bad_schema(vals: dict[str, Any] = vals) -> None:
@@ -622,6 +666,23 @@ class Suite:
             "the API's CPU HPA without a CPU request": ({"api": {"resources": {"requests": {"cpu": None}}}}, "requests.cpu"),
             "an API preStop pause as long as its grace period": (
                 {"api": {"preStopSleepSeconds": 30, "terminationGracePeriodSeconds": 30}}, "preStopSleepSeconds"),
+            "Strimzi KafkaTopics and the topics Job at once": (
+                {"kafkaTopics": {"enabled": True, "clusterName": "k"}}, "topicsJob"),
+            "Strimzi KafkaTopics without a cluster name": (
+                {"kafkaTopics": {"enabled": True}, "topicsJob": {"enabled": False}}, "clusterName"),
+            "min.insync.replicas above the topics' replicas": (
+                {"kafkaTopics": {"enabled": True, "clusterName": "k", "config": {"min.insync.replicas": 2}},
+                 "topicsJob": {"enabled": False}}, "min.insync.replicas"),
+            "LLM server autoscaling without a Prometheus address": (
+                {"llmServer": {"enabled": True, "autoscaling": {"enabled": True}}}, "serverAddress"),
+            "MinIO notifications without buckets": (
+                {"minioNotifications": {"enabled": True, "endpoint": "http://minio:9000"}}, "buckets"),
+            "MinIO notifications without an endpoint": (
+                {"minioNotifications": {"enabled": True, "buckets": [{"name": "docs"}]}}, "endpoint"),
+            "MinIO webhook notifications with ingest's webhook off": (
+                {"minioNotifications": {"enabled": True, "endpoint": "http://minio:9000", "target": "webhook",
+                                        "buckets": [{"name": "docs"}]},
+                 "stages": {"ingest": {"config": {"webhook": {"enabled": False}}}}}, "webhook"),
         }
         for what, (vals, needle) in guards.items():
             def guard(vals: dict[str, Any] = vals, needle: str = needle) -> None:
@@ -689,6 +750,19 @@ class Suite:
         self.r.check(f"[{label}] ServiceMonitor and scrape annotations", lambda: self._monitoring(by_kind, merged))
         self.r.check(f"[{label}] LLM server on a GPU node, used by generate, judge and the API",
                      lambda: self._llm(by_kind, configs, merged))
+        self.r.check(f"[{label}] PrometheusRule: the groups of files/prometheus-rules.yaml (plus additionalAlertLabels)",
+                     lambda: self._prometheus_rule(by_kind, merged))
+        self.r.check(f"[{label}] Grafana dashboard ConfigMap: files/grafana-dashboard.json with the sidecar's label",
+                     lambda: self._dashboard(by_kind, merged))
+        self.r.check(f"[{label}] PodDisruptionBudgets: one per service that may run several pods, selecting only its pods",
+                     lambda: self._pdbs(by_kind, merged))
+        self.r.check(f"[{label}] Strimzi KafkaTopics: every topic the services use, partitions, replicas, config",
+                     lambda: self._kafka_topics(by_kind, configs, merged))
+        self.r.check(f"[{label}] MinIO notification Job: target, the events topic ingest consumes or its webhook, buckets",
+                     lambda: self._minio_job(by_kind, configs, merged))
+        self.r.check(f"[{label}] LLM server autoscaling: a KEDA prometheus trigger on its queue depth, no fixed replicas",
+                     lambda: self._llm_autoscaling(by_kind, merged))
+        self.r.check(f"[{label}] extraVolumes and extraVolumeMounts reach every service", lambda: self._extra_volumes(by_kind, merged))
         self.r.check(f"[{label}] secret values appear only in Secret objects", lambda: self._no_leaks(objs, merged))
         self.r.check(f"[{label}] no object is defined twice", lambda: self._unique(objs))
 
@@ -732,17 +806,26 @@ class Suite:
                     return
                 if all(ln.startswith("WARN") and "Couldn't find schema" in ln for ln in mine):
                     assert (o.data["apiVersion"], o.kind) in CRDS, f"no schema for {o.data['apiVersion']} {o.kind}: " + mine[0]
+                    ops.validate_custom_resource(o.data)
                     return
                 raise AssertionError("\n".join(mine))
 
-            self.r.check(f"[{label}] kubernetes-validate --strict -k {KUBE_VERSION} {o.kind}/{o.name}", verdict)
+            self.r.check(f"[{label}] kubernetes-validate --strict -k {KUBE_VERSION} (custom resources: their CRD's schema) "
+                         f"{o.kind}/{o.name}", verdict)
 
     def _yamllint(self, label: str, objs: list[render.Obj], workdir: Path) -> None:
         stream = workdir / f"{label.replace(' ', '_').replace('+', '_')}-stream.yaml"
-        stream.write_text("".join(f"---\n{o.text}" for o in objs))
+        # The dashboard ConfigMap holds JSON whose PromQL lines are long: lint it without the line-length rule.
+        dashboards = [o for o in objs if "grafana_dashboard" in (o.data.get("metadata") or {}).get("labels", {})
+                      or o.name.endswith("-dashboard")]
+        stream.write_text("".join(f"---\n{o.text}" for o in objs if o not in dashboards))
+        extra = workdir / f"{label.replace(' ', '_').replace('+', '_')}-dashboards.yaml"
+        extra.write_text("".join(f"---\n{o.text}" for o in dashboards))
 
         def run() -> None:
             yamllint(stream)
+            if dashboards:
+                yamllint(extra, no_line_length=True)
 
         self.r.check(f"[{label}] yamllint of the rendered stream", run)
 
@@ -1029,7 +1112,17 @@ class Suite:
         if not merged["metrics"]["serviceMonitor"]["enabled"]:
             assert not sm, "ServiceMonitor while disabled"
         else:
-            (mon,) = sm.values()
+            llm_mon = sm.get("distillery-llm")
+            assert (llm_mon is not None) == bool(merged["llmServer"]["enabled"]), "the LLM server's ServiceMonitor"
+            if llm_mon is not None:
+                sel = llm_mon.data["spec"]["selector"]["matchLabels"]
+                svc = by_kind["Service"]["distillery-llm"].data["metadata"]["labels"]
+                assert all(svc.get(k) == v for k, v in sel.items()), "the LLM ServiceMonitor does not select its Service"
+                stage_svcs = [s for n, s in by_kind["Service"].items() if n != "distillery-llm"]
+                assert not any(all(s.data["metadata"]["labels"].get(k) == v for k, v in sel.items()) for s in stage_svcs)
+                (ep,) = llm_mon.data["spec"]["endpoints"]
+                assert ep["port"] == "http" and ep["path"] == "/metrics", ep
+            (mon,) = [m for n, m in sm.items() if n != "distillery-llm"]
             sel = mon.data["spec"]["selector"]["matchLabels"]
             stage_svcs = [s for n, s in by_kind["Service"].items() if n != "distillery-llm"]
             for svc in stage_svcs:
@@ -1081,6 +1174,181 @@ class Suite:
         assert l["servedModelName"] in args and str(l["parallel"]) in args, f"server args {args}"
 
     @staticmethod
+    def _prometheus_rule(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
+        pr = by_kind.get("PrometheusRule", {})
+        cfg = merged["metrics"]["prometheusRule"]
+        if not cfg["enabled"]:
+            assert not pr, "a PrometheusRule while disabled"
+            return
+        (rule,) = pr.values()
+        want = yaml.safe_load(ops.RULES.read_text())
+        extra = cfg.get("additionalAlertLabels") or {}
+        for g in want["groups"]:
+            for r in g["rules"]:
+                if "alert" in r and extra:
+                    r["labels"] = {**extra, **r.get("labels", {})}
+        assert rule.data["spec"] == want, "the PrometheusRule's groups differ from files/prometheus-rules.yaml"
+        labels = rule.data["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in (cfg.get("labels") or {}).items()), f"labels {labels}"
+
+    @staticmethod
+    def _dashboard(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
+        cm = by_kind.get("ConfigMap", {}).get("distillery-dashboard")
+        cfg = merged["metrics"]["grafanaDashboard"]
+        if not cfg["enabled"]:
+            assert cm is None, "a dashboard ConfigMap while disabled"
+            return
+        assert cm is not None, "no dashboard ConfigMap"
+        assert json.loads(cm.data["data"]["distillery.json"]) == json.loads(ops.DASHBOARD.read_text()), \
+            "the ConfigMap's dashboard differs from files/grafana-dashboard.json"
+        labels = cm.data["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in (cfg.get("labels") or {}).items()), f"labels {labels}"
+
+    @staticmethod
+    def _pdbs(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
+        pdbs = by_kind.get("PodDisruptionBudget", {})
+        if not merged["podDisruptionBudget"]["enabled"]:
+            assert not pdbs, "PodDisruptionBudgets while disabled"
+            return
+        deployments = by_kind["Deployment"]
+        for name, dep in deployments.items():
+            if name == "distillery-llm":
+                continue
+            component = name.removeprefix("distillery-")
+            spec = dep.data["spec"]
+            if "replicas" in spec:
+                most = spec["replicas"]
+            else:
+                scaler = by_kind.get("ScaledObject", {}).get(name) or by_kind.get("HorizontalPodAutoscaler", {}).get(name)
+                assert scaler is not None, f"{name} has neither replicas nor an autoscaler"
+                most = scaler.data["spec"].get("maxReplicaCount", scaler.data["spec"].get("maxReplicas"))
+            pdb = pdbs.get(name)
+            if most <= 1:
+                assert pdb is None, f"{name} runs one pod at most but has a PodDisruptionBudget (it would block drains)"
+                continue
+            assert pdb is not None, f"{name} may run {most} pods but has no PodDisruptionBudget"
+            sel = pdb.data["spec"]["selector"]["matchLabels"]
+            assert sel.get("app.kubernetes.io/component") == component, f"{name}: selector {sel}"
+            for other, o in deployments.items():
+                pod = o.data["spec"]["template"]["metadata"]["labels"]
+                assert all(pod.get(k) == v for k, v in sel.items()) == (other == name), f"{name}'s PDB vs {other}'s pods"
+            assert pdb.data["spec"]["maxUnavailable"] == merged["podDisruptionBudget"]["maxUnavailable"]
+        assert set(pdbs) <= set(deployments), f"PDBs without a Deployment: {sorted(set(pdbs) - set(deployments))}"
+
+    def _kafka_topics(self, by_kind: dict[str, dict[str, render.Obj]], configs: dict[str, dict[str, Any]],
+                      merged: dict[str, Any]) -> None:
+        topics = by_kind.get("KafkaTopic", {})
+        kt = merged["kafkaTopics"]
+        if not kt["enabled"]:
+            assert not topics, "KafkaTopics while disabled"
+            return
+        assert not by_kind.get("Job", {}).get("distillery-topics"), "the topics Job and KafkaTopics together"
+        rust = self.rust
+        assert rust is not None
+        kafka = merged["config"].get("kafka") or {}
+        prefix = kafka.get("topic_prefix", "distillery.")
+        bases = list(rust.topics().values())
+        want = {kafka["events_topic"] if b == "events" and kafka.get("events_topic") else prefix + b: b for b in bases}
+        got = {o.data["spec"]["topicName"]: o for o in topics.values()}
+        assert set(got) == set(want), f"KafkaTopics for {sorted(got)}, want {sorted(want)}"
+        # Every topic a stage consumes or a service writes to is among them.
+        for stage, cfg in configs.items():
+            if stage == API:
+                continue
+            k = cfg.get("kafka") or {}
+            for b in rust.stages()[stage]:
+                name = k["events_topic"] if b == "events" and k.get("events_topic") else k.get("topic_prefix", "distillery.") + b
+                assert name in got, f"{stage} consumes {name}, which has no KafkaTopic"
+        for name, o in got.items():
+            spec = o.data["spec"]
+            own = (kt.get("topics") or {}).get(want[name]) or {}
+            assert o.data["apiVersion"] == kt["apiVersion"]
+            assert o.data["metadata"]["labels"]["strimzi.io/cluster"] == kt["clusterName"]
+            assert spec["partitions"] == (own.get("partitions") or kt.get("partitions") or kafka.get("partitions", 6))
+            replicas = own.get("replicas") or kt.get("replicas") or kafka.get("replication_factor", 1)
+            assert spec["replicas"] == replicas, f"{name}: replicas {spec['replicas']}, want {replicas}"
+            want_cfg = {**(kt.get("config") or {}), **(own.get("config") or {})}
+            assert (spec.get("config") or {}) == want_cfg, f"{name}: config {spec.get('config')}, want {want_cfg}"
+            isr = int((spec.get("config") or {}).get("min.insync.replicas", 1))
+            assert isr <= spec["replicas"], f"{name}: min.insync.replicas {isr} > replicas {spec['replicas']}"
+
+    @staticmethod
+    def _minio_job(by_kind: dict[str, dict[str, render.Obj]], configs: dict[str, dict[str, Any]],
+                   merged: dict[str, Any]) -> None:
+        job = by_kind.get("Job", {}).get("distillery-minio-notify")
+        m = merged["minioNotifications"]
+        if not m["enabled"]:
+            assert job is None and "distillery-minio-notify" not in by_kind.get("ConfigMap", {})
+            return
+        assert job is not None, "no Job"
+        assert job.data["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+        cm = by_kind["ConfigMap"]["distillery-minio-notify"]
+        assert cm.data["data"]["minio-notify.sh"] == ops.MINIO_SCRIPT.read_text().rstrip("\n"), "script differs from files/"
+        pod = job.data["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["TARGET"]["value"] == m["target"]
+        lines = env["BUCKETS"]["value"].split("\n")
+        assert [ln.split("|")[0] for ln in lines] == [b["name"] for b in m["buckets"]]
+        for var in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+            assert "secretKeyRef" in env[var]["valueFrom"], f"{var} is not from the Secret"
+        ingest = configs["ingest"]
+        if m["target"] == "kafka":
+            k = ingest.get("kafka") or {}
+            events = k.get("events_topic") or k.get("topic_prefix", "distillery.") + "events"
+            assert env["KAFKA_TOPIC"]["value"] == events, f"MinIO publishes to {env['KAFKA_TOPIC']['value']}, ingest reads {events}"
+            if m["kafka"]["sasl"]:
+                assert "secretKeyRef" in env["KAFKA_SASL_PASSWORD"]["valueFrom"]
+        else:
+            svc = by_kind["Service"]["distillery-ingest"].data
+            port = svc["spec"]["ports"][0]["port"]
+            url = m["webhook"].get("endpoint") or f"http://distillery-ingest.distillery.svc:{port}/events"
+            assert env["WEBHOOK_ENDPOINT"]["value"] == url, env["WEBHOOK_ENDPOINT"]
+            assert (ingest.get("webhook") or {}).get("enabled", True), "ingest's webhook is off"
+        mounts = {v["mountPath"] for v in c["volumeMounts"]}
+        assert "/scripts" in mounts and c["command"] == ["/bin/sh", "/scripts/minio-notify.sh"]
+
+    @staticmethod
+    def _llm_autoscaling(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
+        lsrv = merged["llmServer"]
+        so = by_kind.get("ScaledObject", {}).get("distillery-llm")
+        if not (lsrv["enabled"] and lsrv["autoscaling"]["enabled"]):
+            assert so is None, "an LLM ScaledObject without llmServer.autoscaling"
+            if lsrv["enabled"]:
+                assert by_kind["Deployment"]["distillery-llm"].data["spec"]["replicas"] == lsrv["replicas"]
+            return
+        a = lsrv["autoscaling"]
+        assert so is not None, "no ScaledObject for the LLM server"
+        assert "replicas" not in by_kind["Deployment"]["distillery-llm"].data["spec"], "fixed replicas while KEDA scales"
+        spec = so.data["spec"]
+        assert spec["scaleTargetRef"]["name"] == "distillery-llm"
+        assert spec["minReplicaCount"] == a["minReplicas"] >= 1 and spec["maxReplicaCount"] == a["maxReplicas"]
+        (trig,) = spec["triggers"]
+        assert trig["type"] == "prometheus", trig
+        md = trig["metadata"]
+        assert md["serverAddress"] == a["prometheus"]["serverAddress"]
+        assert md["threshold"] == str(a.get("targetQueueDepth") or lsrv["parallel"]), md
+        if not a.get("query"):
+            want = (["vllm:num_requests_running", "vllm:num_requests_waiting"] if lsrv["engine"] == "vllm"
+                    else ["llamacpp:requests_processing", "llamacpp:requests_deferred"])
+            for metric in want:
+                assert f'{metric}{{namespace="distillery",service="distillery-llm"}}' in md["query"], md["query"]
+
+    @staticmethod
+    def _extra_volumes(by_kind: dict[str, dict[str, render.Obj]], merged: dict[str, Any]) -> None:
+        vols = merged.get("extraVolumes") or []
+        mounts = merged.get("extraVolumeMounts") or []
+        for name, dep in by_kind["Deployment"].items():
+            if name == "distillery-llm":
+                continue
+            spec = dep.data["spec"]["template"]["spec"]
+            have = [v["name"] for v in spec["volumes"]]
+            assert all(v["name"] in have for v in vols), f"{name} lacks extraVolumes"
+            (c,) = spec["containers"]
+            have_m = [(m["name"], m["mountPath"]) for m in c["volumeMounts"]]
+            assert all((m["name"], m["mountPath"]) in have_m for m in mounts), f"{name} lacks extraVolumeMounts"
+
+    @staticmethod
     def _no_leaks(objs: list[render.Obj], merged: dict[str, Any]) -> None:
         # Every value of secrets.create but user names (which also appear in kafka.properties, legitimately).
         values = [str(v) for k, v in (merged["secrets"].get("create") or {}).items()
@@ -1111,9 +1379,24 @@ class Suite:
 
     def files(self) -> None:
         def lint_sources() -> None:
-            yamllint(CHART / "Chart.yaml", CHART / "values.yaml", TESTS / "values-all.yaml", *sorted(K8S.glob("*.yaml")))
+            yamllint(CHART / "Chart.yaml", CHART / "values.yaml", CHART / "values-production.yaml", TESTS / "values-all.yaml",
+                     TESTS / "alerts.test.yaml", CHART / "files" / "prometheus-rules.yaml", *sorted(K8S.glob("*.yaml")))
 
-        self.r.check("yamllint of Chart.yaml, values.yaml, values-all.yaml and k8s/", lint_sources)
+        self.r.check("yamllint of Chart.yaml, values.yaml, values-production.yaml, values-all.yaml, the alert rules "
+                     "and their tests, and k8s/", lint_sources)
+
+        def plain_manifests() -> None:
+            files = sorted(f for f in K8S.glob("*.yaml") if f.name != "kustomization.yaml")
+            assert files, "no manifests in k8s/"
+            exe = Path(sys.executable).parent / "kubernetes-validate"
+            proc = subprocess.run([str(exe), "--strict", "-k", KUBE_VERSION, *map(str, files)],
+                                  capture_output=True, text=True, check=False)
+            lines = (proc.stdout + proc.stderr).splitlines()
+            bad = [ln for ln in lines if not (ln.startswith("INFO") and "passed" in ln)]
+            passed = [ln for ln in lines if ln.startswith("INFO") and "passed" in ln]
+            assert not bad and len(passed) == len(files), "\n".join(bad) or f"{len(passed)} of {len(files)} passed"
+
+        self.r.check(f"k8s/: kubernetes-validate --strict -k {KUBE_VERSION} of every plain manifest file", plain_manifests)
 
         def schema_is_json() -> None:
             json.loads((CHART / "values.schema.json").read_text())
@@ -1174,9 +1457,14 @@ class Suite:
         return False
 
 
-def yamllint(*paths: Path) -> None:
+def yamllint(*paths: Path, no_line_length: bool = False) -> None:
     exe = Path(sys.executable).parent / "yamllint"
-    proc = subprocess.run([str(exe), "-f", "parsable", "-c", str(TESTS / "yamllint.yaml"), *map(str, paths)],
+    config = ["-c", str(TESTS / "yamllint.yaml")]
+    if no_line_length:
+        base = yaml.safe_load((TESTS / "yamllint.yaml").read_text())
+        base["rules"]["line-length"] = "disable"
+        config = ["-d", json.dumps(base)]
+    proc = subprocess.run([str(exe), "-f", "parsable", *config, *map(str, paths)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
@@ -1190,6 +1478,7 @@ def main() -> int:
         suite = Suite(results)
         suite.static()
         if suite.rust is not None:
+            suite.observability()
             suite.lint_and_schema()
             vllm = copy.deepcopy(suite.values_all)
             render.deep_merge(vllm, {"llmServer": {"engine": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct"}})
@@ -1204,6 +1493,7 @@ def main() -> int:
                 suite.scenario("values-all", suite.values_all, Path(tmp))
                 suite.scenario("values-all+vllm", vllm, Path(tmp))
                 suite.scenario("api-fixed", api_fixed, Path(tmp))
+                suite.scenario("production", suite.values_production, Path(tmp))
         suite.files()
     except Exception:  # noqa: BLE001 - a crash of the suite itself is one more failure
         results.fail("the test suite itself", traceback.format_exc())

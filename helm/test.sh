@@ -14,7 +14,15 @@
 #   - checks the HTTP API (distillery-api): its TOML has exactly [ops], [llm], [tabular] (no [kafka]/[runtime]),
 #     the schema cache is a writable emptyDir, no DISTILLERY__KAFKA__* variable reaches it, its Service port, a
 #     CPU-based HPA and never a ScaledObject;
-#   - checks that k8s/ is what k8s/render.sh generates.
+#   - checks that k8s/ is what k8s/render.sh generates, and validates each of its files;
+#   - the operations parts (helm/tests/ops.py): the alert rules with `promtool check rules` and their unit tests
+#     (`promtool test rules helm/tests/alerts.test.yaml`), the Grafana dashboard's queries (parsed by promtool,
+#     reading only metrics the source declares), the README's metrics table against the source, the rendered
+#     custom resources (KEDA, prometheus-operator, Strimzi) against their CRDs' schemas, the PrometheusRule,
+#     dashboard, PodDisruptionBudgets, KafkaTopics, MinIO notification Job and LLM server autoscaling of each
+#     render (values-production.yaml too), the Dockerfile (hadolint, pins, non-root) and the notification script
+#     (shellcheck, its mc calls).
+# promtool comes from the Debian package prometheus, installed here when missing (scripts/lib.sh ensure_apt).
 # Prints `helm: N passed, M failed` last and exits non-zero on any failure. -v prints passing checks too.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,5 +32,9 @@ if ! helm_venv; then
   echo "could not install the chart tooling into .cache/helm-venv"
   echo "helm: 0 passed, 1 failed"
   exit 1
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  # shellcheck source=../scripts/lib.sh
+  ( source "$here/../scripts/lib.sh" && ensure_apt prometheus ) || echo "could not install the Debian package prometheus (promtool)"
 fi
 "$PY" "$here/tests/check.py" "$@"

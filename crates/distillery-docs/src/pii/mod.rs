@@ -6,8 +6,9 @@
 //! IBANs pass their country length and mod-97 check, SSNs their allocation rules, phone numbers
 //! libphonenumber's metadata, IP addresses the standard parsers. Context words keep order, invoice and
 //! version numbers out. Person names come from a first-name dictionary plus capitalised surnames, or a
-//! title followed by a name, and — when it is installed — from an in-process NER model ([`NerModel`]),
-//! whose names are added to the rules' (the longer of two overlapping names wins).
+//! title followed by a name, and — when it is installed — from an in-process NER model ([`NerModel`]): the
+//! model's names are added to the rules', and a name of two or more words from the rules stands only where the
+//! model gives its words some weight (the longer of two overlapping names wins).
 
 mod checks;
 mod names;
@@ -379,7 +380,13 @@ impl Redactor {
         for m in p.phone.find_iter(text) {
             self.phone(text, m.start(), m.end(), &mut push);
         }
-        self.people(text, &mut push);
+        let mut people = Vec::new();
+        self.people(text, &mut |kind, start, end| people.push((kind, start, end)));
+        for (kind, start, end) in people {
+            if scores.is_none_or(|s| names::model_backs(text, s, start, end)) {
+                push(kind, start, end);
+            }
+        }
         if let Some(scores) = scores {
             names::model_people(text, scores, &mut push);
         }

@@ -12,8 +12,19 @@ use super::words::{
 };
 use super::{PiiKind, Redactor};
 
-/// Mean person probability over a word's pieces at which the model makes it a name word.
-pub(super) const MODEL_THRESHOLD: f32 = 0.5;
+/// Decoding of the NER model's per-piece scores, chosen on the development set (tests/data/pii_cases.jsonl;
+/// never on the held-out sets). A word scores the highest person probability of its pieces.
+/// A run of capitalised words holds a name where one word scores at least this.
+pub(super) const WORD_STRONG: f32 = 0.8;
+/// Words next to a strong one join its name down to this score (the model often gives a given name or a
+/// surname beside a clear one a low score: "Georgia Papageorgiou", "Lars Nilsen").
+pub(super) const WORD_WEAK: f32 = 0.1;
+/// A name of two or more words from the rules stands only where its capitalised words score this on average
+/// (the dictionary's "Ben Nevis", "Milton Keynes", "Bell Palsy" do not).
+pub(super) const RULE_VETO: f32 = 0.5;
+/// In a list (items between commas, semicolons, "and", table cells, lines) with a name the model found, the
+/// other items of two or more capitalised words are names too where their words score this on average.
+pub(super) const LIST_FLOOR: f32 = 0.01;
 
 impl Redactor {
     /// Person names: a title followed by a name, or a dictionary first name (or a common East Asian
@@ -81,90 +92,202 @@ impl Redactor {
     }
 }
 
-/// Person names from the NER model's scores: runs of two or more adjacent capitalised words the model reads
-/// as part of a name (particles such as "van der" may stand between them), ending at a possessive. A lone
-/// word is left to the rules, which take a single name only after a title; words that end names in the rules
-/// (months, days, "Street", "The", titles) end them here too.
-pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl FnMut(PiiKind, usize, usize)) {
-    let toks = word_tokens(text);
+/// The words of a text with the model's score for each (the highest person probability of its pieces).
+fn word_scores(text: &str, toks: &[(usize, usize)], scores: &[PieceScore]) -> Vec<f32> {
     let mut p = 0;
-    let named: Vec<bool> = toks
-        .iter()
+    toks.iter()
         .map(|&(s, e)| {
             while p < scores.len() && scores[p].end <= s {
                 p += 1;
             }
-            let inside: Vec<f32> =
-                scores[p..].iter().take_while(|x| x.start < e).filter(|x| x.end > s).map(|x| x.person).collect();
-            let mean = if inside.is_empty() { 0.0 } else { inside.iter().sum::<f32>() / inside.len() as f32 };
-            let w = name_word(&text[s..e]);
-            mean >= MODEL_THRESHOLD
-                && is_capitalised(w)
-                && !MONTHS_AND_DAYS.contains(&w)
-                && !COMMON_CAPITALISED.contains(&w)
-                && !NOT_SURNAMES.contains(&w)
-                && !TITLE_WORDS.contains(&w)
+            let _ = text;
+            scores[p..].iter().take_while(|x| x.start < e).filter(|x| x.end > s).map(|x| x.person).fold(0.0, f32::max)
         })
-        .collect();
-    let mut i = 0;
-    while i < toks.len() {
-        if !named[i] {
-            i += 1;
-            continue;
-        }
-        let (mut last, mut words, mut j) = (i, 1, i + 1);
-        if !ends_possessive(&text[toks[i].0..toks[i].1]) {
-            while j < toks.len() && adjacent(text, toks[j - 1], toks[j]) {
-                if PARTICLES.contains(&&text[toks[j].0..toks[j].1]) {
-                    j += 1;
-                    continue;
-                }
-                if !named[j] {
-                    break;
-                }
-                last = j;
-                words += 1;
-                j += 1;
-                if ends_possessive(&text[toks[last].0..toks[last].1]) {
-                    break;
-                }
-            }
-        }
-        if words >= 2 {
-            let end = toks[last].1 - possessive_len(&text[toks[last].0..toks[last].1]);
-            push(PiiKind::Person, toks[i].0, end);
-        }
-        i = last + 1;
-    }
+        .collect()
 }
 
-/// Byte ranges of two or more adjacent capitalised words (particles may stand between): the only places
-/// [`model_people`] can find a name, so the model need not read the rest.
-pub(super) fn name_candidates(text: &str) -> Vec<(usize, usize)> {
-    let toks = word_tokens(text);
-    let cap: Vec<bool> = toks.iter().map(|&(s, e)| is_capitalised(name_word(&text[s..e]))).collect();
+/// Whether a word can be part of a name: capitalised ("Okafor", "O'Brien"), or a lower-case prefix on a
+/// capitalised name ("al-Huda", "d'Aubigny").
+fn is_name_word(w: &str) -> bool {
+    let w = name_word(w);
+    is_capitalised(w)
+        || NAME_PREFIXES.iter().any(|p| {
+            w.len() > p.len()
+                && w.is_char_boundary(p.len())
+                && w[..p.len()].eq_ignore_ascii_case(p)
+                && is_capitalised(&w[p.len()..])
+        })
+}
+
+/// Lower-case prefixes written onto a surname.
+const NAME_PREFIXES: &[&str] =
+    &["al-", "el-", "ad-", "as-", "ash-", "ar-", "an-", "ul-", "abu-", "bin-", "d'", "d’", "l'"];
+
+/// Words that end a name in every detector: months and days, "Street", "Ltd", "The", titles.
+fn ends_names(w: &str) -> bool {
+    let w = name_word(w);
+    MONTHS_AND_DAYS.contains(&w)
+        || COMMON_CAPITALISED.contains(&w)
+        || NOT_SURNAMES.contains(&w)
+        || TITLE_WORDS.contains(&w)
+}
+
+/// Runs of adjacent name words with particles between them ("Jan van der Berg", "Seán Ó Ceallaigh"): token
+/// indices, particles included, first and last a name word. A run ends at a possessive or a word that ends
+/// names.
+fn name_runs(text: &str, toks: &[(usize, usize)]) -> Vec<Vec<usize>> {
+    let word = |i: usize| &text[toks[i].0..toks[i].1];
     let mut out = Vec::new();
     let mut i = 0;
     while i < toks.len() {
-        if !cap[i] {
+        if !is_name_word(word(i)) || ends_names(word(i)) {
             i += 1;
             continue;
         }
-        let (mut last, mut j) = (i, i + 1);
-        while j < toks.len() && adjacent(text, toks[j - 1], toks[j]) {
-            if cap[j] {
-                last = j;
-            } else if !PARTICLES.contains(&&text[toks[j].0..toks[j].1]) {
+        let (mut run, mut last, mut j) = (vec![i], i, i + 1);
+        if !ends_possessive(word(i)) {
+            while j < toks.len() && adjacent(text, toks[j - 1], toks[j]) {
+                let v = word(j);
+                if PARTICLES.contains(&v) && j + 1 < toks.len() {
+                    run.push(j);
+                    j += 1;
+                    continue;
+                }
+                if is_name_word(v) && !ends_names(v) {
+                    run.push(j);
+                    last = j;
+                    j += 1;
+                    if ends_possessive(v) {
+                        break;
+                    }
+                    continue;
+                }
                 break;
             }
-            j += 1;
         }
-        if last > i {
-            out.push((toks[i].0, toks[last].1));
-        }
+        run.retain(|&k| k <= last);
+        out.push(run);
         i = last + 1;
     }
     out
+}
+
+/// The byte range of a run of words, without a final possessive.
+fn span_of(text: &str, toks: &[(usize, usize)], first: usize, last: usize) -> (usize, usize) {
+    let (s, e) = (toks[first].0, toks[last].1);
+    (s, e - possessive_len(&text[toks[last].0..e]))
+}
+
+/// An initial just before a word ("J. Okafor"): where the name then starts.
+fn initial_before(text: &str, start: usize) -> Option<usize> {
+    let head = &text.as_bytes()[..start];
+    let n = head.len();
+    if n < 3 || !head.ends_with(b". ") || !head[n - 3].is_ascii_uppercase() {
+        return None;
+    }
+    // The initial starts a word: the text's start, or a space or punctuation before it.
+    (n == 3 || (head[n - 4].is_ascii() && !head[n - 4].is_ascii_alphanumeric())).then_some(n - 3)
+}
+
+/// Words that join list items.
+const LIST_WORDS: &[&str] = &["and", "und", "et", "y", "e", "og", "och", "en", "i", "or", "&"];
+
+/// Whether a span is a whole list item: a delimiter (or a joining word, or the text's edge) on each side.
+fn whole_item(text: &str, start: usize, end: usize) -> bool {
+    let delim = |c: char| ",;|:\n\t()[]/".contains(c);
+    let head = text[..start].trim_end_matches(' ');
+    let before = head.is_empty()
+        || head.ends_with(delim)
+        || head.rsplit_once([' ', '\t']).is_some_and(|(_, w)| LIST_WORDS.contains(&w))
+        || LIST_WORDS.contains(&head);
+    let tail = text[end..].trim_start_matches(' ');
+    let after = tail.is_empty()
+        || tail.starts_with(delim)
+        || tail == "."
+        || tail.starts_with(". ")
+        || tail.starts_with(".\n")
+        || tail.split([' ', '\t']).next().is_some_and(|w| LIST_WORDS.contains(&w));
+    before && after
+}
+
+/// Person names from the NER model's scores, in runs of name words: the words around one the model is sure
+/// of ([`WORD_STRONG`]) that it gives any weight ([`WORD_WEAK`]); two or more words, or one after an initial.
+/// In a list where the model found a name, the other items that are runs of name words are names as well.
+/// A lone word is left to the rules, which take a single name only after a title.
+pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl FnMut(PiiKind, usize, usize)) {
+    let toks = word_tokens(text);
+    let score = word_scores(text, &toks, scores);
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    // Runs of two or more name words that are whole list items, with their mean score.
+    let mut items: Vec<(usize, usize, f32)> = Vec::new();
+    for run in name_runs(text, &toks) {
+        let words: Vec<usize> =
+            run.iter().copied().filter(|&k| !PARTICLES.contains(&&text[toks[k].0..toks[k].1])).collect();
+        if let Some(pos) = words.iter().position(|&k| score[k] >= WORD_STRONG) {
+            let (mut a, mut b) = (pos, pos);
+            while a > 0 && score[words[a - 1]] >= WORD_WEAK {
+                a -= 1;
+            }
+            while b + 1 < words.len() && score[words[b + 1]] >= WORD_WEAK {
+                b += 1;
+            }
+            let (s, e) = span_of(text, &toks, words[a], words[b]);
+            match (b > a, initial_before(text, s)) {
+                (_, Some(i)) => found.push((i, e)),
+                (true, None) => found.push((s, e)),
+                (false, None) => {}
+            }
+        }
+        if words.len() >= 2 {
+            let (s, e) = span_of(text, &toks, words[0], words[words.len() - 1]);
+            if whole_item(text, s, e) {
+                let mean = words.iter().map(|&k| score[k]).sum::<f32>() / words.len() as f32;
+                items.push((s, e, mean));
+            }
+        }
+    }
+    if items.len() >= 2 && found.iter().any(|&(s, e)| whole_item(text, s, e)) {
+        for &(s, e, mean) in &items {
+            if mean >= LIST_FLOOR && !found.iter().any(|&(a, b)| a < e && s < b) {
+                found.push((s, e));
+            }
+        }
+    }
+    for (s, e) in found {
+        push(PiiKind::Person, s, e);
+    }
+}
+
+/// Whether the model backs a name the rules found: a single (titled) word always, a longer name where its
+/// capitalised words score [`RULE_VETO`] on average.
+pub(super) fn model_backs(text: &str, scores: &[PieceScore], start: usize, end: usize) -> bool {
+    let toks: Vec<(usize, usize)> =
+        word_tokens(&text[start..end]).into_iter().map(|(s, e)| (s + start, e + start)).collect();
+    if toks.len() < 2 {
+        return true;
+    }
+    let score = word_scores(text, &toks, scores);
+    let capitalised: Vec<f32> = toks
+        .iter()
+        .zip(&score)
+        .filter(|((s, e), _)| is_capitalised(name_word(&text[*s..*e])))
+        .map(|(_, p)| *p)
+        .collect();
+    capitalised.is_empty() || capitalised.iter().sum::<f32>() / capitalised.len() as f32 >= RULE_VETO
+}
+
+/// Byte ranges where [`model_people`] can find a name (runs of two or more name words, or one after an
+/// initial), so the model need not read the rest.
+pub(super) fn name_candidates(text: &str) -> Vec<(usize, usize)> {
+    let toks = word_tokens(text);
+    name_runs(text, &toks)
+        .into_iter()
+        .filter_map(|run| {
+            let (first, last) = (run[0], run[run.len() - 1]);
+            let (s, e) = (toks[first].0, toks[last].1);
+            (last > first || initial_before(text, s).is_some()).then_some((s, e))
+        })
+        .collect()
 }
 
 fn first_names() -> &'static HashSet<String> {

@@ -375,9 +375,10 @@ pub(super) const NOT_NAMES: &[&str] = &[
 pub(super) const TITLE_WORDS: &[&str] =
     &["Dr", "Prof", "med", "rer", "nat", "phil", "Ing", "dott", "ssa", "Sr", "Sra", "Mme", "Mlle"];
 
+/// Words between the parts of a name ("van der", "bin", "Ó", "ap").
 pub(super) const PARTICLES: &[&str] = &[
     "van", "von", "de", "der", "den", "da", "del", "della", "di", "le", "la", "bin", "binti", "al", "el", "ter", "ten",
-    "du", "dos", "das",
+    "du", "dos", "das", "delos", "dela", "bint", "ibn", "zu", "af", "ap", "ferch", "Ó", "Ní", "Uí", "Nic", "Mhic",
 ];
 
 /// Common surnames of cultures that write the family name first.

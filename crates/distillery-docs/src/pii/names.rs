@@ -378,3 +378,91 @@ fn fold(w: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One piece per word, scored by `score(word)`.
+    fn scored(text: &str, score: impl Fn(&str) -> f32) -> Vec<PieceScore> {
+        word_tokens(text)
+            .into_iter()
+            .map(|(start, end)| PieceScore { start, end, person: score(&text[start..end]) })
+            .collect()
+    }
+
+    fn names(text: &str, score: impl Fn(&str) -> f32) -> Vec<&str> {
+        let mut out = Vec::new();
+        model_people(text, &scored(text, score), &mut |_, s, e| out.push(&text[s..e]));
+        out
+    }
+
+    #[test]
+    fn weak_words_join_a_strong_neighbour() {
+        let text = "Thanks again — Georgia Papageorgiou";
+        let found = names(text, |w| match w {
+            "Georgia" => 0.17,
+            "Papageorgiou" => 0.99,
+            _ => 0.0,
+        });
+        assert_eq!(found, ["Georgia Papageorgiou"]);
+        // Without a strong word there is no name, and a word the model gives nothing ends it.
+        assert!(names(text, |w| if w == "Papageorgiou" { 0.6 } else { 0.3 }).is_empty());
+        assert!(names("Grant funding ends", |w| if w == "Grant" { 0.9 } else { 0.0 }).is_empty());
+    }
+
+    #[test]
+    fn list_items_beside_a_found_name_are_names() {
+        let text = "Attendees: Amara Okafor, Sione Tupou, Giorgi Kapanadze and Lê Thị Mai";
+        let found = names(text, |w| if matches!(w, "Amara" | "Okafor") { 0.99 } else { 0.02 });
+        assert_eq!(found, ["Amara Okafor", "Sione Tupou", "Giorgi Kapanadze", "Lê Thị Mai"]);
+        // Not in a list, and not when the model found no name in it.
+        assert_eq!(
+            names("Amara Okafor met Sione Tupou there", |w| if w == "Amara" || w == "Okafor" { 0.99 } else { 0.02 }),
+            ["Amara Okafor"]
+        );
+        assert!(names("Vendors: Goldman Sachs, Morgan Stanley", |_| 0.02).is_empty());
+    }
+
+    #[test]
+    fn particles_prefixes_and_initials() {
+        let text = "Seán Ó Ceallaigh met Noor al-Huda Khalil; signed J. Okwuosa.";
+        let found = names(text, |w| {
+            if w.chars().next().is_some_and(char::is_uppercase) || w.starts_with("al-") { 0.95 } else { 0.0 }
+        });
+        assert_eq!(found, ["Seán Ó Ceallaigh", "Noor al-Huda Khalil", "J. Okwuosa"]);
+        assert_eq!(initial_before("J. Okwuosa", 3), Some(0));
+        assert_eq!(initial_before("No. Okwuosa", 4), None);
+        assert_eq!(initial_before("Ok", 0), None);
+    }
+
+    #[test]
+    fn whole_list_items() {
+        let text = "Sipho Ndlovu, Anneke Pretorius and Johannes du Plessis represented the team.";
+        let at = |s: &str| text.find(s).map(|i| (i, i + s.len())).expect("in text");
+        let (s, e) = at("Anneke Pretorius");
+        assert!(whole_item(text, s, e));
+        let (s, e) = at("Sipho Ndlovu");
+        assert!(whole_item(text, s, e));
+        let (s, e) = at("Johannes du Plessis");
+        assert!(!whole_item(text, s, e));
+    }
+
+    #[test]
+    fn the_model_vetoes_the_rules_where_it_gives_no_weight() {
+        let text = "The hike up Ben Nevis starts at Glen Nevis; Ben Okafor leads it.";
+        let scores = scored(text, |w| match w {
+            "Okafor" => 0.99,
+            "Ben" => 0.6,
+            _ => 0.1,
+        });
+        let at = |s: &str, from: usize| text[from..].find(s).map(|i| (from + i, from + i + s.len())).expect("in text");
+        let (s, e) = at("Ben Nevis", 0);
+        assert!(!model_backs(text, &scores, s, e));
+        let (s, e) = at("Ben Okafor", 0);
+        assert!(model_backs(text, &scores, s, e));
+        // A single titled word stands whatever the model says.
+        let (s, e) = at("Nevis", 0);
+        assert!(model_backs(text, &scores, s, e));
+    }
+}

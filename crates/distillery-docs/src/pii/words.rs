@@ -371,9 +371,12 @@ pub(super) const NOT_NAMES: &[&str] = &[
     "Cleveland",
 ];
 
-/// Titles and academic or medical abbreviations between a title and the name.
-pub(super) const TITLE_WORDS: &[&str] =
-    &["Dr", "Prof", "med", "rer", "nat", "phil", "Ing", "dott", "ssa", "Sr", "Sra", "Mme", "Mlle"];
+/// Titles and academic or medical abbreviations between a title and the name, and honorifics that start a
+/// name without being part of it.
+pub(super) const TITLE_WORDS: &[&str] = &[
+    "Dr", "Prof", "med", "rer", "nat", "phil", "Ing", "dott", "ssa", "Sr", "Sra", "Mme", "Mlle", "Sheikh", "Sir",
+    "Dame",
+];
 
 /// Words between the parts of a name ("van der", "bin", "Ó", "ap").
 pub(super) const PARTICLES: &[&str] = &[

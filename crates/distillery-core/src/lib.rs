@@ -10,6 +10,7 @@ pub mod ids;
 pub mod media;
 pub mod metrics;
 pub mod offsets;
+pub mod ordered_log;
 pub mod records;
 pub mod stage;
 pub mod topic;

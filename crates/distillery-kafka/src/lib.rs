@@ -17,6 +17,8 @@ mod admin;
 mod config;
 mod consumer;
 mod error;
+pub mod llm_budget;
+mod ordered_log;
 mod publisher;
 pub mod service;
 
@@ -24,4 +26,5 @@ pub use admin::ensure_topics;
 pub use config::KafkaConfig;
 pub use consumer::run_stage;
 pub use error::KafkaRuntimeError;
+pub use ordered_log::KafkaLog;
 pub use publisher::KafkaPublisher;

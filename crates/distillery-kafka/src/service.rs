@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::KafkaConfig;
 use crate::consumer::run_stage;
 use crate::error::KafkaRuntimeError;
+use crate::llm_budget::{KafkaBudgetShare, Timing};
 
 #[doc(hidden)]
 pub mod __private {
@@ -95,7 +96,13 @@ pub async fn run_component<C: Component>(
     let ready = serve_ops(ops, deps.metrics.clone(), extra, &cancel)
         .await
         .map_err(|source| ServiceError::Ops { addr: ops.listen, source })?;
+    // The LLM clients this stage builds share their endpoints' budgets with the other replicas.
+    let share = KafkaBudgetShare::new(kafka, Timing::default());
+    deps.llm.share_budgets(Arc::new(share.clone()));
     let stage = component.build(deps).await?;
-    run_stage(kafka, runtime, Arc::new(stage), deps.metrics.clone(), ready, cancel).await?;
+    let result = run_stage(kafka, runtime, Arc::new(stage), deps.metrics.clone(), ready, cancel).await;
+    // Drained: nothing in flight, so this replica's part goes back to the others now.
+    share.leave().await;
+    result?;
     Ok(())
 }

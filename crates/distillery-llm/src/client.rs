@@ -1,16 +1,15 @@
-//! The client every LLM stage uses: rate limits (requests/s and tokens/min), a concurrency cap sized to the
-//! server's parallel slots, retries with exponential backoff and full jitter that honour `Retry-After`, a
-//! per-call timeout, metrics, and schema-constrained JSON with one repair round trip.
+//! The client every LLM stage uses: a [`Budget`] (rate limits in requests/s and tokens/min and a concurrency
+//! cap sized to the server's parallel slots, shared by the replicas calling the endpoint and adapted to 429s
+//! and latency), retries with exponential backoff and full jitter that honour `Retry-After`, a per-call
+//! timeout, metrics, and schema-constrained JSON with one repair round trip.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use distillery_core::Metrics;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
 
+use crate::budget::{Alone, Budget, BudgetShare};
 use crate::config::LlmConfig;
 use crate::error::LlmError;
 use crate::json::{extract_json, looks_like_refusal};
@@ -27,10 +26,8 @@ pub struct LlmClient {
     api: Box<dyn ChatApi>,
     cfg: LlmConfig,
     role: LlmRole,
-    slots: Arc<Semaphore>,
+    budget: Arc<Budget>,
     concurrency: usize,
-    requests: Option<DefaultDirectRateLimiter>,
-    tokens: Option<(DefaultDirectRateLimiter, u32)>,
     metrics: LlmMetrics,
     process_metrics: Arc<Metrics>,
 }
@@ -41,7 +38,8 @@ impl std::fmt::Debug for LlmClient {
             .field("role", &self.role)
             .field("provider", &self.cfg.provider)
             .field("model", &self.cfg.model)
-            .field("base_url", &self.cfg.base_url)
+            // Credentials in a configured URL never reach a log.
+            .field("base_url", &distillery_core::config::redact_url(&self.cfg.base_url))
             .field("concurrency", &self.concurrency)
             .finish()
     }
@@ -60,21 +58,36 @@ pub struct Structured<T> {
 }
 
 impl LlmClient {
-    /// Builds a client, asking the server for its parallel slots when `max_concurrency` is unset.
+    /// Builds a client with the whole budget of its endpoint (one process alone), asking the server for its
+    /// parallel slots when `max_concurrency` is unset.
     pub async fn connect(cfg: LlmConfig, role: LlmRole, metrics: Arc<Metrics>) -> LlmClient {
+        Self::connect_shared(cfg, role, metrics, &Alone).await
+    }
+
+    /// Builds a client whose budget `share` divides among the replicas calling the same endpoint and model
+    /// (when `shared_limits` is set; else the whole budget).
+    pub async fn connect_shared(
+        cfg: LlmConfig,
+        role: LlmRole,
+        metrics: Arc<Metrics>,
+        share: &dyn BudgetShare,
+    ) -> LlmClient {
         let http = http_client();
         let api = providers::build(&cfg, http);
         let concurrency = match cfg.max_concurrency {
             Some(n) => n,
             None => api.server_slots().await.unwrap_or(DEFAULT_CONCURRENCY),
-        };
-        Self::from_parts(api, cfg, role, metrics, Arc::new(Semaphore::new(concurrency)), concurrency)
+        }
+        .max(1);
+        let share = if cfg.shared_limits { share } else { &Alone };
+        let budget = Arc::new(Budget::join(share, &cfg, concurrency, &LlmMetrics::of(&metrics)).await);
+        Self::from_parts(api, cfg, role, metrics, budget, concurrency)
     }
 
-    /// A client sharing `slots` with another (generator and judge on one server share its slots).
+    /// A client sharing another's budget (generator and judge on one endpoint and model share its slots).
     pub fn sharing(other: &LlmClient, cfg: LlmConfig, role: LlmRole) -> LlmClient {
         let api = providers::build(&cfg, http_client());
-        Self::from_parts(api, cfg, role, other.process_metrics.clone(), other.slots.clone(), other.concurrency)
+        Self::from_parts(api, cfg, role, other.process_metrics.clone(), other.budget.clone(), other.concurrency)
     }
 
     /// A client over any [`ChatApi`] (tests, custom providers).
@@ -83,35 +96,31 @@ impl LlmClient {
         cfg: LlmConfig,
         role: LlmRole,
         metrics: Arc<Metrics>,
-        slots: Arc<Semaphore>,
+        budget: Arc<Budget>,
         concurrency: usize,
     ) -> LlmClient {
-        let requests = cfg.requests_per_second.map(|rps| {
-            let period = Duration::from_secs_f64(1.0 / rps.max(1e-6));
-            RateLimiter::direct(Quota::with_period(period).expect("positive period").allow_burst(NonZeroU32::MIN))
-        });
-        let tokens = cfg
-            .tokens_per_minute
-            .and_then(NonZeroU32::new)
-            .map(|tpm| (RateLimiter::direct(Quota::per_minute(tpm)), tpm.get()));
         LlmClient {
             api,
             cfg,
             role,
-            slots,
+            budget,
             concurrency: concurrency.max(1),
-            requests,
-            tokens,
             metrics: LlmMetrics::of(&metrics),
             process_metrics: metrics,
         }
+    }
+
+    /// The budget this client acquires from.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     pub fn config(&self) -> &LlmConfig {
         &self.cfg
     }
 
-    /// Requests this client keeps in flight at most (the server's slots by default).
+    /// Requests the endpoint takes in flight at most (the server's slots by default): this process's part of
+    /// them is [`Budget::limit`].
     pub fn concurrency(&self) -> usize {
         self.concurrency
     }
@@ -126,17 +135,11 @@ impl LlmClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            if let Some(l) = &self.requests {
-                l.until_ready().await;
-            }
-            if let Some((l, burst)) = &self.tokens {
-                let want = req.estimated_prompt_tokens() + req.max_tokens.unwrap_or(self.cfg.max_tokens);
-                let n = NonZeroU32::new(want.clamp(1, *burst)).expect("clamped to >= 1");
-                let _ = l.until_n_ready(n).await;
-            }
-            let permit = self.slots.acquire().await.expect("slots never closed");
+            let want = req.estimated_prompt_tokens() + req.max_tokens.unwrap_or(self.cfg.max_tokens);
+            let permit = self.budget.acquire(want).await;
             let gauge = self.metrics.in_flight.with_label_values(&[self.role.as_str()]);
             gauge.inc();
+            let started = Instant::now();
             // A retry samples with another seed: a server error caused by what the model wrote (llama.cpp
             // answers 500 when it cannot parse the output) would otherwise repeat exactly.
             let result = if attempt > 1 && req.seed.is_some() {
@@ -146,6 +149,7 @@ impl LlmClient {
             } else {
                 self.api.chat(req).await
             };
+            self.budget.observe(result.as_ref().map(|_| ()), started.elapsed());
             gauge.dec();
             drop(permit);
             match result {

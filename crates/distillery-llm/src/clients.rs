@@ -1,11 +1,13 @@
-//! The LLM clients of one process, one per role: roles served by the same server share its parallel slots
-//! (the one-process run's generator and judge), so together they never queue more than the server runs.
+//! The LLM clients of one process, one per role: roles calling the same endpoint and model share its budget
+//! (the one-process run's generator and judge), so together they never queue more than the server runs;
+//! with a [`BudgetShare`] the budget is shared with the other replicas too.
 
 use std::sync::Arc;
 
 use distillery_core::Metrics;
 use tokio::sync::Mutex;
 
+use crate::budget::{Alone, BudgetGroup, BudgetShare};
 use crate::client::LlmClient;
 use crate::config::LlmConfig;
 use crate::role::LlmRole;
@@ -14,26 +16,37 @@ use crate::role::LlmRole;
 #[derive(Debug)]
 pub struct LlmClients {
     metrics: Arc<Metrics>,
+    share: std::sync::Mutex<Arc<dyn BudgetShare>>,
     built: Mutex<Vec<Arc<LlmClient>>>,
 }
 
 impl LlmClients {
+    /// Clients with the whole budget of their endpoints ([`Alone`]).
     pub fn new(metrics: Arc<Metrics>) -> LlmClients {
-        LlmClients { metrics, built: Mutex::new(Vec::new()) }
+        LlmClients { metrics, share: std::sync::Mutex::new(Arc::new(Alone)), built: Mutex::new(Vec::new()) }
     }
 
-    /// The client for `role` with `cfg`; the first client of a server asks it for its slots, later ones on
-    /// the same server (same provider and base URL) share them.
+    /// Shares the budgets of the clients built from now on through `share` (a service sets it before its
+    /// stage is built).
+    pub fn share_budgets(&self, share: Arc<dyn BudgetShare>) {
+        *self.share.lock().expect("share lock") = share;
+    }
+
+    /// The client for `role` with `cfg`; the first client of an endpoint and model asks the server for its
+    /// slots and joins the budget's share, later ones share its budget.
     pub async fn client(&self, cfg: &LlmConfig, role: LlmRole) -> Arc<LlmClient> {
         let mut built = self.built.lock().await;
         if let Some(c) = built.iter().find(|c| c.role() == role && c.config() == cfg) {
             return c.clone();
         }
-        let same_server =
-            built.iter().find(|c| c.config().base_url == cfg.base_url && c.config().provider == cfg.provider);
-        let client = Arc::new(match same_server {
+        let group = BudgetGroup::of(cfg);
+        let same_budget = built.iter().find(|c| c.budget().group() == &group);
+        let client = Arc::new(match same_budget {
             Some(other) => LlmClient::sharing(other, cfg.clone(), role),
-            None => LlmClient::connect(cfg.clone(), role, self.metrics.clone()).await,
+            None => {
+                let share = self.share.lock().expect("share lock").clone();
+                LlmClient::connect_shared(cfg.clone(), role, self.metrics.clone(), &*share).await
+            }
         });
         built.push(client.clone());
         client
@@ -48,6 +61,8 @@ pub async fn check_server(cfg: &LlmConfig) -> Result<(), String> {
         return Ok(());
     }
     let base = cfg.base_url.trim_end_matches('/');
+    // What messages show: no credentials.
+    let shown = distillery_core::config::redact_url(base);
     let url = match cfg.provider {
         ProviderKind::Ollama => format!("{base}/api/tags"),
         _ => format!("{base}/models"),
@@ -58,9 +73,10 @@ pub async fn check_server(cfg: &LlmConfig) -> Result<(), String> {
     }
     match req.send().await {
         Ok(r) if r.status().is_success() || r.status().as_u16() == 401 => Ok(()),
-        Ok(r) => Err(format!("the LLM server at {base} answered {} to {url}", r.status())),
+        Ok(r) => Err(format!("the LLM server at {shown} answered {}", r.status())),
         Err(e) => Err(format!(
-            "the LLM server at {base} is not reachable ({e}); start one with `scripts/local-llm start` or pass --llm-base-url"
+            "the LLM server at {shown} is not reachable ({}); start one with `scripts/local-llm start` or pass --llm-base-url",
+            e.without_url()
         )),
     }
 }

@@ -67,6 +67,14 @@ pub struct LlmConfig {
     pub requests_per_second: Option<f64>,
     /// Token rate limit per minute, prompt plus completion (unset: none).
     pub tokens_per_minute: Option<u32>,
+    /// The three limits above are the endpoint's, shared by every replica that calls this endpoint and
+    /// model (a Kafka service agrees on its part over the control topic); false: each process has them all.
+    pub shared_limits: bool,
+    /// Adapt concurrency within the limits (AIMD): a 429 or 503, or a call slower than
+    /// `latency_target_secs`, halves it; each successful call adds back a fraction of a request.
+    pub adaptive: bool,
+    /// A call slower than this counts as congestion (unset: only 429 and 503 do).
+    pub latency_target_secs: Option<f64>,
     /// Retries of a retryable failure (429, 5xx, timeout, connection) within one call.
     pub max_retries: u32,
     /// First retry backoff in milliseconds (doubles, full jitter, capped by `max_backoff_ms`).
@@ -95,6 +103,9 @@ impl Default for LlmConfig {
             max_concurrency: None,
             requests_per_second: None,
             tokens_per_minute: None,
+            shared_limits: true,
+            adaptive: true,
+            latency_target_secs: None,
             max_retries: 3,
             initial_backoff_ms: 500,
             max_backoff_ms: 30_000,
@@ -131,6 +142,9 @@ impl LlmConfig {
         }
         if self.tokens_per_minute == Some(0) {
             errors.push(format!("{section}.tokens_per_minute must be > 0"));
+        }
+        if self.latency_target_secs.is_some_and(|t| t <= 0.0) {
+            errors.push(format!("{section}.latency_target_secs must be > 0"));
         }
         if matches!(self.provider, ProviderKind::Anthropic | ProviderKind::Gemini) && self.api_key.is_empty() {
             errors.push(format!("{section}.api_key is required for provider {}", self.provider.as_str()));

@@ -1,5 +1,6 @@
 //! The LLM client shared by every stage that calls a model.
 
+pub mod budget;
 pub mod client;
 pub mod clients;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod providers;
 pub mod role;
 pub mod types;
 
+pub use budget::{Alone, Budget, BudgetGroup, BudgetShare, BudgetUsage, Limits, Share};
 pub use client::{DEFAULT_CONCURRENCY, LlmClient, Structured};
 pub use clients::{LlmClients, check_server};
 pub use config::{LlmConfig, Price, ProviderKind};

@@ -22,6 +22,13 @@ pub struct LlmMetrics {
     pub in_flight: IntGaugeVec,
     /// LLM retries, by role and cause.
     pub retries: IntCounterVec,
+    /// Requests this process may keep in flight now (its part of the shared budget, narrowed by the
+    /// congestion window), by model.
+    pub concurrency_limit: IntGaugeVec,
+    /// Replicas sharing the budget of this process's endpoint and model, by model.
+    pub budget_members: IntGaugeVec,
+    /// Times the congestion window was halved, by model and cause (rate_limited, overloaded, latency).
+    pub backoffs: IntCounterVec,
 }
 
 impl LlmMetrics {
@@ -38,6 +45,21 @@ impl LlmMetrics {
             cost: m.float_counter_vec("llm_cost_total", "LLM cost under the price table", &["role", "model"]),
             in_flight: m.gauge_vec("llm_in_flight", "LLM requests in flight", &["role"]),
             retries: m.counter_vec("llm_retries_total", "LLM retries by cause", &["role", "cause"]),
+            concurrency_limit: m.gauge_vec(
+                "llm_concurrency_limit",
+                "LLM requests this process may keep in flight (its part of the shared budget, AIMD-narrowed)",
+                &["model"],
+            ),
+            budget_members: m.gauge_vec(
+                "llm_budget_members",
+                "Replicas sharing this endpoint and model's LLM budget",
+                &["model"],
+            ),
+            backoffs: m.counter_vec(
+                "llm_backoffs_total",
+                "Halvings of the LLM congestion window, by cause",
+                &["model", "cause"],
+            ),
         }
     }
 }

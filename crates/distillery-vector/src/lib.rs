@@ -1,9 +1,10 @@
-//! Embeddings and vector indexes for near-duplicate filtering.
+//! Embeddings, lexical features and vector indexes for near-duplicate filtering.
 
 pub mod diversity;
 pub mod embed;
 pub mod index;
+pub mod lexical;
 
 pub use diversity::Diversity;
 pub use embed::{EmbedError, Embedder, HttpEmbedder, MiniLm, dot, normalize};
-pub use index::{Hit, IndexError, MemoryIndex, QdrantIndex, VectorIndex};
+pub use index::{Hit, IndexError, MemoryIndex, Point, QdrantIndex, Scope, Stored, VectorIndex, point_uuid, rank};

@@ -1,20 +1,32 @@
-//! Dedup: a judged example whose question+answer embedding is within the cosine threshold of an accepted
-//! one is rejected as a duplicate; otherwise it is indexed and accepted. The check and the insert are
-//! serialised in-process so two near-identical examples arriving together cannot both pass.
+//! Dedup: a judged example that repeats an accepted one is rejected as a `duplicate` naming the accepted
+//! record and the similarity; otherwise it is accepted and stored in the vector index.
+//!
+//! Each example first goes through the lexical pass (exact text after normalisation, the same answer to a
+//! contained question, MinHash over word shingles), then its sentence embedding's cosine is compared. What
+//! is a duplicate of an already accepted example is answered at once; what looks new is appended as a claim
+//! to the claims log, and the verdict is the one every worker's [`replica`] reaches there: with N workers,
+//! of concurrent near-duplicates exactly the first claim in the log is accepted (see `replica`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use distillery_component::{BuildError, Component, Deps};
+use distillery_core::ordered_log::{MemoryLog, OrderedLog};
+use distillery_core::prometheus::IntCounterVec;
 use distillery_core::{
     Accepted, Input, Judged, Metrics, Record, RejectReason, Rejected, Stage, StageError, StageName, Topic, now_ms,
 };
-use distillery_vector::{Diversity, Embedder, VectorIndex};
+use distillery_vector::lexical::Features;
+use distillery_vector::{Diversity, Embedder, Scope, VectorIndex};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
+pub mod decide;
+pub mod replica;
 pub mod service;
 pub mod vectors;
 
+use crate::decide::{Claim, DuplicateOf, Verdict, cosine_match, lexical, nearest_other};
+use crate::replica::Replica;
 use crate::vectors::{EmbedderConfig, VectorConfig};
 
 /// The stage's name: consumer group suffix, metric label, `Rejected.stage`.
@@ -24,13 +36,30 @@ pub const NAME: StageName = StageName::Dedup;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DedupConfig {
-    /// Cosine similarity at or above which an example duplicates an accepted one.
+    /// Cosine similarity of sentence embeddings at or above which an example duplicates an accepted one.
     pub threshold: f32,
+    /// Estimated Jaccard similarity of word 3-shingles (MinHash) at or above which an example duplicates an
+    /// accepted one, before any embedding.
+    pub minhash_threshold: f32,
+    /// With the same normalised answer, the share of the shorter question's words found in the other's at
+    /// or above which an example duplicates an accepted one ("... in Larkspur Instruments?" added).
+    pub question_containment: f32,
+    /// The dataset examples are compared within (a payload field of the index: one collection can hold
+    /// several datasets).
+    pub dataset: String,
+    /// How long a worker waits for the verdict on its claim before the input is retried, in seconds.
+    pub verdict_timeout_secs: u64,
 }
 
 impl Default for DedupConfig {
     fn default() -> Self {
-        DedupConfig { threshold: 0.95 }
+        DedupConfig {
+            threshold: 0.95,
+            minhash_threshold: 0.8,
+            question_containment: 0.9,
+            dataset: "default".into(),
+            verdict_timeout_secs: 60,
+        }
     }
 }
 
@@ -38,6 +67,21 @@ impl DedupConfig {
     pub fn validate(&self, section: &str, errors: &mut Vec<String>) {
         if !(0.5..=1.0).contains(&self.threshold) {
             errors.push(format!("{section}.threshold must be in [0.5, 1] (got {})", self.threshold));
+        }
+        if !(0.3..=1.0).contains(&self.minhash_threshold) {
+            errors.push(format!("{section}.minhash_threshold must be in [0.3, 1] (got {})", self.minhash_threshold));
+        }
+        if !(0.5..=1.0).contains(&self.question_containment) {
+            errors.push(format!(
+                "{section}.question_containment must be in [0.5, 1] (got {})",
+                self.question_containment
+            ));
+        }
+        if self.dataset.trim().is_empty() {
+            errors.push(format!("{section}.dataset must not be empty"));
+        }
+        if self.verdict_timeout_secs == 0 {
+            errors.push(format!("{section}.verdict_timeout_secs must be > 0"));
         }
     }
 }
@@ -47,12 +91,19 @@ pub fn embedding_text(judged: &Judged) -> String {
     judged.draft.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n")
 }
 
-/// What builds the dedup stage: its threshold, the sentence encoder and the vector index.
-#[derive(Debug, Clone, Copy)]
+/// The lexical features of an example.
+pub fn features(judged: &Judged) -> Features {
+    Features::of(&embedding_text(judged), judged.draft.question(), judged.draft.answer())
+}
+
+/// What builds the dedup stage: its settings, the sentence encoder, the vector index and the claims log.
+#[derive(Debug, Clone)]
 pub struct DedupComponent<'a> {
     pub dedup: &'a DedupConfig,
     pub embedder: &'a EmbedderConfig,
     pub vectors: &'a VectorConfig,
+    /// The claims log shared by every worker (a Kafka topic); unset: one in this process's memory.
+    pub log: Option<Arc<dyn OrderedLog>>,
 }
 
 impl Component for DedupComponent<'_> {
@@ -62,7 +113,8 @@ impl Component for DedupComponent<'_> {
         let fail = |e: String| BuildError::one(NAME.as_str(), e);
         let embedder = vectors::embedder(self.embedder).await.map_err(fail)?;
         let index = vectors::index(self.vectors, embedder.dim()).await.map_err(fail)?;
-        Ok(Dedup::new(embedder, index, self.dedup.clone())
+        let log = self.log.clone().unwrap_or_else(|| Arc::new(MemoryLog::new(format!("local-{}", now_ms()))));
+        Ok(Dedup::new(embedder, index, self.dedup.clone(), log, &deps.metrics)
             .with_diversity_gauge(&deps.metrics, &self.vectors.collection))
     }
 }
@@ -73,7 +125,11 @@ pub struct Dedup {
     pub embedder: Arc<dyn Embedder>,
     pub index: Arc<dyn VectorIndex>,
     pub cfg: DedupConfig,
-    pub gate: Mutex<()>,
+    replica: Replica,
+    log_name: String,
+    /// Duplicates found, by method and by where (`precheck`: against examples accepted before; `claim`: in
+    /// the claims log, against concurrent ones).
+    duplicates: IntCounterVec,
     /// Mean pairwise cosine distance of the records this process accepted (seed 001's diversity KPI).
     pub diversity: std::sync::Mutex<Diversity>,
     /// `distillery_dataset_diversity{dataset}`: the figure above, per dataset (the vector collection).
@@ -84,12 +140,26 @@ pub struct Dedup {
 pub const DIVERSITY_EXACT: usize = 2000;
 
 impl Dedup {
-    pub fn new(embedder: Arc<dyn Embedder>, index: Arc<dyn VectorIndex>, cfg: DedupConfig) -> Self {
+    /// The stage, with its replica of `log` reading into `index` from now on.
+    pub fn new(
+        embedder: Arc<dyn Embedder>,
+        index: Arc<dyn VectorIndex>,
+        cfg: DedupConfig,
+        log: Arc<dyn OrderedLog>,
+        metrics: &Metrics,
+    ) -> Self {
+        let log_name = log.name().to_string();
         Dedup {
+            replica: Replica::start(log, index.clone(), cfg.clone(), metrics),
+            log_name,
             embedder,
             index,
             cfg,
-            gate: Mutex::new(()),
+            duplicates: metrics.counter_vec(
+                "dedup_duplicates_total",
+                "Duplicates found by dedup, by method (exact, same_answer, minhash, cosine) and path (precheck, claim)",
+                &["method", "path"],
+            ),
             diversity: std::sync::Mutex::new(Diversity::new(DIVERSITY_EXACT)),
             gauge: None,
         }
@@ -116,6 +186,39 @@ impl Dedup {
             g.set(m);
         }
     }
+
+    async fn embed(&self, judged: &Judged) -> Result<Vec<f32>, StageError> {
+        self.embedder
+            .embed(vec![embedding_text(judged)])
+            .await
+            .map_err(|e| StageError::retry("embed", e.to_string()))?
+            .pop()
+            .ok_or_else(|| StageError::retry("embed", "no embedding returned"))
+    }
+
+    fn duplicate(&self, judged: &Judged, d: DuplicateOf, path: &str) -> Vec<Record> {
+        self.duplicates.with_label_values(&[d.method.as_str(), path]).inc();
+        tracing::debug!(id = %judged.draft.id, of = %d.id, method = d.method.as_str(), similarity = d.similarity, path, "duplicate");
+        vec![Record::Rejected(Rejected::of(
+            &Record::Judged(judged.clone()),
+            NAME.as_str(),
+            RejectReason::Duplicate,
+            d.detail(),
+        ))]
+    }
+
+    fn accepted(judged: &Judged, nearest: Option<f32>) -> Vec<Record> {
+        vec![Record::Accepted(Accepted {
+            id: judged.draft.id.clone(),
+            judged: judged.clone(),
+            nearest_similarity: nearest,
+            accepted_at_ms: now_ms(),
+        })]
+    }
+}
+
+fn index_error(e: distillery_vector::IndexError) -> StageError {
+    StageError::retry("vector_index", e.to_string())
 }
 
 impl Stage for Dedup {
@@ -138,38 +241,35 @@ impl Stage for Dedup {
         if !judged.passed {
             return Err(StageError::reject(RejectReason::LowScore, "reached dedup without passing the critic"));
         }
-        let vector = self
-            .embedder
-            .embed(vec![embedding_text(judged)])
-            .await
-            .map_err(|e| StageError::retry("embed", e.to_string()))?
-            .pop()
-            .ok_or_else(|| StageError::retry("embed", "no embedding returned"))?;
-        let own_id = judged.draft.id.as_str();
-        let _gate = self.gate.lock().await;
-        let nearest =
-            self.index.nearest(&vector).await.map_err(|e| StageError::retry("vector_index", e.to_string()))?;
-        if let Some(hit) = &nearest
-            && hit.score >= self.cfg.threshold
-            && hit.id != own_id
-        {
-            let detail =
-                format!("cosine {:.3} to accepted example {} (threshold {})", hit.score, hit.id, self.cfg.threshold);
-            return Ok(vec![Record::Rejected(Rejected::of(
-                &Record::Judged(judged.clone()),
-                NAME.as_str(),
-                RejectReason::Duplicate,
-                detail,
-            ))]);
+        let id = judged.draft.id.as_str();
+        let f = features(judged);
+        // Against what is accepted already: a final answer without the log (accepted points never leave).
+        let seen = Scope { dataset: &self.cfg.dataset, log: &self.log_name, before: None };
+        let index = &*self.index;
+        if index.contains(&seen, id).await.map_err(index_error)? {
+            let vector = self.embed(judged).await?;
+            let nearest = nearest_other(index, &seen, id, &vector).await.map_err(index_error)?;
+            return Ok(Self::accepted(judged, nearest.map(|h| h.score)));
         }
-        self.index.upsert(own_id, &vector).await.map_err(|e| StageError::retry("vector_index", e.to_string()))?;
-        self.count_diversity(&vector);
-        Ok(vec![Record::Accepted(Accepted {
-            id: own_id.to_string(),
-            judged: judged.clone(),
-            nearest_similarity: nearest.filter(|h| h.id != own_id).map(|h| h.score),
-            accepted_at_ms: now_ms(),
-        })])
+        if let Some(d) = lexical(index, &seen, id, &f, &self.cfg).await.map_err(index_error)? {
+            return Ok(self.duplicate(judged, d, "precheck"));
+        }
+        let vector = self.embed(judged).await?;
+        let nearest = nearest_other(index, &seen, id, &vector).await.map_err(index_error)?;
+        if let Some(d) = cosine_match(&nearest, &self.cfg) {
+            return Ok(self.duplicate(judged, d, "precheck"));
+        }
+        // New as far as this worker knows: the claims log decides against concurrent claims.
+        let claim = Claim::new(uuid::Uuid::new_v4().to_string(), &self.cfg.dataset, id, vector.clone(), f);
+        let timeout = Duration::from_secs(self.cfg.verdict_timeout_secs);
+        match self.replica.claim(&claim, timeout).await.map_err(|e| StageError::retry("claims_log", e))? {
+            Verdict::Accepted { nearest } => {
+                self.count_diversity(&vector);
+                Ok(Self::accepted(judged, nearest))
+            }
+            Verdict::Replay { nearest } => Ok(Self::accepted(judged, nearest)),
+            Verdict::Duplicate(d) => Ok(self.duplicate(judged, d, "claim")),
+        }
     }
 }
 
@@ -214,24 +314,72 @@ mod tests {
         j
     }
 
+    fn stage(log: &MemoryLog, threshold: f32) -> Dedup {
+        let cfg = DedupConfig { threshold, ..DedupConfig::default() };
+        Dedup::new(Arc::new(Letters), Arc::new(MemoryIndex::new(26)), cfg, Arc::new(log.clone()), &Metrics::isolated())
+    }
+
+    async fn run(d: &Dedup, j: Judged) -> Record {
+        d.process(Input::record(Topic::Judged, Record::Judged(j))).await.unwrap().remove(0)
+    }
+
+    fn duplicate_of(r: &Record) -> DuplicateOf {
+        let Record::Rejected(r) = r else { panic!("not rejected: {r:?}") };
+        assert_eq!(r.reason, RejectReason::Duplicate);
+        DuplicateOf::parse(&r.detail).unwrap_or_else(|| panic!("detail {}", r.detail))
+    }
+
     #[tokio::test]
     async fn duplicates_are_rejected_and_replays_are_not() {
-        let d = Dedup::new(Arc::new(Letters), Arc::new(MemoryIndex::new(26)), DedupConfig { threshold: 0.97 });
-        let run = |j: Judged| {
-            let d = &d;
-            async move { d.process(Input::record(Topic::Judged, Record::Judged(j))).await.unwrap() }
-        };
-        let out = run(judged("a", "How many leave days?", "Twenty-five.")).await;
-        assert!(matches!(&out[0], Record::Accepted(a) if a.id == "a" && a.nearest_similarity.is_none()));
-        // Same words reordered: near-identical letters.
-        let out = run(judged("b", "Leave days: how many?", "Twenty-five.")).await;
-        let Record::Rejected(r) = &out[0] else { panic!("{out:?}") };
-        assert_eq!(r.reason, RejectReason::Duplicate);
-        assert!(r.detail.contains("accepted example a"));
+        let log = MemoryLog::new("claims");
+        let d = stage(&log, 0.97);
+        let out = run(&d, judged("a", "How many leave days?", "Twenty-five.")).await;
+        assert!(matches!(&out, Record::Accepted(a) if a.id == "a" && a.nearest_similarity.is_none()));
+        // The same question reworded, the same answer: the lexical pass finds it.
+        let dup = duplicate_of(&run(&d, judged("q", "Leave days: how many?", "Twenty-five.")).await);
+        assert_eq!((dup.id.as_str(), dup.method, dup.similarity), ("a", decide::Method::SameAnswer, 1.0));
+        // Other words of the same letters: nothing lexical in common, the embedding is identical.
+        let dup = duplicate_of(&run(&d, judged("b", "Yam nowh evael sady?", "Twenty-five.")).await);
+        assert_eq!((dup.id.as_str(), dup.method), ("a", decide::Method::Cosine));
+        assert!(dup.similarity >= 0.97);
+        // Verbatim but for case and punctuation: found before any embedding.
+        let dup = duplicate_of(&run(&d, judged("c", "how many leave days", "twenty five")).await);
+        assert_eq!((dup.id.as_str(), dup.method, dup.similarity), ("a", decide::Method::Exact, 1.0));
         // A replay of an accepted example is accepted again (same id), not a duplicate of itself.
-        let out = run(judged("a", "How many leave days?", "Twenty-five.")).await;
-        assert!(matches!(&out[0], Record::Accepted(a) if a.id == "a"));
-        let out = run(judged("c", "Who approves expense claims?", "The finance controller.")).await;
-        assert!(matches!(&out[0], Record::Accepted(a) if a.nearest_similarity.is_some_and(|s| s < 0.97)));
+        let out = run(&d, judged("a", "How many leave days?", "Twenty-five.")).await;
+        assert!(matches!(&out, Record::Accepted(a) if a.id == "a"));
+        let out = run(&d, judged("e", "Who approves expense claims?", "The finance controller.")).await;
+        assert!(matches!(&out, Record::Accepted(a) if a.nearest_similarity.is_some_and(|s| s < 0.97)));
+        // Only the two new examples were claimed; duplicates and the replay were answered without the log.
+        assert_eq!(log.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn two_replicas_on_one_log_accept_exactly_one_of_concurrent_duplicates() {
+        // Two workers with indexes of their own, sharing only the claims log.
+        let log = MemoryLog::new("claims");
+        let (w1, w2) = (Arc::new(stage(&log, 0.97)), Arc::new(stage(&log, 0.97)));
+        let variants = [
+            ("v1", "How many leave days do staff get?", "Twenty-five."),
+            ("v2", "how many leave-days do staff get", "Twenty-five"),
+            ("v3", "Staff get how many leave days?", "Twenty-five."),
+            ("v4", "Do staff get how many leave days?", "Twenty-five."),
+        ];
+        let mut tasks = Vec::new();
+        for (i, (id, q, a)) in variants.into_iter().enumerate() {
+            let w = if i % 2 == 0 { w1.clone() } else { w2.clone() };
+            tasks.push(tokio::spawn(async move { run(&w, judged(id, q, a)).await }));
+        }
+        let mut accepted = Vec::new();
+        let mut dups = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Record::Accepted(a) => accepted.push(a.id),
+                r => dups.push(duplicate_of(&r)),
+            }
+        }
+        assert_eq!(accepted.len(), 1, "accepted {accepted:?}, duplicates {dups:?}");
+        assert_eq!(dups.len(), 3);
+        assert!(dups.iter().all(|d| d.id == accepted[0] && d.similarity >= d.threshold), "{dups:?}");
     }
 }

@@ -1,11 +1,13 @@
 //! The dedup stage as a Kafka service: `judged` to `accepted` or `rejected`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::Router;
 use distillery_component::Deps;
 use distillery_core::Metrics;
 use distillery_core::config::load;
+use distillery_kafka::KafkaLog;
 use distillery_kafka::service::{ServiceError, run_component};
 use tokio_util::sync::CancellationToken;
 
@@ -27,11 +29,17 @@ distillery_kafka::service_config!(
     }
 );
 
+/// The claims log's topic: `<topic_prefix>dedup-claims`, one partition, records kept.
+pub const CLAIMS_LOG: &str = "dedup-claims";
+
 /// Runs the service until `cancel`.
 pub async fn run(config: Option<&Path>, cancel: CancellationToken) -> Result<(), ServiceError> {
     let c: DedupServiceConfig = load(config).map_err(|e| ServiceError::Config(e.to_string()))?;
     let deps = Deps::local(Metrics::global());
-    let component = DedupComponent { dedup: &c.dedup, embedder: &c.embedder, vectors: &c.vectors };
+    // Every dedup worker of the pipeline decides the claims of this one log (see `replica`).
+    let log = KafkaLog::open(&c.kafka, CLAIMS_LOG).await?;
+    let component =
+        DedupComponent { dedup: &c.dedup, embedder: &c.embedder, vectors: &c.vectors, log: Some(Arc::new(log)) };
     run_component(&c.kafka, &c.runtime, &c.ops, &component, &deps, Router::new(), cancel).await
 }
 

@@ -260,7 +260,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         extract.tokenizer = served.clone();
     }
     let vectors = VectorConfig::default();
-    let dedup = DedupComponent { dedup: &cfg.dedup, embedder: &cfg.embedder, vectors: &vectors };
+    let dedup = DedupComponent { dedup: &cfg.dedup, embedder: &cfg.embedder, vectors: &vectors, log: None };
     let output =
         OutputConfig { dir: Some(opts.out.clone()), batch_lines: 1000, linger_ms: 20, ..OutputConfig::default() };
     let sink = SinkComponent { sink: &cfg.sink, output: &output };

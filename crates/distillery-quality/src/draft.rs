@@ -198,11 +198,14 @@ pub fn check_reply(
     cfg: &QualityConfig,
 ) -> Result<(), (RejectReason, String)> {
     check_answer(question.trim(), answer)?;
-    check_grounded(answer, context, cfg)
+    check_grounded(question, answer, context, cfg)
 }
 
-/// Every number the answer states, and most of its content words, are in the context.
-fn check_grounded(answer: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+/// Every number the answer states, and most of its content words, are in the context or in the question it
+/// answers (a question may pose a case, "a claim of 800 EUR", that the answer rightly names again).
+fn check_grounded(question: &str, answer: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+    let basis = format!("{context}\n{question}");
+    let context = basis.as_str();
     if cfg.check_numbers {
         let missing = unsupported_numbers(answer, context);
         if !missing.is_empty() {
@@ -336,7 +339,7 @@ pub fn check_replies(turns: &[(&str, &str)], context: &str, cfg: &QualityConfig)
         if turns[..i].iter().any(|(_, a)| near_duplicate(a, assistant)) {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the assistant repeats an earlier answer")));
         }
-        check_grounded(assistant, context, cfg).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
+        check_grounded(user, assistant, context, cfg).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
     }
     let shifted = misaligned_turns(turns);
     if shifted.len() >= 2 && shifted.len() * 2 > turns.len() {
@@ -620,5 +623,11 @@ mod tests {
         ));
         assert!(!near_duplicate("What is the VPN policy?", "What is the SSO policy?"));
         assert!(grounding("carried days expire", "days may be carried over and expire") > 0.99);
+        // A case the question poses may be named again by the answer; a number from nowhere may not.
+        let ctx = "Claims above 500 EUR also need approval from the cost-centre owner.";
+        let cfg = QualityConfig::default();
+        assert!(check_reply("Who approves a claim of 800 EUR?", "A claim of 800 EUR needs the cost-centre owner's approval.", ctx, &cfg).is_ok());
+        let err = check_reply("Who approves a large claim?", "A claim of 800 EUR needs the cost-centre owner's approval.", ctx, &cfg);
+        assert!(err.is_err_and(|(_, why)| why.contains("800")));
     }
 }

@@ -259,6 +259,89 @@ async fn repeated_questions_are_rejected_as_duplicates_never_dropped() {
     assert!(again.iter().any(|r| matches!(r, Record::Rejected(r) if r.detail.contains("earlier question"))));
 }
 
+/// A sentence encoder for the test: questions about the same fact get the same direction (as a real encoder
+/// gives paraphrases nearly the same one), every other text its own.
+#[derive(Debug)]
+struct TopicEncoder;
+
+#[async_trait::async_trait]
+impl distillery_vector::Embedder for TopicEncoder {
+    fn dim(&self) -> usize {
+        4
+    }
+    fn name(&self) -> String {
+        "topics".into()
+    }
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, distillery_vector::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let t = t.to_lowercase();
+                if t.contains("annual") || t.contains("per year") || t.contains("yearly") {
+                    vec![1.0, 0.0, 0.0, 0.0]
+                } else if t.contains("carr") {
+                    vec![0.0, 1.0, 0.0, 0.0]
+                } else if t.contains("request") {
+                    vec![0.0, 0.0, 1.0, 0.0]
+                } else {
+                    vec![0.0, 0.0, 0.0, 1.0]
+                }
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn questions_that_mean_the_same_are_rejected_as_duplicates_before_judging() {
+    let server = MockServer::start().await;
+    let reply = json!({"pairs": [
+        {"question": "How many days of paid leave do employees get per year?",
+         "answer": "Employees get 25 days of paid leave per year."},
+        {"question": "What is the annual paid-leave allowance of an employee?",
+         "answer": "25 days of paid leave."}
+    ]});
+    mount(&server, ok(&reply.to_string()), None).await;
+    let stage = generator(&server, None).await.with_embedder(Arc::new(TopicEncoder));
+
+    let records = generate_once(&stage).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(drafts(&records).len(), 1, "{records:#?}");
+    let Record::Rejected(r) = &records[1] else { panic!("expected the paraphrase rejected: {records:#?}") };
+    assert_eq!(r.reason, RejectReason::Duplicate);
+    assert!(r.detail.contains("of the same reply") && r.detail.contains("similarity 1.000"), "{}", r.detail);
+    assert!(r.detail.contains("How many days of paid leave"), "names what it repeats: {}", r.detail);
+
+    // Another call about the same document: a paraphrase of a remembered question is caught, a new fact is
+    // not.
+    server.reset().await;
+    let reply = json!({"pairs": [
+        {"question": "What yearly holiday entitlement does staff have?",
+         "answer": "25 days."},
+        {"question": "How far ahead must a leave request reach the manager?",
+         "answer": "At least two weeks ahead."}
+    ]});
+    mount(&server, ok(&reply.to_string()), None).await;
+    let records = generate_once(&stage).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let Record::Rejected(r) = &records[0] else { panic!("expected the remembered paraphrase rejected: {records:#?}") };
+    assert_eq!(r.reason, RejectReason::Duplicate);
+    assert!(r.detail.contains("means the same") && r.detail.contains("about the document"), "{}", r.detail);
+    assert_eq!(drafts(&records).len(), 1, "the new question goes on to judging: {records:#?}");
+    assert!(drafts(&records)[0].question().contains("request"));
+
+    // Without an encoder only the word checks apply: the paraphrase would have been judged.
+    let plain = generator(&server, None).await;
+    server.reset().await;
+    let reply = json!({"pairs": [
+        {"question": "How many days of paid leave do employees get per year?",
+         "answer": "Employees get 25 days of paid leave per year."},
+        {"question": "What is the annual paid-leave allowance of an employee?",
+         "answer": "25 days of paid leave."}
+    ]});
+    mount(&server, ok(&reply.to_string()), None).await;
+    assert_eq!(drafts(&generate_once(&plain).await).len(), 2);
+}
+
 #[tokio::test]
 async fn invalid_json_is_repaired_once_then_rejected_with_every_raw_output() {
     let server = MockServer::start().await;

@@ -203,7 +203,12 @@ pub fn check_reply(
 
 /// Every number the answer states, and most of its content words, are in the context or in the question it
 /// answers (a question may pose a case, "a claim of 800 EUR", that the answer rightly names again).
-fn check_grounded(question: &str, answer: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+fn check_grounded(
+    question: &str,
+    answer: &str,
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
     let basis = format!("{context}\n{question}");
     let context = basis.as_str();
     if cfg.check_numbers {
@@ -626,8 +631,21 @@ mod tests {
         // A case the question poses may be named again by the answer; a number from nowhere may not.
         let ctx = "Claims above 500 EUR also need approval from the cost-centre owner.";
         let cfg = QualityConfig::default();
-        assert!(check_reply("Who approves a claim of 800 EUR?", "A claim of 800 EUR needs the cost-centre owner's approval.", ctx, &cfg).is_ok());
-        let err = check_reply("Who approves a large claim?", "A claim of 800 EUR needs the cost-centre owner's approval.", ctx, &cfg);
+        assert!(
+            check_reply(
+                "Who approves a claim of 800 EUR?",
+                "A claim of 800 EUR needs the cost-centre owner's approval.",
+                ctx,
+                &cfg
+            )
+            .is_ok()
+        );
+        let err = check_reply(
+            "Who approves a large claim?",
+            "A claim of 800 EUR needs the cost-centre owner's approval.",
+            ctx,
+            &cfg,
+        );
         assert!(err.is_err_and(|(_, why)| why.contains("800")));
     }
 }

@@ -92,4 +92,3 @@ pub async fn embedder(cfg: &EmbedderConfig) -> Result<Arc<dyn Embedder>, String>
     .map_err(|e| e.to_string())??;
     Ok(Arc::new(m))
 }
-

@@ -41,7 +41,10 @@ async fn reworded_questions_are_closer_than_different_questions_about_the_same_t
     const THRESHOLD: f32 = 0.9;
     let m = MiniLm::load(&model_dir()).unwrap();
     let repeats = [
-        ("How many days of paid leave do employees get per year?", "How many paid leave days do employees get each year?"),
+        (
+            "How many days of paid leave do employees get per year?",
+            "How many paid leave days do employees get each year?",
+        ),
         ("How many unused leave days can be carried over?", "How many unused days of leave can employees carry over?"),
         ("Who must approve a leave request?", "Who has to approve leave requests?"),
         ("What is the deadline for taking carried-over leave?", "By when must carried-over leave be taken?"),
@@ -52,7 +55,7 @@ async fn reworded_questions_are_closer_than_different_questions_about_the_same_t
         ("Who must approve a leave request?", "How far in advance must a long leave request be submitted?"),
         ("How many days of paid leave do employees get per year?", "How do part-time employees' leave days work?"),
     ];
-    let sim = |(a, b): (&str, &str)| {
+    let sim = |(a, b): (&'static str, &'static str)| {
         let m = m.clone();
         async move {
             let v = m.embed(vec![a.to_string(), b.to_string()]).await.unwrap();

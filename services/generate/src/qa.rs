@@ -112,7 +112,8 @@ impl Generate {
             // The pair's assigned sentence(s) are its evidence.
             let item = plan.get(i);
             let about = item.map(|it| it.evidence(&sentences));
-            let support = grounding::support(&chunk.context_text, &chunk.context_chunk_ids, about.as_deref(), &p.answer);
+            let support =
+                grounding::support(&chunk.context_text, &chunk.context_chunk_ids, about.as_deref(), &p.answer);
             let mut q = Message::new(Role::User, p.question.trim());
             q.chunk_ids = vec![chunk.id.clone()];
             let mut a = Message::new(Role::Assistant, p.answer.trim());
@@ -136,7 +137,9 @@ impl Generate {
         let batch_id = ids::hash_parts(&["batch", &chunk.id, &template_hash, &self.caller.llm.config().model, "1"]);
         let size = records.iter().filter(|r| matches!(r, Record::Draft(_))).count();
         if size > 1 {
-            for (index, r) in records.iter_mut().filter_map(|r| if let Record::Draft(d) = r { Some(d) } else { None }).enumerate() {
+            for (index, r) in
+                records.iter_mut().filter_map(|r| if let Record::Draft(d) = r { Some(d) } else { None }).enumerate()
+            {
                 r.batch = Some(DraftBatch { id: batch_id.clone(), index: index as i32, size: size as i32 });
             }
         }
@@ -149,7 +152,11 @@ impl Generate {
     /// or of the document (sentence embeddings at or above `question_similarity`): the paraphrases the word
     /// checks miss, caught before any judge tokens are spent. Returns each pair's embedding (none for pairs
     /// already rejected, or without an encoder).
-    async fn repeats_by_meaning(&self, document: &str, pairs: &mut [Pair]) -> Result<Vec<Option<Vec<f32>>>, StageError> {
+    async fn repeats_by_meaning(
+        &self,
+        document: &str,
+        pairs: &mut [Pair],
+    ) -> Result<Vec<Option<Vec<f32>>>, StageError> {
         let mut vectors = vec![None; pairs.len()];
         let Some(embedder) = &self.embedder else { return Ok(vectors) };
         let open: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].1.is_none()).collect();

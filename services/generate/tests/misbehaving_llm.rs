@@ -210,7 +210,9 @@ async fn each_pair_is_assigned_a_sentence_which_becomes_its_evidence() {
     // One item per pair: its kind and its sentence, quoted (without the context's member label).
     assert!(user.contains("1. factual question: \"Employees get 25 days of paid leave per year.\""), "{user}");
     assert!(
-        user.contains("2. factual question: \"Unused leave can be carried over to March 31 of the next year, up to 5 days.\""),
+        user.contains(
+            "2. factual question: \"Unused leave can be carried over to March 31 of the next year, up to 5 days.\""
+        ),
         "{user}"
     );
     assert!(user.contains("3. factual question: \"Leave requests go to the employee's manager"), "{user}");

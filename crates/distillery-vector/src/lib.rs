@@ -7,6 +7,6 @@ pub mod index;
 pub mod lexical;
 
 pub use diversity::Diversity;
-pub use embedder_config::EmbedderConfig;
 pub use embed::{EmbedError, Embedder, HttpEmbedder, MiniLm, dot, normalize};
+pub use embedder_config::EmbedderConfig;
 pub use index::{Hit, IndexError, MemoryIndex, Point, QdrantIndex, Scope, Stored, VectorIndex, point_uuid, rank};

@@ -52,6 +52,12 @@ fn accepted(n: usize, doc: &str, chunk: &str, turns: &[&str], rejected_answer: O
             messages: m,
             scores: fixtures::scores(2),
             rationale: "wrong".into(),
+            // Only a preference the judge verified makes a DPO pair.
+            preference: Some(distillery_core::Preference {
+                verified: true,
+                votes: vec!["new".into(), "new".into()],
+                reason: "compared in both orders".into(),
+            }),
         }
     });
     let draft = Draft {

@@ -69,6 +69,12 @@ pub const HISTORY_SOURCES: &[(RecordKind, &str, &str)] = &[
     (RecordKind::Regenerate, "regenerate.v2", include_str!("../../../schemas/history/regenerate.v2.avsc")),
     (RecordKind::Accepted, "accepted.v1", include_str!("../../../schemas/history/accepted.v1.avsc")),
     (RecordKind::Rejected, "rejected.v1", include_str!("../../../schemas/history/rejected.v1.avsc")),
+    // Before drafts carried their batch and a regeneration's verified preference.
+    (RecordKind::Draft, "draft.v2", include_str!("../../../schemas/history/draft.v2.avsc")),
+    (RecordKind::Judged, "judged.v2", include_str!("../../../schemas/history/judged.v2.avsc")),
+    (RecordKind::Regenerate, "regenerate.v3", include_str!("../../../schemas/history/regenerate.v3.avsc")),
+    (RecordKind::Accepted, "accepted.v2", include_str!("../../../schemas/history/accepted.v2.avsc")),
+    (RecordKind::Rejected, "rejected.v2", include_str!("../../../schemas/history/rejected.v2.avsc")),
 ];
 
 /// A conversion of historical data that Avro schema resolution cannot express.
@@ -388,9 +394,15 @@ pub mod fixtures {
                 messages: vec![Message::new(Role::User, "q"), Message::new(Role::Assistant, "20 days")],
                 scores: scores(2),
                 rationale: "Contradicts the context.".into(),
+                preference: Some(Preference {
+                    verified: true,
+                    votes: vec!["new".into(), "new".into()],
+                    reason: "compared in both orders: 25 days is what the policy states".into(),
+                }),
             }),
             created_at_ms: 1_760_000_001_000,
             superseded_by: Some("f".repeat(64)),
+            batch: Some(DraftBatch { id: "b1".into(), index: 0, size: 3 }),
         }
     }
 
@@ -675,17 +687,28 @@ mod tests {
 
     /// A message of a historical `{id, judged}` regenerate version, written as an old producer did.
     fn legacy_regenerate(version: &str, id: &str, judged: &Judged) -> Vec<u8> {
-        #[derive(serde::Serialize)]
-        struct Legacy<'a> {
-            id: &'a str,
-            judged: &'a Judged,
-        }
         let codec = Codec::build().unwrap();
-        // Written with v2 (today's structs fit it), then resolved down into `version`'s shape.
         let v2 = codec.history_schema("regenerate.v2").unwrap();
         let old = codec.history_schema(version).unwrap();
-        let body = GenericDatumWriter::builder(v2).human_readable(false).build().unwrap();
-        let body = body.write_ser_to_vec(&Legacy { id, judged }).unwrap();
+        // The verdict as today's producer writes it, resolved into the shape v2 embeds (fields added since,
+        // such as a draft's batch, are dropped by resolution), then the `{id, judged}` record written with v2
+        // and resolved down into `version`'s shape.
+        let Schema::Record(v2_record) = v2 else { panic!("regenerate.v2 is a record") };
+        let judged_v2 = &v2_record.fields.iter().find(|f| f.name == "judged").expect("judged field").schema;
+        let today = codec.encode_as(RecordKind::Judged, judged).unwrap();
+        let judged_value = GenericDatumReader::builder(codec.schema(RecordKind::Judged))
+            .reader_schema(judged_v2)
+            .human_readable(false)
+            .build()
+            .unwrap()
+            .read_value(&mut &today[10..])
+            .unwrap();
+        let legacy = apache_avro::types::Value::Record(vec![
+            ("id".into(), apache_avro::types::Value::String(id.into())),
+            ("judged".into(), judged_value),
+        ]);
+        let mut body = Vec::new();
+        GenericDatumWriter::builder(v2).build().unwrap().write_value(&mut body, legacy).unwrap();
         let reader = GenericDatumReader::builder(v2).reader_schema(old).human_readable(false).build().unwrap();
         let value = reader.read_value(&mut body.as_slice()).unwrap();
         let mut bytes = vec![0xC3, 0x01];
@@ -723,7 +746,12 @@ mod tests {
     #[test]
     fn old_format_critic_request_reads_as_critic() {
         let codec = Codec::build().unwrap();
-        let judged = Judged { scores: fixtures::scores(2), passed: false, ..fixtures::judged() };
+        // A draft as those versions could hold it: no batch, a regeneration's preference never checked.
+        let mut draft = Draft { batch: None, ..fixtures::draft() };
+        if let Some(p) = draft.previous.as_mut() {
+            p.preference = None;
+        }
+        let judged = Judged { scores: fixtures::scores(2), passed: false, draft, ..fixtures::judged() };
         let id = crate::ids::hash_parts(&["regenerate", &judged.id]);
         for version in ["regenerate.v1", "regenerate.v2"] {
             let bytes = legacy_regenerate(version, &id, &judged);
@@ -753,7 +781,7 @@ mod tests {
     #[test]
     fn old_format_checks_request_reads_as_failed_check() {
         let codec = Codec::build().unwrap();
-        let draft = Draft { attempt: 1, previous: None, superseded_by: None, ..fixtures::draft() };
+        let draft = Draft { attempt: 1, previous: None, superseded_by: None, batch: None, ..fixtures::draft() };
         let finding = "the answer is not supported by the context";
         for version in ["regenerate.v1", "regenerate.v2"] {
             for (template, reason) in [

@@ -171,6 +171,33 @@ pub struct PriorAttempt {
     pub messages: Vec<Message>,
     pub scores: Scores,
     pub rationale: String,
+    /// The judge's check that the regeneration is better than this draft, once it passed (a DPO pair is
+    /// made only from a verified one).
+    #[serde(default)]
+    pub preference: Option<Preference>,
+}
+
+/// Whether a passing regeneration is better than the draft it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preference {
+    /// Both orders of a pairwise comparison preferred the regeneration (or the replaced draft failed a
+    /// deterministic check).
+    pub verified: bool,
+    /// What each comparison preferred, in order (`new`, `old`, `equal`; `check` for a failed check).
+    pub votes: Vec<String>,
+    /// Why, in the judge's words.
+    pub reason: String,
+}
+
+/// The drafts of one generation call that go on to judging together: the judge scores them in one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DraftBatch {
+    /// The generation call's id (a content hash: a replay gives the same id).
+    pub id: String,
+    /// This draft's position in the batch, from 0.
+    pub index: i32,
+    /// How many drafts the batch has.
+    pub size: i32,
 }
 
 /// A generated example before judging.
@@ -194,6 +221,9 @@ pub struct Draft {
     pub created_at_ms: i64,
     /// A newer version of the source document (same key), once one has arrived.
     pub superseded_by: Option<String>,
+    /// The drafts of the same generation call judged with this one.
+    #[serde(default)]
+    pub batch: Option<DraftBatch>,
 }
 
 impl Draft {

@@ -188,11 +188,16 @@ pub fn openai(v: &ExampleView, opts: &ExportOptions) -> Option<Value> {
     Some(json!({"messages": msgs}))
 }
 
-/// The preference pair of an accepted regeneration: the prompt turns, the chosen and the rejected answer.
-/// The pair is the first assistant turn the regeneration changed (the last one of a QA pair; in a
-/// conversation the turns before it are the same in both, so they are the prompt).
+/// The preference pair of an accepted regeneration the judge verified better than the draft it replaced
+/// (compared in both orders, or the draft failed a check): the prompt turns, the chosen and the rejected
+/// answer. A regeneration never verified makes no pair: a judge's noise is not a preference. The pair is the
+/// first assistant turn the regeneration changed (the last one of a QA pair; in a conversation the turns
+/// before it are the same in both, so they are the prompt).
 fn preference(v: &ExampleView) -> Option<(Vec<&TurnView>, &str, &str)> {
     let prev = v.previous.as_ref()?;
+    if !prev.preference.as_ref().is_some_and(|p| p.verified) {
+        return None;
+    }
     let chosen_turns: Vec<&TurnView> = v.messages.iter().filter(|t| t.role != "system").collect();
     let old_answers: Vec<&str> =
         prev.messages.iter().filter(|t| t.role == "assistant").map(|t| t.content.as_str()).collect();
@@ -214,6 +219,7 @@ fn dpo_meta(v: &ExampleView, line: &mut Value) {
     line["chosen_score"] = json!(v.scores.map(|s| s.overall));
     line["rejected_score"] = json!((prev.scores.overall > 0).then_some(prev.scores.overall));
     line["rejected_because"] = json!(prev.rationale);
+    line["chosen_because"] = json!(prev.preference.as_ref().map(|p| p.reason.as_str()));
 }
 
 /// TRL's standard preference form `{"prompt", "chosen", "rejected"}` (strings) from an accepted
@@ -312,6 +318,15 @@ mod tests {
         assert_eq!(d["rejected"], "20 days");
         assert_eq!(d["rejected_score"], 2);
         assert_eq!(d["rejected_because"], v.previous.as_ref().unwrap().rationale.as_str());
+        assert_eq!(d["chosen_because"], v.previous.as_ref().unwrap().preference.as_ref().unwrap().reason.as_str());
+        // Only a preference the judge verified (both orders) makes a pair; an unchecked one neither.
+        let mut unverified = v.clone();
+        unverified.previous.as_mut().unwrap().preference.as_mut().unwrap().verified = false;
+        assert!(dpo(&unverified, &ExportOptions::default()).is_none(), "an unverified preference");
+        assert!(dpo_chat(&unverified, &ExportOptions::default()).is_none(), "an unverified preference");
+        let mut unchecked = v.clone();
+        unchecked.previous.as_mut().unwrap().preference = None;
+        assert!(dpo(&unchecked, &ExportOptions::default()).is_none(), "a preference never checked");
         // A draft the pre-judge checks failed was never scored: its score is null, the finding is the reason.
         let mut repaired = v.clone();
         let prev = repaired.previous.as_mut().unwrap();

@@ -54,6 +54,9 @@ pub struct PreviousView {
     pub messages: Vec<TurnView>,
     pub scores: Scores,
     pub rationale: String,
+    /// The judge's check that the regeneration is better than this draft (absent: never checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preference: Option<distillery_core::Preference>,
 }
 
 /// A dataset record.
@@ -191,6 +194,7 @@ impl ExampleView {
             messages: turns(&p.messages),
             scores: p.scores,
             rationale: p.rationale.clone(),
+            preference: p.preference.clone(),
         });
         self
     }

@@ -61,6 +61,28 @@ impl LlmCaller {
         req
     }
 
+    /// A follow-up in the same conversation: `prev`'s messages, the model's `reply` to them, then `task` as
+    /// the next user message. Everything before the new task is a prefix the server has just processed,
+    /// so its cache serves it.
+    pub fn follow_up(
+        &self,
+        prev: &ChatRequest,
+        reply: &str,
+        task: String,
+        seed: u64,
+        schema_name: &str,
+        schema: Value,
+    ) -> ChatRequest {
+        let mut messages = prev.messages.clone();
+        messages.push(ChatMessage::assistant(reply.to_string()));
+        messages.push(ChatMessage::user(task));
+        let mut req = ChatRequest::new(messages);
+        req.seed = Some(seed);
+        req.temperature = self.temperature;
+        req.schema = Some(OutputSchema { name: schema_name.into(), schema });
+        req
+    }
+
     /// Calls the model for a structured answer, charging the tokens to `document` whatever the outcome.
     pub async fn call<T, F>(&self, document: &str, req: ChatRequest, check: F) -> Result<Structured<T>, StageError>
     where

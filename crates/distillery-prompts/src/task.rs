@@ -13,12 +13,17 @@ pub enum Task {
     Regenerate,
     /// A first draft whose answer failed a check, rewritten with the check's finding.
     Repair,
-    /// The critic's verdict on a draft.
+    /// The judge's own short answers to a batch's questions, before it sees the examples' answers.
+    Answer,
+    /// The critic's verdicts on a batch of drafts of one context.
     Judge,
+    /// Which of two answers to one question is better (a DPO pair's check, asked in both orders).
+    Compare,
 }
 
 impl Task {
-    pub const ALL: [Task; 5] = [Task::Qa, Task::Conversation, Task::Regenerate, Task::Repair, Task::Judge];
+    pub const ALL: [Task; 7] =
+        [Task::Qa, Task::Conversation, Task::Regenerate, Task::Repair, Task::Answer, Task::Judge, Task::Compare];
 
     /// The key of the task in configuration (`[generate.templates] qa = "file"`) and in messages.
     pub fn as_str(self) -> &'static str {
@@ -27,7 +32,9 @@ impl Task {
             Task::Conversation => "conversation",
             Task::Regenerate => "regenerate",
             Task::Repair => "repair",
+            Task::Answer => "answer",
             Task::Judge => "judge",
+            Task::Compare => "compare",
         }
     }
 
@@ -43,7 +50,9 @@ impl Task {
             Task::Conversation => &["turns", "focus", "avoid", "extra"],
             Task::Regenerate => &["overall", "rationale", "example", "instructions"],
             Task::Repair => &["finding", "example", "instructions"],
+            Task::Answer => &["questions"],
             Task::Judge => &["example"],
+            Task::Compare => &["question", "first", "second"],
         }
     }
 }

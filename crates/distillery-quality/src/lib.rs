@@ -6,11 +6,15 @@
 //! - [`draft`]: a question and answer against their context (grounding, stated numbers, copied questions,
 //!   answers that repeat the question, talk about the source, triviality);
 //! - [`verdict`]: answers cut off or copying a task's instructions, and rationales that are not a judgement
-//!   or contradict their scores.
+//!   or contradict their scores;
+//! - [`answer`]: an example's answer against the judge's own short answer to its question (numbers, yes/no,
+//!   the short answer's words).
 
+pub mod answer;
 pub mod draft;
 pub mod text;
 pub mod verdict;
 
+pub use answer::Agreement;
 pub use draft::QualityConfig;
 pub use verdict::{Distrust, Echo, Screened, VerdictChecks};

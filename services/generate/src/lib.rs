@@ -2,7 +2,7 @@
 //! question/answer pairs, or a multi-turn conversation. A `Regenerate` becomes one improved version of a
 //! low-scored draft, written with the critic's feedback, remembering the low-scored attempt for DPO pairs.
 //!
-//! Variety: a QA prompt numbers the chunk's sentences and each pair names a different one; the questions
+//! Variety: each QA pair is assigned a different sentence of the chunk and a kind of question; the questions
 //! already asked about a document are remembered (a bounded memory) to reject repeats before judging, and
 //! each request carries its own seed. Grounding: every answer's supporting span is verified against the
 //! context and traced to its chunk; cheap checks reject bad pairs before any judge tokens are spent.
@@ -19,6 +19,7 @@
 //! and the words and stems they compare are in `distillery-quality`, shared with judge.
 
 mod conversation;
+pub mod focus;
 pub mod grounding;
 pub mod memory;
 mod qa;
@@ -72,7 +73,8 @@ pub struct GenerateConfig {
     pub conversation_share: f32,
     /// Exchanges (user + assistant) per conversation.
     pub conversation_turns: usize,
-    /// Question/answer pairs asked for per chunk: several per call amortise the context's tokens.
+    /// Most question/answer pairs asked for per chunk, one per informative sentence (fewer when the chunk has
+    /// fewer): several per call amortise the context's tokens.
     pub pairs_per_chunk: usize,
     /// Longest question the output schema allows, in characters.
     pub max_question_chars: usize,
@@ -104,7 +106,7 @@ impl Default for GenerateConfig {
             modes: vec![Mode::Qa, Mode::Conversation],
             conversation_share: 0.25,
             conversation_turns: 3,
-            pairs_per_chunk: 3,
+            pairs_per_chunk: 6,
             max_question_chars: 200,
             max_answer_chars: 500,
             reasoning: Reasoning::Model,
@@ -237,6 +239,7 @@ impl Generate {
             previous: None,
             created_at_ms: now_ms(),
             superseded_by: chunk.superseded_by.clone(),
+            batch: None,
         }
     }
 

@@ -1,17 +1,18 @@
-//! Question/answer pairs: several typed pairs about a chunk in one schema-constrained call. The chunk's text
-//! is given as numbered sentences and each pair names the sentence it is about, so the pairs of one reply
-//! cover different facts and each carries its evidence without spending tokens to copy it. A pair repeating
-//! an earlier question (of the reply, or remembered for the document) ends as a `duplicate` rejection, never
-//! judged.
+//! Question/answer pairs: several typed pairs about a chunk in one schema-constrained call. Before the call
+//! each pair is assigned its sentence(s) of the chunk and its kind of question ([`crate::focus`]), so the
+//! pairs of a reply cover different facts and each carries its evidence without spending tokens to copy or
+//! choose it. A pair repeating an earlier question (of the reply, or remembered for the document) ends as a
+//! `duplicate` rejection, never judged. The drafts of one call that go on to judging carry their batch, so
+//! the judge scores them together in one call.
 
-use distillery_core::{Chunk, DraftKind, Message, Record, RejectReason, Role, StageError, ids};
+use distillery_core::{Chunk, DraftBatch, DraftKind, Message, Record, RejectReason, Role, StageError, ids};
 use distillery_llm::Usage;
 use distillery_prompts::templates::QaReply;
 use distillery_prompts::{Task, seed_of, templates};
 
 use distillery_quality::{draft as quality, text};
 
-use crate::{Generate, Reasoning, grounding, screened, share};
+use crate::{Generate, Reasoning, focus, grounding, screened, share};
 
 impl Generate {
     pub(crate) async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
@@ -19,8 +20,8 @@ impl Generate {
             s if s.is_empty() => vec![chunk.text.trim().to_string()],
             s => s,
         };
-        // One pair per sentence at most: asking a two-sentence chunk for three pairs only buys a repeat.
-        let n = self.cfg.pairs_per_chunk.min(sentences.len()).max(1);
+        let plan = focus::plan(&sentences, self.cfg.pairs_per_chunk);
+        let n = plan.len().max(1);
         let explicit = self.cfg.reasoning == Reasoning::Explicit;
         let avoid: Vec<String> = self.memory.recall(&chunk.document_id).into_iter().rev().take(12).collect();
         let extra = self.cfg.extra_instructions.as_deref();
@@ -30,7 +31,7 @@ impl Generate {
             body,
             &[
                 ("n", &n.to_string()),
-                ("focus", &templates::numbered_sentences(&sentences)),
+                ("focus", &focus::render(&plan, &sentences)),
                 ("reasoning", reasoning_field),
                 ("avoid", &templates::avoid_section(&avoid)),
                 ("extra", &templates::extra_section(extra)),
@@ -46,8 +47,7 @@ impl Generate {
             ],
         );
         let seed = seed_of(&chunk.id);
-        let schema =
-            templates::qa_schema(n, sentences.len(), self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit);
+        let schema = templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit);
         let req = self.caller.request(&chunk.context_text, task, seed, "qa_pairs", schema);
         let out = self
             .caller
@@ -100,14 +100,10 @@ impl Generate {
                 "1",
                 &i.to_string(),
             ]);
-            // The sentence the pair is about is its evidence; a pair naming no sentence is traced like a quote.
-            let about = p.sentence.and_then(|k| k.checked_sub(1)).and_then(|k| sentences.get(k)).map(String::as_str);
-            let support = grounding::support(
-                &chunk.context_text,
-                &chunk.context_chunk_ids,
-                about.or(p.evidence.as_deref()),
-                &p.answer,
-            );
+            // The pair's assigned sentence(s) are its evidence.
+            let item = plan.get(i);
+            let about = item.map(|it| it.evidence(&sentences));
+            let support = grounding::support(&chunk.context_text, &chunk.context_chunk_ids, about.as_deref(), &p.answer);
             let mut q = Message::new(Role::User, p.question.trim());
             q.chunk_ids = vec![chunk.id.clone()];
             let mut a = Message::new(Role::Assistant, p.answer.trim());
@@ -118,8 +114,8 @@ impl Generate {
             let mut draft = self.draft_base(chunk, DraftKind::Qa, vec![q, a], model, id);
             draft.reasoning =
                 p.reasoning.filter(|r| !r.trim().is_empty()).map(|r| r.trim().to_string()).or(call_reasoning.clone());
-            draft.question_type = p.question_type;
-            draft.difficulty = p.difficulty;
+            draft.question_type = item.map(|it| it.kind.as_str().to_string());
+            draft.difficulty = item.map(|it| it.kind.difficulty().to_string());
             draft.evidence = support.map(|s| s.quote);
             let (question, answer) = (draft.question().to_string(), draft.answer().to_string());
             records.push(match verdict {
@@ -127,7 +123,15 @@ impl Generate {
                 None => self.checked(draft, &question, &answer, &chunk.context_text),
             });
         }
-        tracing::debug!(chunk = %chunk.id, drafts = records.len(), prompt_tokens = out.usage.prompt_tokens,
+        // The drafts that go on to judging are judged together, in one call.
+        let batch_id = ids::hash_parts(&["batch", &chunk.id, &template_hash, &self.caller.llm.config().model, "1"]);
+        let size = records.iter().filter(|r| matches!(r, Record::Draft(_))).count();
+        if size > 1 {
+            for (index, r) in records.iter_mut().filter_map(|r| if let Record::Draft(d) = r { Some(d) } else { None }).enumerate() {
+                r.batch = Some(DraftBatch { id: batch_id.clone(), index: index as i32, size: size as i32 });
+            }
+        }
+        tracing::debug!(chunk = %chunk.id, drafts = records.len(), judged_together = size, prompt_tokens = out.usage.prompt_tokens,
             completion_tokens = out.usage.completion_tokens, "generated pairs");
         Ok(records)
     }

@@ -99,8 +99,10 @@ impl Generate {
                 messages: prev.messages.clone(),
                 scores,
                 rationale: feedback.to_string(),
+                preference: None,
             }),
             created_at_ms: now_ms(),
+            batch: None,
             ..prev.clone()
         };
         let question = draft.question().to_string();

@@ -18,7 +18,7 @@ use distillery_prompts::LlmCaller;
 use distillery_runtime::{PublishError, Publisher, RetryPolicy, handle};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const CONTEXT: &str = "[1] Employees get 25 days of paid leave per year. Unused leave can be carried over to \
@@ -168,9 +168,14 @@ async fn well_behaved_output_becomes_grounded_drafts() {
     let d = drafts(&records);
     assert_eq!(d.len(), 2, "{records:#?}");
     assert_eq!(d[0].kind, DraftKind::Qa);
+    // The kind of question is assigned, not chosen by the model: a sentence stating a number is factual.
     assert_eq!(d[0].question_type.as_deref(), Some("factual"));
-    assert_eq!(d[1].difficulty.as_deref(), Some("medium"));
+    assert_eq!(d[1].difficulty.as_deref(), Some("easy"));
     assert_eq!(d[0].evidence.as_deref(), Some("Employees get 25 days of paid leave per year."));
+    // The drafts of one call are judged together: they carry one batch, in order.
+    let batches: Vec<_> = d.iter().map(|d| d.batch.clone().expect("a batch")).collect();
+    assert_eq!(batches[0].id, batches[1].id);
+    assert_eq!((batches[0].index, batches[1].index, batches[0].size), (0, 1, 2));
     assert_eq!(d[0].messages[1].chunk_ids, vec!["chunk-1"], "the answer is traced to the chunk it quotes");
     // The call's usage is shared over the drafts it produced, and charged to the document.
     assert_eq!(d.iter().map(|d| d.generator.prompt_tokens).sum::<i32>(), 200);
@@ -185,36 +190,42 @@ async fn well_behaved_output_becomes_grounded_drafts() {
 }
 
 #[tokio::test]
-async fn pairs_name_a_numbered_sentence_which_becomes_their_evidence() {
+async fn each_pair_is_assigned_a_sentence_which_becomes_its_evidence() {
     let server = MockServer::start().await;
     let reply = json!({"pairs": [
-        {"sentence": 2, "question": "Until when can unused leave be carried over?",
-         "answer": "Unused leave can be carried over to March 31 of the next year, up to 5 days.",
-         "type": "factual", "difficulty": "easy"},
-        {"sentence": 3, "question": "Who receives leave requests?",
-         "answer": "Leave requests go to the employee's manager at least two weeks ahead.",
-         "type": "factual", "difficulty": "easy"}
+        {"question": "How many days of paid leave do employees get per year?",
+         "answer": "Employees get 25 days of paid leave per year."},
+        {"question": "Until when can unused leave be carried over?",
+         "answer": "Unused leave can be carried over to March 31 of the next year, up to 5 days."},
+        {"question": "How far ahead must leave requests go to the manager?",
+         "answer": "Leave requests go to the employee's manager at least two weeks ahead."}
     ]});
     mount(&server, ok(&reply.to_string()), Some(1)).await;
-    let records = generate_once(&generator(&server, None).await).await;
+    let llm = LlmClient::connect(llm_config(&server), LlmRole::Generator, Metrics::global()).await;
+    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 3, ..Default::default() };
+    let stage = Generate::new(LlmCaller::new(Arc::new(llm), None), cfg).unwrap();
+    let records = generate_once(&stage).await;
     let body = &bodies(&server).await[0];
     let user = body["messages"][1]["content"].as_str().unwrap();
+    // One item per pair: its kind and its sentence, quoted (without the context's member label).
+    assert!(user.contains("1. factual question: \"Employees get 25 days of paid leave per year.\""), "{user}");
     assert!(
-        user.contains("(2) Unused leave can be carried over to March 31 of the next year, up to 5 days."),
+        user.contains("2. factual question: \"Unused leave can be carried over to March 31 of the next year, up to 5 days.\""),
         "{user}"
     );
-    assert!(user.contains("(3) [2] Leave requests go to the employee's manager"), "{user}");
+    assert!(user.contains("3. factual question: \"Leave requests go to the employee's manager"), "{user}");
     assert!(!user.contains("already asked"), "no list of earlier questions for the model to copy: {user}");
-    let items = &body["response_format"]["json_schema"]["schema"]["properties"]["pairs"]["items"];
-    assert_eq!(items["properties"]["sentence"]["maximum"], 3, "one number per sentence of the chunk");
-    assert!(items["properties"].get("evidence").is_none(), "no tokens spent copying the evidence");
+    let pairs = &body["response_format"]["json_schema"]["schema"]["properties"]["pairs"];
+    assert_eq!((pairs["minItems"].as_u64(), pairs["maxItems"].as_u64()), (Some(3), Some(3)), "one pair per item");
+    assert!(pairs["items"]["properties"].get("sentence").is_none(), "no tokens spent choosing the sentence");
+    assert!(pairs["items"]["properties"].get("evidence").is_none(), "no tokens spent copying the evidence");
     let d = drafts(&records);
-    assert_eq!(d.len(), 2, "{records:#?}");
+    assert_eq!(d.len(), 3, "{records:#?}");
     assert_eq!(
-        d[0].evidence.as_deref(),
+        d[1].evidence.as_deref(),
         Some("Unused leave can be carried over to March 31 of the next year, up to 5 days.")
     );
-    assert_eq!(d[1].messages[1].chunk_ids, vec!["chunk-2".to_string()], "traced to the member it lies in");
+    assert_eq!(d[2].messages[1].chunk_ids, vec!["chunk-2".to_string()], "traced to the member it lies in");
 }
 
 #[tokio::test]
@@ -418,7 +429,7 @@ async fn a_slow_response_is_waited_for_without_holding_up_others() {
         let (stage, finished) = (stage.clone(), finished.clone());
         tokio::spawn(async move {
             let out = Collected::default();
-            let c = Chunk { id: id.into(), text, ..chunk() };
+            let c = Chunk { id: id.into(), context_text: text.clone(), text, ..chunk() };
             let input = Input::record(Topic::Chunks, Record::Chunk(c));
             handle(&*stage, input, &out, &Metrics::global(), &retry(), &CancellationToken::new()).await.unwrap();
             finished.lock().unwrap().push(id);
@@ -490,7 +501,25 @@ fn judge_draft() -> Draft {
         previous: None,
         created_at_ms: 0,
         superseded_by: None,
+        batch: None,
     }
+}
+
+/// Mounts the judge's two calls: its own short answers (`own`) and the critic's verdicts (`verdicts`, the
+/// body of the critic's reply).
+async fn mount_judge(server: &MockServer, own: &[&str], verdicts: Value) {
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(json!({"response_format": {"json_schema": {"name": "answers"}}})))
+        .respond_with(ok(&json!({"answers": own}).to_string()))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(json!({"response_format": {"json_schema": {"name": "verdicts"}}})))
+        .respond_with(ok(&verdicts.to_string()))
+        .mount(server)
+        .await;
 }
 
 async fn judge_once(server: &MockServer) -> Vec<Record> {
@@ -505,10 +534,9 @@ async fn judge_once(server: &MockServer) -> Vec<Record> {
 #[tokio::test]
 async fn a_critic_with_scores_out_of_range_is_repaired_then_rejected() {
     let server = MockServer::start().await;
-    let wild = json!({"rationale": "great", "faithfulness": 9, "correctness": 5, "clarity": 5, "usefulness": 5,
-                      "overall": 10})
-    .to_string();
-    mount(&server, ok(&wild), None).await;
+    let wild = json!({"verdicts": [{"rationale": "great", "faithfulness": 9, "correctness": 5, "clarity": 5,
+                                     "usefulness": 5}]});
+    mount_judge(&server, &["25 days"], wild).await;
     let records = judge_once(&server).await;
     let r = only_rejection(&records);
     assert_eq!((r.reason, r.stage.as_str()), (RejectReason::Unparseable, "judge"));
@@ -516,24 +544,65 @@ async fn a_critic_with_scores_out_of_range_is_repaired_then_rejected() {
     assert_eq!(r.draft.as_ref().map(|d| d.id.as_str()), Some("draft-1"), "the draft is kept");
 }
 
-/// Judges the draft with a critic that finds the carry-over limit missing and gives these scores.
-async fn critique(correctness: i32, usefulness: i32, overall: i32) -> Vec<Record> {
+/// Judges the draft with a critic that finds the carry-over limit missing and gives these scores; the
+/// judge's own short answer is `own`.
+async fn critique_with(own: &str, correctness: i32, usefulness: i32) -> Vec<Record> {
     let server = MockServer::start().await;
-    let verdict = json!({"rationale": "The answer omits the carry-over limit.", "faithfulness": 5,
-                         "correctness": correctness, "clarity": 4, "usefulness": usefulness, "overall": overall});
-    mount(&server, ok(&verdict.to_string()), None).await;
+    let verdict = json!({"verdicts": [{"rationale": "The answer omits the carry-over limit.", "faithfulness": 5,
+                                       "correctness": correctness, "clarity": 4, "usefulness": usefulness}]});
+    mount_judge(&server, &[own], verdict).await;
     judge_once(&server).await
+}
+
+async fn critique(correctness: i32, usefulness: i32) -> Vec<Record> {
+    critique_with("25 days", correctness, usefulness).await
 }
 
 #[tokio::test]
 async fn a_low_verdict_goes_back_for_regeneration_with_the_critique() {
-    let records = critique(3, 4, 4).await;
+    let records = critique(3, 4).await;
     assert_eq!(records.len(), 1);
     let Record::Regenerate(regen) = &records[0] else { panic!("{records:#?}") };
-    // Overall 4 would pass, but correctness 3 caps the verdict.
+    // The overall score is derived from the criteria: correctness 3 caps it.
     assert_eq!(regen.scores().map(|s| s.overall), Some(3));
     assert!(regen.failed_check().is_none(), "the critic sent it");
     assert_eq!(regen.feedback(), "The answer omits the carry-over limit.");
+}
+
+#[tokio::test]
+async fn an_answer_that_differs_from_the_judges_own_does_not_pass_however_the_critic_scores_it() {
+    // A critic that scores everything 5 cannot pass an answer whose number differs from the judge's own
+    // short answer; the difference is the feedback.
+    let server = MockServer::start().await;
+    let praise = json!({"verdicts": [{"rationale": "Correct and grounded.", "faithfulness": 5, "correctness": 5,
+                                      "clarity": 5, "usefulness": 5}]});
+    mount_judge(&server, &["30 days"], praise.clone()).await;
+    let records = judge_once(&server).await;
+    let Record::Regenerate(regen) = &records[0] else { panic!("{records:#?}") };
+    assert_eq!(regen.scores().map(|s| (s.overall, s.correctness)), Some((2, 2)));
+    assert!(regen.feedback().contains("Answer check") && regen.feedback().contains("30"), "{}", regen.feedback());
+    // The same critic, the same answer as the judge's own: passes.
+    let server = MockServer::start().await;
+    mount_judge(&server, &["25 days"], praise.clone()).await;
+    let records = judge_once(&server).await;
+    let Record::Judged(j) = &records[0] else { panic!("{records:#?}") };
+    assert!(j.passed);
+    assert_eq!(j.scores.overall, 5);
+    // No answer in the context, by the judge's reading: not passed either.
+    let server = MockServer::start().await;
+    mount_judge(&server, &["not stated"], praise).await;
+    let records = judge_once(&server).await;
+    let Record::Regenerate(regen) = &records[0] else { panic!("{records:#?}") };
+    assert!(regen.feedback().contains("no answer"), "{}", regen.feedback());
+    // Both calls started with the same system prompt and context; the critic's is a follow-up of the
+    // answer call, so the server's prefix cache serves the context again.
+    let bodies = bodies(&server).await;
+    assert_eq!(bodies.len(), 2);
+    let answer_user = bodies[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(answer_user.starts_with("<context>\n[1] Employees get 25 days"), "{answer_user}");
+    assert!(!answer_user.contains("Answer:"), "the examples' answers are not shown before the judge answers");
+    assert_eq!(bodies[1]["messages"][1], bodies[0]["messages"][1], "same prefix");
+    assert_eq!(bodies[1]["messages"][2]["role"], "assistant");
 }
 
 /// Runs a regeneration request through generate, the model answering `answer`.
@@ -616,7 +685,7 @@ async fn a_flawed_answer_gets_one_repair_and_a_flawed_question_is_rejected() {
 
 #[tokio::test]
 async fn a_regeneration_that_changes_nothing_is_rejected_without_judging_it_again() {
-    let mut records = critique(2, 3, 2).await;
+    let mut records = critique(2, 3).await;
     let Some(Record::Regenerate(regen)) = records.pop() else { panic!("{records:#?}") };
 
     // The same answer (whitespace aside) again: rejected with the first verdict's scores.

@@ -2,10 +2,15 @@
 //! threshold it goes on to `judged`; below, it goes back once to `regenerate` with the critic's rationale,
 //! and after the last attempt to `rejected` (low_score) with its scores.
 //!
+//! Throughput: the drafts of one generation call are gathered ([`gather`]) and judged together, in one
+//! answer call and one critic call for the whole batch ([`evaluate`]), both starting with the context the
+//! generator's call had, so the server's prefix cache serves it.
+//!
 //! Precision first: a draft whose answer is cut off or that copies a task's instructions is stopped by
-//! [`distillery_quality::verdict::screen`] before any judge call (sent to one repair while it has attempts left), and a verdict
-//! whose rationale is not a judgement or contradicts its scores ([`distillery_quality::verdict::distrust`]) is asked again with
-//! another seed; one still distrusted after `checks.reasks` re-asks never passes.
+//! [`distillery_quality::verdict::screen`] before any judge call (sent to one repair while it has attempts
+//! left); an answer that differs from the judge's own short answer to its question cannot pass; a verdict
+//! whose rationale is not a judgement or contradicts its scores ([`distillery_quality::verdict::distrust`])
+//! is asked again with another seed, and one still distrusted after `checks.reasks` re-asks never passes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,19 +18,21 @@ use std::sync::Arc;
 
 use distillery_component::{BuildError, Component, Deps};
 use distillery_core::{
-    Draft, Input, Judged, Metrics, Record, Regenerate, RejectReason, Rejected, Scores, Stage, StageError, StageName,
-    Topic, ids, now_ms,
+    Draft, Input, Judged, Metrics, Record, Regenerate, RejectReason, Rejected, Stage, StageError, StageName, Topic,
 };
 use distillery_llm::{LlmConfig, LlmRole};
-use distillery_prompts::templates::{self, JudgeReply};
-use distillery_prompts::{LlmCaller, Task, Templates, seed_of, transcript};
+use distillery_prompts::{LlmCaller, Task, Templates};
+use distillery_quality::Agreement;
 use serde::{Deserialize, Serialize};
 
+pub mod evaluate;
+pub mod gather;
 pub mod metrics;
 pub mod service;
 
-use distillery_quality::verdict::{self as checks, Distrust, Echo, Screened, VerdictChecks};
+use distillery_quality::verdict::{Distrust, Echo, Screened, VerdictChecks};
 
+use crate::gather::Gather;
 use crate::metrics::JudgeMetrics;
 
 /// The stage's name: consumer group suffix, metric label, `Rejected.stage`.
@@ -42,10 +49,22 @@ pub struct JudgeConfig {
     /// A system prompt replacing the built-in one. Keep it equal to the generator's to share its cached
     /// prefix when both roles use the same server.
     pub system_prompt: Option<String>,
-    /// A template file replacing the built-in judge task (placeholder: `{example}`).
+    /// A template file replacing the built-in judge task (placeholder: `{example}`, the numbered examples).
     pub template: Option<PathBuf>,
     /// The cheap checks before the judge call and the trust checks of its verdict.
     pub checks: VerdictChecks,
+    /// Before scoring, the judge answers the batch's questions itself in a few words from the context (one
+    /// short call); an example whose answer differs from it, or whose question it finds no answer to, does
+    /// not pass.
+    pub answer_check: bool,
+    /// Most examples scored in one critic call.
+    pub max_batch: usize,
+    /// How long a draft waits for the other drafts of its generation call before the judge scores those
+    /// that have arrived, in milliseconds.
+    pub batch_wait_ms: u64,
+    /// A passing regeneration is compared with the draft it replaces in both orders (two short calls); only
+    /// one both orders prefer makes a DPO pair.
+    pub verify_preference: bool,
 }
 
 impl Default for JudgeConfig {
@@ -56,6 +75,10 @@ impl Default for JudgeConfig {
             system_prompt: None,
             template: None,
             checks: VerdictChecks::default(),
+            answer_check: true,
+            max_batch: 8,
+            batch_wait_ms: 3000,
+            verify_preference: true,
         }
     }
 }
@@ -67,6 +90,12 @@ impl JudgeConfig {
         }
         if !(1..=5).contains(&self.max_attempts) {
             errors.push(format!("{section}.max_attempts must be in 1..=5 (got {})", self.max_attempts));
+        }
+        if !(1..=32).contains(&self.max_batch) {
+            errors.push(format!("{section}.max_batch must be in 1..=32 (got {})", self.max_batch));
+        }
+        if self.batch_wait_ms > 600_000 {
+            errors.push(format!("{section}.batch_wait_ms must be at most 600000 (got {})", self.batch_wait_ms));
         }
         if let Err(e) = self.templates() {
             errors.extend(e.into_iter().map(|e| format!("{section}.{e}")));
@@ -90,6 +119,8 @@ pub struct Judge {
     pub metrics: JudgeMetrics,
     /// The instructions of every task, which neither a draft nor a rationale may copy.
     echo: Echo,
+    /// The batches being gathered.
+    gather: Gather<Evaluation>,
 }
 
 /// What the judge made of a draft.
@@ -97,9 +128,10 @@ pub struct Judge {
 pub enum Evaluation {
     /// Stopped by a cheap check; no judge call.
     Screened(Screened),
-    /// The critic's verdict, after `asked` calls; `distrust` is why the last one was still not trusted
-    /// (then the verdict does not pass).
-    Judged { judged: Judged, asked: u32, distrust: Option<Distrust> },
+    /// The critic's verdict, after `asked` asks; `distrust` is why the last one was still not trusted
+    /// (then the verdict does not pass); `answer` is the judge's own short answer and how the example's
+    /// compared with it, when it was asked.
+    Judged { judged: Judged, asked: u32, distrust: Option<Distrust>, answer: Option<(String, Agreement)> },
 }
 
 /// What builds the judge stage: the judge model and its threshold and attempts.
@@ -138,73 +170,14 @@ impl Judge {
             .collect();
         let placeholders: Vec<&str> = Task::ALL.iter().flat_map(|t| t.placeholders().iter().copied()).collect();
         let echo = Echo::new(texts, &placeholders, cfg.checks.echo_words);
-        Ok(Judge { caller, cfg, metrics: JudgeMetrics::of(&metrics), echo })
+        let gather = Gather::new(std::time::Duration::from_millis(cfg.batch_wait_ms));
+        Ok(Judge { caller, cfg, metrics: JudgeMetrics::of(&metrics), echo, gather })
     }
 
-    /// Screens a draft, then asks the critic (again, while its verdict cannot be trusted and re-asks are
-    /// left). The verdict passes only when it is trusted and at or above the threshold.
+    /// Screens and judges one draft on its own (a batch of one).
     pub async fn evaluate(&self, draft: &Draft) -> Result<Evaluation, StageError> {
-        let turns = draft.exchanges();
-        if let Some(s) = checks::screen(&turns, &draft.context_text, &self.echo, &self.cfg.checks) {
-            self.metrics.screened.with_label_values(&[s.check]).inc();
-            tracing::debug!(draft = %draft.id, check = s.check, finding = %s.finding, "screened before judging");
-            return Ok(Evaluation::Screened(s));
-        }
-        let template_hash = self.caller.templates.hash(Task::Judge, &[]);
-        let (template, text) = self.caller.templates.task(Task::Judge);
-        let task = templates::render(text, &[("example", &templates::neutralize(&transcript(draft)))]);
-        let mut asked = 0;
-        loop {
-            // The first ask's seed is the draft's (a replay asks the same); each re-ask another.
-            let seed = seed_of(&draft.id).wrapping_add(u64::from(asked));
-            asked += 1;
-            let req =
-                self.caller.request(&draft.context_text, task.clone(), seed, "verdict", templates::judge_schema());
-            let out = self.caller.call::<JudgeReply, _>(&draft.document_id, req, JudgeReply::check).await?;
-            let judge = self.caller.model_call(template, &template_hash, seed, out.usage, out.response.latency);
-            let v = out.value;
-            let verdict = v.verdict();
-            let rationale = v.rationale.trim().to_string();
-            let distrust = checks::distrust(&rationale, verdict, self.cfg.threshold, &self.echo, &draft.context_text);
-            let trusted = distrust.is_none();
-            let outcome = match (&distrust, asked) {
-                (None, 1) => "trusted",
-                (None, _) => "trusted_on_reask",
-                (Some(_), n) if n <= self.cfg.checks.reasks => "reasked",
-                (Some(_), _) => "untrusted",
-            };
-            let why = distrust.as_ref().map_or("none", Distrust::label);
-            self.metrics.trust.with_label_values(&[outcome, why]).inc();
-            if !trusted && asked <= self.cfg.checks.reasks {
-                tracing::debug!(draft = %draft.id, why, "verdict not trusted; asking again");
-                continue;
-            }
-            let scores = Scores {
-                overall: verdict,
-                faithfulness: v.faithfulness,
-                correctness: v.correctness,
-                clarity: v.clarity,
-                usefulness: v.usefulness,
-            };
-            self.metrics.scores.with_label_values(&[&verdict.to_string()]).inc();
-            let rationale = match &distrust {
-                None => rationale,
-                Some(d) => {
-                    format!("verdict not trusted after {asked} ask(s): {}; the critic said: {rationale}", d.describe())
-                }
-            };
-            let judged = Judged {
-                id: ids::hash_parts(&["judged", &draft.id, &judge.model, &template_hash]),
-                draft: draft.clone(),
-                scores,
-                rationale,
-                passed: trusted && verdict >= self.cfg.threshold,
-                judge,
-                judged_at_ms: now_ms(),
-            };
-            tracing::debug!(draft = %draft.id, overall = verdict, passed = judged.passed, asked, "judged");
-            return Ok(Evaluation::Judged { judged, asked, distrust });
-        }
+        let mut e = self.evaluate_batch(vec![draft.clone()]).await?;
+        Ok(e.remove(0))
     }
 
     /// The routing of a screened draft: a flaw in its answers gets one repair while attempts are left; else
@@ -251,15 +224,18 @@ impl Stage for Judge {
         &[Topic::Drafts]
     }
 
+    /// Drafts waiting for the rest of their batch hold a slot of the runtime but no LLM slot: the runtime
+    /// admits a batch's worth of drafts per LLM slot (the LLM client still runs at most its slots at once).
     fn default_concurrency(&self) -> usize {
-        self.caller.llm.concurrency()
+        self.caller.llm.concurrency() * self.cfg.max_batch
     }
 
     async fn process(&self, input: Input) -> Result<Vec<Record>, StageError> {
         let Some(Record::Draft(draft)) = input.as_record() else {
             return Err(StageError::dead_letter("unexpected_input", "judge consumes drafts"));
         };
-        match self.evaluate(draft).await? {
+        let evaluation = self.gather.join(draft.clone(), |drafts| self.evaluate_batch(drafts)).await?;
+        match evaluation {
             Evaluation::Screened(screened) => Ok(vec![self.route_screened(draft.clone(), screened)]),
             Evaluation::Judged { judged, .. } => Ok(vec![self.route(judged)]),
         }

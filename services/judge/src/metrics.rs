@@ -17,6 +17,14 @@ pub struct JudgeMetrics {
     /// Judge answers by trust (trusted, trusted_on_reask, reasked, untrusted) and why one was not trusted
     /// (none, placeholder, praise_low_score, flaw_high_score): the agreement rate is `trusted / first asks`.
     pub trust: IntCounterVec,
+    /// Examples whose answer was compared with the judge's own short answer, by outcome (agrees, differs,
+    /// not_stated).
+    pub answer_check: IntCounterVec,
+    /// Judge calls by how many examples they scored together (1, 2, ..., 8+).
+    pub batches: IntCounterVec,
+    /// Regenerations that passed, by whether the two-order comparison verified them better than the draft
+    /// they replace (verified, unverified, repair: a first draft that failed a check).
+    pub preference: IntCounterVec,
 }
 
 impl JudgeMetrics {
@@ -26,6 +34,22 @@ impl JudgeMetrics {
             verdicts: m.counter_vec("judge_verdicts_total", "Judge verdicts by outcome", &["outcome", "attempt"]),
             screened: m.counter_vec("judge_screened_total", "Drafts stopped before any judge call", &["check"]),
             trust: m.counter_vec("judge_trust_total", "Judge answers by trust", &["outcome", "why"]),
+            answer_check: m.counter_vec(
+                "judge_answer_check_total",
+                "Examples compared with the judge's own short answer, by outcome",
+                &["outcome"],
+            ),
+            batches: m.counter_vec("judge_batches_total", "Critic calls by examples scored together", &["size"]),
+            preference: m.counter_vec(
+                "judge_preference_total",
+                "Accepted regenerations by the two-order comparison with the draft they replace",
+                &["outcome"],
+            ),
         }
+    }
+
+    /// The `size` label of a batch: its size, with 8 and more in one bucket.
+    pub fn size_label(n: usize) -> String {
+        if n >= 8 { "8+".to_string() } else { n.to_string() }
     }
 }

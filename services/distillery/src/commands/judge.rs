@@ -1,6 +1,9 @@
-//! `distillery judge PAIRS.jsonl`: the pipeline's own judge (its screening, critic, trust checks and
-//! threshold, from the configuration) over `{"context", "question", "answer"}` lines, one JSON verdict a
-//! line on stdout in input order. Lines are judged concurrently up to the judge model's concurrency.
+//! `distillery judge PAIRS.jsonl`: the pipeline's own judge (its screening, answer check, critic, trust
+//! checks and threshold, from the configuration) over `{"context", "question", "answer"}` lines, one JSON
+//! verdict a line on stdout in input order. Consecutive lines with the same context are judged together, as
+//! the drafts of one generation call are in the pipeline (at most `judge.max_batch` at a time); batches run
+//! concurrently up to the judge model's concurrency. A last line on stderr sums up the LLM calls and tokens
+//! spent.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -58,6 +61,7 @@ fn draft_of(pair: &Pair) -> Draft {
         previous: None,
         created_at_ms: now_ms(),
         superseded_by: None,
+        batch: None,
     }
 }
 
@@ -73,7 +77,7 @@ fn verdict_line(e: Result<Evaluation, String>) -> Value {
             "reason": s.reason.as_str(),
             "judge_calls": 0,
         }),
-        Ok(Evaluation::Judged { judged, asked, distrust }) => json!({
+        Ok(Evaluation::Judged { judged, asked, distrust, answer }) => json!({
             "accept": judged.passed,
             "overall": judged.scores.overall,
             "faithfulness": judged.scores.faithfulness,
@@ -84,6 +88,8 @@ fn verdict_line(e: Result<Evaluation, String>) -> Value {
             "trusted": distrust.is_none(),
             "distrust": distrust.as_ref().map(|d| d.label()),
             "judge_calls": asked,
+            "own_answer": answer.as_ref().map(|(own, _)| own.clone()),
+            "answer_check": answer.as_ref().map(|(_, a)| a.label()),
             "model": judged.judge.model,
         }),
         Err(error) => json!({"accept": false, "overall": null, "error": error}),
@@ -129,16 +135,39 @@ pub async fn judge(
     component.check(&deps).await?;
     let judge: Judge = component.build(&deps).await?;
     let concurrency = judge.caller.llm.concurrency().max(1);
+    // Consecutive lines of one context form a batch, as one generation call's drafts do.
+    let mut batches: Vec<Vec<Draft>> = Vec::new();
+    for p in &inputs {
+        let d = draft_of(p);
+        match batches.last_mut() {
+            Some(b) if b.len() < cfg.judge.max_batch && b[0].context_text == d.context_text => b.push(d),
+            _ => batches.push(vec![d]),
+        }
+    }
     let judge = &judge;
-    let mut results = futures::stream::iter(
-        inputs.iter().map(|p| async move { judge.evaluate(&draft_of(p)).await.map_err(|e| e.to_string()) }),
-    )
+    let mut results = futures::stream::iter(batches.into_iter().map(|drafts| async move {
+        let n = drafts.len();
+        match judge.evaluate_batch(drafts).await {
+            Ok(e) => e.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e.to_string()); n],
+        }
+    }))
     .buffered(concurrency);
     let mut stdout = std::io::stdout().lock();
-    while let Some(e) = results.next().await {
-        serde_json::to_writer(&mut stdout, &verdict_line(e))?;
-        stdout.write_all(b"\n")?;
+    while let Some(batch) = results.next().await {
+        for e in batch {
+            serde_json::to_writer(&mut stdout, &verdict_line(e))?;
+            stdout.write_all(b"\n")?;
+        }
         stdout.flush()?;
     }
+    let llm = distillery_llm::LlmMetrics::of(&metrics);
+    let sum = |c: &distillery_core::prometheus::IntCounterVec| Metrics::counter_sum(c, &[]);
+    let tokens = |kind: &str| Metrics::counter_sum(&llm.tokens, &[("kind", kind)]);
+    eprintln!(
+        "{}",
+        json!({"pairs": inputs.len(), "llm_calls": sum(&llm.calls), "prompt_tokens": tokens("prompt"),
+               "completion_tokens": tokens("completion"), "cached_prompt_tokens": sum(&llm.prompt_cached)})
+    );
     Ok(())
 }

@@ -322,7 +322,7 @@ impl Pipeline {
                     "[llm]\nbase_url = \"{llm}/v1\"\nmodel = \"{}\"\nmax_tokens = 400\ntemperature = 0.5\nmax_concurrency = 2\n",
                     self.servers.llm_model
                 );
-                c += "[generate]\npairs_per_chunk = 2\n[generate.quality]\nmin_grounding = 0.3\n";
+                c += "[generate]\nmodes = [\"qa\"]\npairs_per_chunk = 2\n[generate.quality]\nmin_grounding = 0.3\n";
             }
             "judge" => {
                 c += &format!(
@@ -478,11 +478,8 @@ fn judge_batch(scenario: &str, docs: &HashSet<String>, watch: &Watch, files: &Fi
         docs.contains(doc) || v["chunk_id"].as_str().is_some_and(|c| chunks.contains_key(c))
     };
     let accepted: Vec<&serde_json::Value> = files.accepted.iter().filter(|v| in_batch(v)).collect();
-    let rejected: Vec<&serde_json::Value> = files
-        .rejected
-        .iter()
-        .filter(|v| in_batch(v) || v["id"].as_str().is_some_and(|id| docs.contains(id)))
-        .collect();
+    let rejected: Vec<&serde_json::Value> =
+        files.rejected.iter().filter(|v| in_batch(v) || v["id"].as_str().is_some_and(|id| docs.contains(id))).collect();
     // Dead letters of this batch: their payload names a document, chunk or draft of it.
     let mut dead_subjects: HashSet<String> = HashSet::new();
     let mut dead = 0;
@@ -545,7 +542,9 @@ fn judge_batch(scenario: &str, docs: &HashSet<String>, watch: &Watch, files: &Fi
         .iter()
         .filter(|d| {
             !chunked.contains(d.as_str())
-                && !rejected.iter().any(|v| v["id"].as_str() == Some(d.as_str()) || v["document_id"].as_str() == Some(d.as_str()))
+                && !rejected
+                    .iter()
+                    .any(|v| v["id"].as_str() == Some(d.as_str()) || v["document_id"].as_str() == Some(d.as_str()))
                 && !dead_subjects.contains(*d)
         })
         .count();
@@ -585,7 +584,10 @@ fn document(scenario: &str, n: usize) -> String {
 
 /// A document of three sections (three chunks), for the scale step (both replicas get work).
 fn long_document(scenario: &str) -> String {
-    (0..3).map(|i| document(&format!("{scenario}-part"), i).replacen("# Policy", "## Policy", 1)).collect::<Vec<_>>().join("\n")
+    (0..3)
+        .map(|i| document(&format!("{scenario}-part"), i).replacen("# Policy", "## Policy", 1))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What has to happen before a scenario's fault fires.
@@ -608,7 +610,9 @@ enum Trigger {
 async fn triggered(trigger: Trigger, docs: &HashSet<String>, watch: &Watch) -> bool {
     let chunk_ids: HashSet<String> = watch
         .ids(Topic::Chunks)
-        .filter_map(|r| if let Record::Chunk(c) = r { docs.contains(&c.document_id).then(|| c.id.clone()) } else { None })
+        .filter_map(
+            |r| if let Record::Chunk(c) = r { docs.contains(&c.document_id).then(|| c.id.clone()) } else { None },
+        )
         .collect();
     let batch_draft = |chunk: &str| chunk_ids.contains(chunk);
     match trigger {
@@ -656,9 +660,11 @@ impl Fault {
         match self {
             Fault::Kill("ingest") | Fault::S3Down => Trigger::Published,
             Fault::Kill("extract") => Trigger::Discovered,
-            Fault::Kill("generate") | Fault::BrokerRestart | Fault::LlmDown | Fault::RateLimitStorm | Fault::ScaleStep => {
-                Trigger::Chunked
-            }
+            Fault::Kill("generate")
+            | Fault::BrokerRestart
+            | Fault::LlmDown
+            | Fault::RateLimitStorm
+            | Fault::ScaleStep => Trigger::Chunked,
             Fault::Kill("judge") => Trigger::Drafted,
             Fault::Kill("dedup") => Trigger::Judged,
             Fault::Kill(_) | Fault::DiskFull => Trigger::Outcomes,
@@ -745,8 +751,10 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
     let (llm, llm_addr) = LlmProxy::start(llm_root).await;
     let llm_front = TcpProxy::start(llm_addr).await;
     let pg = std::env::var("DISTILLERY_TEST_POSTGRES").expect("DISTILLERY_TEST_POSTGRES (scripts/test-servers)");
-    let admin = distillery_dataset::SqlStore::open(&pg).await.expect("the suite's PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {}", store_db(&scope))).execute(admin.pool()).await.expect("database");
+    // A database of this test's own, created over a plain connection (opening the suite's database as a
+    // store would run its migrations there).
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&pg).await.expect("the suite's PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {}", store_db(&scope))).execute(&mut admin).await.expect("database");
     let store_url = format!("{}/{}", pg.rsplit_once('/').unwrap().0, store_db(&scope));
 
     let dataset = scope.path("dataset");
@@ -777,7 +785,15 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
     let mut watch = Watch {
         tap: Tap::new(
             &kafka,
-            &[Topic::Documents, Topic::Chunks, Topic::Drafts, Topic::Regenerate, Topic::Judged, Topic::Accepted, Topic::Rejected],
+            &[
+                Topic::Documents,
+                Topic::Chunks,
+                Topic::Drafts,
+                Topic::Regenerate,
+                Topic::Judged,
+                Topic::Accepted,
+                Topic::Rejected,
+            ],
         ),
     };
     let publisher = distillery_kafka::KafkaPublisher::new(&kafka).expect("producer");
@@ -821,7 +837,13 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
             disk.as_ref().unwrap().fill();
         }
         for (i, (key, text)) in texts.iter().enumerate() {
-            let event = minio_event(&pipeline.scope.bucket, key, text.len(), &format!("{:032x}", n * 10 + i), &format!("{n:08}{i:08}"));
+            let event = minio_event(
+                &pipeline.scope.bucket,
+                key,
+                text.len(),
+                &format!("{:032x}", n * 10 + i),
+                &format!("{n:08}{i:08}"),
+            );
             publisher
                 .publish_raw(Topic::Events, &format!("{}/{key}", pipeline.scope.bucket), event.to_string().as_bytes())
                 .await
@@ -834,7 +856,11 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
             if triggered(fault.trigger(), &docs, &watch).await {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(600), "{name}: the batch never reached {:?}", fault.trigger());
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "{name}: the batch never reached {:?}",
+                fault.trigger()
+            );
         }
         let mut note = String::new();
         match fault {
@@ -910,7 +936,15 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
     }
     common::report(&print_table(&rows));
     for r in &rows {
-        assert_eq!((r.lost, r.duplicates), (0, 0), "{}: lost {} duplicated {}\n{}", r.scenario, r.lost, r.duplicates, print_table(&rows));
+        assert_eq!(
+            (r.lost, r.duplicates),
+            (0, 0),
+            "{}: lost {} duplicated {}\n{}",
+            r.scenario,
+            r.lost,
+            r.duplicates,
+            print_table(&rows)
+        );
         assert!(r.documents > 0 && r.chunks > 0, "{}: the batch produced chunks", r.scenario);
     }
     // Nothing stays paused.
@@ -928,13 +962,22 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
 // ---------------------------------------------------------------------------------------------------------
 // The embedded run
 
+/// The embedded run's settings: few, short LLM calls (the suite's server is small and shared).
+const EMBEDDED_CONFIG: &str = "parquet = false\n[llm.generator]\nmax_tokens = 400\n\
+    [generate]\nmodes = [\"qa\"]\npairs_per_chunk = 2\n\
+    [judge]\nthreshold = 3\nanswer_check = false\nverify_preference = false\n";
+
 /// `distillery run` on `docs` into `out` through the LLM proxy.
 fn embedded_run(docs: &Path, out: &Path, llm: &str, model: &str) -> Child {
+    let config = docs.with_extension("toml");
+    std::fs::write(&config, EMBEDDED_CONFIG).unwrap();
     Command::new(binary())
         .arg("run")
         .arg(docs)
         .arg("--out")
         .arg(out)
+        .arg("--config")
+        .arg(&config)
         .args(["--llm-base-url", llm, "--llm-model", model, "--quiet"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -142,7 +142,8 @@ async fn the_api_service_streams_a_table_for_a_description() {
         "format": "csv",
         "seed": 11
     });
-    let resp = http.post(format!("{base}/v1/tabular")).bearer_auth("e2e-tabular-token").json(&body).send().await.unwrap();
+    let resp =
+        http.post(format!("{base}/v1/tabular")).bearer_auth("e2e-tabular-token").json(&body).send().await.unwrap();
     let status = resp.status();
     let source = resp.headers().get("x-distillery-schema-source").map(|v| v.to_str().unwrap().to_string());
     let text = resp.text().await.unwrap();

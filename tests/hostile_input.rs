@@ -117,15 +117,19 @@ async fn hostile_files_end_rejected_or_within_limits_and_delay_nothing_else() {
     let root = dir.path().to_str().unwrap().to_string();
     let write = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).unwrap();
     // A 4 MB unsplittable word (hex, no space, no punctuation).
-    let hex: String = (0..4 * 1024 * 1024 / 16).map(|i: u64| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect();
+    let hex: String =
+        (0..4 * 1024 * 1024 / 16).map(|i: u64| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect();
     write("hex-word.txt", format!("# Dump\n\n{hex}\n").as_bytes());
     // 100 MB of ordinary text.
     let line = "The committee meets every second Tuesday and keeps minutes of every decision it takes.\n";
     write("huge.txt", line.repeat(100_000_000 / line.len() + 1).as_bytes());
     // Nesting 100,000 deep.
-    write("deep.html", format!("<html><body>{}text{}</body></html>", "<div>".repeat(100_000), "</div>".repeat(100_000)).as_bytes());
+    write(
+        "deep.html",
+        format!("<html><body>{}text{}</body></html>", "<div>".repeat(100_000), "</div>".repeat(100_000)).as_bytes(),
+    );
     write("deep.md", format!("# Deep\n\n{}quoted text\n", "> ".repeat(100_000)).as_bytes());
-    write("deep-list.md", (0..20_000).map(|i| format!("{}- item {i}\n", "  ".repeat(i))).collect::<String>().as_bytes());
+    write("deep-list.md", (0..3_000).map(|i| format!("{}- item {i}\n", "  ".repeat(i))).collect::<String>().as_bytes());
     deep_docx(&dir.path().join("deep.docx"), 100_000);
     write("ordinary.md", b"# Leave\n\nEmployees get 25 days of paid leave per year; up to 5 carry over to March.\n");
 
@@ -249,11 +253,23 @@ async fn fuzzed_files_of_every_extractor_end_ok_or_classified() {
          | extractor | cases | ok | classified errors | parser panics caught | hung (abandoned) |\n\
          | --- | ---: | ---: | --- | ---: | ---: |\n",
     );
+    // Parser panics the extractors catch themselves (pdf-extract on a broken font costs that page) or that
+    // `extract_guarded` turns into `corrupt`: counted here, quietly (the default hook prints a backtrace).
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name().is_some_and(|n| n.starts_with("tokio")) {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        } else {
+            default(info);
+        }
+    }));
     let mut hung_total = 0;
     for (media, files) in seeds {
         let files: Vec<Vec<u8>> = files.into_iter().filter(|f| !f.is_empty()).collect();
         let mut rng = Rng(0x5eed_0000 ^ media.mime().len() as u64 * 7919);
-        let (mut ok, mut panics, mut hung, mut run) = (0, 0, 0, 0);
+        let (mut ok, mut hung, mut run) = (0, 0, 0);
+        let panics_before = PANICS.load(std::sync::atomic::Ordering::SeqCst);
         let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
         let started = Instant::now();
         while run < cases && started.elapsed() < budget {
@@ -264,8 +280,10 @@ async fn fuzzed_files_of_every_extractor_end_ok_or_classified() {
             let task = tokio::task::spawn_blocking(move || {
                 let doc = distillery_core::codec::fixtures::document();
                 match distillery_docs::extract_guarded(media, &input) {
-                    Ok(extracted) => distillery_extract::chunk_extracted(&doc, extracted, &ApproxCounter, &cfg, &redactor)
-                        .map(|_| ()),
+                    Ok(extracted) => {
+                        distillery_extract::chunk_extracted(&doc, extracted, &ApproxCounter, &cfg, &redactor)
+                            .map(|_| ())
+                    }
                     Err(e) => Err(e),
                 }
             });
@@ -274,19 +292,17 @@ async fn fuzzed_files_of_every_extractor_end_ok_or_classified() {
                 Ok(Err(join)) => panic!("{media:?}: a panic escaped extraction and chunking: {join}"),
                 Ok(Ok(Ok(()))) => ok += 1,
                 Ok(Ok(Err(e))) => {
-                    let text = e.to_string();
-                    if text.contains("the parser crashed") {
-                        panics += 1;
-                    }
                     *errors.entry(e.reason().as_str().to_string()).or_default() += 1;
                 }
             }
         }
         hung_total += hung;
+        let panics = PANICS.load(std::sync::atomic::Ordering::SeqCst) - panics_before;
         let errors = errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
         table += &format!("| {media:?} | {run} | {ok} | {errors} | {panics} | {hung} |\n");
         assert!(run > 0, "{media:?}: no case ran");
     }
+    let _ = std::panic::take_hook();
     common::report(&table);
     assert_eq!(hung_total, 0, "a parse hung for 20 s (the worker process would be killed, but it is a bug)\n{table}");
 }

@@ -25,7 +25,8 @@ fn kafka(test: &str) -> KafkaConfig {
     let brokers = std::env::var("DISTILLERY_TEST_KAFKA").expect(
         "DISTILLERY_TEST_KAFKA is not set: run through scripts/test (or scripts/test-servers start and source .cache/run/test-env)",
     );
-    let tag = format!("{test}{}", &distillery_core::ids::hash_parts(&[test, &distillery_core::now_ms().to_string()])[..8]);
+    let tag =
+        format!("{test}{}", &distillery_core::ids::hash_parts(&[test, &distillery_core::now_ms().to_string()])[..8]);
     KafkaConfig {
         brokers,
         topic_prefix: format!("{tag}."),
@@ -165,8 +166,7 @@ async fn a_panic_is_dead_lettered_and_the_partition_commits_past_it() {
     let publisher = KafkaPublisher::new(&cfg).unwrap();
     publisher.publish(vec![doc("panic"), doc("fine")]).await.unwrap();
     let out = read_until(&cfg, &[Topic::DeadLetter, Topic::Chunks], Duration::from_secs(60), |r| r.len() >= 2).await;
-    let dead: Vec<_> =
-        out.iter().filter_map(|r| if let Record::DeadLetter(d) = r { Some(d) } else { None }).collect();
+    let dead: Vec<_> = out.iter().filter_map(|r| if let Record::DeadLetter(d) = r { Some(d) } else { None }).collect();
     assert_eq!(dead.len(), 1, "{out:?}");
     assert_eq!(dead[0].error_kind, "panic");
     assert!(dead[0].error.contains("the parser hit an impossible state in panic"), "{}", dead[0].error);
@@ -188,8 +188,7 @@ async fn a_record_over_the_size_limit_dead_letters_its_input() {
     let publisher = KafkaPublisher::new(&cfg).unwrap();
     publisher.publish(vec![doc("big"), doc("small")]).await.unwrap();
     let out = read_until(&cfg, &[Topic::DeadLetter, Topic::Chunks], Duration::from_secs(60), |r| r.len() >= 2).await;
-    let dead: Vec<_> =
-        out.iter().filter_map(|r| if let Record::DeadLetter(d) = r { Some(d) } else { None }).collect();
+    let dead: Vec<_> = out.iter().filter_map(|r| if let Record::DeadLetter(d) = r { Some(d) } else { None }).collect();
     assert_eq!(dead.len(), 1, "the oversized output dead-letters its input: {out:?}");
     assert_eq!(dead[0].error_kind, "publish_refused");
     assert!(dead[0].error.contains("message size limit"), "{}", dead[0].error);

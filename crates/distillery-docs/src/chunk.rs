@@ -575,7 +575,8 @@ mod tests {
     fn budget_is_respected_and_sentences_are_not_cut() {
         let para = (0..12).map(|i| words(8, &format!("S{i}w"))).collect::<Vec<_>>().join(" ");
         let d = doc(vec![Block::new(BlockKind::Paragraph, para.clone())]);
-        let cfg = ChunkConfig { max_tokens: 40, min_tokens: 0, overlap_tokens: 0, context_tokens: 200, ..Default::default() };
+        let cfg =
+            ChunkConfig { max_tokens: 40, min_tokens: 0, overlap_tokens: 0, context_tokens: 200, ..Default::default() };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         assert!(pieces.len() > 2);
         for p in &pieces {
@@ -591,7 +592,8 @@ mod tests {
     fn oversized_sentence_splits_at_words() {
         let long = words(200, "w");
         let d = doc(vec![Block::new(BlockKind::Paragraph, long)]);
-        let cfg = ChunkConfig { max_tokens: 50, min_tokens: 0, overlap_tokens: 0, context_tokens: 100, ..Default::default() };
+        let cfg =
+            ChunkConfig { max_tokens: 50, min_tokens: 0, overlap_tokens: 0, context_tokens: 100, ..Default::default() };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         // ~223 tokens of one sentence in pieces of at most 50.
         assert!(pieces.len() >= 5, "{}", pieces.len());
@@ -659,7 +661,13 @@ mod tests {
             })
             .collect();
         let d = doc(paras);
-        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 12, context_tokens: 200, ..Default::default() };
+        let cfg = ChunkConfig {
+            max_tokens: 60,
+            min_tokens: 0,
+            overlap_tokens: 12,
+            context_tokens: 200,
+            ..Default::default()
+        };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         assert!(pieces.len() >= 2);
         for w in pieces.windows(2) {
@@ -673,7 +681,8 @@ mod tests {
     fn tables_split_by_rows() {
         let rows = (0..40).map(|i| format!("| row {i} | value {i} |")).collect::<Vec<_>>().join("\n");
         let d = doc(vec![Block::new(BlockKind::Table, format!("| a | b |\n| --- | --- |\n{rows}"))]);
-        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 100, ..Default::default() };
+        let cfg =
+            ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 100, ..Default::default() };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         assert!(pieces.len() > 3);
         for p in &pieces {
@@ -690,7 +699,8 @@ mod tests {
         blocks.push(Block::new(BlockKind::Heading(1), "B"));
         blocks.push(Block::new(BlockKind::Paragraph, words(30, "b")));
         // Each paragraph is ~34 tokens: one per chunk, three per context.
-        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 110, ..Default::default() };
+        let cfg =
+            ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 110, ..Default::default() };
         let pieces = chunk(&doc(blocks), &ApproxCounter, &cfg);
         assert_eq!(pieces.len(), 6);
         let ctx = contexts(&pieces, &cfg);

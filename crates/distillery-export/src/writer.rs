@@ -274,9 +274,12 @@ mod tests {
         std::fs::write(dir.path().join("x.jsonl"), "{\"id\":\"a\"}\n{\"id\":\"to").unwrap();
         std::fs::write(dir.path().join("y.jsonl"), "{\"id\":\"cut-before-any-newline").unwrap();
         let out = DatasetOut::start(FolderBackend::new(dir.path()).unwrap(), 100, Duration::from_millis(1));
-        out.append(vec![("x.jsonl".into(), b"{\"id\":\"b\"}".to_vec()), ("y.jsonl".into(), b"{\"id\":\"c\"}".to_vec())])
-            .await
-            .unwrap();
+        out.append(vec![
+            ("x.jsonl".into(), b"{\"id\":\"b\"}".to_vec()),
+            ("y.jsonl".into(), b"{\"id\":\"c\"}".to_vec()),
+        ])
+        .await
+        .unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("x.jsonl")).unwrap(), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
         assert_eq!(std::fs::read_to_string(dir.path().join("y.jsonl")).unwrap(), "{\"id\":\"c\"}\n");
         assert_eq!(FolderBackend::existing_ids(dir.path(), "x.jsonl").unwrap(), vec!["a", "b"]);

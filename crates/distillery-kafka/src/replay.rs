@@ -83,7 +83,12 @@ pub async fn replay_dead_letters(cfg: &KafkaConfig, filter: &ReplayFilter) -> Re
         let (_, high) = consumer.fetch_watermarks(&topic, *p, Duration::from_secs(30))?;
         ends.insert(*p, high);
     }
-    let committed = consumer.committed(Duration::from_secs(30)).unwrap_or_default();
+    // The group's positions of these partitions (asked for explicitly: the consumer has no assignment yet).
+    let mut wanted = TopicPartitionList::new();
+    for p in &partitions {
+        wanted.add_partition(&topic, *p);
+    }
+    let committed = consumer.committed_offsets(wanted, Duration::from_secs(30))?;
     let mut tpl = TopicPartitionList::new();
     let mut pending = BTreeMap::new();
     for p in &partitions {
@@ -118,7 +123,8 @@ pub async fn replay_dead_letters(cfg: &KafkaConfig, filter: &ReplayFilter) -> Re
                 match (target, d.payload.is_empty()) {
                     (Some(t), false) => {
                         if !filter.dry_run {
-                            let key = d.key.clone().map(|k| String::from_utf8_lossy(&k).to_string()).unwrap_or_default();
+                            let key =
+                                d.key.clone().map(|k| String::from_utf8_lossy(&k).to_string()).unwrap_or_default();
                             publisher
                                 .publish_raw(t, &key, &d.payload)
                                 .await

@@ -86,5 +86,6 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// Creates the object only if no object is at `key` (S3: a conditional `If-None-Match: *` put; a folder:
     /// an exclusive create). `Ok(false)` when one already is: of two writers racing, exactly one wins.
-    async fn put_if_absent(&self, bucket: &str, key: &str, body: Bytes, content_type: &str) -> Result<bool, StoreError>;
+    async fn put_if_absent(&self, bucket: &str, key: &str, body: Bytes, content_type: &str)
+    -> Result<bool, StoreError>;
 }

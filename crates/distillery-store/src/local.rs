@@ -222,7 +222,9 @@ mod tests {
             .map(|i| {
                 let root = root.clone();
                 tokio::spawn(async move {
-                    LocalStore.put_if_absent(&root, "claims/h1", Bytes::from(format!("claimant-{i}")), "text/plain").await
+                    LocalStore
+                        .put_if_absent(&root, "claims/h1", Bytes::from(format!("claimant-{i}")), "text/plain")
+                        .await
                 })
             })
             .collect();

@@ -234,7 +234,13 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn put_if_absent(&self, bucket: &str, key: &str, body: Bytes, content_type: &str) -> Result<bool, StoreError> {
+    async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, StoreError> {
         let res = self
             .client
             .put_object()

@@ -132,12 +132,17 @@ pub(crate) fn parse(expr: &str) -> Result<ExprNode, String> {
         }
     }
     if deepest > MAX_EXPR_DEPTH {
-        return Err(format!("the expression nests {deepest} deep (brackets or prefix operators), over the limit of {MAX_EXPR_DEPTH}"));
+        return Err(format!(
+            "the expression nests {deepest} deep (brackets or prefix operators), over the limit of {MAX_EXPR_DEPTH}"
+        ));
     }
     let node = evalexpr::build_operator_tree::<DefaultNumericTypes>(expr).map_err(|e| e.to_string())?;
     let tree = tree_depth(&node);
     if tree > 4 * MAX_EXPR_DEPTH {
-        return Err(format!("the expression is nested {tree} operators deep, over the limit of {}", 4 * MAX_EXPR_DEPTH));
+        return Err(format!(
+            "the expression is nested {tree} operators deep, over the limit of {}",
+            4 * MAX_EXPR_DEPTH
+        ));
     }
     Ok(node)
 }

@@ -64,7 +64,9 @@ impl distillery_core::Stage for NoModel {
                 d.superseded_by = None;
                 vec![Record::Draft(d)]
             }
-            Record::Draft(d) => vec![Record::Judged(Judged { id: format!("j-{}", d.id), draft: d.clone(), ..fixtures::judged() })],
+            Record::Draft(d) => {
+                vec![Record::Judged(Judged { id: format!("j-{}", d.id), draft: d.clone(), ..fixtures::judged() })]
+            }
             Record::Judged(j) => vec![Record::Accepted(Accepted {
                 id: format!("a-{}", j.draft.id),
                 judged: j.clone(),
@@ -82,7 +84,8 @@ fn chunk(i: usize) -> Chunk {
     c.document_id = format!("doc-{:06}", i / 20);
     c.ordinal = (i % 20) as i32;
     c.total = 20;
-    c.text = format!("Section {i}: employees get {} days of paid leave a year, carried over up to 5 days.", 20 + i % 10);
+    c.text =
+        format!("Section {i}: employees get {} days of paid leave a year, carried over up to 5 days.", 20 + i % 10);
     c.context_text = c.text.clone();
     c
 }
@@ -145,7 +148,10 @@ async fn main() -> anyhow::Result<()> {
         if accepted >= target {
             break;
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "not done after 30 minutes: {accepted} of {target}");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "not done after 30 minutes: {accepted} of {target}"
+        );
         if let Some(h) = handles.iter().find(|h| h.is_finished()) {
             anyhow::bail!("a stage stopped early: {h:?}");
         }
@@ -159,13 +165,16 @@ async fn main() -> anyhow::Result<()> {
     for h in handles {
         h.await??;
     }
-    let hops = [
-        ("generate", Topic::Drafts),
-        ("judge", Topic::Judged),
-        ("dedup", Topic::Accepted),
-    ];
-    println!("\nplumbing through Kafka ({}, {} partitions, instant LLM, {} in flight per stage)", cfg.brokers, args.partitions, args.concurrency);
-    println!("backlog: {} chunks published in {produce_secs:.1} s ({:.0} records/s)", args.chunks, args.chunks as f64 / produce_secs);
+    let hops = [("generate", Topic::Drafts), ("judge", Topic::Judged), ("dedup", Topic::Accepted)];
+    println!(
+        "\nplumbing through Kafka ({}, {} partitions, instant LLM, {} in flight per stage)",
+        cfg.brokers, args.partitions, args.concurrency
+    );
+    println!(
+        "backlog: {} chunks published in {produce_secs:.1} s ({:.0} records/s)",
+        args.chunks,
+        args.chunks as f64 / produce_secs
+    );
     for (stage, topic) in hops {
         println!("  {stage:<9} -> {:<9} {:>8} records", topic.base_name(), out_of(&metrics, stage, topic));
     }

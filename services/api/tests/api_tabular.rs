@@ -260,8 +260,7 @@ async fn the_service_refuses_to_start_without_a_token_and_guards_the_tables_rout
     let body = json!({"schema": serde_json::from_str::<Value>(SCHEMA).unwrap(), "rows": 3});
     let open = http.post(format!("{base}/v1/tabular")).json(&body).send().await.unwrap();
     assert_eq!(open.status(), 401);
-    let authorised =
-        http.post(format!("{base}/v1/tabular")).bearer_auth("tok-123").json(&body).send().await.unwrap();
+    let authorised = http.post(format!("{base}/v1/tabular")).bearer_auth("tok-123").json(&body).send().await.unwrap();
     assert_eq!(authorised.status(), 200, "{}", authorised.text().await.unwrap());
     cancel.cancel();
     server.await.unwrap().unwrap();

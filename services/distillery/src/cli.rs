@@ -287,8 +287,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             let cancel = distillery_runtime::shutdown_signal();
             let summary =
-                run(RunOptions { input, out: out.clone(), config: cfg, progress: !quiet, store }, cancel)
-                    .await?;
+                run(RunOptions { input, out: out.clone(), config: cfg, progress: !quiet, store }, cancel).await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
             writeln!(stdout, "dataset written to {}", out.display())?;
@@ -320,8 +319,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::commands::export::command(from, store, out, &formats, opts).await
         }
         Command::Topics { config, brokers, prefix, partitions, replication_factor, min_insync_replicas } => {
-            crate::commands::topics::topics(config, brokers, prefix, partitions, replication_factor, min_insync_replicas)
-                .await
+            crate::commands::topics::topics(
+                config,
+                brokers,
+                prefix,
+                partitions,
+                replication_factor,
+                min_insync_replicas,
+            )
+            .await
         }
         Command::ReplayDeadLetters { config, brokers, prefix, kinds, stage, all, dry_run } => {
             let filter = distillery_kafka::replay::ReplayFilter { kinds, stage, all, dry_run };

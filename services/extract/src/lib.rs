@@ -43,8 +43,13 @@ impl Component for ExtractConfig {
     async fn build(&self, deps: &Deps) -> Result<Extract, BuildError> {
         let counter = token_counter(self.tokenizer.as_deref()).map_err(|e| BuildError::one(NAME.as_str(), e))?;
         let limits = limits::Limits::of_this_process(self.max_memory_mib);
-        tracing::info!(concurrency = limits.concurrency, worker_memory_mib = limits.worker_memory_mib,
-            max_text_chars = self.max_text_chars, max_chunks = self.max_chunks, "extraction limits (from the cgroup)");
+        tracing::info!(
+            concurrency = limits.concurrency,
+            worker_memory_mib = limits.worker_memory_mib,
+            max_text_chars = self.max_text_chars,
+            max_chunks = self.max_chunks,
+            "extraction limits (from the cgroup)"
+        );
         Ok(Extract {
             limits,
             stores: deps.stores.clone(),

@@ -257,13 +257,8 @@ impl Ingestor {
             let meta: ObjectMeta = match item {
                 Ok(m) => m,
                 Err(StoreError::Unreadable { key, message }) => {
-                    let source = ObjectRef {
-                        store: kind,
-                        bucket: bucket.to_string(),
-                        key,
-                        version_id: None,
-                        etag: None,
-                    };
+                    let source =
+                        ObjectRef { store: kind, bucket: bucket.to_string(), key, version_id: None, etag: None };
                     tracing::error!(object = %source.uri(), error = %message, "part of the input cannot be listed; rejected");
                     emit(Outcome::Rejected(self.unreadable(&source, &message))).await;
                     continue;

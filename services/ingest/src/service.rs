@@ -56,8 +56,7 @@ pub async fn run(config: Option<&Path>, cancel: CancellationToken) -> Result<(),
     let publisher = Arc::new(KafkaPublisher::new(&c.kafka).map_err(|e| ServiceError::Other(e.to_string()))?);
     let mut extra = Router::new();
     if c.webhook.enabled {
-        let state =
-            WebhookState::new(&c.webhook, ingestor.clone(), publisher.clone(), metrics.clone(), cancel.clone());
+        let state = WebhookState::new(&c.webhook, ingestor.clone(), publisher.clone(), metrics.clone(), cancel.clone());
         extra = crate::webhook::router(&c.webhook, state);
     }
     if c.kafka.create_topics {

@@ -283,7 +283,8 @@ mod tests {
         // The "bucket" is a folder that does not exist: each object ends as a rejection ("no longer exists").
         ingestor.stores = Stores::with_s3(Arc::new(distillery_store::LocalStore));
         let sent = Arc::new(Sent::default());
-        let state = WebhookState::new(&cfg, Arc::new(ingestor), sent.clone(), Metrics::isolated(), CancellationToken::new());
+        let state =
+            WebhookState::new(&cfg, Arc::new(ingestor), sent.clone(), Metrics::isolated(), CancellationToken::new());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/events", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router(&cfg, state)).await.unwrap() });
@@ -296,10 +297,14 @@ mod tests {
             req.send()
         };
         let status = |r: reqwest::Response| r.status().as_u16();
-        let basic = |pw: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("rgw:{pw}")));
+        let basic =
+            |pw: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("rgw:{pw}")));
         // No token, a wrong one, the right one in the URL: all refused.
         assert_eq!(status(post(None, url.clone(), event("docs", "a.md")).await.unwrap()), 401);
-        assert_eq!(status(post(Some("Bearer s3cret-tokeN".into()), url.clone(), event("docs", "a.md")).await.unwrap()), 401);
+        assert_eq!(
+            status(post(Some("Bearer s3cret-tokeN".into()), url.clone(), event("docs", "a.md")).await.unwrap()),
+            401
+        );
         assert_eq!(status(post(None, format!("{url}?token=s3cret-token"), event("docs", "a.md")).await.unwrap()), 401);
         assert_eq!(status(post(Some(basic("wrong")), url.clone(), event("docs", "a.md")).await.unwrap()), 401);
         // The right token, for a bucket not listed: refused; over the body limit: refused.

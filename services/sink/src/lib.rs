@@ -85,7 +85,8 @@ impl Component for SinkComponent<'_> {
             sink = sink.with_dataset(store.clone()).await.map_err(|e| BuildError::one(NAME.as_str(), e))?;
         } else if let Some(dir) = &o.dir {
             // No store: what the folder already holds is written (a restarted sink writes nothing twice).
-            let keys = folder_keys(dir).map_err(|e| BuildError::one(NAME.as_str(), format!("{}: {e}", dir.display())))?;
+            let keys =
+                folder_keys(dir).map_err(|e| BuildError::one(NAME.as_str(), format!("{}: {e}", dir.display())))?;
             tracing::info!(lines = keys.len(), dir = %dir.display(), "sink: lines already in the output folder");
             sink.remember(keys);
         }
@@ -115,9 +116,12 @@ fn key_of(topic: Topic, id: &str) -> String {
 /// The dedupe keys of the lines already in an output folder's dataset files.
 fn folder_keys(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
     let mut keys = Vec::new();
-    for (file, topic) in
-        [(DOCUMENTS, Topic::Documents), (ACCEPTED, Topic::Accepted), (REJECTED, Topic::Rejected), (DEAD_LETTER, Topic::DeadLetter)]
-    {
+    for (file, topic) in [
+        (DOCUMENTS, Topic::Documents),
+        (ACCEPTED, Topic::Accepted),
+        (REJECTED, Topic::Rejected),
+        (DEAD_LETTER, Topic::DeadLetter),
+    ] {
         keys.extend(FolderBackend::existing_ids(dir, file)?.into_iter().map(|id| key_of(topic, &id)));
     }
     Ok(keys)
@@ -554,7 +558,12 @@ mod tests {
     }
 
     fn accepted(id: &str) -> Record {
-        Record::Accepted(Accepted { id: id.into(), judged: fixtures::judged(), nearest_similarity: None, accepted_at_ms: 1 })
+        Record::Accepted(Accepted {
+            id: id.into(),
+            judged: fixtures::judged(),
+            nearest_similarity: None,
+            accepted_at_ms: 1,
+        })
     }
 
     fn accepted_lines(backend: &Flaky) -> usize {
@@ -566,7 +575,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_is_retried_in_full() {
         let backend = Flaky { fail: vec![1], ..Flaky::default() };
-        let sink = Sink::new(DatasetOut::start(backend.clone(), 100, Duration::from_millis(1)), SinkConfig::default(), None);
+        let sink =
+            Sink::new(DatasetOut::start(backend.clone(), 100, Duration::from_millis(1)), SinkConfig::default(), None);
         let input = Input::record(Topic::Accepted, accepted("a1"));
         let first = sink.process(input.clone()).await;
         assert!(matches!(&first, Err(e) if e.disposition == distillery_core::Disposition::Retry), "{first:?}");
@@ -630,7 +640,12 @@ mod tests {
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
         let ids: Vec<String> = read(ACCEPTED)
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every line is whole")["id"].as_str().unwrap().into())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("every line is whole")["id"]
+                    .as_str()
+                    .unwrap()
+                    .into()
+            })
             .collect();
         assert_eq!(ids, vec!["a1", "a2"]);
         assert_eq!(read(REJECTED).lines().count(), 1);

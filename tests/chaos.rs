@@ -1,14 +1,13 @@
 //! The chaos suite (issue 14): the pipeline under faults, against real servers, with an oracle.
 //!
 //! Every stage runs as its own `distillery service` process against servers of this test's own: a tansu
-//! broker started here (storing its log in a bucket of the suite's Ceph RGW, so that it can be killed and
-//! restarted without losing what it acknowledged), the suite's Ceph RGW and llama.cpp reached through
+//! broker started here (behind a TCP proxy: see [`Broker`]), the suite's Ceph RGW and llama.cpp reached through
 //! proxies this test controls (a TCP proxy that can refuse every connection: "the server is down"; an HTTP
 //! proxy in front of llama.cpp that counts calls and can answer 429), and a PostgreSQL database of its own
 //! for the sink's dataset store. The shared servers themselves are never stopped.
 //!
 //! Scenario after scenario a small batch of documents goes in and one fault hits mid-batch: kill -9 of each
-//! service in turn (restarted at once), a broker restart, the S3 server and the LLM server down for 30 s
+//! service in turn (restarted at once), the broker unreachable for 20 s, the S3 server and the LLM server down for 30 s
 //! each, a 429 storm, a full disk under the sink (a tmpfs), two replicas of generate with a scale step up
 //! and down. Then the oracle: every document of the batch ends in chunks or a rejection; every chunk in
 //! drafts or a rejection; every draft accepted, rejected with a reason, regenerated (and its regeneration
@@ -205,12 +204,13 @@ impl LlmProxy {
 // ---------------------------------------------------------------------------------------------------------
 // The broker
 
-/// tansu, this test's own, storing its log in a bucket of the suite's S3 server (so a kill -9 and a
-/// restart keep what it acknowledged: the wheel's tansu has no PostgreSQL engine, but has S3).
+/// tansu, this test's own, behind a TCP proxy it advertises: taking the proxy down makes the broker
+/// unreachable to every client (connections cut, new ones refused), as when it stops, and bringing it up
+/// again is the broker back. (tansu's S3 storage engine, which would let a killed broker come back with its
+/// log, did not answer topic creation against the suite's Ceph RGW; its memory engine keeps the log only
+/// while the process lives, so the broker process itself is never killed.)
 struct Broker {
-    port: u16,
-    bucket: String,
-    log: PathBuf,
+    front: Arc<TcpProxy>,
     child: Option<Child>,
 }
 
@@ -229,33 +229,25 @@ fn tansu_binary() -> PathBuf {
 }
 
 impl Broker {
-    async fn start(servers: &Servers, bucket: &str, logs: &Path) -> Broker {
-        let mut b = Broker { port: free_port(), bucket: bucket.into(), log: logs.join("tansu.log"), child: None };
-        b.spawn(servers).await;
-        b
-    }
-
-    async fn spawn(&mut self, servers: &Servers) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+    async fn start(logs: &Path) -> Broker {
+        let port = free_port();
+        let front = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
+        let log_path = logs.join("tansu.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &format!("s3://{}/", self.bucket)])
-            .env("AWS_ACCESS_KEY_ID", &servers.s3_key)
-            .env("AWS_SECRET_ACCESS_KEY", &servers.s3_secret)
-            .env("AWS_DEFAULT_REGION", "default")
-            .env("AWS_ENDPOINT", &servers.s3)
-            .env("AWS_ALLOW_HTTP", "true")
+            .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{port}")])
+            .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{}", front.port)])
+            .args(["--storage-engine", "memory://tansu/"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("tansu starts");
-        self.child = Some(child);
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "tansu did not listen: {}", self.log.display());
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(60), "tansu did not listen: {}", log_path.display());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Broker { front, child: Some(child) }
     }
 
     fn kill(&mut self) {
@@ -266,7 +258,7 @@ impl Broker {
     }
 
     fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.front.port)
     }
 }
 
@@ -647,7 +639,7 @@ impl Fault {
     fn name(&self) -> String {
         match self {
             Fault::Kill(s) => format!("kill -9 {s}"),
-            Fault::BrokerRestart => "broker restart".into(),
+            Fault::BrokerRestart => "broker unreachable 20 s".into(),
             Fault::S3Down => "S3 down 30 s".into(),
             Fault::LlmDown => "LLM down 30 s".into(),
             Fault::RateLimitStorm => "429 storm 20 s".into(),
@@ -740,11 +732,9 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
     std::fs::create_dir_all(&logs).unwrap();
     let rgw = distillery_store::S3Store::connect(&servers.s3_config()).await;
     rgw.ensure_bucket(&scope.bucket).await.expect("bucket");
-    let broker_bucket = format!("{}-broker", scope.bucket);
-    rgw.ensure_bucket(&broker_bucket).await.expect("broker bucket");
 
     // Servers of this test's own, and proxies in front of the shared ones.
-    let mut broker = Broker::start(&servers, &broker_bucket, &logs).await;
+    let broker = Broker::start(&logs).await;
     let s3_addr: SocketAddr = servers.s3.trim_start_matches("http://").parse().expect("S3 endpoint host:port");
     let s3 = TcpProxy::start(s3_addr).await;
     let llm_root = servers.llm.trim_end_matches('/').trim_end_matches("/v1").to_string();
@@ -866,9 +856,9 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
         match fault {
             Fault::Kill(stage) => pipeline.kill9_and_restart(stage),
             Fault::BrokerRestart => {
-                broker.kill();
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                broker.spawn(&servers).await;
+                broker.front.down();
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                broker.front.up().await;
             }
             Fault::S3Down => {
                 s3.down();

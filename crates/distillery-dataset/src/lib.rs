@@ -36,6 +36,9 @@ use serde::{Deserialize, Serialize};
 pub mod resume;
 #[cfg(feature = "sql")]
 pub mod sql;
+pub mod versions;
+
+pub use versions::{DatasetVersion, DecidedBy, Overrides, Review, ReviewAction};
 
 #[cfg(feature = "sql")]
 pub use sql::SqlStore;
@@ -208,6 +211,37 @@ pub trait DatasetStore: Send + Sync + std::fmt::Debug {
 
     /// Every document with its progress, by name.
     async fn documents(&self) -> Result<Vec<DocumentProgress>, DatasetError>;
+
+    /// Records a dataset version and the outcome (an accepted or rejected record) it gives each draft it
+    /// re-decided, with whether that draft was accepted before.
+    async fn record_version(
+        &self,
+        _version: &DatasetVersion,
+        _decisions: Vec<(Record, bool)>,
+    ) -> Result<(), DatasetError> {
+        Err(DatasetError("this store keeps no dataset versions".into()))
+    }
+
+    /// The versions after the run's own, oldest first.
+    async fn versions(&self) -> Result<Vec<DatasetVersion>, DatasetError> {
+        Ok(Vec::new())
+    }
+
+    /// What stands above the run's outcomes: the latest version's decisions and the reviews.
+    async fn overrides(&self) -> Result<Overrides, DatasetError> {
+        Ok(Overrides::default())
+    }
+
+    /// What arrived at or after `after_ms` (drafts as generation recorded them, accepted and rejected records),
+    /// oldest first, at most `limit`, each with its time: the live view's feed.
+    async fn arrivals(&self, _after_ms: i64, _limit: usize) -> Result<Vec<(i64, Record)>, DatasetError> {
+        Ok(Vec::new())
+    }
+
+    /// Stores a person's review of a draft (replacing an earlier one).
+    async fn review(&self, _review: &Review) -> Result<(), DatasetError> {
+        Err(DatasetError("this store keeps no reviews".into()))
+    }
 }
 
 /// The subject draft of a record, if it is about one (a draft, its verdict, its regeneration request, its

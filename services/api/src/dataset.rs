@@ -286,13 +286,19 @@ impl Exporter for StoreExporter {
             })?;
             let targets = vec![Target { format: f, path: target }];
             let mut job = ExportJob::create(targets, documents, options).map_err(|e| e.to_string())?;
-            each_outcome(&handle, &*store, OutcomeKind::Accepted, &mut |r| match r {
-                Record::Accepted(a) => job.accepted(ExampleView::accepted(a)).map_err(|e| e.to_string()),
-                _ => Ok(()),
-            })?;
-            if job.wants_rejected() {
-                each_outcome(&handle, &*store, OutcomeKind::Rejected, &mut |r| match r {
-                    Record::Rejected(x) => job.rejected(ExampleView::rejected(x)).map_err(|e| e.to_string()),
+            // A rejudged version or a review may move a record from one outcome to the other: what stands
+            // now is what is exported.
+            let overrides = handle.block_on(store.overrides()).map_err(|e| e.to_string())?;
+            let wants_rejected = job.wants_rejected();
+            for table in [OutcomeKind::Accepted, OutcomeKind::Rejected] {
+                if table == OutcomeKind::Rejected && overrides.is_empty() && !wants_rejected {
+                    continue;
+                }
+                each_outcome(&handle, &*store, table, &mut |r| match overrides.current(r.clone()) {
+                    Record::Accepted(a) => job.accepted(ExampleView::accepted(&a)).map_err(|e| e.to_string()),
+                    Record::Rejected(x) if wants_rejected => {
+                        job.rejected(ExampleView::rejected(&x)).map_err(|e| e.to_string())
+                    }
                     _ => Ok(()),
                 })?;
             }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use distillery_core::Record;
-use distillery_dataset::{DatasetStore, OutcomeKind, STORE_FILE, SqlStore};
+use distillery_dataset::{DatasetStore, OutcomeKind, Overrides, STORE_FILE, SqlStore};
 use distillery_export::view::DocumentView;
 use distillery_export::{
     ACCEPTED, DOCUMENTS, ExampleView, ExportError, ExportJob, ExportOptions, Format, REJECTED, SUMMARY, Target,
@@ -134,7 +134,8 @@ fn diversity(folder: &Path) -> Option<serde_json::Value> {
 
 enum Reader {
     Folder(PathBuf),
-    Store(SqlStore),
+    /// A store, with what stands above its run's outcomes (rejudged versions, reviews).
+    Store(SqlStore, Overrides),
 }
 
 impl Reader {
@@ -149,6 +150,19 @@ impl Reader {
                     dir.display(),
                     dir.join(STORE_FILE).display()
                 );
+                // A run folder whose store holds a rejudged version or reviews exports from the store: the
+                // folder's record files are the run's own outcomes.
+                let db = dir.join(STORE_FILE);
+                if db.is_file() {
+                    let store = SqlStore::open(&distillery_dataset::sql::sqlite_url(&db))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                        .with_context(|| format!("opening the dataset store {}", db.display()))?;
+                    let overrides = store.overrides().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    if !overrides.is_empty() {
+                        return Ok(Reader::Store(store, overrides));
+                    }
+                }
                 Ok(Reader::Folder(dir.clone()))
             }
             ExportSource::Store(url) => {
@@ -156,7 +170,8 @@ impl Reader {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))
                     .with_context(|| format!("opening the dataset store {}", source.describe()))?;
-                Ok(Reader::Store(store))
+                let overrides = store.overrides().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok(Reader::Store(store, overrides))
             }
         }
     }
@@ -173,7 +188,7 @@ impl Reader {
                     .with_context(|| format!("reading {}", path.display()))?;
                 Ok(docs.collect())
             }
-            Reader::Store(store) => {
+            Reader::Store(store, _) => {
                 let mut out = Vec::new();
                 self.pages(store, OutcomeKind::Document, &mut |r| {
                     if let Record::Document(d) = r {
@@ -205,13 +220,26 @@ impl Reader {
                 }
                 Ok(())
             }
-            Reader::Store(store) => {
+            Reader::Store(store, overrides) if overrides.is_empty() => {
                 self.pages(store, kind, &mut |r| match r {
                     Record::Accepted(a) => f(ExampleView::accepted(&a)),
                     Record::Rejected(r) => f(ExampleView::rejected(&r)),
                     _ => Ok(()),
                 })
                 .await
+            }
+            Reader::Store(store, overrides) => {
+                // A version or a review may move a record from one outcome to the other: both tables are
+                // read, and what stands now is handed on when it is of the kind asked.
+                for table in [OutcomeKind::Accepted, OutcomeKind::Rejected] {
+                    self.pages(store, table, &mut |r| match (overrides.current(r), kind) {
+                        (Record::Accepted(a), OutcomeKind::Accepted) => f(ExampleView::accepted(&a)),
+                        (Record::Rejected(r), OutcomeKind::Rejected) => f(ExampleView::rejected(&r)),
+                        _ => Ok(()),
+                    })
+                    .await?;
+                }
+                Ok(())
             }
         }
     }

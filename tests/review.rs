@@ -31,7 +31,8 @@ up to 4 hours.\n";
 
 fn run(args: &[&str]) -> (String, String) {
     let out = Command::new(binary()).args(args).env_remove("DISTILLERY_LLM_BASE_URL").output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
     assert!(out.status.success(), "distillery {args:?} failed:\n{stdout}\n{stderr}");
     (stdout, stderr)
 }
@@ -162,7 +163,11 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
     let accepted_run = lines(&out.join("accepted.jsonl"));
     let judged_rejections = jsonl(&out.join("rejected.jsonl"))
         .iter()
-        .filter(|r| r["stage"] == "judge" && r["messages"].as_array().is_some_and(|m| !m.is_empty()))
+        .filter(|r| {
+            r["messages"].as_array().is_some_and(|m| !m.is_empty())
+                && r["reason"] != "duplicate"
+                && (r["stage"] == "judge" || r.get("scores").is_some_and(|s| !s.is_null()))
+        })
         .count();
     let retained = accepted_run + judged_rejections;
     assert!(retained > 0, "the run retained no judged draft");
@@ -215,7 +220,10 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
     let accepted_v3 = v3["accepted_after"].as_u64().unwrap() as usize;
     let diff3 = jsonl(&out.join("versions/3/diff.jsonl"));
     assert_eq!(diff3.len() as u64, v3["newly_accepted"].as_u64().unwrap() + v3["newly_rejected"].as_u64().unwrap());
-    assert_eq!(accepted_v2 + v3["newly_accepted"].as_u64().unwrap() as usize - v3["newly_rejected"].as_u64().unwrap() as usize, accepted_v3);
+    assert_eq!(
+        accepted_v2 + v3["newly_accepted"].as_u64().unwrap() as usize - v3["newly_rejected"].as_u64().unwrap() as usize,
+        accepted_v3
+    );
     let versions = store.versions().await.unwrap();
     assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 3]);
     assert_eq!(lines(&out.join("alpaca.jsonl")), accepted_v3, "the folder's alpaca.jsonl follows version 3");
@@ -263,8 +271,12 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
         .skip(1)
         .map(|s| s[..s.find('"').unwrap()].to_string())
         .collect();
-    let any: Vec<String> =
-        dom.split("data-draft=\"").skip(1).map(|s| s[..s.find('"').unwrap()].to_string()).filter(|d| !d.is_empty()).collect();
+    let any: Vec<String> = dom
+        .split("data-draft=\"")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
     assert!(!any.is_empty(), "no reviewable record in {dom}");
     let (to_reject, to_edit) = match drafts.first() {
         Some(d) => (d.clone(), any.iter().find(|x| *x != d).cloned()),
@@ -318,7 +330,8 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
     let mut done = job;
     while done["status"] == "running" {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        done = http.get(format!("{base}/v1/exports/{id}")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+        done =
+            http.get(format!("{base}/v1/exports/{id}")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
     }
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["records"].as_u64().unwrap() as usize, expected, "the API's export respects the reviews too");
@@ -333,6 +346,8 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
     }
     assert!(seen.contains("data: {"), "{seen}");
     drop(res);
-    let dom = dump_dom(&profile, &format!("{base}/review/live?token={TOKEN}"), Some(5000));
+    // In the browser, the snapshot mode (the feed ends once it has sent what arrived, so the page settles).
+    let dom = dump_dom(&profile, &format!("{base}/review/live?follow=false&token={TOKEN}"), Some(10_000));
     assert!(dom.contains("class=\"event draft\""), "the live page shows the drafts that arrived: {dom}");
+    assert!(dom.contains("snapshot complete"), "{dom}");
 }

@@ -1218,4 +1218,3 @@ impl DatasetStore for SqlStore {
         tx.commit().await.map_err(err)
     }
 }
-

@@ -172,7 +172,16 @@ fn schemas() -> Value {
                 "draft_id": string(),
                 "messages": { "type": "array", "items": reference("Turn") },
                 "scores": reference("Scores"),
-                "rationale": string()
+                "rationale": string(),
+                "preference": {
+                    "type": "object",
+                    "description": "The judge's check that the regeneration is better than this draft (absent: never checked).",
+                    "properties": {
+                        "verified": { "type": "boolean" },
+                        "votes": { "type": "array", "items": string() },
+                        "reason": string()
+                    }
+                }
             }
         },
         "Record": {

@@ -60,9 +60,11 @@ impl std::fmt::Debug for ReviewMetrics {
 impl ReviewMetrics {
     pub fn of(m: &Metrics) -> ReviewMetrics {
         ReviewMetrics {
-            reviews: m.counter_vec("reviews_total", "Records reviewed by hand on the review page, by action", &[
-                "action",
-            ]),
+            reviews: m.counter_vec(
+                "reviews_total",
+                "Records reviewed by hand on the review page, by action",
+                &["action"],
+            ),
         }
     }
 }
@@ -110,15 +112,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' => {
-                match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -142,7 +142,18 @@ async fn require_reviewer(State(s): State<ReviewState>, req: Request, next: Next
     if let Some(token) = query_token(&req)
         && bearer_value(&token).is_some_and(|v| s.bearer.accepts(Some(&v)))
     {
-        let path = req.uri().path().to_string();
+        // The same page, with the rest of its query, without the token in the address.
+        let rest: Vec<&str> = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("token="))
+            .collect();
+        let path = match rest.is_empty() {
+            true => req.uri().path().to_string(),
+            false => format!("{}?{}", req.uri().path(), rest.join("&")),
+        };
         let mut res = Redirect::to(&path).into_response();
         let cookie = format!("{COOKIE}={token}; Path=/review; HttpOnly; SameSite=Strict");
         if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -199,7 +210,10 @@ fn nav() -> &'static str {
 type PageResult = Result<Html<String>, (StatusCode, Html<String>)>;
 
 fn unavailable(e: impl std::fmt::Display) -> (StatusCode, Html<String>) {
-    (StatusCode::SERVICE_UNAVAILABLE, Html(page("Unavailable", &format!("<p>The dataset store did not answer: {}</p>", esc(&e.to_string())))))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Html(page("Unavailable", &format!("<p>The dataset store did not answer: {}</p>", esc(&e.to_string())))),
+    )
 }
 
 /// `GET /review`: the documents, the dataset versions.
@@ -227,8 +241,10 @@ async fn index(State(s): State<ReviewState>) -> PageResult {
     }
     html.push_str("</table>");
     if !versions.is_empty() {
-        html.push_str("<h2>Versions</h2><table id=\"versions\"><tr><th>Version</th><th>Judge</th><th>Threshold</th>\
-                       <th>Re-decided</th><th>Newly accepted</th><th>Newly rejected</th></tr>");
+        html.push_str(
+            "<h2>Versions</h2><table id=\"versions\"><tr><th>Version</th><th>Judge</th><th>Threshold</th>\
+                       <th>Re-decided</th><th>Newly accepted</th><th>Newly rejected</th></tr>",
+        );
         for v in &versions {
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -319,10 +335,16 @@ fn record_html(shown: &Shown) -> String {
         h.push_str(&format!("<p class=\"rationale\"><b>Rationale:</b> {}</p>", esc(r)));
     }
     if let Some(r) = &view.reasoning {
-        h.push_str(&format!("<details><summary>Reasoning trace</summary><pre class=\"reasoning\">{}</pre></details>", esc(r)));
+        h.push_str(&format!(
+            "<details><summary>Reasoning trace</summary><pre class=\"reasoning\">{}</pre></details>",
+            esc(r)
+        ));
     }
     if let Some(c) = &view.context_text {
-        h.push_str(&format!("<details><summary>Source chunk</summary><pre class=\"source\">{}</pre></details>", esc(c)));
+        h.push_str(&format!(
+            "<details><summary>Source chunk</summary><pre class=\"source\">{}</pre></details>",
+            esc(c)
+        ));
     }
     if let Some(d) = draft_id {
         let q = view.messages.iter().find(|m| m.role == "user").map_or("", |m| m.content.as_str());
@@ -349,7 +371,10 @@ fn record_html(shown: &Shown) -> String {
 async fn document(State(s): State<ReviewState>, Path(id): Path<String>) -> PageResult {
     let docs = s.api.store.documents().await.map_err(unavailable)?;
     let Some(doc) = docs.iter().find(|d| d.document_id == id) else {
-        return Err((StatusCode::NOT_FOUND, Html(page("Not found", &format!("<p>No document {}</p>{}", esc(&id), nav())))));
+        return Err((
+            StatusCode::NOT_FOUND,
+            Html(page("Not found", &format!("<p>No document {}</p>{}", esc(&id), nav()))),
+        ));
     };
     let records = records_of(&s, &id).await?;
     let accepted = records.iter().filter(|r| matches!(r.record, Record::Accepted(_))).count();
@@ -385,7 +410,10 @@ async fn decide(State(s): State<ReviewState>, Path(id): Path<String>, Form(f): F
     let document = match find_draft_document(&s, &id).await {
         Ok(Some(d)) => d,
         Ok(None) => {
-            return (StatusCode::NOT_FOUND, Html(page("Not found", &format!("<p>No record of draft {}</p>", esc(&id)))))
+            return (
+                StatusCode::NOT_FOUND,
+                Html(page("Not found", &format!("<p>No record of draft {}</p>", esc(&id)))),
+            )
                 .into_response();
         }
         Err(e) => return e.into_response(),
@@ -448,26 +476,43 @@ function add(kind, e) {
   status.textContent = n + ' events';
   document.getElementById('count-' + kind).textContent = String(Number(document.getElementById('count-' + kind).textContent) + 1);
 }
-const src = new EventSource('/review/events');
+const src = new EventSource(feed.dataset.events);
 for (const k of ['draft', 'accepted', 'rejected']) src.addEventListener(k, (e) => add(k, e));
 src.onopen = () => { status.textContent = n + ' events (connected)'; };
+src.addEventListener('end', () => { src.close(); status.textContent = n + ' events (snapshot complete)'; });
 "#;
 
-/// `GET /review/live`: drafts, acceptances and rejections as they arrive.
-async fn live() -> Html<String> {
+/// `GET /review/live`: drafts, acceptances and rejections as they arrive (`?follow=false`: what has arrived
+/// so far, then the feed closes).
+async fn live(Query(q): Query<EventsQuery>) -> Html<String> {
+    let events = if q.follow == Some(false) { "/review/events?follow=false" } else { "/review/events" };
     let body = format!(
         "<h1>Live generation</h1>{}<p>Drafts <span id=\"count-draft\">0</span> · accepted \
          <span id=\"count-accepted\">0</span> · rejected <span id=\"count-rejected\">0</span> · \
-         <span id=\"status\">connecting</span></p><div id=\"feed\"></div><script>{LIVE_SCRIPT}</script>",
+         <span id=\"status\">connecting</span></p><div id=\"feed\" data-events=\"{events}\"></div>\
+         <script>{LIVE_SCRIPT}</script>",
         nav()
     );
     Html(page("Live", &body))
 }
 
-/// `?since=` (milliseconds since the epoch; default: everything).
+/// `?since=` (milliseconds since the epoch; default: everything) and `?follow=false` (what has arrived so
+/// far, then an `end` event and the stream ends; default: follow what arrives).
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
     pub since: Option<i64>,
+    pub follow: Option<bool>,
+}
+
+/// Where one client's feed is.
+struct Feed {
+    store: std::sync::Arc<dyn distillery_dataset::DatasetStore>,
+    /// The time of the newest arrival sent.
+    since: i64,
+    /// What was sent (arrivals of the cursor's millisecond come again).
+    sent: HashSet<String>,
+    queue: std::collections::VecDeque<Event>,
+    polls: u64,
 }
 
 /// The event of one arrival: its kind and its flat view.
@@ -515,30 +560,40 @@ async fn events(
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
     let since = q.since.or(last).unwrap_or(0);
-    let store = s.api.store.clone();
-    let state = (store, since, HashSet::<String>::new(), std::collections::VecDeque::<Event>::new(), true);
-    let stream = futures::stream::unfold(state, |(store, mut since, mut sent, mut queue, mut first)| async move {
+    let follow = q.follow.unwrap_or(true);
+    let feed = Feed { store: s.api.store.clone(), since, sent: HashSet::new(), queue: Default::default(), polls: 0 };
+    let stream = futures::stream::unfold(Some(feed), move |feed| async move {
+        let mut f = feed?;
         loop {
-            if let Some(e) = queue.pop_front() {
-                return Some((Ok::<Event, Infallible>(e), (store, since, sent, queue, first)));
+            if let Some(e) = f.queue.pop_front() {
+                return Some((Ok::<Event, Infallible>(e), Some(f)));
             }
-            if !first {
+            if f.polls > 0 && follow {
                 tokio::time::sleep(POLL).await;
             }
-            first = false;
-            match store.arrivals(since, FEED_BATCH).await {
+            f.polls += 1;
+            let new = match f.store.arrivals(f.since, FEED_BATCH).await {
                 Ok(batch) => {
+                    let mut new = 0;
                     for (at, record) in batch {
                         // Records of the cursor's millisecond come again on the next poll.
-                        if sent.insert(record.id().to_string())
+                        if f.sent.insert(record.id().to_string())
                             && let Some(e) = arrival_event(&record)
                         {
-                            queue.push_back(e);
+                            f.queue.push_back(e);
+                            new += 1;
                         }
-                        since = since.max(at);
+                        f.since = f.since.max(at);
                     }
+                    new
                 }
-                Err(e) => tracing::warn!(error = %e, "live review feed: the store did not answer"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "live review feed: the store did not answer");
+                    0
+                }
+            };
+            if new == 0 && !follow {
+                return Some((Ok(Event::default().event("end").data("{}")), None));
             }
         }
     });

@@ -2,9 +2,10 @@
 //! re-decides the retained drafts of a dataset without generating anything, and records the result as a
 //! new dataset version with a diff of what changed.
 //!
-//! The retained drafts are those whose current outcome the judge decided: every accepted example and every
-//! draft the judge (or an earlier rejudge) rejected. Rejections by other stages (duplicates, drafts
-//! generation itself refused, failed chunks and documents) stay as they are.
+//! The retained drafts are those whose current outcome a judge decided: every accepted example and every
+//! draft rejected on a verdict (by the judge, an earlier rejudge, or a failed regeneration of a low-scored
+//! draft). Other rejections (duplicates, drafts generation itself refused, failed chunks and documents) stay
+//! as they are.
 //!
 //! Two ways to re-decide:
 //! - **with a judge** (`--judge-model` or `--llm-base-url` given): the pipeline's own judge (screening,
@@ -215,8 +216,13 @@ async fn retained(store: &SqlStore) -> anyhow::Result<(Vec<Retained>, u64)> {
                 let current = overrides.decided.get(&draft_id).cloned().unwrap_or(record);
                 let judge_decided = match &current {
                     Record::Accepted(_) => true,
+                    // The judge's rejections, and those of drafts a judge scored that another stage
+                    // rejected on its verdict (a failed regeneration of a low-scored draft); never duplicates.
                     Record::Rejected(r) => {
-                        r.stage == StageName::Judge.as_str() || r.stage == DecidedBy::Rejudge.as_str()
+                        r.reason != RejectReason::Duplicate
+                            && (r.stage == StageName::Judge.as_str()
+                                || r.stage == DecidedBy::Rejudge.as_str()
+                                || r.scores.is_some())
                     }
                     _ => false,
                 };

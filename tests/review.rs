@@ -9,6 +9,8 @@
 //!   review, the DOM (`--dump-dom`) shows the records with their source chunk, scores and rationale, a
 //!   reject and an edit made through the page's form are stored and respected by the export, and the live
 //!   view receives the records over server-sent events.
+//! - the file deleted from the input, a rerun on the same folder marks its document deleted (no LLM call):
+//!   `distillery status` shows it and no export holds its records.
 
 mod common;
 
@@ -350,4 +352,33 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
     let dom = dump_dom(&profile, &format!("{base}/review/live?follow=false&token={TOKEN}"), Some(10_000));
     assert!(dom.contains("class=\"event draft\""), "the live page shows the drafts that arrived: {dom}");
     assert!(dom.contains("snapshot complete"), "{dom}");
+    drop(_serve);
+
+    // 4. The file is deleted from the input: a rerun on the same folder marks its document deleted (no LLM
+    //    call), `distillery status` shows it, and no export holds its records any more.
+    std::fs::remove_file(input.join("parking.md")).unwrap();
+    let (stdout, _) = run(&[
+        "run",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--llm-base-url",
+        &servers.llm,
+        "--llm-model",
+        &servers.llm_model,
+        "--config",
+        config.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let summary: Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["llm_calls"], 0, "{stdout}");
+    let (status, _) = run(&["status", out.to_str().unwrap()]);
+    assert!(status.contains("parking.md [deleted"), "{status}");
+    let (status, _) = run(&["status", out.to_str().unwrap(), "--json"]);
+    let line: Value = serde_json::from_str(status.lines().next().unwrap()).unwrap();
+    assert_eq!(line["deleted"], true, "{line}");
+    assert_eq!(lines(&out.join("alpaca.jsonl")), 0, "the folder's exports drop a deleted document's records");
+    let after = dir.path().join("after-delete.jsonl");
+    run(&["export", "--from", out.to_str().unwrap(), "--format", "sharegpt", "--out", after.to_str().unwrap()]);
+    assert_eq!(lines(&after), 0);
 }

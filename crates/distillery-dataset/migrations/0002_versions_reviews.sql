@@ -34,3 +34,11 @@ CREATE TABLE reviews (
     note TEXT,
     reviewed_at_ms BIGINT NOT NULL
 );
+
+-- Documents whose source object is gone (a file missing from the input on a rerun, an S3 object removed):
+-- their records are never exported again. A document whose object comes back is removed from here.
+CREATE TABLE deleted_documents (
+    document_id TEXT PRIMARY KEY,
+    source_uri TEXT NOT NULL,
+    deleted_at_ms BIGINT NOT NULL
+);

@@ -59,6 +59,10 @@ impl StoreConfig {
     }
 }
 
+/// What exports put in place of the newer document's id for a deleted document (its records are left out as
+/// a superseded document's are).
+pub const DELETED: &str = "deleted";
+
 /// The file name of the embedded store in a dataset folder.
 pub const STORE_FILE: &str = "distillery.db";
 
@@ -127,6 +131,10 @@ pub struct DocumentProgress {
     pub accepted: u64,
     pub rejected: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// The source object is gone (deleted, or missing from the input on a rerun): its records are never
+    /// exported.
+    #[serde(default)]
+    pub deleted: bool,
     /// LLM tokens spent on the document over every run (failed and retried calls included).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -236,6 +244,22 @@ pub trait DatasetStore: Send + Sync + std::fmt::Debug {
     /// oldest first, at most `limit`, each with its time: the live view's feed.
     async fn arrivals(&self, _after_ms: i64, _limit: usize) -> Result<Vec<(i64, Record)>, DatasetError> {
         Ok(Vec::new())
+    }
+
+    /// Marks the documents stored under `prefix_uri` (a source URI prefix: the input of a run) whose source
+    /// URI is not in `present` as deleted, and those whose URI is present as not deleted; gives the ids newly
+    /// marked deleted.
+    async fn mark_missing(
+        &self,
+        _prefix_uri: &str,
+        _present: &std::collections::HashSet<String>,
+    ) -> Result<Vec<String>, DatasetError> {
+        Ok(Vec::new())
+    }
+
+    /// The ids of the documents marked deleted.
+    async fn deleted_documents(&self) -> Result<std::collections::HashSet<String>, DatasetError> {
+        Ok(Default::default())
     }
 
     /// Stores a person's review of a draft (replacing an earlier one).

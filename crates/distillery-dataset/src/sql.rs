@@ -1061,9 +1061,11 @@ impl DatasetStore for SqlStore {
                 p.tokens = p.prompt_tokens + p.completion_tokens;
             }
         }
+        let deleted = self.deleted_documents().await?;
         let mut out: Vec<DocumentProgress> = docs
             .into_values()
             .map(|mut p| {
+                p.deleted = deleted.contains(&p.document_id);
                 p.chunks = p.chunks.max(chunk_rows.get(&p.document_id).copied().unwrap_or(0));
                 p.chunks_pending = p.chunks.saturating_sub(p.chunks_done + p.chunks_failed);
                 p
@@ -1193,6 +1195,51 @@ impl DatasetStore for SqlStore {
         out.sort_by_key(|(at, _)| *at);
         out.truncate(limit);
         Ok(out)
+    }
+
+    async fn mark_missing(
+        &self,
+        prefix_uri: &str,
+        present: &std::collections::HashSet<String>,
+    ) -> Result<Vec<String>, DatasetError> {
+        let rows = sqlx::query("SELECT id, source_uri FROM documents").fetch_all(&self.pool).await.map_err(err)?;
+        let deleted = self.deleted_documents().await?;
+        let mut newly = Vec::new();
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for r in rows {
+            let (id, uri): (String, String) = (r.try_get(0).map_err(err)?, r.try_get(1).map_err(err)?);
+            if !uri.starts_with(prefix_uri) {
+                continue;
+            }
+            if present.contains(&uri) {
+                if deleted.contains(&id) {
+                    sqlx::query("DELETE FROM deleted_documents WHERE document_id = $1")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+            } else if !deleted.contains(&id) {
+                sqlx::query(
+                    "INSERT INTO deleted_documents (document_id, source_uri, deleted_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&id)
+                .bind(&uri)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                newly.push(id);
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(newly)
+    }
+
+    async fn deleted_documents(&self) -> Result<HashSet<String>, DatasetError> {
+        let rows = sqlx::query("SELECT document_id FROM deleted_documents").fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(err)).collect()
     }
 
     async fn review(&self, review: &Review) -> Result<(), DatasetError> {

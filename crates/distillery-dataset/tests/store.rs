@@ -95,6 +95,18 @@ async fn versions_and_reviews(store: &SqlStore) {
     assert!(arrivals.iter().any(|(_, r)| matches!(r, Record::Draft(_))), "{arrivals:?}");
     assert!(arrivals.windows(2).all(|w| w[0].0 <= w[1].0));
     assert!(store.arrivals(i64::MAX, 100).await.unwrap().is_empty());
+
+    // A document missing from its input is marked deleted, and comes back when its object does.
+    let uri = fixtures::object_ref().uri();
+    let (prefix, _) = uri.rsplit_once('/').unwrap();
+    let none = std::collections::HashSet::new();
+    assert!(store.mark_missing("s3://elsewhere/", &none).await.unwrap().is_empty(), "another input");
+    assert_eq!(store.mark_missing(prefix, &none).await.unwrap(), vec![fixtures::document().id]);
+    assert!(store.mark_missing(prefix, &none).await.unwrap().is_empty(), "marked once");
+    assert!(store.documents().await.unwrap()[0].deleted);
+    assert!(store.deleted_documents().await.unwrap().contains(&fixtures::document().id));
+    store.mark_missing(prefix, &[uri].into_iter().collect()).await.unwrap();
+    assert!(!store.documents().await.unwrap()[0].deleted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,6 +128,7 @@ async fn postgres_store_is_idempotent_and_answers_progress() {
     let store = SqlStore::open(&url).await.unwrap();
     // The suite's database is fresh per `scripts/test-servers start`; start from empty tables anyway.
     for table in [
+        "deleted_documents",
         "reviews",
         "decisions",
         "dataset_versions",

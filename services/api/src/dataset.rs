@@ -278,9 +278,15 @@ impl Exporter for StoreExporter {
         // The job writes files as records arrive: on a blocking thread, reading the store through `handle`.
         let written = tokio::task::spawn_blocking(move || -> Result<Vec<Written>, String> {
             let mut documents = Vec::new();
+            let deleted = handle.block_on(store.deleted_documents()).map_err(|e| e.to_string())?;
             each_outcome(&handle, &*store, OutcomeKind::Document, &mut |r| {
                 if let Record::Document(d) = r {
-                    documents.push(DocumentView::from(d));
+                    let mut view = DocumentView::from(d);
+                    if deleted.contains(&d.id) {
+                        // Its records are left out as a superseded document's are.
+                        view.superseded_by = Some(distillery_dataset::DELETED.into());
+                    }
+                    documents.push(view);
                 }
                 Ok(())
             })?;

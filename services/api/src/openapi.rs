@@ -80,6 +80,7 @@ fn schemas() -> Value {
                 "accepted": integer(),
                 "rejected": integer(),
                 "rejected_by_reason": counts(),
+                "deleted": { "type": "boolean", "description": "The source object is gone: its records are no longer exported." },
                 "prompt_tokens": integer(),
                 "completion_tokens": integer(),
                 "tokens": integer()

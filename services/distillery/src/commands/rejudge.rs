@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -418,20 +418,7 @@ pub async fn rejudge(args: RejudgeArgs, mut cfg: RunConfig) -> anyhow::Result<Re
         std::fs::write(out.join("version.json"), serde_json::to_vec_pretty(&report)?)?;
     }
     if let Some(dir) = &args.from {
-        refresh_exports(dir).await?;
+        super::export::refresh_folder(dir).await?;
     }
     Ok(report)
-}
-
-/// Rewrites the training files a run folder holds (alpaca.jsonl, and the other formats already there) from
-/// its store's current version.
-async fn refresh_exports(dir: &Path) -> anyhow::Result<()> {
-    use distillery_export::{ExportOptions, Format};
-    let formats: Vec<Format> = Format::ALL
-        .into_iter()
-        .filter(|f| *f == Format::Alpaca || (*f != Format::Card && dir.join(f.file_name()).exists()))
-        .collect();
-    let source = super::export::ExportSource::Folder(dir.to_path_buf());
-    super::export::export(&source, &formats, dir, &ExportOptions::default()).await?;
-    Ok(())
 }

@@ -145,9 +145,37 @@ pub fn check(errors: &mut Vec<String>, ok: bool, msg: impl FnOnce() -> String) {
     }
 }
 
+/// A URL as logs and error messages may show it: user information (`user:password@`) and the query (`?key=...`)
+/// replaced by `<redacted>`, so credentials in a configured URL never leak.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = match authority.rfind('@') {
+        Some(at) => format!("<redacted>@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    let tail = match tail.find('?') {
+        Some(q) => format!("{}?<redacted>", &tail[..q]),
+        None => tail.to_string(),
+    };
+    format!("{scheme}{host}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(redact_url("https://user:pa55@llm.example/v1"), "https://<redacted>@llm.example/v1");
+        assert_eq!(redact_url("http://h:8080/v1?key=abc&x=1"), "http://h:8080/v1?<redacted>");
+        assert_eq!(redact_url("http://127.0.0.1:8080/v1"), "http://127.0.0.1:8080/v1");
+        assert_eq!(redact_url("tok@host"), "<redacted>@host");
+    }
 
     #[derive(Debug, Deserialize, Serialize, PartialEq)]
     #[serde(default, deny_unknown_fields)]

@@ -105,7 +105,7 @@ async fn versions_and_reviews(store: &SqlStore) {
     assert!(store.mark_missing(prefix, &none).await.unwrap().is_empty(), "marked once");
     assert!(store.documents().await.unwrap()[0].deleted);
     assert!(store.deleted_documents().await.unwrap().contains(&fixtures::document().id));
-    store.mark_missing(prefix, &[uri].into_iter().collect()).await.unwrap();
+    store.mark_missing(prefix, &[uri.clone()].into_iter().collect()).await.unwrap();
     assert!(!store.documents().await.unwrap()[0].deleted);
 }
 

@@ -577,7 +577,9 @@ async fn events(
                     let mut new = 0;
                     for (at, record) in batch {
                         // Records of the cursor's millisecond come again on the next poll.
-                        if f.sent.insert(record.id().to_string())
+                        // By kind and id: an accepted record may carry its draft's id.
+                        let key = format!("{:?}:{}", record.kind(), record.id());
+                        if f.sent.insert(key)
                             && let Some(e) = arrival_event(&record)
                         {
                             f.queue.push_back(e);

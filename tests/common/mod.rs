@@ -120,6 +120,11 @@ pub fn free_port() -> u16 {
 /// The `distillery` binary of this build: beside the test executable's `deps/` folder (cargo builds it
 /// for the `distillery` package's own tests; `cargo build -p distillery` otherwise).
 pub fn binary() -> PathBuf {
+    // A build directory shared by several checkouts may hold another checkout's binary there: this one's can
+    // be named instead.
+    if let Some(bin) = std::env::var_os("DISTILLERY_TEST_BINARY").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("the test executable has a path");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("tests run from <target>/<profile>/deps");
     let bin = dir.join(format!("distillery{}", std::env::consts::EXE_SUFFIX));

@@ -429,7 +429,12 @@ pub struct AnswerReply {
 
 /// The questions of a batch as the answer task lists them: `1. ...` a line.
 pub fn numbered_questions<'a>(questions: impl IntoIterator<Item = &'a str>) -> String {
-    questions.into_iter().enumerate().map(|(i, q)| format!("{}. {}", i + 1, neutralize(q))).collect::<Vec<_>>().join("\n")
+    questions
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| format!("{}. {}", i + 1, neutralize(q)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// JSON schema of a comparison of two answers.

@@ -118,8 +118,8 @@ fn normalise_number(raw: &str) -> String {
 /// Questions answered by yes or no.
 fn yes_no(question: &str) -> bool {
     const OPENERS: &[&str] = &[
-        "can", "is", "are", "do", "does", "did", "may", "must", "should", "will", "would", "could", "has", "have", "am",
-        "was", "were", "shall",
+        "can", "is", "are", "do", "does", "did", "may", "must", "should", "will", "would", "could", "has", "have",
+        "am", "was", "were", "shall",
     ];
     text::words(question).first().is_some_and(|w| OPENERS.contains(&w.as_str()))
 }
@@ -127,8 +127,21 @@ fn yes_no(question: &str) -> bool {
 /// Whether an answer says yes (true) or no (false): its first word, else whether it negates.
 fn polarity(answer: &str) -> bool {
     const NEGATIONS: &[&str] = &[
-        "no", "not", "never", "cannot", "can't", "isn't", "aren't", "doesn't", "don't", "mustn't", "forbidden",
-        "prohibited", "neither", "nor", "none",
+        "no",
+        "not",
+        "never",
+        "cannot",
+        "can't",
+        "isn't",
+        "aren't",
+        "doesn't",
+        "don't",
+        "mustn't",
+        "forbidden",
+        "prohibited",
+        "neither",
+        "nor",
+        "none",
     ];
     let words = text::words(&answer.replace(['\u{2019}'], "'"));
     match words.first().map(String::as_str) {
@@ -169,10 +182,7 @@ pub fn agreement(question: &str, answer: &str, own: &str) -> Agreement {
         if own_numbers.is_disjoint(&answer_numbers) {
             let mut o: Vec<_> = own_numbers.into_iter().collect();
             o.sort();
-            return Agreement::Differs(format!(
-                "the context gives {} ({own:?}), the answer does not",
-                o.join(", ")
-            ));
+            return Agreement::Differs(format!("the context gives {} ({own:?}), the answer does not", o.join(", ")));
         }
         if !yes_no(question) {
             return Agreement::Agrees;
@@ -182,11 +192,7 @@ pub fn agreement(question: &str, answer: &str, own: &str) -> Agreement {
         let (o, a) = (polarity(own), polarity(answer));
         if o != a {
             let say = |p: bool| if p { "yes" } else { "no" };
-            return Agreement::Differs(format!(
-                "the context says {} ({own:?}), the answer says {}",
-                say(o),
-                say(a)
-            ));
+            return Agreement::Differs(format!("the context says {} ({own:?}), the answer says {}", say(o), say(a)));
         }
         return Agreement::Agrees;
     }
@@ -235,14 +241,23 @@ mod tests {
         assert_eq!(agreement(q, "It must be requested at least eight weeks ahead.", "8 weeks"), Agreement::Agrees);
         // The question's own numbers decide nothing.
         let q = "What is the first response time for a P3 ticket?";
-        assert!(matches!(agreement(q, "A P3 ticket gets a first response within 4 hours.", "8 hours"), Agreement::Differs(_)));
-        assert_eq!(agreement(q, "A P3 ticket gets its first response within 8 business hours.", "8 hours"), Agreement::Agrees);
+        assert!(matches!(
+            agreement(q, "A P3 ticket gets a first response within 4 hours.", "8 hours"),
+            Agreement::Differs(_)
+        ));
+        assert_eq!(
+            agreement(q, "A P3 ticket gets its first response within 8 business hours.", "8 hours"),
+            Agreement::Agrees
+        );
     }
 
     #[test]
     fn yes_and_no_must_meet() {
         let q = "Can a P1 ticket be opened by e-mail?";
-        assert!(matches!(agreement(q, "Yes, by e-mail as well as by phone.", "No, only by phone"), Agreement::Differs(_)));
+        assert!(matches!(
+            agreement(q, "Yes, by e-mail as well as by phone.", "No, only by phone"),
+            Agreement::Differs(_)
+        ));
         assert_eq!(agreement(q, "No, P1 tickets can only be opened by phone.", "No"), Agreement::Agrees);
         let q = "Can personal USB storage devices be used with company laptops?";
         assert!(matches!(
@@ -262,7 +277,10 @@ mod tests {
             agreement(q, "The employee's line manager reviews such requests.", "the security team"),
             Agreement::Differs(_)
         ));
-        assert_eq!(agreement(q, "Such requests are reviewed by the security team.", "security team"), Agreement::Agrees);
+        assert_eq!(
+            agreement(q, "Such requests are reviewed by the security team.", "security team"),
+            Agreement::Agrees
+        );
         assert_eq!(agreement("What is it?", "Anything at all.", "not stated"), Agreement::NotStated);
         assert_eq!(agreement("What is it?", "Anything at all.", "The context does not say."), Agreement::NotStated);
     }

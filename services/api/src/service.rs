@@ -150,6 +150,18 @@ pub fn router(parts: &Parts) -> Router {
         };
         router = router.route(route.path, handler);
     }
+    // The review page (HTML, not part of the OpenAPI document): the same token, checked by its own layer
+    // (header, or the cookie the page sets).
+    if let Some((api, bearer)) = &parts.dataset {
+        let state = crate::review::ReviewState {
+            api: api.clone(),
+            bearer: bearer.clone(),
+            metrics: crate::review::ReviewMetrics::of(&parts.metrics),
+        };
+        for route in crate::review::routes(state) {
+            router = router.route(route.path, route.handler);
+        }
+    }
     let limits = parts.limits;
     // The uploads read their body with their own limit (and answer 413 themselves); this one is the
     // outer bound on any request, a little above it.

@@ -115,6 +115,34 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Re-decide a dataset's retained drafts with another judge model or threshold, without generating:
+    /// writes a new dataset version and a diff (newly accepted, newly rejected). With --judge-model or
+    /// --llm-base-url the judge scores every retained draft again; with only --threshold the stored
+    /// verdicts are read against it (no LLM call).
+    Rejudge {
+        /// A run folder (the `--out` of `distillery run`): its distillery.db; the diff goes to
+        /// DIR/versions/N/ and the folder's training files are rewritten.
+        #[arg(long, conflicts_with = "store", required_unless_present = "store")]
+        from: Option<PathBuf>,
+        /// A dataset store URL instead (`postgres://...`, `sqlite:PATH`).
+        #[arg(long)]
+        store: Option<String>,
+        /// The judge model (on --llm-base-url, else the configured judge server).
+        #[arg(long)]
+        judge_model: Option<String>,
+        /// Lowest overall score (1-5) that passes (default: the configured judge threshold).
+        #[arg(long)]
+        threshold: Option<i32>,
+        /// OpenAI-compatible base URL of the judge model.
+        #[arg(long)]
+        llm_base_url: Option<String>,
+        /// A TOML configuration file (its [llm] and [judge] sections).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the diff (diff.jsonl, version.json) goes (default: DIR/versions/N with --from).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Rebuild training exports from a run folder or a dataset store (drops repeated ids and records of
     /// superseded documents).
     Export {
@@ -313,6 +341,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Judge { pairs, llm_base_url, llm_model, config } => {
             let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             crate::commands::judge::judge(&pairs, cfg, llm_base_url, llm_model).await
+        }
+        Command::Rejudge { from, store, judge_model, threshold, llm_base_url, config, out } => {
+            let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let args = crate::commands::rejudge::RejudgeArgs {
+                from,
+                store,
+                judge_model,
+                threshold,
+                llm_base_url,
+                config,
+                out,
+            };
+            let report = crate::commands::rejudge::rejudge(args, cfg).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
         }
         Command::Export { from, store, out, formats, include_reasoning, system_prompt, alpaca_input_context } => {
             let opts = ExportOptions { include_reasoning, system_prompt, alpaca_input_context };

@@ -346,8 +346,11 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         .await
         .map_err(|e| anyhow::anyhow!("recording the run's usage: {e}"))?;
     // A listing that failed as a whole still leaves a summary of what was found (objects that could not be
-    // read were rejected one by one).
+    // read were rejected one by one); documents gone from the input are marked only after a complete listing.
     let input_error = scanned.err().map(|e| format!("{e:#}"));
+    if input_error.is_none() && !cancel.is_cancelled() {
+        mark_missing(&stores, &spec, &*store, &metrics).await?;
+    }
 
     // The folder's files, rebuilt from the store: one line per stored outcome, whatever an earlier
     // interrupted run left in them.
@@ -388,8 +391,50 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
                 .map_err(anyhow::Error::msg)?;
         tracing::info!(rows, path = %path.display(), "parquet written");
     }
+    // Exports follow the store where the run's own files cannot show it (deleted documents, a rejudged
+    // version, reviews).
+    crate::commands::export::refresh_folder(&opts.out).await?;
     std::fs::write(opts.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
     Ok(summary)
+}
+
+/// Marks the stored documents of this input whose object is no longer there as deleted (and those back
+/// again as not): their records are never exported again.
+async fn mark_missing(
+    stores: &Stores,
+    spec: &InputSpec,
+    store: &dyn DatasetStore,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let objects = stores.get(spec.store).map_err(anyhow::Error::msg)?;
+    let object = |key: &str| distillery_core::ObjectRef {
+        store: spec.store,
+        bucket: spec.bucket.clone(),
+        key: key.to_string(),
+        version_id: None,
+        etag: None,
+    };
+    let mut present = std::collections::HashSet::new();
+    let mut listing = objects.list(&spec.bucket, &spec.prefix);
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(|e| anyhow::anyhow!("listing the input: {e}"))?;
+        present.insert(object(&meta.key).uri());
+    }
+    let gone = store
+        .mark_missing(&object(&spec.prefix).uri(), &present)
+        .await
+        .map_err(|e| anyhow::anyhow!("marking deleted documents: {e}"))?;
+    let deleted = metrics.counter_vec(
+        "documents_deleted_total",
+        "Documents whose source object is gone (missing from the input on a rerun), by how it was found",
+        &["found_by"],
+    );
+    if !gone.is_empty() {
+        deleted.with_label_values(&["scan"]).inc_by(gone.len() as u64);
+        tracing::info!(documents = gone.len(), "documents missing from the input marked deleted");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -75,8 +75,23 @@ fn unlabelled(sentence: &str) -> &str {
 
 /// Words that mark a reason, condition or procedure.
 const EXPLAINS: &[&str] = &[
-    "because", "so", "unless", "if", "when", "until", "must", "ensure", "therefore", "order", "otherwise", "after",
-    "before", "requires", "required", "allowed", "only",
+    "because",
+    "so",
+    "unless",
+    "if",
+    "when",
+    "until",
+    "must",
+    "ensure",
+    "therefore",
+    "order",
+    "otherwise",
+    "after",
+    "before",
+    "requires",
+    "required",
+    "allowed",
+    "only",
 ];
 
 /// A sentence worth a question: a statement of some length with several content words (not a heading, a

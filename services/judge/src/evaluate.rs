@@ -114,7 +114,11 @@ impl Judge {
             let out = self
                 .caller
                 .call::<AnswerReply, _>(document, req.clone(), |r| {
-                    if r.answers.len() == n { Ok(()) } else { Err(format!("expected {n} answers, got {}", r.answers.len())) }
+                    if r.answers.len() == n {
+                        Ok(())
+                    } else {
+                        Err(format!("expected {n} answers, got {}", r.answers.len()))
+                    }
                 })
                 .await?;
             spent.add(out.usage, out.response.latency);
@@ -189,15 +193,19 @@ impl Judge {
                 }
                 Some((_, Agreement::NotStated)) => {
                     scores.faithfulness = scores.faithfulness.min(2);
-                    rationale = format!("{rationale} Answer check: the judge found no answer to this question in the context.");
+                    rationale =
+                        format!("{rationale} Answer check: the judge found no answer to this question in the context.");
                 }
                 _ => {}
             }
             scores.overall = scores.overall.min(scores.faithfulness).min(scores.correctness);
             let trusted = distrust[k].is_none();
             if let Some(d) = &distrust[k] {
-                rationale =
-                    format!("verdict not trusted after {} ask(s): {}; the critic said: {rationale}", asked[k], d.describe());
+                rationale = format!(
+                    "verdict not trusted after {} ask(s): {}; the critic said: {rationale}",
+                    asked[k],
+                    d.describe()
+                );
             }
             self.metrics.scores.with_label_values(&[&scores.overall.to_string()]).inc();
             let usage = spent.share(n, k);

@@ -77,7 +77,9 @@ impl<T: Clone + Send + 'static> Gather<T> {
             return lead(p, &me, evaluate).await;
         }
         match tokio::time::timeout(self.wait, &mut rx).await {
-            Ok(received) => received.unwrap_or_else(|_| Err(StageError::retry("judge_batch", "the batch's leader stopped"))),
+            Ok(received) => {
+                received.unwrap_or_else(|_| Err(StageError::retry("judge_batch", "the batch's leader stopped")))
+            }
             Err(_) => {
                 // Still waiting: lead with what has arrived, unless another member took the batch meanwhile.
                 let taken = {
@@ -87,7 +89,9 @@ impl<T: Clone + Send + 'static> Gather<T> {
                 };
                 match taken {
                     Some(p) => lead(p, &me, evaluate).await,
-                    None => rx.await.unwrap_or_else(|_| Err(StageError::retry("judge_batch", "the batch's leader stopped"))),
+                    None => {
+                        rx.await.unwrap_or_else(|_| Err(StageError::retry("judge_batch", "the batch's leader stopped")))
+                    }
                 }
             }
         }
@@ -163,9 +167,9 @@ mod tests {
         let mut tasks = Vec::new();
         for (i, id) in ["c", "a", "b"].into_iter().enumerate() {
             let (g, calls) = (g.clone(), calls.clone());
-            tasks.push(tokio::spawn(async move {
-                g.join(draft(id, Some(("b1", [2, 0, 1][i], 3))), counting(calls)).await
-            }));
+            tasks.push(tokio::spawn(
+                async move { g.join(draft(id, Some(("b1", [2, 0, 1][i], 3))), counting(calls)).await },
+            ));
         }
         let mut got = Vec::new();
         for t in tasks {

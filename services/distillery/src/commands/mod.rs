@@ -3,6 +3,7 @@
 pub mod export;
 pub mod extract;
 pub mod judge;
+pub mod rejudge;
 pub mod replay;
 pub mod schema;
 pub mod serve;

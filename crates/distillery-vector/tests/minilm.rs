@@ -1,5 +1,5 @@
 //! The in-process encoder against the reference: sentence-transformers gives cosine 0.7553 for this pair.
-//! Needs the model folder (installed by `scripts/models`): `DISTILLERY_EMBED_MODEL_DIR`.
+//! Needs the model folder (installed by `scripts/test-servers start`): `DISTILLERY_EMBED_MODEL_DIR`.
 
 use distillery_vector::{Embedder, MiniLm, dot};
 

@@ -185,6 +185,33 @@ pub enum Command {
         partitions: Option<i32>,
         #[arg(long)]
         replication_factor: Option<i32>,
+        /// `min.insync.replicas` of the created topics (2 with a replication factor of 3).
+        #[arg(long)]
+        min_insync_replicas: Option<i32>,
+    },
+    /// Send what was dead-lettered for a transient cause (a dependency down through every retry) back to the
+    /// topic it came from, to be processed again; once per dead letter (progress is kept in the consumer
+    /// group `<group_prefix>replay-dead-letters`).
+    ReplayDeadLetters {
+        /// A service configuration file whose [kafka] section to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only these error kinds (repeatable), e.g. llm_connect, store_read.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only the dead letters of this stage.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Replay permanent failures too (panics, undecodable or oversized records).
+        #[arg(long)]
+        all: bool,
+        /// Count what would be replayed; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// A synthetic table from a plain-English description: one LLM call designs the schema (cached), then
     /// the rows come from a seeded generator (no LLM per row).
@@ -254,12 +281,21 @@ pub fn main() -> ExitCode {
     };
     match rt.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(distillery_runtime::shutdown::INTERRUPTED_TWICE as u8)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// A run stopped by an interrupt after writing what it had (exit status 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: what was done is saved; run the same command again to continue where it stopped")]
+pub struct Interrupted;
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -283,6 +319,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
             writeln!(stdout, "dataset written to {}", out.display())?;
+            if let Some(e) = &summary.input_error {
+                anyhow::bail!("the input could not be listed in full ({e}); the summary above covers what was found");
+            }
+            if summary.interrupted {
+                return Err(Interrupted.into());
+            }
             Ok(())
         }
         Command::Serve { from, store, addr, out, config, run_config, no_run } => {
@@ -319,8 +361,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let opts = ExportOptions { include_reasoning, system_prompt, alpaca_input_context };
             crate::commands::export::command(from, store, out, &formats, opts).await
         }
-        Command::Topics { config, brokers, prefix, partitions, replication_factor } => {
-            crate::commands::topics::topics(config, brokers, prefix, partitions, replication_factor).await
+        Command::Topics { config, brokers, prefix, partitions, replication_factor, min_insync_replicas } => {
+            crate::commands::topics::topics(
+                config,
+                brokers,
+                prefix,
+                partitions,
+                replication_factor,
+                min_insync_replicas,
+            )
+            .await
+        }
+        Command::ReplayDeadLetters { config, brokers, prefix, kinds, stage, all, dry_run } => {
+            let filter = distillery_kafka::replay::ReplayFilter { kinds, stage, all, dry_run };
+            crate::commands::replay::replay(config, brokers, prefix, filter).await
         }
         Command::Tabular {
             description,

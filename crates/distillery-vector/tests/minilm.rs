@@ -76,7 +76,9 @@ async fn reworded_questions_are_closer_than_different_questions_about_the_same_t
         highest_different = highest_different.max(s);
     }
     eprintln!("{report}");
-    eprintln!("default question_similarity {THRESHOLD}: lowest rewording {lowest_repeat:.3}, highest different {highest_different:.3}");
+    eprintln!(
+        "default question_similarity {THRESHOLD}: lowest rewording {lowest_repeat:.3}, highest different {highest_different:.3}"
+    );
     assert!(lowest_repeat > highest_different, "a rewording is no closer than different questions:\n{report}");
     assert!(highest_different < THRESHOLD, "different questions reach the default {THRESHOLD}:\n{report}");
 }

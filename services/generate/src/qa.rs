@@ -68,7 +68,8 @@ impl Generate {
         // Every pair the model wrote ends as a draft or a rejection with its reason: a pair repeating an
         // earlier question (in this reply or about this document) is kept for inspection, never judged.
         let mut pairs: Vec<Pair> = Vec::new();
-        for p in out.value.pairs.into_iter().take(n) {
+        for mut p in out.value.pairs.into_iter().take(n) {
+            p.question = quality::tidy_question(&p.question);
             let q = p.question.trim();
             let verdict = if q.is_empty() || p.answer.trim().is_empty() {
                 Some((RejectReason::InvalidRecord, "the pair has an empty question or answer".to_string()))

@@ -449,8 +449,17 @@ async fn rate_limits_are_waited_out_as_the_server_asks() {
     let server = MockServer::start().await;
     mount(&server, ResponseTemplate::new(429).insert_header("Retry-After", "1"), Some(1)).await;
     mount(&server, ok(&good_pairs()), None).await;
+    // The server's Retry-After is honoured up to max_backoff_ms (never a wait without bound): room for 1 s.
+    let llm = LlmClient::connect(
+        LlmConfig { max_backoff_ms: 5_000, ..llm_config(&server) },
+        LlmRole::Generator,
+        Metrics::global(),
+    )
+    .await;
+    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() };
+    let stage = Generate::new(LlmCaller::new(Arc::new(llm), None), cfg).unwrap();
     let started = Instant::now();
-    let records = generate_once(&generator(&server, None).await).await;
+    let records = generate_once(&stage).await;
     assert_eq!(drafts(&records).len(), 2, "{records:#?}");
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured ({:?})", started.elapsed());
     assert_eq!(server.received_requests().await.unwrap().len(), 2);

@@ -244,7 +244,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         versions: Some(versions.clone()),
         dataset: Some(store.clone()),
     };
-    let generate = GenerateComponent { llm: &cfg.llm.generator, generate: &cfg.generate };
+    let generate = GenerateComponent { llm: &cfg.llm.generator, generate: &cfg.generate, embedder: &cfg.embedder };
     let judge = JudgeComponent { llm: &judge_llm, judge: &cfg.judge };
     generate.check(&deps).await?;
     if judge_llm.base_url != cfg.llm.generator.base_url {

@@ -229,7 +229,7 @@ impl Judge {
                 judged,
                 asked: asked[k],
                 distrust: distrust[k].clone(),
-                answer: check.map(|(own, a)| (own, a)),
+                answer: check,
             });
         }
         Ok(results)

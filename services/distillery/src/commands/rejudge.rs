@@ -24,7 +24,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use distillery_component::{Component, Deps};
@@ -34,7 +33,6 @@ use distillery_core::{
 use distillery_dataset::versions::version_record_id;
 use distillery_dataset::{DatasetStore, DatasetVersion, DecidedBy, OutcomeKind, SqlStore};
 use distillery_judge::{Evaluation, Judge, JudgeComponent};
-use distillery_llm::LlmClients;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -318,15 +316,7 @@ pub async fn rejudge(args: RejudgeArgs, mut cfg: RunConfig) -> anyhow::Result<Re
         cfg.judge.threshold = threshold;
         // The examples keep the preference their regeneration was accepted with; no pairwise calls.
         cfg.judge.verify_preference = false;
-        let deps = Deps {
-            metrics: metrics.clone(),
-            llm: Arc::new(LlmClients::new(metrics.clone())),
-            ledger: None,
-            stores: distillery_store::Stores::local_only(),
-            claims: Arc::new(distillery_store::registry::MemoryClaims::default()),
-            versions: None,
-            dataset: None,
-        };
+        let deps = Deps::local(metrics.clone());
         let component = JudgeComponent { llm: &llm, judge: &cfg.judge };
         component.check(&deps).await?;
         let judge: Judge = component.build(&deps).await?;

@@ -83,8 +83,13 @@ fn llm_config(server: &MockServer) -> LlmConfig {
 }
 
 async fn generator(server: &MockServer, ledger: Option<Arc<Ledger>>) -> Generate {
-    let llm = LlmClient::connect(llm_config(server), LlmRole::Generator, Metrics::global()).await;
     let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() };
+    generator_with(llm_config(server), cfg, ledger).await
+}
+
+/// A generator with its own client and generation settings.
+async fn generator_with(llm: LlmConfig, cfg: GenerateConfig, ledger: Option<Arc<Ledger>>) -> Generate {
+    let llm = LlmClient::connect(llm, LlmRole::Generator, Metrics::global()).await;
     Generate::new(LlmCaller::new(Arc::new(llm), ledger), cfg).expect("built-in templates are valid")
 }
 
@@ -201,9 +206,12 @@ async fn each_pair_is_assigned_a_sentence_which_becomes_its_evidence() {
          "answer": "Leave requests go to the employee's manager at least two weeks ahead."}
     ]});
     mount(&server, ok(&reply.to_string()), Some(1)).await;
-    let llm = LlmClient::connect(llm_config(&server), LlmRole::Generator, Metrics::global()).await;
-    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 3, ..Default::default() };
-    let stage = Generate::new(LlmCaller::new(Arc::new(llm), None), cfg).unwrap();
+    let stage = generator_with(
+        llm_config(&server),
+        GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 3, ..Default::default() },
+        None,
+    )
+    .await;
     let records = generate_once(&stage).await;
     let body = &bodies(&server).await[0];
     let user = body["messages"][1]["content"].as_str().unwrap();
@@ -296,13 +304,13 @@ impl distillery_vector::Embedder for TopicEncoder {
 #[tokio::test]
 async fn questions_that_mean_the_same_are_rejected_as_duplicates_before_judging() {
     let server = MockServer::start().await;
-    let reply = json!({"pairs": [
+    let paraphrases = json!({"pairs": [
         {"question": "How many days of paid leave do employees get per year?",
          "answer": "Employees get 25 days of paid leave per year."},
         {"question": "What is the annual paid-leave allowance of an employee?",
          "answer": "25 days of paid leave."}
     ]});
-    mount(&server, ok(&reply.to_string()), None).await;
+    mount(&server, ok(&paraphrases.to_string()), None).await;
     let stage = generator(&server, None).await.with_embedder(Arc::new(TopicEncoder));
 
     let records = generate_once(&stage).await;
@@ -334,13 +342,7 @@ async fn questions_that_mean_the_same_are_rejected_as_duplicates_before_judging(
     // Without an encoder only the word checks apply: the paraphrase would have been judged.
     let plain = generator(&server, None).await;
     server.reset().await;
-    let reply = json!({"pairs": [
-        {"question": "How many days of paid leave do employees get per year?",
-         "answer": "Employees get 25 days of paid leave per year."},
-        {"question": "What is the annual paid-leave allowance of an employee?",
-         "answer": "25 days of paid leave."}
-    ]});
-    mount(&server, ok(&reply.to_string()), None).await;
+    mount(&server, ok(&paraphrases.to_string()), None).await;
     assert_eq!(drafts(&generate_once(&plain).await).len(), 2);
 }
 
@@ -450,14 +452,8 @@ async fn rate_limits_are_waited_out_as_the_server_asks() {
     mount(&server, ResponseTemplate::new(429).insert_header("Retry-After", "1"), Some(1)).await;
     mount(&server, ok(&good_pairs()), None).await;
     // The server's Retry-After is honoured up to max_backoff_ms (never a wait without bound): room for 1 s.
-    let llm = LlmClient::connect(
-        LlmConfig { max_backoff_ms: 5_000, ..llm_config(&server) },
-        LlmRole::Generator,
-        Metrics::global(),
-    )
-    .await;
     let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() };
-    let stage = Generate::new(LlmCaller::new(Arc::new(llm), None), cfg).unwrap();
+    let stage = generator_with(LlmConfig { max_backoff_ms: 5_000, ..llm_config(&server) }, cfg, None).await;
     let started = Instant::now();
     let records = generate_once(&stage).await;
     assert_eq!(drafts(&records).len(), 2, "{records:#?}");
@@ -769,9 +765,12 @@ async fn a_flawed_answer_gets_one_repair_and_a_flawed_question_is_rejected() {
     assert!(r.detail.contains("35"), "{}", r.detail);
 
     // With repairs off, the flawed answer is rejected at once.
-    let llm = LlmClient::connect(llm_config(&server), LlmRole::Generator, Metrics::global()).await;
-    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, repair: false, ..Default::default() };
-    let stage = Generate::new(LlmCaller::new(Arc::new(llm), None), cfg).unwrap();
+    let stage = generator_with(
+        llm_config(&server),
+        GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, repair: false, ..Default::default() },
+        None,
+    )
+    .await;
     let records = generate_once(&stage).await;
     let Record::Rejected(r) = &records[0] else { panic!("expected a rejection: {records:#?}") };
     assert_eq!(r.reason, RejectReason::Ungrounded);

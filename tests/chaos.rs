@@ -369,7 +369,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn ids<'a>(&'a self, topic: Topic) -> impl Iterator<Item = &'a Record> {
+    fn ids(&self, topic: Topic) -> impl Iterator<Item = &Record> {
         self.tap.records(topic).iter()
     }
 }

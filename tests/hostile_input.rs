@@ -267,7 +267,7 @@ async fn fuzzed_files_of_every_extractor_end_ok_or_classified() {
     let mut hung_total = 0;
     for (media, files) in seeds {
         let files: Vec<Vec<u8>> = files.into_iter().filter(|f| !f.is_empty()).collect();
-        let mut rng = Rng(0x5eed_0000 ^ media.mime().len() as u64 * 7919);
+        let mut rng = Rng(0x5eed_0000 ^ (media.mime().len() as u64 * 7919));
         let (mut ok, mut hung, mut run) = (0, 0, 0);
         let panics_before = PANICS.load(std::sync::atomic::Ordering::SeqCst);
         let mut errors: std::collections::BTreeMap<String, usize> = Default::default();

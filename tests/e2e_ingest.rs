@@ -2,7 +2,8 @@
 //! the ingest service's webhook; an upload reaches `chunks` with no other call. Identical bytes uploaded
 //! again do no new work, a changed object under the same key becomes a new version that supersedes the
 //! old one, a bucket without notifications is caught by the reconcile scan, filters and the size limit
-//! hold, and the webhook refuses a wrong token.
+//! hold, and the webhook refuses a wrong token. An edit of one section keeps the other section's chunk id
+//! (content-based chunk ids), and a deletion (ObjectRemoved) publishes the current version as deleted.
 
 mod common;
 
@@ -38,10 +39,14 @@ async fn wait_for(tap: &mut Tap, secs: u64, what: &str, check: impl Fn(&Tap) -> 
 }
 
 fn documents(tap: &Tap) -> Vec<distillery_core::Document> {
+    all_documents(tap).into_iter().filter(|d| d.status == distillery_core::DocumentStatus::Discovered).collect()
+}
+
+/// Every document record: discovered, extracted and deleted.
+fn all_documents(tap: &Tap) -> Vec<distillery_core::Document> {
     tap.records(Topic::Documents)
         .iter()
         .filter_map(|r| if let Record::Document(d) = r { Some(d.clone()) } else { None })
-        .filter(|d| d.status == distillery_core::DocumentStatus::Discovered)
         .collect()
 }
 
@@ -143,6 +148,60 @@ async fn uploads_trigger_the_pipeline_through_real_notifications() {
         t.records(Topic::Chunks).iter().any(|r| matches!(r, Record::Chunk(c) if c.document_id == v2_id))
     })
     .await;
+
+    // 6. An edit of one section of a two-section document: the other section's chunk keeps its id (chunk ids
+    //    are content-based), so its work and records carry over to the new version.
+    let sections = |leave: &str| {
+        format!(
+            "# Handbook\n\n## Leave\n\n{leave}\n\n## Security\n\nBadges are worn visibly at all times inside the \
+             building. Lost badges are reported to the security desk on the same day.\n"
+        )
+    };
+    let h1 = sections("Employees take 25 days of paid leave per year, booked in the HR portal.");
+    let h2 = sections("Employees take 27 days of paid leave per year, booked in the HR portal.");
+    let (h1_id, h2_id) =
+        (distillery_core::ids::hash_bytes(h1.as_bytes()), distillery_core::ids::hash_bytes(h2.as_bytes()));
+    s3.put(&scope.bucket, "policies/handbook.md", Bytes::from(h1), "text/markdown").await.unwrap();
+    wait_for(&mut tap, 90, "the handbook's chunks", |t| {
+        t.records(Topic::Chunks).iter().any(|r| matches!(r, Record::Chunk(c) if c.document_id == h1_id))
+    })
+    .await;
+    s3.put(&scope.bucket, "policies/handbook.md", Bytes::from(h2), "text/markdown").await.unwrap();
+    wait_for(&mut tap, 90, "the edited handbook's chunks", |t| {
+        t.records(Topic::Chunks).iter().any(|r| matches!(r, Record::Chunk(c) if c.document_id == h2_id))
+    })
+    .await;
+    tap.poll(Duration::from_secs(2)).await;
+    let chunk_ids = |doc: &str| -> Vec<(String, String)> {
+        tap.records(Topic::Chunks)
+            .iter()
+            .filter_map(|r| match r {
+                Record::Chunk(c) if c.document_id == doc => Some((c.id.clone(), c.text.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let (c1, c2) = (chunk_ids(&h1_id), chunk_ids(&h2_id));
+    assert_eq!(c1.len(), 2, "one chunk per section: {c1:?}");
+    assert_eq!(c2.len(), 2, "{c2:?}");
+    let security = |c: &[(String, String)]| c.iter().find(|(_, t)| t.contains("Badges")).unwrap().0.clone();
+    let leave = |c: &[(String, String)]| c.iter().find(|(_, t)| t.contains("paid leave")).unwrap().0.clone();
+    assert_eq!(security(&c1), security(&c2), "the unchanged section keeps its chunk id");
+    assert_ne!(leave(&c1), leave(&c2), "the edited section gets a new one");
+    let extracted = all_documents(&tap).into_iter().find(|d| d.id == h2_id && !d.chunk_ids.is_empty()).unwrap();
+    assert_eq!(extracted.supersedes.as_deref(), Some(h1_id.as_str()));
+    assert!(extracted.chunk_ids.contains(&security(&c1)), "the new version lists the kept chunk");
+
+    // 7. A deletion (S3 ObjectRemoved): the document current at the key is published as deleted.
+    s3.client().delete_object().bucket(&scope.bucket).key("policies/handbook.md").send().await.unwrap();
+    wait_for(&mut tap, 90, "the deleted handbook", |t| {
+        all_documents(t).iter().any(|d| d.id == h2_id && d.status == distillery_core::DocumentStatus::Deleted)
+    })
+    .await;
+    assert!(
+        !all_documents(&tap).iter().any(|d| d.id == h1_id && d.status == distillery_core::DocumentStatus::Deleted),
+        "only the current version is deleted (the old one was superseded already)"
+    );
     drop(extract);
     drop(ingest);
 }

@@ -284,7 +284,7 @@ async fn every_format_reads_back_in_datasets_pyarrow_and_trl() {
     assert_eq!(cols(&got["openai"]), ["messages"]);
     assert_eq!(got["openai"]["turn_keys"], json!(["content", "role"]));
     // TRL's preference columns: standard (strings) and conversational (lists of {role, content}).
-    let meta = ["chosen_score", "rejected_because", "rejected_score"];
+    let meta = ["chosen_because", "chosen_score", "rejected_because", "rejected_score"];
     for f in ["dpo", "dpo-chat"] {
         assert_eq!(rows(f), want.dpo, "{f}");
         let mut expect = vec!["chosen", "prompt", "rejected"];

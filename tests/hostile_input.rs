@@ -38,6 +38,7 @@ fn document(root: &str, key: &str) -> Document {
         pii_counts: Default::default(),
         pages: None,
         chunks: None,
+        chunk_ids: Vec::new(),
     }
 }
 

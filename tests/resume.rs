@@ -1,7 +1,10 @@
 //! `distillery run` killed mid-way (SIGKILL) and run again on the same `--out`, against the real llama.cpp
 //! server: the second run continues where the first stopped (only calls that never completed are made
 //! again), no line appears twice in any file, the summary and `distillery status` count the whole
-//! dataset, and a third run on the finished folder makes no LLM call and changes no byte.
+//! dataset, and a third run on the finished folder makes no LLM call and changes no byte. A fourth run after
+//! an edit of one section and the removal of another regenerates only the edited section's chunk (chunk ids
+//! are content-based): every call it makes is about the edited text, the unchanged chunks keep their records,
+//! and the exports leave out the records of the chunks the edit removed.
 //!
 //! LLM calls are counted by a forwarding proxy between the runs and the real server (every request goes
 //! to llama.cpp unchanged; the proxy only counts them and hashes their bodies), because the server is
@@ -26,8 +29,8 @@ struct Counter {
     run: AtomicU64,
     in_flight: AtomicU64,
     most_in_flight: AtomicU64,
-    /// (run, body hash) of every completed call.
-    done: Mutex<Vec<(u64, u64)>>,
+    /// (run, body hash, whether the body mentions [`EDIT_MARK`]) of every completed call.
+    done: Mutex<Vec<(u64, u64, bool)>>,
 }
 
 struct Proxy {
@@ -71,7 +74,8 @@ async fn forward(State(p): State<Arc<Proxy>>, req: axum::extract::Request) -> ax
     match result {
         Ok((status, bytes)) => {
             if call && status == 200 {
-                p.counter.done.lock().unwrap().push((run, hash(&body)));
+                let edited = String::from_utf8_lossy(&body).contains(EDIT_MARK);
+                p.counter.done.lock().unwrap().push((run, hash(&body), edited));
             }
             let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
             (status, [("content-type", "application/json")], bytes).into_response()
@@ -89,6 +93,9 @@ async fn start_proxy(upstream: String, counter: Arc<Counter>) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}/v1")
 }
+
+/// What the edit of run 4 writes into the on-call section (in place of "350 euros").
+const EDIT_MARK: &str = "410 euros";
 
 /// A document with several sections (several chunks), facts a small model can ask about.
 const HANDBOOK: &str = "# Field Service Handbook\n\n\
@@ -135,7 +142,7 @@ fn dataset_files(dir: &Path) -> HashMap<String, Vec<u8>> {
 }
 
 fn calls_of(counter: &Counter, run: u64) -> Vec<u64> {
-    counter.done.lock().unwrap().iter().filter(|(r, _)| *r == run).map(|(_, h)| *h).collect()
+    counter.done.lock().unwrap().iter().filter(|(r, ..)| *r == run).map(|(_, h, _)| *h).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,12 +246,69 @@ async fn a_killed_run_resumes_without_repeating_calls_or_lines() {
         assert!(after[name] == *bytes, "{name} changed on a rerun of a finished dataset");
     }
 
+    // Run 4: one section edited, one removed. Only the edited chunk is generated and judged again.
+    let doc_v1 = jsonl(&out.join("documents.jsonl"));
+    let chunks_v1: Vec<String> =
+        doc_v1[0]["chunk_ids"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    assert!(chunks_v1.len() >= 3, "the handbook is several chunks: {:?}", doc_v1[0]);
+    let vehicles = HANDBOOK.find("## Vehicles").unwrap();
+    let edited = HANDBOOK[..vehicles].replace("350 euros", EDIT_MARK);
+    assert_ne!(edited, HANDBOOK[..vehicles]);
+    std::fs::write(input.join("field-service.md"), &edited).unwrap();
+    counter.run.store(4, Ordering::SeqCst);
+    let fourth = Command::new(binary()).args(&args).output().unwrap();
+    assert!(fourth.status.success(), "run 4 failed: {}", String::from_utf8_lossy(&fourth.stderr));
+    let fourth_calls: Vec<bool> =
+        counter.done.lock().unwrap().iter().filter(|(r, ..)| *r == 4).map(|(.., edited)| *edited).collect();
+    assert!(!fourth_calls.is_empty(), "the edited section was generated again");
+    assert!(
+        fourth_calls.iter().all(|e| *e),
+        "{} of run 4's {} calls were about text the edit did not touch",
+        fourth_calls.iter().filter(|e| !**e).count(),
+        fourth_calls.len()
+    );
+    let docs_v2 = jsonl(&out.join("documents.jsonl"));
+    let v2 = docs_v2.iter().find(|d| d["supersedes"] == doc_v1[0]["id"]).expect("the new version is listed");
+    let chunks_v2: HashSet<String> =
+        v2["chunk_ids"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let kept = chunks_v1.iter().filter(|c| chunks_v2.contains(*c)).count();
+    assert!(
+        kept + 2 >= chunks_v1.len() && kept >= 1,
+        "only the edited and the removed section's chunks change ids: {kept} of {} kept",
+        chunks_v1.len()
+    );
+    let accepted_all = jsonl(&out.join("accepted.jsonl"));
+    let mut current_ids = HashSet::new();
+    let mut dropped = 0;
+    for a in &accepted_all {
+        if chunks_v2.contains(a["chunk_id"].as_str().unwrap()) {
+            current_ids.insert(a["id"].as_str().unwrap().to_string());
+        } else {
+            dropped += 1;
+        }
+    }
+    assert_eq!(
+        jsonl(&out.join("alpaca.jsonl")).len(),
+        current_ids.len(),
+        "the export holds exactly the accepted records of the current chunks (kept and regenerated)"
+    );
+    let status = Command::new(binary()).args(["status", out.to_str().unwrap(), "--json"]).output().unwrap();
+    let docs: Vec<serde_json::Value> =
+        String::from_utf8(status.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let current = docs.iter().find(|d| d["document_id"] == v2["id"]).expect("status lists the new version");
+    assert_eq!(current["accepted"].as_u64().unwrap() as usize, current_ids.len(), "{current}");
+
     common::report(&format!(
         "resume (SIGKILL after {} calls): run 2 made {} calls, repeated {repeated} (in flight at the kill {in_flight_at_kill}); \
-         run 3 made 0 calls; {} accepted, {} rejected, duplicate lines 0",
+         run 3 made 0 calls; {} accepted, {} rejected, duplicate lines 0; after an edit of 1 section and the removal \
+         of 1: run 4 made {} calls (all about the edited text), {kept} of {} chunks kept their ids, {} records current, \
+         {dropped} left out",
         first_calls.len(),
         second_calls.len(),
         accepted.len(),
-        rejected.len()
+        rejected.len(),
+        fourth_calls.len(),
+        chunks_v1.len(),
+        current_ids.len()
     ));
 }

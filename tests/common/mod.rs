@@ -300,8 +300,8 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// Creates an SNS topic on Ceph RGW that pushes to `endpoint` and subscribes `bucket`'s ObjectCreated
-/// events to it: the same notification setup MinIO users do with `mc event add`.
+/// Creates an SNS topic on Ceph RGW that pushes to `endpoint` and subscribes `bucket`'s ObjectCreated and
+/// ObjectRemoved events to it: the same notification setup MinIO users do with `mc event add`.
 pub async fn rgw_notify(servers: &Servers, bucket: &str, topic: &str, endpoint: &str) {
     rgw_notify_with(servers, bucket, topic, endpoint, None).await
 }
@@ -355,6 +355,7 @@ pub async fn rgw_notify_with(servers: &Servers, bucket: &str, topic: &str, endpo
                 .id(format!("{topic}-created"))
                 .topic_arn(arn)
                 .events(Event::S3ObjectCreated)
+                .events(Event::S3ObjectRemoved)
                 .build()
                 .expect("topic configuration"),
         )

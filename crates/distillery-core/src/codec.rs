@@ -75,6 +75,8 @@ pub const HISTORY_SOURCES: &[(RecordKind, &str, &str)] = &[
     (RecordKind::Regenerate, "regenerate.v3", include_str!("../../../schemas/history/regenerate.v3.avsc")),
     (RecordKind::Accepted, "accepted.v2", include_str!("../../../schemas/history/accepted.v2.avsc")),
     (RecordKind::Rejected, "rejected.v2", include_str!("../../../schemas/history/rejected.v2.avsc")),
+    // Before a document listed its chunks' ids.
+    (RecordKind::Document, "document.v2", include_str!("../../../schemas/history/document.v2.avsc")),
 ];
 
 /// A conversion of historical data that Avro schema resolution cannot express.
@@ -328,6 +330,7 @@ pub mod fixtures {
             pii_counts: [("EMAIL".to_string(), 2), ("PHONE".to_string(), 1)].into_iter().collect(),
             pages: Some(3),
             chunks: Some(2),
+            chunk_ids: vec!["c".repeat(64), "d".repeat(64)],
         }
     }
 

@@ -21,6 +21,7 @@ impl Document {
             pii_counts: Default::default(),
             pages: None,
             chunks: None,
+            chunk_ids: Vec::new(),
         }
     }
 }

@@ -57,6 +57,9 @@ pub enum DocumentStatus {
     Discovered,
     /// Published again by extract, with what extraction found.
     Extracted,
+    /// Published by ingest when the object is deleted (S3 ObjectRemoved): the document's records are no
+    /// longer exported.
+    Deleted,
 }
 
 /// A source document. Identity is the sha256 of its bytes.
@@ -75,6 +78,10 @@ pub struct Document {
     pub pii_counts: std::collections::BTreeMap<String, i64>,
     pub pages: Option<i32>,
     pub chunks: Option<i32>,
+    /// The chunks' ids, in order, once extracted (content-based: an unchanged chunk keeps its id across
+    /// versions of the document).
+    #[serde(default)]
+    pub chunk_ids: Vec<String>,
 }
 
 /// A structural piece of a document with the context it is generated from.

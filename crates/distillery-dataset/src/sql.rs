@@ -382,7 +382,7 @@ async fn put_chunk(tx: &mut Tx, c: &Chunk) -> Result<(), DatasetError> {
     sqlx::query(
         "INSERT INTO chunks (id, document_id, context_id, ordinal, total, heading_path, token_count, page_start, \
          page_end, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET \
-         ordinal = excluded.ordinal, total = excluded.total, heading_path = excluded.heading_path, \
+         document_id = excluded.document_id, context_id = excluded.context_id, ordinal = excluded.ordinal, total = excluded.total, heading_path = excluded.heading_path, \
          token_count = excluded.token_count, page_start = excluded.page_start, page_end = excluded.page_end, \
          body = excluded.body",
     )
@@ -480,9 +480,25 @@ async fn write_record(tx: &mut Tx, record: &Record) -> Result<(), DatasetError> 
 }
 
 async fn put_document(tx: &mut Tx, d: &Document) -> Result<(), DatasetError> {
+    if d.status == distillery_core::DocumentStatus::Deleted {
+        // Its object was deleted (S3 ObjectRemoved): marked, never exported; its rows stay for the record.
+        sqlx::query(
+            "INSERT INTO deleted_documents (document_id, source_uri, deleted_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&d.id)
+        .bind(d.source.uri())
+        .bind(d.discovered_at_ms)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO documents (id, name, source_uri, media_type, size_bytes, pages, chunks, pii_counts, \
-         discovered_at_ms, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+         discovered_at_ms, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET \
+         pages = excluded.pages, chunks = excluded.chunks, pii_counts = excluded.pii_counts, record = excluded.record \
+         WHERE excluded.chunks IS NOT NULL AND documents.chunks IS NULL",
     )
     .bind(&d.id)
     .bind(&d.source.key)
@@ -1030,10 +1046,15 @@ impl DatasetStore for SqlStore {
                 p.chunks_done += 1;
             }
         }
-        for r in sqlx::query("SELECT document_id, COUNT(*) FROM accepted GROUP BY document_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?
+        // By the document that holds the chunk now: an edit's new version counts the records of the chunks it
+        // left unchanged (content-based chunk ids), the old version keeps those of the chunks it lost.
+        for r in sqlx::query(
+            "SELECT COALESCE(c.document_id, a.document_id) AS doc, COUNT(*) FROM accepted a \
+             LEFT JOIN chunks c ON c.id = a.chunk_id GROUP BY COALESCE(c.document_id, a.document_id)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
         {
             let id: String = r.try_get(0).map_err(err)?;
             if let Some(p) = docs.get_mut(&id) {

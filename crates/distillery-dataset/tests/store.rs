@@ -107,6 +107,17 @@ async fn versions_and_reviews(store: &SqlStore) {
     assert!(store.deleted_documents().await.unwrap().contains(&fixtures::document().id));
     store.mark_missing(prefix, &[uri.clone()].into_iter().collect()).await.unwrap();
     assert!(!store.documents().await.unwrap()[0].deleted);
+    // A deletion notice (ingest, on S3 ObjectRemoved) marks it deleted; its stored record stays as it was.
+    let notice = distillery_core::Document {
+        status: distillery_core::DocumentStatus::Deleted,
+        chunks: None,
+        chunk_ids: Vec::new(),
+        ..fixtures::document()
+    };
+    store.write(vec![Record::Document(notice)]).await.unwrap();
+    let docs = store.documents().await.unwrap();
+    assert!(docs[0].deleted, "{docs:?}");
+    assert_eq!(docs[0].chunks, fixtures::document().chunks.unwrap() as u64, "the extracted record is kept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,6 +110,8 @@ pub struct ExportJob {
     card: Option<(Target, CardStats)>,
     /// Document id -> the newer document that replaced it.
     superseded: HashMap<String, String>,
+    /// Chunk id -> the current document that holds it (an edit leaves unchanged chunks' ids as they were).
+    current_chunks: HashMap<String, String>,
     /// Records read, and those left out because their document was superseded.
     pub accepted_read: usize,
     pub rejected_read: usize,
@@ -151,12 +153,15 @@ impl ExportJob {
         opts: ExportOptions,
     ) -> Result<ExportJob, ExportError> {
         let (current, superseded) = current_documents(documents);
+        let current_chunks =
+            current.iter().flat_map(|d| d.chunk_ids.iter().map(move |c| (c.clone(), d.id.clone()))).collect();
         let mut job = ExportJob {
             opts,
             streams: Vec::new(),
             qa: None,
             card: None,
             superseded,
+            current_chunks,
             accepted_read: 0,
             rejected_read: 0,
             skipped_superseded: 0,
@@ -186,12 +191,20 @@ impl ExportJob {
         self.qa.is_some() || self.card.is_some()
     }
 
-    /// Marks a record of a superseded document; true if it is to be left out.
+    /// Marks a record of a superseded document; true if it is to be left out. A record of an earlier version
+    /// whose chunk the current version still has (unchanged by the edit) is current: it is kept, under the
+    /// current document.
     fn superseded(&mut self, v: &mut ExampleView) -> bool {
         if v.superseded_by.is_none()
             && let Some(newer) = v.document_id.as_ref().and_then(|d| self.superseded.get(d))
         {
             v.superseded_by = Some(newer.clone());
+        }
+        if v.superseded_by.is_some()
+            && let Some(current) = v.chunk_id.as_ref().and_then(|c| self.current_chunks.get(c))
+        {
+            v.superseded_by = None;
+            v.document_id = Some(current.clone());
         }
         if v.superseded_by.is_some() {
             self.skipped_superseded += 1;
@@ -446,6 +459,36 @@ mod tests {
         assert!(body.contains("| judge | openai/smollm2 | 3 |"), "{body}");
         assert!(body.contains("| generator | qa | `abc` |"), "{body}");
         assert!(body.contains("| generator | 0.7 | 512 | 42 |"), "{body}");
+    }
+
+    #[test]
+    fn an_edit_keeps_the_records_of_the_chunks_it_left_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_chunks = |mut d: DocumentView, chunks: &[&str]| {
+            d.chunk_ids = chunks.iter().map(|c| c.to_string()).collect();
+            d
+        };
+        let mut deleted = with_chunks(doc("gone", "old/removed.md", None), &["g1"]);
+        deleted.superseded_by = Some("deleted".into());
+        let docs = vec![
+            with_chunks(doc("v1", "handbook/leave.md", None), &["kept", "edited"]),
+            with_chunks(doc("v2", "handbook/leave.md", Some("v1")), &["kept", "rewritten", "added"]),
+            deleted,
+        ];
+        let alpaca = dir.path().join("alpaca.jsonl");
+        let target = vec![Target { format: Format::Alpaca, path: alpaca.clone() }];
+        let mut job = ExportJob::create(target, docs, ExportOptions::default()).unwrap();
+        // v1's record of the unchanged chunk, even one the sink marked superseded when it wrote it.
+        let mut unchanged = accepted("a-kept", "v1", "kept", 1);
+        unchanged.superseded_by = Some("v2".into());
+        job.accepted(unchanged).unwrap();
+        job.accepted(accepted("a-edited", "v1", "edited", 2)).unwrap();
+        job.accepted(accepted("a-rewritten", "v2", "rewritten", 3)).unwrap();
+        job.accepted(accepted("a-gone", "gone", "g1", 4)).unwrap();
+        assert_eq!(job.skipped_superseded, 2, "the edited chunk's and the deleted document's records");
+        let written = job.finish("t", None).unwrap();
+        assert_eq!(written[0].records, 2);
+        assert_eq!(std::fs::read_to_string(&alpaca).unwrap().lines().count(), 2);
     }
 
     #[test]

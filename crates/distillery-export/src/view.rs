@@ -250,6 +250,10 @@ pub struct DocumentView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
     pub at_ms: i64,
+    /// The ids of its chunks, in order, once extracted: a record of an earlier version whose chunk this
+    /// version still has (an edit left it unchanged) is current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_ids: Vec<String>,
 }
 
 impl From<&distillery_core::Document> for DocumentView {
@@ -265,6 +269,7 @@ impl From<&distillery_core::Document> for DocumentView {
             supersedes: d.supersedes.clone(),
             superseded_by: None,
             at_ms: d.discovered_at_ms,
+            chunk_ids: d.chunk_ids.clone(),
         }
     }
 }

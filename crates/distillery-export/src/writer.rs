@@ -12,7 +12,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use distillery_store::ObjectStore;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 /// Output failures (retryable: the sink's input stays uncommitted).
@@ -86,11 +85,14 @@ impl DatasetOut {
 
 /// Files in a folder, appended and fsynced. A file is recovered when first opened: a last line a crash cut
 /// short (no newline: the append or its fsync did not finish) is truncated away, so the next append does not
-/// glue a record onto it; that record was never acknowledged and arrives again.
+/// glue a record onto it; that record was never acknowledged and arrives again. A batch that fails (a full
+/// disk cuts an append short) is rolled back in every file it touched, so neither a torn line nor a line
+/// the retry writes again stays behind. Writes are blocking calls on the blocking pool: an error surfaces
+/// from the very write that failed (an async file reports a failed background write only on a later call).
 #[derive(Debug)]
 pub struct FolderBackend {
     dir: PathBuf,
-    files: BTreeMap<String, tokio::fs::File>,
+    files: BTreeMap<String, std::fs::File>,
 }
 
 impl FolderBackend {
@@ -117,9 +119,9 @@ struct IdOnly {
 }
 
 /// Truncates a file after its last newline; returns the bytes dropped.
-async fn truncate_torn_tail(file: &mut tokio::fs::File) -> std::io::Result<u64> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let len = file.metadata().await?.len();
+fn truncate_torn_tail(file: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::{Read, Seek};
+    let len = file.metadata()?.len();
     if len == 0 {
         return Ok(0);
     }
@@ -130,8 +132,8 @@ async fn truncate_torn_tail(file: &mut tokio::fs::File) -> std::io::Result<u64> 
     while end > 0 {
         let start = end.saturating_sub(block.len() as u64);
         let n = (end - start) as usize;
-        file.seek(std::io::SeekFrom::Start(start)).await?;
-        file.read_exact(&mut block[..n]).await?;
+        file.seek(std::io::SeekFrom::Start(start))?;
+        file.read_exact(&mut block[..n])?;
         if let Some(i) = block[..n].iter().rposition(|b| *b == b'\n') {
             keep = start + i as u64 + 1;
             break;
@@ -139,45 +141,69 @@ async fn truncate_torn_tail(file: &mut tokio::fs::File) -> std::io::Result<u64> 
         end = start;
     }
     if keep < len {
-        file.set_len(keep).await?;
-        file.sync_all().await?;
+        file.set_len(keep)?;
+        file.sync_all()?;
     }
-    file.seek(std::io::SeekFrom::End(0)).await?;
+    file.seek(std::io::SeekFrom::End(0))?;
     Ok(len - keep)
+}
+
+/// Appends a batch to the files of `dir`; on an error, every file the batch touched is cut back to where
+/// it began and closed (the retry opens it again).
+fn write_batch(
+    dir: &Path,
+    files: &mut BTreeMap<String, std::fs::File>,
+    batch: BTreeMap<String, Vec<u8>>,
+) -> Result<(), OutError> {
+    use std::io::Write;
+    let mut touched: Vec<(String, u64)> = Vec::new();
+    let mut failure = None;
+    for (name, bytes) in batch {
+        let step = (|| -> std::io::Result<()> {
+            if !files.contains_key(&name) {
+                let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(dir.join(&name))?;
+                let dropped = truncate_torn_tail(&mut f)?;
+                if dropped > 0 {
+                    tracing::warn!(file = %name, bytes = dropped, "a line cut short by a crash was removed before appending");
+                }
+                files.insert(name.clone(), f);
+            }
+            let f = files.get_mut(&name).expect("just inserted");
+            touched.push((name.clone(), f.metadata()?.len()));
+            f.write_all(&bytes)?;
+            f.sync_data()
+        })();
+        if let Err(e) = step {
+            failure = Some(OutError(format!("{name}: {e}")));
+            break;
+        }
+    }
+    let Some(failure) = failure else { return Ok(()) };
+    for (name, before) in touched {
+        if let Some(f) = files.remove(&name) {
+            let undone = f.set_len(before).and_then(|()| f.sync_all());
+            if let Err(e) = undone {
+                // The next open truncates a torn tail; a whole line left behind is a repeat readers drop.
+                tracing::warn!(file = %name, error = %e, "a failed batch could not be rolled back");
+            }
+        }
+    }
+    Err(failure)
 }
 
 #[async_trait]
 impl Backend for FolderBackend {
     async fn write(&mut self, batch: BTreeMap<String, Vec<u8>>) -> Result<(), OutError> {
-        for (name, bytes) in batch {
-            if !self.files.contains_key(&name) {
-                let mut f = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .read(true)
-                    .append(true)
-                    .open(self.dir.join(&name))
-                    .await
-                    .map_err(|e| OutError(format!("{name}: {e}")))?;
-                let dropped = truncate_torn_tail(&mut f).await.map_err(|e| OutError(format!("{name}: {e}")))?;
-                if dropped > 0 {
-                    tracing::warn!(file = %name, bytes = dropped, "a line cut short by a crash was removed before appending");
-                }
-                self.files.insert(name.clone(), f);
-            }
-            let f = self.files.get_mut(&name).expect("just inserted");
-            let written = async {
-                f.write_all(&bytes).await?;
-                f.sync_data().await
-            }
-            .await;
-            if let Err(e) = written {
-                // Part of the batch may be on disk (a full disk cuts an append short): the file is opened
-                // again by the retry, which truncates that torn tail first.
-                self.files.remove(&name);
-                return Err(OutError(format!("{name}: {e}")));
-            }
-        }
-        Ok(())
+        let dir = self.dir.clone();
+        let mut files = std::mem::take(&mut self.files);
+        let (files, result) = tokio::task::spawn_blocking(move || {
+            let result = write_batch(&dir, &mut files, batch);
+            (files, result)
+        })
+        .await
+        .map_err(|e| OutError(format!("dataset writer task: {e}")))?;
+        self.files = files;
+        result
     }
 }
 
@@ -283,6 +309,27 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join("x.jsonl")).unwrap(), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
         assert_eq!(std::fs::read_to_string(dir.path().join("y.jsonl")).unwrap(), "{\"id\":\"c\"}\n");
         assert_eq!(FolderBackend::existing_ids(dir.path(), "x.jsonl").unwrap(), vec!["a", "b"]);
+    }
+
+    /// A batch that fails half-way (here: its second file cannot be opened) leaves no line of it in any file,
+    /// so the retry writes each line once.
+    #[tokio::test]
+    async fn a_failed_batch_is_rolled_back_in_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), "{\"id\":\"0\"}\n").unwrap();
+        std::fs::create_dir(dir.path().join("b.jsonl")).unwrap();
+        let mut backend = FolderBackend::new(dir.path()).unwrap();
+        let batch: BTreeMap<String, Vec<u8>> = [
+            ("a.jsonl".to_string(), b"{\"id\":\"1\"}\n".to_vec()),
+            ("b.jsonl".to_string(), b"{\"id\":\"2\"}\n".to_vec()),
+        ]
+        .into();
+        assert!(backend.write(batch.clone()).await.is_err());
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap(), "{\"id\":\"0\"}\n");
+        std::fs::remove_dir(dir.path().join("b.jsonl")).unwrap();
+        backend.write(batch).await.unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap(), "{\"id\":\"0\"}\n{\"id\":\"1\"}\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("b.jsonl")).unwrap(), "{\"id\":\"2\"}\n");
     }
 
     #[tokio::test]

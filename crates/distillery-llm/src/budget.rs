@@ -264,7 +264,9 @@ impl Budget {
         };
         let usage = Arc::new(BudgetUsage::default());
         let rx = share.join(&group, limits, usage.clone()).await;
-        let first = rx.borrow().concurrency().max(1) as f64;
+        // The window starts at the whole budget and is narrowed to the part on use: a member that joins
+        // inactive (part 0) takes its whole part once it becomes active, not a window of one.
+        let first = limits.concurrency as f64;
         let model = group.model.clone();
         Budget {
             share: rx,

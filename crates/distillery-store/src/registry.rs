@@ -162,9 +162,15 @@ mod tests {
 pub trait Versions: Send + Sync + std::fmt::Debug {
     /// Makes `document` current at `object` (a URI); returns the document it replaces there, if any.
     async fn record(&self, object: &str, document: &str) -> Result<Option<String>, StoreError>;
-    /// The newer document that replaced `document`, if one has.
+    /// The newer document that replaced `document`, if one has ([`DELETED`] once its object was deleted).
     async fn superseded_by(&self, document: &str) -> Result<Option<String>, StoreError>;
+    /// The object at `object` was deleted: no document is current there any more, and the one that was is
+    /// marked replaced by [`DELETED`]; gives that document, if any.
+    async fn remove(&self, object: &str) -> Result<Option<String>, StoreError>;
 }
+
+/// What replaced a document whose object was deleted (the dataset store's `deleted` mark too).
+pub const DELETED: &str = "deleted";
 
 /// In-process versions (the embedded run).
 #[derive(Debug, Default, Clone)]
@@ -192,6 +198,15 @@ impl Versions for MemoryVersions {
 
     async fn superseded_by(&self, document: &str) -> Result<Option<String>, StoreError> {
         Ok(self.inner.lock().expect("versions lock").replaced_by.get(document).cloned())
+    }
+
+    async fn remove(&self, object: &str) -> Result<Option<String>, StoreError> {
+        let mut g = self.inner.lock().expect("versions lock");
+        let previous = g.current.remove(object);
+        if let Some(p) = &previous {
+            g.replaced_by.insert(p.clone(), DELETED.to_string());
+        }
+        Ok(previous)
     }
 }
 
@@ -227,7 +242,8 @@ const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 impl Versions for StoreVersions {
     async fn record(&self, object: &str, document: &str) -> Result<Option<String>, StoreError> {
         let key = format!("{}keys/{}", self.prefix, distillery_core::ids::hash_parts(&[object]));
-        let previous = self.read(&key).await?.filter(|p| p != document);
+        // An empty marker: the object was deleted, no document is current there.
+        let previous = self.read(&key).await?.filter(|p| p != document && !p.is_empty());
         self.store.put(&self.bucket, &key, Bytes::from(document.to_string()), "text/plain").await?;
         if let Some(p) = &previous {
             let mark = format!("{}superseded/{p}", self.prefix);
@@ -250,6 +266,18 @@ impl Versions for StoreVersions {
         self.cache.lock().expect("cache lock").insert(document.to_string(), (v.clone(), std::time::Instant::now()));
         Ok(v)
     }
+
+    async fn remove(&self, object: &str) -> Result<Option<String>, StoreError> {
+        let key = format!("{}keys/{}", self.prefix, distillery_core::ids::hash_parts(&[object]));
+        let previous = self.read(&key).await?.filter(|p| !p.is_empty());
+        if let Some(p) = &previous {
+            let mark = format!("{}superseded/{p}", self.prefix);
+            self.store.put(&self.bucket, &mark, Bytes::from(DELETED), "text/plain").await?;
+            self.store.put(&self.bucket, &key, Bytes::new(), "text/plain").await?;
+            self.cache.lock().expect("cache lock").insert(p.clone(), (Some(DELETED.into()), std::time::Instant::now()));
+        }
+        Ok(previous)
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +292,14 @@ mod version_tests {
         assert_eq!(v.superseded_by("d1").await.unwrap(), Some("d2".into()));
         assert_eq!(v.superseded_by("d2").await.unwrap(), None);
         assert_eq!(v.record("s3://b/other.md", "d3").await.unwrap(), None);
+        // The object deleted: d2 is replaced by the deletion, nothing is current there; a new upload is a
+        // first version again.
+        assert_eq!(v.remove("s3://b/a.md").await.unwrap(), Some("d2".into()));
+        assert_eq!(v.superseded_by("d2").await.unwrap(), Some(DELETED.into()));
+        assert_eq!(v.remove("s3://b/a.md").await.unwrap(), None, "a replayed deletion finds nothing");
+        assert_eq!(v.remove("s3://b/never.md").await.unwrap(), None);
+        assert_eq!(v.record("s3://b/a.md", "d4").await.unwrap(), None);
+        assert_eq!(v.superseded_by("d3").await.unwrap(), None, "other objects are untouched");
     }
 
     #[tokio::test]

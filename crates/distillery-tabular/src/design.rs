@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::TabularError;
 use crate::flat::{DesignTable, llm_json_schema_for};
-use crate::schema::{Locale, MAX_COLUMNS, TableSchema};
+use crate::schema::{Generator, Locale, MAX_COLUMNS, TableSchema};
 
 /// Columns asked for when the description does not say.
 const DEFAULT_COLUMNS: (usize, usize) = (3, 16);
@@ -354,6 +354,7 @@ fn check(design: DesignTable, description: &str, columns: Option<(usize, usize)>
     let n_given = design.columns.len();
     let mut schema = design.into_schema(description)?;
     unique_names(&mut schema);
+    mend_references(&mut schema);
     let mut errors = schema.validate().err().unwrap_or_default();
     if let Some((lo, hi)) = columns
         && !(lo..=hi).contains(&n_given)
@@ -391,6 +392,69 @@ fn unique_names(schema: &mut TableSchema) {
         c.name = format!("{base}_{k}");
         seen.insert(c.name.to_lowercase());
     }
+}
+
+/// An expression of a model's design that names a column by one word of its name ("books" for
+/// `customer_total_books`) reads that column when exactly one earlier column has the word as a whole part
+/// of its name: the slip small models make most, mended without another LLM call. An ambiguous or unknown
+/// name is left for validation to report (and the repair call to fix). Only designs are mended so.
+fn mend_references(schema: &mut TableSchema) {
+    for i in 0..schema.columns.len() {
+        let (earlier, rest) = schema.columns.split_at_mut(i);
+        let Generator::Expression { expr, .. } = &mut rest[0].generator else { continue };
+        let Ok(node) = crate::expr::parse(expr) else { continue };
+        for v in crate::expr::References::of(&node).variables {
+            if earlier.iter().any(|c| c.name == v) {
+                continue;
+            }
+            let word = v.to_ascii_lowercase();
+            let matches: Vec<&str> = earlier
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|n| n.to_ascii_lowercase().split('_').any(|part| part == word))
+                .collect();
+            if let [only] = matches.as_slice() {
+                *expr = replace_identifier(expr, &v, only);
+            }
+        }
+    }
+}
+
+/// `expr` with every identifier token `from` (outside string literals) replaced by `to`.
+fn replace_identifier(expr: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(expr.len() + to.len());
+    let mut chars = expr.char_indices().peekable();
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    while let Some((i, c)) = chars.next() {
+        if c == '"' {
+            out.push(c);
+            // A string literal, copied as it is (a backslash escapes the next character).
+            while let Some((_, d)) = chars.next() {
+                out.push(d);
+                if d == '\\' {
+                    if let Some((_, e)) = chars.next() {
+                        out.push(e);
+                    }
+                } else if d == '"' {
+                    break;
+                }
+            }
+        } else if is_ident(c) {
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if !is_ident(d) {
+                    break;
+                }
+                end = j + d.len_utf8();
+                chars.next();
+            }
+            let token = &expr[i..end];
+            out.push_str(if token == from { to } else { token });
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The user message: the request, the description last.
@@ -616,11 +680,45 @@ mod tests {
         assert_eq!(names, ["loan_id", "rate", "Rate_3", "rate_2", "rate_4"]);
     }
 
+    #[test]
+    fn an_expression_naming_a_column_by_one_word_of_its_name_is_mended() {
+        let design: DesignTable = serde_json::from_str(
+            r#"{"columns": [
+                {"column": "customer_id", "kind": "id"},
+                {"column": "customer_total_books", "kind": "integer", "min": 0, "max": 40},
+                {"column": "late_days", "kind": "integer", "min": 0, "max": 9},
+                {"column": "overdue_days", "kind": "integer", "min": 0, "max": 9},
+                {"column": "customer_late_fee", "kind": "expression", "expr": "books * 0.5 + if(books > 3, 1.0, 0.0)", "type": "float"},
+                {"column": "label", "kind": "expression", "expr": "if(books > 3, \"books: many\", \"books: few\")", "type": "string"}
+            ], "locale": "en", "name": "library"}"#,
+        )
+        .unwrap();
+        let schema = check(design, "library", None).expect("mended, valid");
+        let Generator::Expression { expr, .. } = &schema.columns[4].generator else { panic!() };
+        assert_eq!(expr, "customer_total_books * 0.5 + if(customer_total_books > 3, 1.0, 0.0)");
+        let Generator::Expression { expr, .. } = &schema.columns[5].generator else { panic!() };
+        assert_eq!(
+            expr, "if(customer_total_books > 3, \"books: many\", \"books: few\")",
+            "string literals are left alone"
+        );
+        // "days" names two columns: ambiguous, left for validation (and the repair call).
+        let ambiguous: DesignTable = serde_json::from_str(
+            r#"{"columns": [
+                {"column": "late_days", "kind": "integer", "min": 0, "max": 9},
+                {"column": "overdue_days", "kind": "integer", "min": 0, "max": 9},
+                {"column": "fee", "kind": "expression", "expr": "days * 2", "type": "int"}
+            ], "locale": "en", "name": "x"}"#,
+        )
+        .unwrap();
+        let errors = check(ambiguous, "x", None).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("\"days\", which does not exist")), "{errors:?}");
+    }
+
     const BAD: &str = r#"{"columns": [
         {"column": "customer_id", "kind": "id"},
         {"column": "tenure_months", "kind": "integer", "max": 72, "min": 0, "null_rate": -0.5},
         {"column": "plan", "kind": "category", "values": ["a", "b"], "weights": [1]},
-        {"column": "churned", "kind": "expression", "expr": "chance(tenure / 100)", "type": "bool"},
+        {"column": "churned", "kind": "expression", "expr": "chance(seniority / 100)", "type": "bool"},
         {"column": "owner", "kind": "foreign_key", "ref": "account"}
     ], "locale": "en", "name": "churn"}"#;
 
@@ -709,7 +807,7 @@ mod tests {
         assert_eq!(msgs[2]["content"].as_str().unwrap(), BAD.trim());
         let repair = msgs[3]["content"].as_str().unwrap();
         // Every problem of the first answer is quoted.
-        let expected = BAD_PROBLEMS.iter().chain(std::iter::once(&"\"tenure\", which does not exist"));
+        let expected = BAD_PROBLEMS.iter().chain(std::iter::once(&"\"seniority\", which does not exist"));
         for needle in expected {
             assert!(repair.contains(needle), "{needle:?} missing from the repair prompt:\n{repair}");
         }

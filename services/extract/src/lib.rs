@@ -213,8 +213,7 @@ pub fn chunk_extracted_within(
             caps.max_chunks
         )));
     }
-    let ids: Vec<String> =
-        pieces.iter().enumerate().map(|(i, p)| ids::hash_parts(&["chunk", &doc.id, &i.to_string(), &p.text])).collect();
+    let ids = chunk_ids(doc, &pieces);
     let groups = contexts(&pieces, cfg);
     let total = pieces.len() as i32;
     let chunks = pieces
@@ -245,6 +244,23 @@ pub fn chunk_extracted_within(
         })
         .collect();
     Ok(Extraction { chunks, pii_counts, pages })
+}
+
+/// Content-based chunk ids: the source key, the heading path and the text (and which repeat of that text
+/// under that heading it is), never the whole document's hash, so an edit changes the ids of the chunks it
+/// touched and no other: their records stay current and their work is not done again.
+fn chunk_ids(doc: &Document, pieces: &[distillery_docs::chunk::Piece]) -> Vec<String> {
+    let uri = doc.source.uri();
+    let mut repeats: std::collections::HashMap<(&[String], &str), usize> = std::collections::HashMap::new();
+    pieces
+        .iter()
+        .map(|p| {
+            let n = repeats.entry((p.heading_path.as_slice(), p.text.as_str())).or_default();
+            *n += 1;
+            let headings = p.heading_path.join("\u{1f}");
+            ids::hash_parts(&["chunk", &uri, &headings, &p.text, &n.to_string()])
+        })
+        .collect()
 }
 
 /// Extracts, redacts and chunks a document's bytes in this thread (`distillery extract`, tests).
@@ -436,8 +452,8 @@ impl Stage for Extract {
         let Some(Record::Document(doc)) = input.as_record() else {
             return Err(StageError::dead_letter("unexpected_input", "extract consumes documents"));
         };
-        if doc.status == DocumentStatus::Extracted {
-            // Our own report on the document changelog.
+        if doc.status != DocumentStatus::Discovered {
+            // Our own report on the document changelog, or a deleted document's notice.
             return Ok(Vec::new());
         }
         let store = self.stores.get(doc.source.store).map_err(|e| StageError::dead_letter("store", e))?;
@@ -501,6 +517,7 @@ impl Stage for Extract {
             pii_counts: extraction.pii_counts.iter().map(|(k, n)| (k.label().to_string(), *n as i64)).collect(),
             pages: extraction.pages.map(|p| p as i32),
             chunks: Some(extraction.chunks.len() as i32),
+            chunk_ids: extraction.chunks.iter().map(|c| c.id.clone()).collect(),
             ..doc.clone()
         };
         let mut out = Vec::with_capacity(extraction.chunks.len() + 1);

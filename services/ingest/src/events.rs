@@ -1,11 +1,13 @@
-//! S3 ObjectCreated notifications in the shapes stores publish: MinIO's (`EventName`, `Key`, `Records`),
+//! S3 ObjectCreated and ObjectRemoved notifications in the shapes stores publish: MinIO's (`EventName`, `Key`, `Records`),
 //! AWS's and Ceph RGW's (`Records` with `eventName` and `s3.bucket`/`s3.object`).
 
 use serde::Deserialize;
 
-/// One created object named by a notification.
+/// One created (or removed) object named by a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectCreated {
+    /// An `ObjectRemoved` event: the object was deleted.
+    pub removed: bool,
     pub bucket: String,
     /// The object key, URL-decoded.
     pub key: String,
@@ -75,19 +77,24 @@ pub fn opaque_data(body: &[u8]) -> Option<Vec<String>> {
     env.records.into_iter().map(|r| r.opaque_data).collect()
 }
 
-/// Parses a notification body; returns the ObjectCreated entries (other events are ignored).
+/// Parses a notification body; returns the ObjectCreated and ObjectRemoved entries (other events are ignored).
 pub fn parse(body: &[u8]) -> Result<Vec<ObjectCreated>, String> {
     let env: Envelope = serde_json::from_slice(body).map_err(|e| format!("not an S3 event: {e}"))?;
     Ok(env
         .records
         .into_iter()
-        .filter(|r| r.event_name.trim_start_matches("s3:").starts_with("ObjectCreated"))
+        .filter(|r| {
+            let name = r.event_name.trim_start_matches("s3:");
+            name.starts_with("ObjectCreated") || name.starts_with("ObjectRemoved")
+        })
         .filter_map(|r| {
+            let removed = r.event_name.trim_start_matches("s3:").starts_with("ObjectRemoved");
             let s3 = r.s3?;
             let key = decode_key(&s3.object.key);
             let event_id =
                 s3.object.sequencer.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| r.event_time.clone());
             Some(ObjectCreated {
+                removed,
                 bucket: s3.bucket.name,
                 key,
                 size: s3.object.size,
@@ -125,7 +132,11 @@ mod tests {
     #[test]
     fn other_events_and_garbage() {
         let removed = MINIO.replace("s3:ObjectCreated:Put", "s3:ObjectRemoved:Delete");
-        assert!(parse(removed.as_bytes()).unwrap().is_empty());
+        let e = parse(removed.as_bytes()).unwrap();
+        assert_eq!((e.len(), e[0].removed, e[0].key.as_str()), (1, true, "hr/leave policy(2).md"));
+        assert!(!parse(MINIO.as_bytes()).unwrap()[0].removed);
+        let other = MINIO.replace("s3:ObjectCreated:Put", "s3:ObjectRestore:Post");
+        assert!(parse(other.as_bytes()).unwrap().is_empty());
         assert!(parse(br#"{"Event":"s3:TestEvent"}"#).unwrap().is_empty());
         assert!(parse(b"not json").is_err());
         // AWS / Ceph shape: no "s3:" prefix, no sequencer: the event time identifies it.

@@ -189,6 +189,38 @@ impl Ingestor {
             pii_counts: Default::default(),
             pages: None,
             chunks: None,
+            chunk_ids: Vec::new(),
+        }))
+    }
+
+    /// An object was deleted (S3 ObjectRemoved): the document current at its key, if any, is published as
+    /// [`DocumentStatus::Deleted`] (the sink marks it deleted in the store; exports leave its records out).
+    /// A deletion of an object never ingested (or a replayed one) publishes nothing.
+    pub async fn removed(&self, source: ObjectRef, discovered_by: Discovery) -> Result<Outcome, StageError> {
+        if !self.cfg.accepts(&source.key) {
+            return Ok(Outcome::Filtered);
+        }
+        let subject = source.uri();
+        let Some(current) =
+            self.versions.remove(&subject).await.map_err(|e| StageError::retry("versions", e.to_string()))?
+        else {
+            tracing::debug!(object = %subject, "deleted object had no document");
+            return Ok(Outcome::Filtered);
+        };
+        tracing::info!(object = %subject, document = %current, "object deleted; its document is deleted");
+        Ok(Outcome::Document(Document {
+            id: current,
+            media_type: MediaType::detect(&source.key, &[]).mime().to_string(),
+            source,
+            size: 0,
+            discovered_by,
+            discovered_at_ms: now_ms(),
+            status: DocumentStatus::Deleted,
+            supersedes: None,
+            pii_counts: Default::default(),
+            pages: None,
+            chunks: None,
+            chunk_ids: Vec::new(),
         }))
     }
 
@@ -324,7 +356,11 @@ impl Stage for Ingest {
                 version_id: ev.version_id.clone(),
                 etag: ev.etag.clone(),
             };
-            let outcome = self.ingestor.object(source, ev.size, &ev.event_id, Discovery::Notification).await?;
+            let outcome = if ev.removed {
+                self.ingestor.removed(source, Discovery::Notification).await?
+            } else {
+                self.ingestor.object(source, ev.size, &ev.event_id, Discovery::Notification).await?
+            };
             out.extend(outcome.into_record());
         }
         Ok(out)

@@ -214,7 +214,12 @@ async fn webhook<P: Publisher + Send + Sync + 'static>(
             version_id: ev.version_id,
             etag: ev.etag,
         };
-        match s.ingestor.object(source, ev.size, &ev.event_id, Discovery::Webhook).await {
+        let outcome = if ev.removed {
+            s.ingestor.removed(source, Discovery::Webhook).await
+        } else {
+            s.ingestor.object(source, ev.size, &ev.event_id, Discovery::Webhook).await
+        };
+        match outcome {
             Ok(outcome) => records.extend(outcome.into_record()),
             Err(e) => {
                 s.metrics.errors.with_label_values(&[stage, e.kind]).inc();

@@ -100,6 +100,10 @@ impl Component for SinkComponent<'_> {
 fn line_key(topic: Topic, record: &Record) -> String {
     let id = match record {
         Record::Rejected(r) => r.subject_id.as_str(),
+        // A document's deletion is a line of its own, after the one it was extracted with.
+        Record::Document(d) if d.status == DocumentStatus::Deleted => {
+            return key_of(topic, &format!("{}#deleted", d.id));
+        }
         other => other.id(),
     };
     key_of(topic, id)
@@ -387,7 +391,11 @@ pub fn dataset_lines(
     match record {
         Record::Document(d) => {
             let mut view = DocumentView::from(d);
-            view.superseded_by = superseded_by;
+            view.superseded_by = if d.status == DocumentStatus::Deleted {
+                Some(distillery_store::registry::DELETED.to_string())
+            } else {
+                superseded_by
+            };
             out.push((DOCUMENTS.to_string(), to_json(&view)?));
         }
         Record::Accepted(a) => {
@@ -439,9 +447,9 @@ impl Stage for Sink {
             return Err(StageError::dead_letter("unexpected_input", "sink consumes records"));
         };
         if let Record::Document(d) = record
-            && d.status != DocumentStatus::Extracted
+            && d.status == DocumentStatus::Discovered
         {
-            // The manifest lists documents once extracted; discovery alone says little.
+            // The manifest lists documents once extracted (or deleted); discovery alone says little.
             return Ok(Vec::new());
         }
         // One dataset line per id: a rejected line is keyed by its subject, so a replayed input that a

@@ -188,9 +188,30 @@ impl Reader {
                 if !path.exists() {
                     return Ok(Vec::new());
                 }
-                let docs = read_unique_as(&path, |d: &DocumentView| d.id.clone())
-                    .with_context(|| format!("reading {}", path.display()))?;
-                Ok(docs.collect())
+                // Every line (a key that never repeats keeps them all): a document's later line marks it
+                // deleted (its object was deleted) after the line it was extracted with.
+                let n = std::cell::Cell::new(0u64);
+                let lines = read_unique_as(&path, move |_: &DocumentView| {
+                    n.set(n.get() + 1);
+                    n.get().to_string()
+                })
+                .with_context(|| format!("reading {}", path.display()))?;
+                let mut out: Vec<DocumentView> = Vec::new();
+                let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+                for d in lines {
+                    match at.get(&d.id) {
+                        Some(&i) => {
+                            if d.superseded_by.is_some() {
+                                out[i].superseded_by = d.superseded_by;
+                            }
+                        }
+                        None => {
+                            at.insert(d.id.clone(), out.len());
+                            out.push(d);
+                        }
+                    }
+                }
+                Ok(out)
             }
             Reader::Store(store, _, deleted) => {
                 let mut out = Vec::new();

@@ -122,17 +122,20 @@ impl Drop for Serve {
 }
 
 async fn serve(dir: &Path, port: u16) -> Serve {
-    let child = Command::new(binary())
-        .args(["serve", "--from", dir.to_str().unwrap(), "--addr", &format!("127.0.0.1:{port}"), "--no-run"])
-        .env("DISTILLERY_API_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Held by `Serve` at once: killed and waited for on every path, a failed start included.
+    let serve = Serve(
+        Command::new(binary())
+            .args(["serve", "--from", dir.to_str().unwrap(), "--addr", &format!("127.0.0.1:{port}"), "--no-run"])
+            .env("DISTILLERY_API_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let http = reqwest::Client::new();
     for _ in 0..600 {
         if http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            return Serve(child);
+            return serve;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -108,7 +108,7 @@ extract:
   sections: [kafka, runtime, ops, s3, extract, claims]
   inputs: [documents]
 generate:
-  sections: [kafka, runtime, ops, llm, generate]
+  sections: [kafka, runtime, ops, llm, generate, embedder]
   inputs: [chunks, regenerate]
 judge:
   sections: [kafka, runtime, ops, llm, judge]

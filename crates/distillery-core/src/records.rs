@@ -690,6 +690,19 @@ impl Record {
         }
     }
 
+    /// The chunk the record derives from, if any.
+    pub fn chunk_id(&self) -> Option<&str> {
+        match self {
+            Record::Chunk(c) => Some(&c.id),
+            Record::Draft(d) => Some(&d.chunk_id),
+            Record::Judged(j) => Some(&j.draft.chunk_id),
+            Record::Regenerate(g) => Some(&g.draft.chunk_id),
+            Record::Accepted(a) => Some(&a.judged.draft.chunk_id),
+            Record::Rejected(r) => r.chunk_id.as_deref(),
+            Record::Document(_) | Record::DeadLetter(_) => None,
+        }
+    }
+
     /// The document the record derives from, if any.
     pub fn document_id(&self) -> Option<&str> {
         match self {

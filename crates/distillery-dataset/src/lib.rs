@@ -262,6 +262,12 @@ pub trait DatasetStore: Send + Sync + std::fmt::Debug {
         Ok(Default::default())
     }
 
+    /// Every (source URI, document id) version stored, oldest first: what a rerun's version registry starts
+    /// from, so an edited file's new document supersedes the one an earlier run stored.
+    async fn document_versions(&self) -> Result<Vec<(String, String)>, DatasetError> {
+        Ok(Vec::new())
+    }
+
     /// Stores a person's review of a draft (replacing an earlier one).
     async fn review(&self, _review: &Review) -> Result<(), DatasetError> {
         Err(DatasetError("this store keeps no reviews".into()))

@@ -1258,6 +1258,15 @@ impl DatasetStore for SqlStore {
         Ok(newly)
     }
 
+    async fn document_versions(&self) -> Result<Vec<(String, String)>, DatasetError> {
+        let rows =
+            sqlx::query("SELECT source_uri, document_id FROM document_versions ORDER BY discovered_at_ms, document_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.iter().map(|r| Ok((r.try_get(0).map_err(err)?, r.try_get(1).map_err(err)?))).collect()
+    }
+
     async fn deleted_documents(&self) -> Result<HashSet<String>, DatasetError> {
         let rows = sqlx::query("SELECT document_id FROM deleted_documents").fetch_all(&self.pool).await.map_err(err)?;
         rows.iter().map(|r| r.try_get::<String, _>(0).map_err(err)).collect()

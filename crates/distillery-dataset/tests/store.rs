@@ -107,6 +107,8 @@ async fn versions_and_reviews(store: &SqlStore) {
     assert!(store.deleted_documents().await.unwrap().contains(&fixtures::document().id));
     store.mark_missing(prefix, &[uri.clone()].into_iter().collect()).await.unwrap();
     assert!(!store.documents().await.unwrap()[0].deleted);
+    // Its version, for a rerun's registry.
+    assert_eq!(store.document_versions().await.unwrap(), vec![(uri.clone(), fixtures::document().id)]);
     // A deletion notice (ingest, on S3 ObjectRemoved) marks it deleted; its stored record stays as it was.
     let notice = distillery_core::Document {
         status: distillery_core::DocumentStatus::Deleted,

@@ -27,7 +27,7 @@ use distillery_llm::{Ledger, LlmClients, LlmConfig, ProviderKind};
 use distillery_runtime::RuntimeConfig;
 use distillery_runtime::memory::MemoryBus;
 use distillery_sink::{OutputConfig, SinkComponent};
-use distillery_store::registry::{MemoryClaims, MemoryVersions};
+use distillery_store::registry::{MemoryClaims, MemoryVersions, Versions};
 use distillery_store::{S3Store, Stores};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -230,7 +230,11 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
 
     let judge_llm = cfg.llm.judge();
     let ledger = Arc::new(Ledger::default());
+    // The versions an earlier run into this folder stored: an edited file's new document supersedes them.
     let versions = Arc::new(MemoryVersions::default());
+    for (uri, document) in store.document_versions().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        versions.record(&uri, &document).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let stores = match spec.store {
         StoreKind::S3 => Stores::with_s3(Arc::new(S3Store::connect(&cfg.s3).await)),
         StoreKind::File => Stores::local_only(),

@@ -513,6 +513,16 @@ async fn put_document(tx: &mut Tx, d: &Document) -> Result<(), DatasetError> {
     .execute(&mut **tx)
     .await
     .map_err(err)?;
+    // The chunks it lists are its own now: an edit's unchanged chunks (content-based ids) move to the new
+    // version, with their records and progress.
+    for chunk in &d.chunk_ids {
+        sqlx::query("UPDATE chunks SET document_id = $1 WHERE id = $2")
+            .bind(&d.id)
+            .bind(chunk)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+    }
     sqlx::query(
         "INSERT INTO document_versions (source_uri, document_id, supersedes, discovered_at_ms) VALUES ($1, $2, $3, $4) \
          ON CONFLICT DO NOTHING",

@@ -146,8 +146,13 @@ fn invariants(name: &str, verdicts: &[Value], s: &Scored) {
     assert!(s.llm_calls < s.n as u64, "{name}: {} calls for {} pairs", s.llm_calls, s.n);
 }
 
+/// The two model sizes are measured one after the other: two llama.cpp servers decoding at once on a small
+/// CPU slow each other down far more than twice (their threads spin-wait on each other's cores).
+static ONE_SERVER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_judge_is_measured_against_labelled_pairs_at_0_5b() {
+    let _one = ONE_SERVER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let servers = common::Servers::from_env();
     // The dev set (what the checks were developed on) only on request: the suite reports the held-out
     // figure, and the dev set's calls would double this test's time.
@@ -167,6 +172,7 @@ fn the_judge_is_measured_against_labelled_pairs_at_0_5b() {
 
 #[test]
 fn the_judge_is_measured_against_labelled_pairs_at_1_5b() {
+    let _one = ONE_SERVER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let llm = std::env::var("DISTILLERY_TEST_LLM_15B")
         .expect("DISTILLERY_TEST_LLM_15B is not set: scripts/test-servers starts the 1.5B judge server");
     let model = "qwen2.5-1.5b";

@@ -128,15 +128,16 @@ pub async fn require_bearer(State(bearer): State<Bearer>, req: Request, next: Ne
 }
 
 /// Gives the bare error responses of axum and the tower layers (413 of the body limit, 405, the
-/// timeout's 503, an empty 404) the JSON error body.
+/// timeout's 503, an empty 404) the JSON error body. JSON and HTML answers (the review page's sign-in
+/// form is a 401) are left as they are.
 pub async fn json_errors(res: Response) -> Response {
     let status = res.status();
-    let is_json = res
+    let answered = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || answered {
         return res;
     }
     let (code, message) = match status {
@@ -168,6 +169,17 @@ pub async fn no_route() -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bare_errors_get_a_json_body_html_pages_stay_html() {
+        let bare = (StatusCode::PAYLOAD_TOO_LARGE, "too big").into_response();
+        let out = json_errors(bare).await;
+        assert_eq!(out.headers()[header::CONTENT_TYPE], "application/json");
+        let page = (StatusCode::UNAUTHORIZED, axum::response::Html("<form name=\"token\"></form>")).into_response();
+        let out = json_errors(page).await;
+        assert_eq!(out.status(), StatusCode::UNAUTHORIZED);
+        assert!(out.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    }
 
     #[test]
     fn bearer_accepts_only_the_token() {

@@ -24,6 +24,19 @@ use distillery_quality::verdict::{self as checks, Distrust};
 use crate::metrics::JudgeMetrics;
 use crate::{Evaluation, Judge};
 
+/// Output tokens a verdict (criteria, overall, a one-sentence rationale) and a short answer take at most
+/// in a batched reply: a batch's reply gets room for all of its items (a larger model writes longer
+/// rationales; eight verdicts do not fit the single-verdict default and came back cut off at 1.5B).
+const VERDICT_TOKENS: u32 = 96;
+const ANSWER_TOKENS: u32 = 48;
+
+/// `req` with room for `n` items of `per_item` tokens (never less than the single-call default of 256).
+fn room(mut req: distillery_llm::ChatRequest, per_item: u32, n: usize) -> distillery_llm::ChatRequest {
+    let want = (per_item * n as u32 + 64).max(256);
+    req.max_tokens = Some(req.max_tokens.unwrap_or(0).max(want));
+    req
+}
+
 /// Calls and tokens a group of drafts cost, shared out over its drafts.
 #[derive(Debug, Default, Clone, Copy)]
 struct Spent {
@@ -110,7 +123,11 @@ impl Judge {
                 self.caller.templates.task(Task::Answer).1,
                 &[("questions", &templates::numbered_questions(drafts.iter().map(|d| d.question())))],
             );
-            let req = self.caller.request(context, task, seed, "answers", templates::answer_schema(n));
+            let req = room(
+                self.caller.request(context, task, seed, "answers", templates::answer_schema(n)),
+                ANSWER_TOKENS,
+                n,
+            );
             let out = self
                 .caller
                 .call::<AnswerReply, _>(document, req.clone(), |r| {
@@ -138,6 +155,7 @@ impl Judge {
             }
             None => self.caller.request(context, critic_task(drafts), seed, "verdicts", templates::judge_schema(n)),
         };
+        let req = room(req, VERDICT_TOKENS, n);
         let out = self.caller.call::<JudgeReply, _>(document, req, |r| r.check(n)).await?;
         spent.add(out.usage, out.response.latency);
         let mut verdicts: Vec<Verdict> = out.value.verdicts;
@@ -160,6 +178,7 @@ impl Judge {
                 "verdicts",
                 templates::judge_schema(members.len()),
             );
+            let req = room(req, VERDICT_TOKENS, members.len());
             let out = self.caller.call::<JudgeReply, _>(document, req, |r| r.check(members.len())).await?;
             spent.add(out.usage, out.response.latency);
             for (v, &k) in out.value.verdicts.into_iter().zip(&again) {

@@ -188,7 +188,8 @@ fn the_judge_is_measured_against_labelled_pairs_at_1_5b() {
 // the server's batching, which moves a few verdicts between runs.
 const HELD_OUT_PRECISION_05B: f64 = 0.70;
 const HELD_OUT_RECALL_05B: f64 = 0.60;
-// qwen2.5-1.5b could not be measured on this judge yet (the session's machine was shared by four builds and
-// a 1.5B call took minutes); until it is, the 1.5B judge is held to the 0.5B floor.
+// Held-out at qwen2.5-1.5b, measured 2026-12-06 (after batched calls got output room per item): precision
+// 0.818, recall 0.600 (tp 18, fp 4, fn 12; 25 LLM calls for 80 pairs, 26 screened before any call). The same
+// room as at 0.5B below the measured figures.
 const HELD_OUT_PRECISION_15B: f64 = 0.70;
-const HELD_OUT_RECALL_15B: f64 = 0.60;
+const HELD_OUT_RECALL_15B: f64 = 0.47;

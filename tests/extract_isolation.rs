@@ -7,8 +7,8 @@ use std::sync::Arc;
 mod common;
 
 use distillery_core::{Discovery, Document, DocumentStatus, Input, Metrics, ObjectRef, Record, RejectReason, Topic};
+use distillery_docs::ApproxCounter;
 use distillery_docs::pii::{PiiConfig, Redactor};
-use distillery_docs::{ApproxCounter, MediaType};
 use distillery_extract::{Extract, ExtractConfig, Isolation, WORKER_ARG, WorkerCommand};
 use distillery_ingest::{IngestConfig, Ingestor, Outcome};
 use distillery_store::Stores;
@@ -20,20 +20,7 @@ fn fixtures() -> String {
 
 fn document(root: &str, key: &str) -> Document {
     let bytes = std::fs::read(format!("{root}/{key}")).unwrap();
-    Document {
-        id: distillery_core::ids::hash_bytes(&bytes),
-        source: ObjectRef::file(root, key),
-        size: bytes.len() as i64,
-        media_type: MediaType::detect(key, &bytes[..bytes.len().min(8192)]).mime().into(),
-        discovered_by: Discovery::Local,
-        discovered_at_ms: 0,
-        status: DocumentStatus::Discovered,
-        supersedes: None,
-        pii_counts: Default::default(),
-        pages: None,
-        chunks: None,
-        chunk_ids: Vec::new(),
-    }
+    Document::discovered(ObjectRef::file(root, key), &bytes, Discovery::Local)
 }
 
 fn stage(isolation: Isolation, timeout_secs: u64, versions: Option<Arc<dyn Versions>>) -> Extract {

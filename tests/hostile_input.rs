@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distillery_core::{Discovery, Document, DocumentStatus, Input, Metrics, ObjectRef, Record, Stage, Topic};
+use distillery_core::{Discovery, Document, Input, Metrics, ObjectRef, Record, Stage, Topic};
 use distillery_docs::pii::{PiiConfig, Redactor};
 use distillery_docs::{ApproxCounter, MediaType};
 use distillery_extract::{Extract, ExtractConfig, Isolation, WORKER_ARG, WorkerCommand};
@@ -26,20 +26,7 @@ const MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 fn document(root: &str, key: &str) -> Document {
     let bytes = std::fs::read(format!("{root}/{key}")).unwrap();
-    Document {
-        id: distillery_core::ids::hash_bytes(&bytes),
-        source: ObjectRef::file(root, key),
-        size: bytes.len() as i64,
-        media_type: MediaType::detect(key, &bytes[..bytes.len().min(8192)]).mime().into(),
-        discovered_by: Discovery::Local,
-        discovered_at_ms: 0,
-        status: DocumentStatus::Discovered,
-        supersedes: None,
-        pii_counts: Default::default(),
-        pages: None,
-        chunks: None,
-        chunk_ids: Vec::new(),
-    }
+    Document::discovered(ObjectRef::file(root, key), &bytes, Discovery::Local)
 }
 
 fn stage() -> Arc<Extract> {

@@ -62,6 +62,10 @@ pub enum DocumentStatus {
     Deleted,
 }
 
+/// What replaced a document whose object was deleted: the mark the version registry, the dataset store and
+/// the exports share (its records are left out as a superseded document's are).
+pub const DELETED: &str = "deleted";
+
 /// A source document. Identity is the sha256 of its bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {

@@ -59,9 +59,8 @@ impl StoreConfig {
     }
 }
 
-/// What exports put in place of the newer document's id for a deleted document (its records are left out as
-/// a superseded document's are).
-pub const DELETED: &str = "deleted";
+/// What exports put in place of the newer document's id for a deleted document.
+pub use distillery_core::DELETED;
 
 /// The file name of the embedded store in a dataset folder.
 pub const STORE_FILE: &str = "distillery.db";

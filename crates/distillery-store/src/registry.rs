@@ -170,7 +170,7 @@ pub trait Versions: Send + Sync + std::fmt::Debug {
 }
 
 /// What replaced a document whose object was deleted (the dataset store's `deleted` mark too).
-pub const DELETED: &str = "deleted";
+pub use distillery_core::DELETED;
 
 /// In-process versions (the embedded run).
 #[derive(Debug, Default, Clone)]

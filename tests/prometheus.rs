@@ -63,9 +63,13 @@ fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> S
 }
 
 /// The API has no Kafka: [ops], [llm] and [tabular] only.
+/// The API's bearer token in this test (the tables API spends LLM calls and is never served without one).
+const API_TOKEN: &str = "prometheus-test-token";
+
 fn api_config(scope: &Scope, servers: &Servers, port: u16) -> String {
     format!(
-        "[ops]\nlisten = \"127.0.0.1:{port}\"\n[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\n[tabular]\ncache_dir = \"{}\"\n",
+        "[ops]\nlisten = \"127.0.0.1:{port}\"\n[api]\ntoken = \"{API_TOKEN}\"\n[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\n\
+         [tabular]\ncache_dir = \"{}\"\n",
         servers.llm,
         servers.llm_model,
         scope.path("schemas").display()
@@ -347,6 +351,7 @@ async fn prometheus_scrapes_the_running_services_and_every_dashboard_query_reads
         {"name": "quantity", "kind": "integer", "min": 1, "max": 10}]});
     let table = http
         .post(format!("http://127.0.0.1:{}/v1/tabular", api.port))
+        .bearer_auth(API_TOKEN)
         .json(&serde_json::json!({"schema": schema, "rows": 200, "format": "csv", "seed": 1}))
         .send()
         .await

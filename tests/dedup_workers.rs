@@ -151,7 +151,9 @@ async fn two_dedup_workers_on_one_qdrant_collection_accept_exactly_one_of_concur
     let vectors = format!("[vectors]\nqdrant_url = \"{}\"\ncollection = \"accepted\"\n", qdrant.url);
     let accepted = two_workers("dedup2q", &vectors, "one Qdrant collection (gRPC stand-in on Qdrant's engine)").await;
     // Both workers searched and stored through the protocol; the collection holds each accepted example once.
-    assert_eq!(qdrant.served("Collections/create"), 1, "the second worker found the collection");
+    // The workers start together: both may try to create the collection, and the one refused finds it.
+    assert_eq!(qdrant.collections(), 1, "one collection for both workers");
+    assert!((1..=2).contains(&qdrant.served("Collections/create")));
     assert!(qdrant.served("Points/upsert") >= 2 * accepted, "every replica stores what it decides");
     assert!(qdrant.served("Points/query") > 0 && qdrant.served("Points/scroll") > 0);
     let idx = distillery_vector::QdrantIndex::connect(&qdrant.url, None, "accepted", 384).await.expect("connect");

@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 pub struct QdrantStandIn {
     pub url: String,
     pub calls: Arc<Mutex<Vec<String>>>,
+    shards: Arc<Mutex<HashMap<String, Arc<e::EdgeShard>>>>,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -30,6 +31,8 @@ impl Drop for QdrantStandIn {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // The engine writes its segments when a shard goes: while its folder is still there.
+        self.shards.lock().unwrap().clear();
     }
 }
 
@@ -38,7 +41,7 @@ impl QdrantStandIn {
     pub async fn start() -> QdrantStandIn {
         let dir = tempfile::tempdir().expect("stand-in folder");
         let state = State { root: dir.path().to_path_buf(), shards: Arc::default(), calls: Arc::default() };
-        let calls = state.calls.clone();
+        let (calls, shards) = (state.calls.clone(), state.shards.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -53,7 +56,13 @@ impl QdrantStandIn {
                 .await
                 .expect("stand-in server");
         });
-        QdrantStandIn { url: format!("http://{addr}"), calls, _dir: dir, shutdown: Some(tx) }
+        QdrantStandIn { url: format!("http://{addr}"), calls, shards, _dir: dir, shutdown: Some(tx) }
+    }
+
+    /// How many collections it holds.
+    #[allow(dead_code)] // not every test binary including this module asks
+    pub fn collections(&self) -> usize {
+        self.shards.lock().unwrap().len()
     }
 
     /// How many calls of a method (e.g. "Points/query") it served.
@@ -145,6 +154,8 @@ fn payload_of(p: HashMap<String, q::Value>) -> e::Payload {
     e::Payload(p.into_iter().map(|(k, v)| (k, json_of(v))).collect())
 }
 
+// Older clients send the deprecated flat `data` field, which a Qdrant server still reads.
+#[allow(deprecated)]
 fn dense(v: q::Vectors) -> Result<Vec<f32>, Status> {
     match v.vectors_options {
         Some(q::vectors::VectorsOptions::Vector(v)) => match v.vector {
@@ -281,7 +292,9 @@ impl Collections for State {
         let config = e::EdgeConfigBuilder::new()
             .vector(e::DEFAULT_VECTOR_NAME, e::EdgeVectorParamsBuilder::new(params.size as usize, distance).build())
             .build();
-        let shard = e::EdgeShard::new(&self.root.join(format!("c{}", shards.len())), config).map_err(engine)?;
+        let folder = self.root.join(format!("c{}", shards.len()));
+        std::fs::create_dir_all(&folder).map_err(|e| Status::internal(e.to_string()))?;
+        let shard = e::EdgeShard::new(&folder, config).map_err(engine)?;
         shards.insert(r.collection_name, Arc::new(shard));
         Ok(Response::new(q::CollectionOperationResponse { result: true, time: 0.0 }))
     }

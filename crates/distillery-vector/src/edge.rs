@@ -105,6 +105,8 @@ impl EdgeIndex {
         let shard = if exists {
             EdgeShard::load(path, None).map_err(|e| backend(format!("opening {}: {e}", path.display())))?
         } else {
+            // The engine creates its files in the folder, not the folder.
+            std::fs::create_dir_all(path).map_err(|e| backend(format!("creating {}: {e}", path.display())))?;
             let config = EdgeConfigBuilder::new()
                 .vector(DEFAULT_VECTOR_NAME, EdgeVectorParamsBuilder::new(dim, Distance::Cosine).build())
                 .build();
@@ -250,8 +252,10 @@ impl VectorIndex for EdgeIndex {
     }
 
     async fn count(&self, dataset: &str) -> Result<usize, IndexError> {
-        let request =
-            CountRequest { filter: Some(Filter { must: Some(vec![keyword(field::DATASET, dataset)]), ..Filter::new() }), exact: true };
+        let request = CountRequest {
+            filter: Some(Filter { must: Some(vec![keyword(field::DATASET, dataset)]), ..Filter::new() }),
+            exact: true,
+        };
         self.blocking(move |s| s.count(request).map_err(backend)).await
     }
 }

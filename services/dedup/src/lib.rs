@@ -407,7 +407,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         // A later run, with a claims log of its own, opens the same folder.
-        let (run2, _) = open("run-2");
+        let (run2, index2) = open("run-2");
         let dup = duplicate_of(&run(&run2, judged("b", "Yam nowh evael sady?", "Twenty-five.")).await);
         assert_eq!((dup.id.as_str(), dup.method), ("a", decide::Method::Cosine));
         let dup = duplicate_of(&run(&run2, judged("c", "how many leave days", "twenty five")).await);
@@ -417,5 +417,10 @@ mod tests {
             matches!(run(&run2, judged("a", "How many leave days?", "Twenty-five.")).await, Record::Accepted(a) if a.id == "a")
         );
         assert_eq!(run2.index.count(&cfg.dataset).await.unwrap(), 1);
+        // The engine writes its segments when the last handle goes: before the folder is removed.
+        drop(run2);
+        while index2.strong_count() > 0 {
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -116,7 +116,7 @@ async fn the_api_service_streams_a_table_for_a_description() {
     std::fs::write(
         &config,
         format!(
-            "[ops]\nlisten = \"127.0.0.1:{port}\"\n[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\n[tabular]\ncache_dir = \"{}\"\n",
+            "[ops]\nlisten = \"127.0.0.1:{port}\"\n[llm]\nbase_url = \"{}\"\nmodel = \"{}\"\n[tabular]\ncache_dir = \"{}\"\n[api]\ntoken = \"e2e-tabular-token\"\n",
             servers.llm,
             servers.llm_model,
             dir.path().join("schemas").display()
@@ -142,7 +142,8 @@ async fn the_api_service_streams_a_table_for_a_description() {
         "format": "csv",
         "seed": 11
     });
-    let resp = http.post(format!("{base}/v1/tabular")).json(&body).send().await.unwrap();
+    let resp =
+        http.post(format!("{base}/v1/tabular")).bearer_auth("e2e-tabular-token").json(&body).send().await.unwrap();
     let status = resp.status();
     let source = resp.headers().get("x-distillery-schema-source").map(|v| v.to_str().unwrap().to_string());
     let text = resp.text().await.unwrap();
@@ -154,7 +155,8 @@ async fn the_api_service_streams_a_table_for_a_description() {
     assert_eq!(reader.records().map(|r| assert_eq!(r.unwrap().len(), width)).count(), 1500);
 
     // The same description again: cached, identical bytes for the same seed.
-    let again = http.post(format!("{base}/v1/tabular")).json(&body).send().await.unwrap();
+    let again =
+        http.post(format!("{base}/v1/tabular")).bearer_auth("e2e-tabular-token").json(&body).send().await.unwrap();
     assert_eq!(again.headers()["x-distillery-schema-source"], "cache");
     assert_eq!(again.text().await.unwrap(), text);
 

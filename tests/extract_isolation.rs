@@ -38,6 +38,7 @@ fn document(root: &str, key: &str) -> Document {
 fn stage(isolation: Isolation, timeout_secs: u64, versions: Option<Arc<dyn Versions>>) -> Extract {
     let cfg = ExtractConfig { isolation, timeout_secs, ..Default::default() };
     Extract {
+        limits: distillery_extract::limits::Limits::of_this_process(cfg.max_memory_mib),
         stores: Stores::local_only(),
         counter: Arc::new(ApproxCounter),
         redactor: Arc::new(Redactor::new(PiiConfig::default())),

@@ -172,7 +172,12 @@ fn the_judge_is_measured_against_labelled_pairs_at_1_5b() {
     assert!(held.recall() >= HELD_OUT_RECALL_15B, "held-out recall {:.3}", held.recall());
 }
 
-const HELD_OUT_PRECISION_05B: f64 = 0.55;
-const HELD_OUT_RECALL_05B: f64 = 0.50;
-const HELD_OUT_PRECISION_15B: f64 = 0.55;
-const HELD_OUT_RECALL_15B: f64 = 0.50;
+// Held-out at qwen2.5-0.5b, measured 2026-12-06 on this judge (answer check, batched criteria-first critic):
+// precision 0.815, recall 0.733 (tp 22, fp 5, fn 8; 21 LLM calls for 80 pairs). The bounds leave room for
+// the server's batching, which moves a few verdicts between runs.
+const HELD_OUT_PRECISION_05B: f64 = 0.70;
+const HELD_OUT_RECALL_05B: f64 = 0.60;
+// qwen2.5-1.5b could not be measured on this judge yet (the session's machine was shared by four builds and
+// a 1.5B call took minutes); until it is, the 1.5B judge is held to the 0.5B floor.
+const HELD_OUT_PRECISION_15B: f64 = 0.70;
+const HELD_OUT_RECALL_15B: f64 = 0.60;

@@ -207,7 +207,7 @@ async fn two_generate_workers_share_one_budget_and_back_off_on_429() {
     let peak = proxy.counts.peak.load(Ordering::SeqCst);
     let requests = proxy.counts.requests.load(Ordering::SeqCst);
     let injected = proxy.counts.injected.load(Ordering::SeqCst);
-    assert!(peak >= 1 && peak <= BUDGET, "{peak} requests in flight at once at the server, budget {BUDGET}");
+    assert!((1..=BUDGET).contains(&peak), "{peak} requests in flight at once at the server, budget {BUDGET}");
     assert!(injected >= 1, "no 429 was injected ({requests} requests)");
     // Both workers called the model, both counted two members, and the 429s halved a window.
     for m in [&m0, &m1] {

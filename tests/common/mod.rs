@@ -120,6 +120,11 @@ pub fn free_port() -> u16 {
 /// The `distillery` binary of this build: beside the test executable's `deps/` folder (cargo builds it
 /// for the `distillery` package's own tests; `cargo build -p distillery` otherwise).
 pub fn binary() -> PathBuf {
+    // A build directory shared by several checkouts may hold another checkout's binary there: this one's can
+    // be named instead.
+    if let Some(bin) = std::env::var_os("DISTILLERY_TEST_BINARY").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("the test executable has a path");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("tests run from <target>/<profile>/deps");
     let bin = dir.join(format!("distillery{}", std::env::consts::EXE_SUFFIX));
@@ -298,14 +303,23 @@ fn urlencode(s: &str) -> String {
 /// Creates an SNS topic on Ceph RGW that pushes to `endpoint` and subscribes `bucket`'s ObjectCreated
 /// events to it: the same notification setup MinIO users do with `mc event add`.
 pub async fn rgw_notify(servers: &Servers, bucket: &str, topic: &str, endpoint: &str) {
+    rgw_notify_with(servers, bucket, topic, endpoint, None).await
+}
+
+/// [`rgw_notify`], with the topic's `OpaqueData` attribute (RGW puts it in every notification it sends:
+/// how a token reaches ingest's webhook from RGW, which sends no custom header).
+pub async fn rgw_notify_with(servers: &Servers, bucket: &str, topic: &str, endpoint: &str, opaque: Option<&str>) {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4;
 
-    let body = format!(
+    let mut body = format!(
         "Action=CreateTopic&Name={topic}&Attributes.entry.1.key=push-endpoint&Attributes.entry.1.value={}\
          &Attributes.entry.2.key=persistent&Attributes.entry.2.value=false",
         urlencode_form(endpoint)
     );
+    if let Some(opaque) = opaque {
+        body += &format!("&Attributes.entry.3.key=OpaqueData&Attributes.entry.3.value={}", urlencode_form(opaque));
+    }
     let creds = aws_credential_types::Credentials::new(&servers.s3_key, &servers.s3_secret, None, None, "test");
     let identity: aws_smithy_runtime_api::client::identity::Identity = creds.into();
     let params = v4::SigningParams::builder()

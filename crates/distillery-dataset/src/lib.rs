@@ -36,6 +36,9 @@ use serde::{Deserialize, Serialize};
 pub mod resume;
 #[cfg(feature = "sql")]
 pub mod sql;
+pub mod versions;
+
+pub use versions::{DatasetVersion, DecidedBy, Overrides, Review, ReviewAction};
 
 #[cfg(feature = "sql")]
 pub use sql::SqlStore;
@@ -55,6 +58,10 @@ impl StoreConfig {
         (!self.url.is_empty()).then(|| self.url.expose())
     }
 }
+
+/// What exports put in place of the newer document's id for a deleted document (its records are left out as
+/// a superseded document's are).
+pub const DELETED: &str = "deleted";
 
 /// The file name of the embedded store in a dataset folder.
 pub const STORE_FILE: &str = "distillery.db";
@@ -124,6 +131,10 @@ pub struct DocumentProgress {
     pub accepted: u64,
     pub rejected: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// The source object is gone (deleted, or missing from the input on a rerun): its records are never
+    /// exported.
+    #[serde(default)]
+    pub deleted: bool,
     /// LLM tokens spent on the document over every run (failed and retried calls included).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -208,6 +219,53 @@ pub trait DatasetStore: Send + Sync + std::fmt::Debug {
 
     /// Every document with its progress, by name.
     async fn documents(&self) -> Result<Vec<DocumentProgress>, DatasetError>;
+
+    /// Records a dataset version and the outcome (an accepted or rejected record) it gives each draft it
+    /// re-decided, with whether that draft was accepted before.
+    async fn record_version(
+        &self,
+        _version: &DatasetVersion,
+        _decisions: Vec<(Record, bool)>,
+    ) -> Result<(), DatasetError> {
+        Err(DatasetError("this store keeps no dataset versions".into()))
+    }
+
+    /// The versions after the run's own, oldest first.
+    async fn versions(&self) -> Result<Vec<DatasetVersion>, DatasetError> {
+        Ok(Vec::new())
+    }
+
+    /// What stands above the run's outcomes: the latest version's decisions and the reviews.
+    async fn overrides(&self) -> Result<Overrides, DatasetError> {
+        Ok(Overrides::default())
+    }
+
+    /// What arrived at or after `after_ms` (drafts as generation recorded them, accepted and rejected records),
+    /// oldest first, at most `limit`, each with its time: the live view's feed.
+    async fn arrivals(&self, _after_ms: i64, _limit: usize) -> Result<Vec<(i64, Record)>, DatasetError> {
+        Ok(Vec::new())
+    }
+
+    /// Marks the documents stored under `prefix_uri` (a source URI prefix: the input of a run) whose source
+    /// URI is not in `present` as deleted, and those whose URI is present as not deleted; gives the ids newly
+    /// marked deleted.
+    async fn mark_missing(
+        &self,
+        _prefix_uri: &str,
+        _present: &std::collections::HashSet<String>,
+    ) -> Result<Vec<String>, DatasetError> {
+        Ok(Vec::new())
+    }
+
+    /// The ids of the documents marked deleted.
+    async fn deleted_documents(&self) -> Result<std::collections::HashSet<String>, DatasetError> {
+        Ok(Default::default())
+    }
+
+    /// Stores a person's review of a draft (replacing an earlier one).
+    async fn review(&self, _review: &Review) -> Result<(), DatasetError> {
+        Err(DatasetError("this store keeps no reviews".into()))
+    }
 }
 
 /// The subject draft of a record, if it is about one (a draft, its verdict, its regeneration request, its

@@ -16,6 +16,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::versions::{DatasetVersion, DecidedBy, Overrides, Review, ReviewAction};
 use crate::{
     ChunkState, DatasetError, DatasetStore, DocumentProgress, OutcomeKind, RunUsage, Totals, Usage, chunk_of,
     subject_draft,
@@ -1060,9 +1061,11 @@ impl DatasetStore for SqlStore {
                 p.tokens = p.prompt_tokens + p.completion_tokens;
             }
         }
+        let deleted = self.deleted_documents().await?;
         let mut out: Vec<DocumentProgress> = docs
             .into_values()
             .map(|mut p| {
+                p.deleted = deleted.contains(&p.document_id);
                 p.chunks = p.chunks.max(chunk_rows.get(&p.document_id).copied().unwrap_or(0));
                 p.chunks_pending = p.chunks.saturating_sub(p.chunks_done + p.chunks_failed);
                 p
@@ -1070,5 +1073,195 @@ impl DatasetStore for SqlStore {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.document_id.cmp(&b.document_id)));
         Ok(out)
+    }
+
+    async fn record_version(&self, v: &DatasetVersion, decisions: Vec<(Record, bool)>) -> Result<(), DatasetError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO dataset_versions (version, kind, judge_model, threshold, judged, newly_accepted, \
+             newly_rejected, llm_calls, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(v.version as i64)
+        .bind(v.kind.as_str())
+        .bind(&v.judge_model)
+        .bind(v.threshold as i64)
+        .bind(v.judged as i64)
+        .bind(v.newly_accepted as i64)
+        .bind(v.newly_rejected as i64)
+        .bind(v.llm_calls as i64)
+        .bind(v.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| err(format!("version {}: {e}", v.version)))?;
+        for (record, was_accepted) in &decisions {
+            let Some(draft) = subject_draft(record) else { continue };
+            let (accepted, overall) = match record {
+                Record::Accepted(a) => (1i64, Some(a.judged.scores.overall as i64)),
+                Record::Rejected(r) => (0, r.scores.map(|s| s.overall as i64)),
+                _ => continue,
+            };
+            sqlx::query(
+                "INSERT INTO decisions (draft_id, version, document_id, accepted, was_accepted, overall, record) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&draft.id)
+            .bind(v.version as i64)
+            .bind(&draft.document_id)
+            .bind(accepted)
+            .bind(*was_accepted as i64)
+            .bind(overall)
+            .bind(encode(record)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn versions(&self) -> Result<Vec<DatasetVersion>, DatasetError> {
+        let rows = sqlx::query(
+            "SELECT version, kind, judge_model, threshold, judged, newly_accepted, newly_rejected, llm_calls, \
+             created_at_ms FROM dataset_versions ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get(1).map_err(err)?;
+                Ok(DatasetVersion {
+                    version: int(r, 0)?,
+                    kind: if kind == DecidedBy::Review.as_str() { DecidedBy::Review } else { DecidedBy::Rejudge },
+                    judge_model: r.try_get(2).map_err(err)?,
+                    threshold: int(r, 3)? as i32,
+                    judged: int(r, 4)?,
+                    newly_accepted: int(r, 5)?,
+                    newly_rejected: int(r, 6)?,
+                    llm_calls: int(r, 7)?,
+                    created_at_ms: r.try_get(8).map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn overrides(&self) -> Result<Overrides, DatasetError> {
+        let mut out = Overrides::default();
+        // Each draft's decision of the latest version that decided it.
+        let rows = sqlx::query(
+            "SELECT d.draft_id, d.record FROM decisions d WHERE d.version = \
+             (SELECT MAX(e.version) FROM decisions e WHERE e.draft_id = d.draft_id)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        for r in rows {
+            let draft: String = r.try_get(0).map_err(err)?;
+            out.decided.insert(draft, decode(&r.try_get::<Vec<u8>, _>(1).map_err(err)?)?);
+        }
+        let rows = sqlx::query("SELECT draft_id, action, question, answer, note, reviewed_at_ms FROM reviews")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        for r in rows {
+            let action: String = r.try_get(1).map_err(err)?;
+            let Some(action) = ReviewAction::from_name(&action) else { continue };
+            let review = Review {
+                draft_id: r.try_get(0).map_err(err)?,
+                action,
+                question: r.try_get(2).map_err(err)?,
+                answer: r.try_get(3).map_err(err)?,
+                note: r.try_get(4).map_err(err)?,
+                reviewed_at_ms: r.try_get(5).map_err(err)?,
+            };
+            out.reviews.insert(review.draft_id.clone(), review);
+        }
+        Ok(out)
+    }
+
+    async fn arrivals(&self, after_ms: i64, limit: usize) -> Result<Vec<(i64, Record)>, DatasetError> {
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT created_at_ms, record FROM drafts WHERE created_at_ms >= $1 ORDER BY created_at_ms LIMIT $2",
+            "SELECT accepted_at_ms, record FROM accepted WHERE accepted_at_ms >= $1 ORDER BY accepted_at_ms LIMIT $2",
+            "SELECT rejected_at_ms, record FROM rejected WHERE rejected_at_ms >= $1 ORDER BY rejected_at_ms LIMIT $2",
+        ] {
+            let rows = sqlx::query(sql).bind(after_ms).bind(limit as i64).fetch_all(&self.pool).await.map_err(err)?;
+            for r in rows {
+                let at: i64 = r.try_get(0).map_err(err)?;
+                out.push((at, decode(&r.try_get::<Vec<u8>, _>(1).map_err(err)?)?));
+            }
+        }
+        // The first `limit` of the merge: whatever comes after them is in the next call.
+        out.sort_by_key(|(at, _)| *at);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn mark_missing(
+        &self,
+        prefix_uri: &str,
+        present: &std::collections::HashSet<String>,
+    ) -> Result<Vec<String>, DatasetError> {
+        let rows = sqlx::query("SELECT id, source_uri FROM documents").fetch_all(&self.pool).await.map_err(err)?;
+        let deleted = self.deleted_documents().await?;
+        let mut newly = Vec::new();
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for r in rows {
+            let (id, uri): (String, String) = (r.try_get(0).map_err(err)?, r.try_get(1).map_err(err)?);
+            if !uri.starts_with(prefix_uri) {
+                continue;
+            }
+            if present.contains(&uri) {
+                if deleted.contains(&id) {
+                    sqlx::query("DELETE FROM deleted_documents WHERE document_id = $1")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+            } else if !deleted.contains(&id) {
+                sqlx::query(
+                    "INSERT INTO deleted_documents (document_id, source_uri, deleted_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&id)
+                .bind(&uri)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                newly.push(id);
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(newly)
+    }
+
+    async fn deleted_documents(&self) -> Result<HashSet<String>, DatasetError> {
+        let rows = sqlx::query("SELECT document_id FROM deleted_documents").fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(err)).collect()
+    }
+
+    async fn review(&self, review: &Review) -> Result<(), DatasetError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query("DELETE FROM reviews WHERE draft_id = $1")
+            .bind(&review.draft_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO reviews (draft_id, action, question, answer, note, reviewed_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&review.draft_id)
+        .bind(review.action.as_str())
+        .bind(review.question.clone())
+        .bind(review.answer.clone())
+        .bind(review.note.clone())
+        .bind(review.reviewed_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
     }
 }

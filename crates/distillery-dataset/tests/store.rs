@@ -4,7 +4,7 @@
 use distillery_core::codec::fixtures;
 use distillery_core::{Record, RejectReason};
 use distillery_dataset::sql::{SqlStore, Table};
-use distillery_dataset::{ChunkState, DatasetStore};
+use distillery_dataset::{ChunkState, DatasetStore, DatasetVersion, DecidedBy, Review, ReviewAction};
 
 async fn exercise(store: &SqlStore) {
     let chunk = fixtures::chunk();
@@ -37,6 +37,76 @@ async fn exercise(store: &SqlStore) {
     assert_eq!(docs.len(), 1, "{docs:?}");
     assert_eq!(docs[0].name, fixtures::object_ref().key);
     assert_eq!(docs[0].accepted, 1, "{docs:?}");
+
+    versions_and_reviews(store).await;
+}
+
+/// A rejudged version and reviews stand above the run's outcomes, the latest of each.
+async fn versions_and_reviews(store: &SqlStore) {
+    assert!(store.overrides().await.unwrap().is_empty());
+    assert!(store.versions().await.unwrap().is_empty());
+    let accepted = fixtures::all().into_iter().find(|r| matches!(r, Record::Accepted(_))).unwrap();
+    let draft = fixtures::draft().id;
+    // Version 2 rejects the accepted draft, version 3 accepts it again.
+    let rejected = match &accepted {
+        Record::Accepted(a) => Record::Rejected(distillery_core::Rejected::of(
+            &Record::Judged(a.judged.clone()),
+            DecidedBy::Rejudge.as_str(),
+            RejectReason::LowScore,
+            "rejudged",
+        )),
+        _ => unreachable!(),
+    };
+    for (version, record, was) in [(2, rejected.clone(), true), (3, accepted.clone(), false)] {
+        let v = DatasetVersion {
+            version,
+            kind: DecidedBy::Rejudge,
+            judge_model: "m".into(),
+            threshold: 5,
+            judged: 1,
+            newly_accepted: u64::from(!was),
+            newly_rejected: u64::from(was),
+            llm_calls: 0,
+            created_at_ms: 1,
+        };
+        store.record_version(&v, vec![(record, was)]).await.unwrap();
+        let o = store.overrides().await.unwrap();
+        assert_eq!(matches!(o.current(accepted.clone()), Record::Rejected(_)), was, "v{version}");
+    }
+    assert_eq!(store.versions().await.unwrap().iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 3]);
+    // A review stands above every version; the last review stands.
+    let review = |action, answer: Option<&str>| Review {
+        draft_id: draft.clone(),
+        action,
+        question: None,
+        answer: answer.map(str::to_string),
+        note: Some("checked".into()),
+        reviewed_at_ms: 2,
+    };
+    store.review(&review(ReviewAction::Reject, None)).await.unwrap();
+    assert!(matches!(store.overrides().await.unwrap().current(accepted.clone()), Record::Rejected(_)));
+    store.review(&review(ReviewAction::Edit, Some("An edited answer."))).await.unwrap();
+    match store.overrides().await.unwrap().current(accepted.clone()) {
+        Record::Accepted(a) => assert_eq!(a.judged.draft.answer(), "An edited answer."),
+        other => panic!("an edit accepts: {other:?}"),
+    }
+    // The live feed: what arrived at or after a time, oldest first.
+    let arrivals = store.arrivals(0, 100).await.unwrap();
+    assert!(arrivals.iter().any(|(_, r)| matches!(r, Record::Draft(_))), "{arrivals:?}");
+    assert!(arrivals.windows(2).all(|w| w[0].0 <= w[1].0));
+    assert!(store.arrivals(i64::MAX, 100).await.unwrap().is_empty());
+
+    // A document missing from its input is marked deleted, and comes back when its object does.
+    let uri = fixtures::object_ref().uri();
+    let (prefix, _) = uri.rsplit_once('/').unwrap();
+    let none = std::collections::HashSet::new();
+    assert!(store.mark_missing("s3://elsewhere/", &none).await.unwrap().is_empty(), "another input");
+    assert_eq!(store.mark_missing(prefix, &none).await.unwrap(), vec![fixtures::document().id]);
+    assert!(store.mark_missing(prefix, &none).await.unwrap().is_empty(), "marked once");
+    assert!(store.documents().await.unwrap()[0].deleted);
+    assert!(store.deleted_documents().await.unwrap().contains(&fixtures::document().id));
+    store.mark_missing(prefix, &[uri.clone()].into_iter().collect()).await.unwrap();
+    assert!(!store.documents().await.unwrap()[0].deleted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,6 +128,10 @@ async fn postgres_store_is_idempotent_and_answers_progress() {
     let store = SqlStore::open(&url).await.unwrap();
     // The suite's database is fresh per `scripts/test-servers start`; start from empty tables anyway.
     for table in [
+        "deleted_documents",
+        "reviews",
+        "decisions",
+        "dataset_versions",
         "usage",
         "runs",
         "steps",

@@ -1,9 +1,12 @@
 //! Structure-aware chunking within a token budget, and context grouping.
 //!
 //! Sections start at headings and never share a chunk. Inside a section, whole blocks are packed up to
-//! `max_tokens`; a block over budget is split at sentence boundaries, and a sentence over budget at word
-//! boundaries (the only place a sentence is ever cut). Optional overlap repeats the previous chunk's last
-//! sentences. Every chunk's text is exactly its char span of the document's canonical text.
+//! `max_tokens`; a block over budget is split at sentence boundaries, a sentence over budget at word
+//! boundaries (the only place a sentence is ever cut), and a single "word" over budget (a multi-megabyte
+//! hex string, a base64 blob) at character boundaries. No chunk is over `max_tokens` nor over `max_chars`
+//! characters, whatever the tokenizer says, so a chunk record always fits a Kafka message. Optional overlap
+//! repeats the previous chunk's last sentences. Every chunk's text is exactly its char span of the
+//! document's canonical text.
 //!
 //! A chunk's generation context is the chunk plus its nearest neighbours from the same top-level section,
 //! added alternately before and after while the context budget allows.
@@ -26,11 +29,15 @@ pub struct ChunkConfig {
     pub min_tokens: usize,
     /// Budget of a generation context (the chunk plus neighbours), in tokens.
     pub context_tokens: usize,
+    /// Upper bound of one chunk in characters, whatever the tokenizer counts (a context holds at most
+    /// `max_chars * context_tokens / max_tokens`): it keeps every chunk record far below Kafka's message
+    /// size limit.
+    pub max_chars: usize,
 }
 
 impl Default for ChunkConfig {
     fn default() -> Self {
-        ChunkConfig { max_tokens: 384, overlap_tokens: 0, min_tokens: 24, context_tokens: 1024 }
+        ChunkConfig { max_tokens: 384, overlap_tokens: 0, min_tokens: 24, context_tokens: 1024, max_chars: 6144 }
     }
 }
 
@@ -45,6 +52,30 @@ impl ChunkConfig {
         if self.context_tokens < self.max_tokens {
             errors.push(format!("{section}.context_tokens must be >= max_tokens"));
         }
+        if !(64..=200_000).contains(&self.max_chars) {
+            errors.push(format!("{section}.max_chars must be between 64 and 200000 (got {})", self.max_chars));
+        }
+    }
+
+    /// Characters a context may hold.
+    pub fn context_chars(&self) -> usize {
+        self.max_chars.saturating_mul(self.context_tokens) / self.max_tokens.max(1)
+    }
+}
+
+/// A budget of tokens and characters.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    tokens: usize,
+    chars: usize,
+}
+
+impl Budget {
+    fn of(cfg: &ChunkConfig) -> Budget {
+        Budget { tokens: cfg.max_tokens, chars: cfg.max_chars.max(1) }
+    }
+    fn fits(&self, text: &str, tokens: usize) -> bool {
+        tokens <= self.tokens && text.chars().count() <= self.chars
     }
 }
 
@@ -68,7 +99,15 @@ struct Unit {
     start: usize, // byte offsets into the canonical text
     end: usize,
     tokens: usize,
+    /// Characters of the span.
+    chars: usize,
     page: Option<u32>,
+}
+
+impl Unit {
+    fn new(canonical: &str, start: usize, end: usize, tokens: usize, page: Option<u32>) -> Unit {
+        Unit { start, end, tokens, chars: canonical[start..end].chars().count(), page }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -111,12 +150,16 @@ pub fn chunk(doc: &Extracted, counter: &dyn TokenCounter, cfg: &ChunkConfig) -> 
             section += 1;
             continue;
         }
-        for unit in split_block(&canonical, start, end, block.kind, block.page, counter, cfg.max_tokens) {
-            if open.tokens > 0 && open.tokens + sep_tokens + unit.tokens > cfg.max_tokens {
+        for unit in split_block(&canonical, start, end, block.kind, block.page, counter, Budget::of(cfg)) {
+            let open_chars: usize = open.units.iter().map(|u| u.chars).sum::<usize>() + open.units.len() * 2;
+            if open.tokens > 0
+                && (open.tokens + sep_tokens + unit.tokens > cfg.max_tokens || open_chars + unit.chars > cfg.max_chars)
+            {
                 let tail = overlap_tail(&canonical, &open.units, counter, cfg.overlap_tokens);
                 emit(&mut open, &headings, section, &mut pieces);
                 if let Some(t) = tail
                     && t.tokens + sep_tokens + unit.tokens <= cfg.max_tokens
+                    && t.chars + 2 + unit.chars <= cfg.max_chars
                 {
                     open.tokens = t.tokens;
                     open.units.push(t);
@@ -132,10 +175,16 @@ pub fn chunk(doc: &Extracted, counter: &dyn TokenCounter, cfg: &ChunkConfig) -> 
     let mut merged: Vec<(Vec<Unit>, Vec<String>, usize)> = Vec::new();
     for p in pieces {
         let tokens: usize = p.0.iter().map(|u| u.tokens).sum();
+        let span = |units: &[Unit]| {
+            let s = units.iter().map(|u| u.start).min().unwrap_or(0);
+            let e = units.iter().map(|u| u.end).max().unwrap_or(0);
+            canonical[s..e].chars().count()
+        };
         if let Some(prev) = merged.last_mut()
             && prev.2 == p.2
             && tokens < cfg.min_tokens
             && prev.0.iter().map(|u| u.tokens).sum::<usize>() + tokens + sep_tokens <= cfg.max_tokens
+            && span(&prev.0) + span(&p.0) + 2 <= cfg.max_chars
         {
             prev.0.extend(p.0);
             continue;
@@ -166,7 +215,7 @@ pub fn chunk(doc: &Extracted, counter: &dyn TokenCounter, cfg: &ChunkConfig) -> 
 }
 
 /// Splits a block into units within budget: the block, else its lines (tables, code, lists) or
-/// sentences, else words.
+/// sentences, else words, else characters.
 fn split_block(
     canonical: &str,
     start: usize,
@@ -174,12 +223,14 @@ fn split_block(
     kind: BlockKind,
     page: Option<u32>,
     counter: &dyn TokenCounter,
-    max: usize,
+    budget: Budget,
 ) -> Vec<Unit> {
     let text = &canonical[start..end];
-    let tokens = counter.count(text);
-    if tokens <= max {
-        return vec![Unit { start, end, tokens, page }];
+    // A block far over the character budget is not counted whole (a multi-megabyte line costs the tokenizer
+    // dearly); it is split first.
+    let tokens = if text.len() <= budget.chars.saturating_mul(4) { counter.count(text) } else { usize::MAX };
+    if tokens != usize::MAX && budget.fits(text, tokens) {
+        return vec![Unit::new(canonical, start, end, tokens, page)];
     }
     let spans: Vec<(usize, usize)> = match kind {
         BlockKind::Table | BlockKind::Code => line_spans(text),
@@ -191,20 +242,24 @@ fn split_block(
         if piece.trim().is_empty() {
             continue;
         }
-        let t = counter.count(piece);
-        if t <= max {
+        let t = if piece.len() <= budget.chars.saturating_mul(4) { counter.count(piece) } else { usize::MAX };
+        if t != usize::MAX && budget.fits(piece, t) {
             // Pack consecutive sentences of the same block together while they fit.
             if let Some(last) = out.last_mut() {
-                let joined = counter.count(&canonical[last.start..start + e]);
-                if joined <= max {
-                    last.end = start + e;
-                    last.tokens = joined;
-                    continue;
+                let joined_text = &canonical[last.start..start + e];
+                if joined_text.len() <= budget.chars.saturating_mul(4) {
+                    let joined = counter.count(joined_text);
+                    if budget.fits(joined_text, joined) {
+                        last.end = start + e;
+                        last.tokens = joined;
+                        last.chars = joined_text.chars().count();
+                        continue;
+                    }
                 }
             }
-            out.push(Unit { start: start + s, end: start + e, tokens: t, page });
+            out.push(Unit::new(canonical, start + s, start + e, t, page));
         } else {
-            out.extend(split_words(canonical, start + s, start + e, counter, max, page));
+            out.extend(split_words(canonical, start + s, start + e, counter, budget, page));
         }
     }
     for u in &mut out {
@@ -223,37 +278,125 @@ fn line_spans(text: &str) -> Vec<(usize, usize)> {
     spans
 }
 
-/// Hard split of an oversized sentence at word boundaries.
+/// Hard split of an oversized sentence at word boundaries; a word over budget by itself is cut at character
+/// boundaries. Each word is counted once (the sum of a unit's word counts decides where it ends), so a long
+/// run of short words costs linear time; a unit whose exact count is over budget after all (a tokenizer
+/// merging across words) is split again word by word, counting exactly.
 fn split_words(
     canonical: &str,
     start: usize,
     end: usize,
     counter: &dyn TokenCounter,
-    max: usize,
+    budget: Budget,
     page: Option<u32>,
 ) -> Vec<Unit> {
     let text = &canonical[start..end];
     let mut out = Vec::new();
-    let mut cur_start: Option<usize> = None;
-    let mut cur_end = 0;
+    // The open unit: (start, end, summed tokens, characters).
+    let mut cur: Option<(usize, usize, usize, usize)> = None;
+    let close = |out: &mut Vec<Unit>, cs: usize, ce: usize| {
+        if ce <= cs {
+            return;
+        }
+        let span = &canonical[cs..ce];
+        let tokens = counter.count(span);
+        if tokens <= budget.tokens {
+            out.push(Unit::new(canonical, cs, ce, tokens, page));
+        } else {
+            out.extend(split_words_exact(canonical, cs, ce, counter, budget, page));
+        }
+    };
     for (i, w) in text.split_word_bound_indices() {
         let (ws, we) = (start + i, start + i + w.len());
-        match cur_start {
-            None => {
-                cur_start = Some(ws);
-                cur_end = we;
+        let wc = w.chars().count();
+        let wt = if wc <= budget.chars { counter.count(w) } else { usize::MAX };
+        if wt > budget.tokens || wc > budget.chars {
+            if let Some((cs, ce, _, _)) = cur.take() {
+                close(&mut out, cs, ce);
             }
-            Some(cs) => {
-                if counter.count(&canonical[cs..we]) > max {
-                    out.push(Unit { start: cs, end: cur_end, tokens: counter.count(&canonical[cs..cur_end]), page });
-                    cur_start = Some(ws);
-                }
-                cur_end = we;
-            }
+            out.extend(split_chars(canonical, ws, we, counter, budget, page));
+            continue;
         }
+        cur = match cur {
+            Some((cs, _, t, c)) if t + wt <= budget.tokens && c + wc <= budget.chars => Some((cs, we, t + wt, c + wc)),
+            Some((cs, ce, _, _)) => {
+                close(&mut out, cs, ce);
+                Some((ws, we, wt, wc))
+            }
+            None => Some((ws, we, wt, wc)),
+        };
     }
-    if let Some(cs) = cur_start {
-        out.push(Unit { start: cs, end: cur_end, tokens: counter.count(&canonical[cs..cur_end]), page });
+    if let Some((cs, ce, _, _)) = cur {
+        close(&mut out, cs, ce);
+    }
+    out
+}
+
+/// [`split_words`] counting every candidate unit exactly (bounded input: one unit's worth of text).
+fn split_words_exact(
+    canonical: &str,
+    start: usize,
+    end: usize,
+    counter: &dyn TokenCounter,
+    budget: Budget,
+    page: Option<u32>,
+) -> Vec<Unit> {
+    let text = &canonical[start..end];
+    let mut out = Vec::new();
+    let mut cur: Option<(usize, usize)> = None;
+    for (i, w) in text.split_word_bound_indices() {
+        let (ws, we) = (start + i, start + i + w.len());
+        cur = match cur {
+            None => Some((ws, we)),
+            Some((cs, ce)) => {
+                let joined = &canonical[cs..we];
+                if budget.fits(joined, counter.count(joined)) {
+                    Some((cs, we))
+                } else {
+                    out.extend(split_chars(canonical, cs, ce, counter, budget, page));
+                    Some((ws, we))
+                }
+            }
+        };
+    }
+    if let Some((cs, ce)) = cur {
+        out.extend(split_chars(canonical, cs, ce, counter, budget, page));
+    }
+    out
+}
+
+/// Cuts one unsplittable run of text (no word boundary in it) into pieces within budget, at character
+/// boundaries: each piece takes as many characters as the budget allows, fewer while the tokenizer counts
+/// more tokens than the budget.
+fn split_chars(
+    canonical: &str,
+    start: usize,
+    end: usize,
+    counter: &dyn TokenCounter,
+    budget: Budget,
+    page: Option<u32>,
+) -> Vec<Unit> {
+    let mut out = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        // The first `budget.chars` characters from `pos`.
+        let mut take = canonical[pos..end].char_indices().nth(budget.chars).map_or(end - pos, |(i, _)| i);
+        loop {
+            let piece = &canonical[pos..pos + take];
+            let tokens = counter.count(piece);
+            if tokens <= budget.tokens || take <= 1 {
+                out.push(Unit::new(canonical, pos, pos + take, tokens, page));
+                break;
+            }
+            // Shrink in proportion to the excess, then to a character boundary.
+            let mut smaller = (take as u128 * budget.tokens as u128 / tokens as u128) as usize * 9 / 10;
+            smaller = smaller.clamp(1, take - 1);
+            while !canonical.is_char_boundary(pos + smaller) {
+                smaller -= 1;
+            }
+            take = smaller.max(canonical[pos..].chars().next().map_or(1, char::len_utf8));
+        }
+        pos += take;
     }
     out
 }
@@ -266,6 +409,7 @@ fn trim_unit(canonical: &str, u: &mut Unit, counter: &dyn TokenCounter) {
         u.start += lead;
         u.end -= trail;
         u.tokens = counter.count(&canonical[u.start..u.end]);
+        u.chars = canonical[u.start..u.end].chars().count();
     }
 }
 
@@ -284,7 +428,7 @@ fn overlap_tail(canonical: &str, units: &[Unit], counter: &dyn TokenCounter, bud
         start = Some(i);
     }
     let s = start?;
-    let mut u = Unit { start: last.start + s, end: last.end, tokens: counter.count(&text[s..]), page: last.page };
+    let mut u = Unit::new(canonical, last.start + s, last.end, counter.count(&text[s..]), last.page);
     trim_unit(canonical, &mut u, counter);
     Some(u)
 }
@@ -314,10 +458,13 @@ impl<'a> CharCursor<'a> {
 /// top-level section that fit in `context_tokens`.
 pub fn contexts(pieces: &[Piece], cfg: &ChunkConfig) -> Vec<Vec<usize>> {
     let top = |p: &Piece| p.heading_path.first().cloned();
+    let chars: Vec<usize> = pieces.iter().map(|p| p.text.chars().count()).collect();
+    let max_chars = cfg.context_chars();
     (0..pieces.len())
         .map(|i| {
             let mut members = vec![i];
             let mut total = pieces[i].tokens;
+            let mut total_chars = chars[i];
             let (mut left, mut right) = (i, i);
             let (mut can_left, mut can_right) = (true, true);
             while can_left || can_right {
@@ -326,8 +473,10 @@ pub fn contexts(pieces: &[Piece], cfg: &ChunkConfig) -> Vec<Vec<usize>> {
                     if j < pieces.len()
                         && top(&pieces[j]) == top(&pieces[i])
                         && total + pieces[j].tokens <= cfg.context_tokens
+                        && total_chars + chars[j] <= max_chars
                     {
                         total += pieces[j].tokens;
+                        total_chars += chars[j];
                         members.push(j);
                         right = j;
                     } else {
@@ -338,9 +487,11 @@ pub fn contexts(pieces: &[Piece], cfg: &ChunkConfig) -> Vec<Vec<usize>> {
                     if left > 0
                         && top(&pieces[left - 1]) == top(&pieces[i])
                         && total + pieces[left - 1].tokens <= cfg.context_tokens
+                        && total_chars + chars[left - 1] <= max_chars
                     {
                         left -= 1;
                         total += pieces[left].tokens;
+                        total_chars += chars[left];
                         members.push(left);
                     } else {
                         can_left = false;
@@ -424,7 +575,8 @@ mod tests {
     fn budget_is_respected_and_sentences_are_not_cut() {
         let para = (0..12).map(|i| words(8, &format!("S{i}w"))).collect::<Vec<_>>().join(" ");
         let d = doc(vec![Block::new(BlockKind::Paragraph, para.clone())]);
-        let cfg = ChunkConfig { max_tokens: 40, min_tokens: 0, overlap_tokens: 0, context_tokens: 200 };
+        let cfg =
+            ChunkConfig { max_tokens: 40, min_tokens: 0, overlap_tokens: 0, context_tokens: 200, ..Default::default() };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         assert!(pieces.len() > 2);
         for p in &pieces {
@@ -440,7 +592,8 @@ mod tests {
     fn oversized_sentence_splits_at_words() {
         let long = words(200, "w");
         let d = doc(vec![Block::new(BlockKind::Paragraph, long)]);
-        let cfg = ChunkConfig { max_tokens: 50, min_tokens: 0, overlap_tokens: 0, context_tokens: 100 };
+        let cfg =
+            ChunkConfig { max_tokens: 50, min_tokens: 0, overlap_tokens: 0, context_tokens: 100, ..Default::default() };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         // ~223 tokens of one sentence in pieces of at most 50.
         assert!(pieces.len() >= 5, "{}", pieces.len());
@@ -448,6 +601,53 @@ mod tests {
             assert!(p.tokens <= 50);
             assert!(!p.text.starts_with(' ') && !p.text.ends_with(' '));
         }
+    }
+
+    /// Issue 14, defect 4: an unsplittable run of text (a multi-megabyte hex string) became one chunk over
+    /// Kafka's 1 MB message limit. It is cut at character boundaries within both budgets.
+    #[test]
+    fn an_unsplittable_word_is_cut_within_the_budgets() {
+        let hex: String = (0..4 * 1024 * 1024).map(|i| b"0123456789abcdef"[i % 16] as char).collect();
+        let d = doc(vec![
+            Block::new(BlockKind::Paragraph, "Before the blob."),
+            Block::new(BlockKind::Paragraph, format!("Key: {hex} end.")),
+        ]);
+        let cfg = ChunkConfig::default();
+        let pieces = chunk(&d, &ApproxCounter, &cfg);
+        assert!(pieces.len() > 600, "{} pieces", pieces.len());
+        for p in &pieces {
+            assert!(p.tokens <= cfg.max_tokens, "{} tokens", p.tokens);
+            assert!(p.text.chars().count() <= cfg.max_chars, "{} chars", p.text.chars().count());
+        }
+        let joined: String = pieces.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("");
+        let joined: String = joined.chars().filter(|c| !c.is_whitespace()).collect();
+        assert!(joined.contains(&hex), "nothing of the blob is lost");
+        for c in contexts(&pieces, &cfg) {
+            let chars: usize = c.iter().map(|&i| pieces[i].text.chars().count()).sum();
+            assert!(chars <= cfg.context_chars(), "a context of {chars} characters");
+        }
+    }
+
+    /// A tokenizer that counts one token per four bytes of non-ASCII text too (no character budget would
+    /// stop a run of wide characters otherwise) still yields chunks within `max_chars`.
+    #[test]
+    fn wide_characters_respect_the_character_budget() {
+        #[derive(Debug)]
+        struct Sparse;
+        impl TokenCounter for Sparse {
+            fn count(&self, text: &str) -> usize {
+                text.len() / 64
+            }
+            fn name(&self) -> String {
+                "sparse".into()
+            }
+        }
+        let text = "語".repeat(100_000);
+        let d = doc(vec![Block::new(BlockKind::Paragraph, text)]);
+        let cfg = ChunkConfig { max_chars: 1000, ..ChunkConfig::default() };
+        let pieces = chunk(&d, &Sparse, &cfg);
+        assert_eq!(pieces.iter().map(|p| p.text.chars().count()).sum::<usize>(), 100_000);
+        assert!(pieces.iter().all(|p| p.text.chars().count() <= 1000 && p.tokens <= cfg.max_tokens));
     }
 
     #[test]
@@ -461,7 +661,13 @@ mod tests {
             })
             .collect();
         let d = doc(paras);
-        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 12, context_tokens: 200 };
+        let cfg = ChunkConfig {
+            max_tokens: 60,
+            min_tokens: 0,
+            overlap_tokens: 12,
+            context_tokens: 200,
+            ..Default::default()
+        };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         assert!(pieces.len() >= 2);
         for w in pieces.windows(2) {
@@ -475,7 +681,8 @@ mod tests {
     fn tables_split_by_rows() {
         let rows = (0..40).map(|i| format!("| row {i} | value {i} |")).collect::<Vec<_>>().join("\n");
         let d = doc(vec![Block::new(BlockKind::Table, format!("| a | b |\n| --- | --- |\n{rows}"))]);
-        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 100 };
+        let cfg =
+            ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 100, ..Default::default() };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         assert!(pieces.len() > 3);
         for p in &pieces {
@@ -492,7 +699,8 @@ mod tests {
         blocks.push(Block::new(BlockKind::Heading(1), "B"));
         blocks.push(Block::new(BlockKind::Paragraph, words(30, "b")));
         // Each paragraph is ~34 tokens: one per chunk, three per context.
-        let cfg = ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 110 };
+        let cfg =
+            ChunkConfig { max_tokens: 60, min_tokens: 0, overlap_tokens: 0, context_tokens: 110, ..Default::default() };
         let pieces = chunk(&doc(blocks), &ApproxCounter, &cfg);
         assert_eq!(pieces.len(), 6);
         let ctx = contexts(&pieces, &cfg);

@@ -84,7 +84,9 @@ impl DatasetOut {
     }
 }
 
-/// Files in a folder, appended and fsynced.
+/// Files in a folder, appended and fsynced. A file is recovered when first opened: a last line a crash cut
+/// short (no newline: the append or its fsync did not finish) is truncated away, so the next append does not
+/// glue a record onto it; that record was never acknowledged and arrives again.
 #[derive(Debug)]
 pub struct FolderBackend {
     dir: PathBuf,
@@ -96,6 +98,52 @@ impl FolderBackend {
         std::fs::create_dir_all(dir)?;
         Ok(FolderBackend { dir: dir.to_path_buf(), files: BTreeMap::new() })
     }
+
+    /// The ids of the lines already in `file` of `dir` (the `id` field of each readable line), for a sink
+    /// that restarts without a dataset store: what is there is not written again.
+    pub fn existing_ids(dir: &Path, file: &str) -> std::io::Result<Vec<String>> {
+        let path = dir.join(file);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        Ok(crate::read_unique_as(&path, |v: &IdOnly| v.id.clone())?.map(|v| v.id).collect())
+    }
+}
+
+/// The `id` of a dataset line.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+/// Truncates a file after its last newline; returns the bytes dropped.
+async fn truncate_torn_tail(file: &mut tokio::fs::File) -> std::io::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let len = file.metadata().await?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    // Read backwards in blocks until a newline (or the start of the file).
+    let mut end = len;
+    let mut keep = 0u64;
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let n = (end - start) as usize;
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        file.read_exact(&mut block[..n]).await?;
+        if let Some(i) = block[..n].iter().rposition(|b| *b == b'\n') {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if keep < len {
+        file.set_len(keep).await?;
+        file.sync_all().await?;
+    }
+    file.seek(std::io::SeekFrom::End(0)).await?;
+    Ok(len - keep)
 }
 
 #[async_trait]
@@ -103,17 +151,31 @@ impl Backend for FolderBackend {
     async fn write(&mut self, batch: BTreeMap<String, Vec<u8>>) -> Result<(), OutError> {
         for (name, bytes) in batch {
             if !self.files.contains_key(&name) {
-                let f = tokio::fs::OpenOptions::new()
+                let mut f = tokio::fs::OpenOptions::new()
                     .create(true)
+                    .read(true)
                     .append(true)
                     .open(self.dir.join(&name))
                     .await
                     .map_err(|e| OutError(format!("{name}: {e}")))?;
+                let dropped = truncate_torn_tail(&mut f).await.map_err(|e| OutError(format!("{name}: {e}")))?;
+                if dropped > 0 {
+                    tracing::warn!(file = %name, bytes = dropped, "a line cut short by a crash was removed before appending");
+                }
                 self.files.insert(name.clone(), f);
             }
             let f = self.files.get_mut(&name).expect("just inserted");
-            f.write_all(&bytes).await.map_err(|e| OutError(format!("{name}: {e}")))?;
-            f.sync_data().await.map_err(|e| OutError(format!("{name}: {e}")))?;
+            let written = async {
+                f.write_all(&bytes).await?;
+                f.sync_data().await
+            }
+            .await;
+            if let Err(e) = written {
+                // Part of the batch may be on disk (a full disk cuts an append short): the file is opened
+                // again by the retry, which truncates that torn tail first.
+                self.files.remove(&name);
+                return Err(OutError(format!("{name}: {e}")));
+            }
         }
         Ok(())
     }
@@ -202,6 +264,25 @@ mod tests {
         out.append(vec![("x.jsonl".into(), b"{\"a\":3}".to_vec())]).await.unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("x.jsonl")).unwrap(), "{\"a\":1}\n{\"a\":3}\n");
         assert_eq!(std::fs::read_to_string(dir.path().join("y.jsonl")).unwrap(), "2\n");
+    }
+
+    /// Issue 14, defect 5: an append after a crash that cut the last line glued the next record onto it (two
+    /// records lost in one invalid line). The cut line is truncated away on open.
+    #[tokio::test]
+    async fn a_torn_last_line_is_removed_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.jsonl"), "{\"id\":\"a\"}\n{\"id\":\"to").unwrap();
+        std::fs::write(dir.path().join("y.jsonl"), "{\"id\":\"cut-before-any-newline").unwrap();
+        let out = DatasetOut::start(FolderBackend::new(dir.path()).unwrap(), 100, Duration::from_millis(1));
+        out.append(vec![
+            ("x.jsonl".into(), b"{\"id\":\"b\"}".to_vec()),
+            ("y.jsonl".into(), b"{\"id\":\"c\"}".to_vec()),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("x.jsonl")).unwrap(), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("y.jsonl")).unwrap(), "{\"id\":\"c\"}\n");
+        assert_eq!(FolderBackend::existing_ids(dir.path(), "x.jsonl").unwrap(), vec!["a", "b"]);
     }
 
     #[tokio::test]

@@ -15,9 +15,16 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[Topic]) -> Result<(), Ka
     let admin: AdminClient<DefaultClientContext> = cfg.base().create()?;
     let names = cfg.topic_names();
     let owned: Vec<String> = topics.iter().map(|t| names.name(*t)).collect();
+    let topic_config = cfg.topic_config();
     let new: Vec<NewTopic<'_>> = owned
         .iter()
-        .map(|n| NewTopic::new(n, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)))
+        .map(|n| {
+            topic_config
+                .iter()
+                .fold(NewTopic::new(n, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)), |t, (k, v)| {
+                    t.set(k, v)
+                })
+        })
         .collect();
     let results =
         admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await?;

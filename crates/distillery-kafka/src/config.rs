@@ -1,10 +1,18 @@
 //! Kafka connection and topic settings, and the librdkafka client configurations built from them.
 //!
-//! Secrets never leave this module except into librdkafka: `sasl_password` is a [`Secret`], and the `Debug`
-//! of [`KafkaConfig`] redacts every `properties` value whose key names a secret (see `is_secret_property`).
+//! Secrets never leave this module except into librdkafka: `sasl_password` is a [`Secret`], the files of
+//! `secret_properties_dir` (a mounted Kubernetes Secret: TLS key passwords, OAuth client secrets) are read
+//! only into the client configuration, and the `Debug` of [`KafkaConfig`] redacts every `properties` value
+//! whose key names a secret (see `is_secret_property`).
+//!
+//! Message size: `message_max_bytes` is the one limit, applied to the producer (`message.max.bytes`), to the
+//! topics this service creates (`max.message.bytes`) and to the consumer's fetch sizes (never below it), so
+//! a record the producer accepts is one the broker stores and the consumers read. A record over it is refused
+//! for good: the input that made it is dead-lettered, not retried.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use distillery_core::TopicNames;
 use distillery_core::config::Secret;
@@ -29,8 +37,17 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     /// Partitions of the topics this service creates.
     pub partitions: i32,
-    /// Replication factor of the topics this service creates.
+    /// Replication factor of the topics this service creates (3 on a production cluster).
     pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics this service creates (2 with a replication factor of 3, so that a
+    /// record acknowledged with `acks=all` survives the loss of a broker); unset: the broker's default.
+    pub min_insync_replicas: Option<i32>,
+    /// The largest record, in bytes: the producer's `message.max.bytes`, the created topics'
+    /// `max.message.bytes`, and a lower bound of the consumer's fetch sizes.
+    pub message_max_bytes: u32,
+    /// How long a consumer may go without polling before the group evicts it, in milliseconds (the runtime
+    /// keeps polling while inputs are processed, pausing partitions instead).
+    pub max_poll_interval_ms: u32,
     /// Producer compression: none, gzip, snappy, lz4 or zstd.
     pub compression: String,
     /// How long the producer waits to fill a batch, in milliseconds.
@@ -41,6 +58,10 @@ pub struct KafkaConfig {
     pub sasl_password: Secret,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`). Never logged.
     pub properties: BTreeMap<String, String>,
+    /// A folder of secret librdkafka properties, one file each, named after the property
+    /// (`ssl.key.password`, `sasl.oauthbearer.client.secret`, ...), holding its value: a Kubernetes Secret
+    /// mounted as a volume. Read when a client is created; never logged.
+    pub secret_properties_dir: Option<PathBuf>,
 }
 
 impl Default for KafkaConfig {
@@ -54,11 +75,15 @@ impl Default for KafkaConfig {
             create_topics: true,
             partitions: 6,
             replication_factor: 1,
+            min_insync_replicas: None,
+            message_max_bytes: 1_000_000,
+            max_poll_interval_ms: 600_000,
             compression: "zstd".into(),
             linger_ms: 5,
             statistics_interval_ms: 10_000,
             sasl_password: Secret::default(),
             properties: BTreeMap::new(),
+            secret_properties_dir: None,
         }
     }
 }
@@ -83,6 +108,63 @@ impl KafkaConfig {
         if self.session_timeout_ms < 1000 {
             errors.push("kafka.session_timeout_ms must be >= 1000".into());
         }
+        if self.max_poll_interval_ms < self.session_timeout_ms {
+            errors.push("kafka.max_poll_interval_ms must be >= kafka.session_timeout_ms".into());
+        }
+        if let Some(m) = self.min_insync_replicas
+            && (m < 1 || m > self.replication_factor)
+        {
+            errors.push(format!(
+                "kafka.min_insync_replicas must be between 1 and kafka.replication_factor ({}), got {m}",
+                self.replication_factor
+            ));
+        }
+        if !(1000..=1_000_000_000).contains(&self.message_max_bytes) {
+            errors.push(format!(
+                "kafka.message_max_bytes must be between 1000 and 1000000000 (got {})",
+                self.message_max_bytes
+            ));
+        }
+        if let Some(dir) = &self.secret_properties_dir
+            && !dir.is_dir()
+        {
+            errors.push(format!("kafka.secret_properties_dir {} is not a folder", dir.display()));
+        }
+    }
+
+    /// The topic configuration of the topics this service creates.
+    pub fn topic_config(&self) -> Vec<(&'static str, String)> {
+        let mut c = vec![("max.message.bytes", self.message_max_bytes.to_string())];
+        if let Some(m) = self.min_insync_replicas {
+            c.push(("min.insync.replicas", m.to_string()));
+        }
+        c
+    }
+
+    /// The secret properties of `secret_properties_dir` (file name -> trimmed content; hidden files, such as
+    /// the `..data` links of a mounted Secret, are skipped).
+    fn secret_properties(&self) -> Vec<(String, String)> {
+        let Some(dir) = &self.secret_properties_dir else { return Vec::new() };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot read kafka.secret_properties_dir");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || !entry.path().is_file() {
+                continue;
+            }
+            match std::fs::read_to_string(entry.path()) {
+                Ok(v) => out.push((name, v.trim_end_matches(['\n', '\r']).to_string())),
+                Err(e) => tracing::error!(property = %name, error = %e, "cannot read a secret Kafka property"),
+            }
+        }
+        out.sort();
+        out
     }
 
     pub fn topic_names(&self) -> TopicNames {
@@ -98,6 +180,9 @@ impl KafkaConfig {
         if !self.sasl_password.is_empty() {
             c.set("sasl.password", self.sasl_password.expose());
         }
+        for (k, v) in self.secret_properties() {
+            c.set(k, v);
+        }
         c
     }
 
@@ -107,6 +192,7 @@ impl KafkaConfig {
             .set("acks", "all")
             .set("compression.type", &self.compression)
             .set("linger.ms", self.linger_ms.to_string())
+            .set("message.max.bytes", self.message_max_bytes.to_string())
             .set("message.timeout.ms", "120000");
         c
     }
@@ -120,7 +206,13 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (self.session_timeout_ms / 3).max(100).to_string())
-            .set("max.poll.interval.ms", "600000");
+            .set("max.poll.interval.ms", self.max_poll_interval_ms.to_string())
+            // A scaling step moves only the partitions that change owner; the others keep working.
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            // Fetch sizes never below the largest record the producers may write.
+            .set("fetch.max.bytes", self.message_max_bytes.max(52_428_800).to_string())
+            .set("max.partition.fetch.bytes", self.message_max_bytes.max(1_048_576).to_string())
+            .set("receive.message.max.bytes", (self.message_max_bytes.max(100_000_000) + 100_000).to_string());
         if self.statistics_interval_ms > 0 {
             c.set("statistics.interval.ms", self.statistics_interval_ms.to_string());
         }
@@ -171,11 +263,15 @@ impl fmt::Debug for KafkaConfig {
             create_topics,
             partitions,
             replication_factor,
+            min_insync_replicas,
+            message_max_bytes,
+            max_poll_interval_ms,
             compression,
             linger_ms,
             statistics_interval_ms,
             sasl_password,
             properties,
+            secret_properties_dir,
         } = self;
         f.debug_struct("KafkaConfig")
             .field("brokers", brokers)
@@ -186,11 +282,15 @@ impl fmt::Debug for KafkaConfig {
             .field("create_topics", create_topics)
             .field("partitions", partitions)
             .field("replication_factor", replication_factor)
+            .field("min_insync_replicas", min_insync_replicas)
+            .field("message_max_bytes", message_max_bytes)
+            .field("max_poll_interval_ms", max_poll_interval_ms)
             .field("compression", compression)
             .field("linger_ms", linger_ms)
             .field("statistics_interval_ms", statistics_interval_ms)
             .field("sasl_password", sasl_password)
             .field("properties", &RedactedProperties(properties))
+            .field("secret_properties_dir", secret_properties_dir)
             .finish()
     }
 }
@@ -245,10 +345,52 @@ mod tests {
             format!("{cfg:?}"),
             "KafkaConfig { brokers: \"127.0.0.1:9092\", topic_prefix: \"distillery.\", events_topic: None, \
              group_prefix: \"distillery-\", session_timeout_ms: 30000, create_topics: true, partitions: 6, \
-             replication_factor: 1, compression: \"zstd\", linger_ms: 5, statistics_interval_ms: 10000, \
+             replication_factor: 1, min_insync_replicas: None, message_max_bytes: 1000000, \
+             max_poll_interval_ms: 600000, compression: \"zstd\", linger_ms: 5, statistics_interval_ms: 10000, \
              sasl_password: Secret(<empty>), properties: {\"sasl.password\": <redacted>, \
-             \"security.protocol\": \"SASL_SSL\"} }"
+             \"security.protocol\": \"SASL_SSL\"}, secret_properties_dir: None }"
         );
+    }
+
+    #[test]
+    fn secret_properties_come_from_a_mounted_folder_and_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ssl.key.password"), "tls-key-pw-1\n").unwrap();
+        std::fs::write(dir.path().join("sasl.oauthbearer.client.secret"), "oauth-secret-2").unwrap();
+        // A mounted Secret's bookkeeping entries are not properties.
+        std::fs::write(dir.path().join("..data"), "x").unwrap();
+        let toml = format!("secret_properties_dir = {:?}\n[properties]\n\"security.protocol\" = \"SSL\"", dir.path());
+        let cfg: KafkaConfig = toml::from_str(&toml).unwrap();
+        let mut errors = Vec::new();
+        cfg.validate(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let client = cfg.base();
+        assert_eq!(client.get("ssl.key.password"), Some("tls-key-pw-1"));
+        assert_eq!(client.get("sasl.oauthbearer.client.secret"), Some("oauth-secret-2"));
+        assert_eq!(client.get("security.protocol"), Some("SSL"));
+        assert_eq!(client.get("..data"), None);
+        for shown in [format!("{cfg:?}"), format!("{cfg:#?}")] {
+            assert!(!shown.contains("tls-key-pw") && !shown.contains("oauth-secret"), "{shown}");
+        }
+        let missing =
+            KafkaConfig { secret_properties_dir: Some("/definitely/not/here".into()), ..KafkaConfig::default() };
+        let mut errors = Vec::new();
+        missing.validate(&mut errors);
+        assert!(errors.iter().any(|e| e.contains("secret_properties_dir")), "{errors:?}");
+    }
+
+    #[test]
+    fn one_message_size_limit_for_producer_topics_and_consumer() {
+        let cfg = KafkaConfig { message_max_bytes: 2_000_000, min_insync_replicas: Some(1), ..KafkaConfig::default() };
+        assert_eq!(cfg.producer_config().get("message.max.bytes"), Some("2000000"));
+        let consumer = cfg.consumer_config("g");
+        assert_eq!(consumer.get("max.partition.fetch.bytes"), Some("2000000"));
+        assert_eq!(consumer.get("partition.assignment.strategy"), Some("cooperative-sticky"));
+        assert!(cfg.topic_config().contains(&("max.message.bytes", "2000000".to_string())));
+        assert!(cfg.topic_config().contains(&("min.insync.replicas", "1".to_string())));
+        let mut errors = Vec::new();
+        KafkaConfig { min_insync_replicas: Some(2), ..KafkaConfig::default() }.validate(&mut errors);
+        assert!(errors.iter().any(|e| e.contains("min_insync_replicas")), "{errors:?}");
     }
 
     #[test]

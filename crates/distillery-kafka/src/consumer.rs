@@ -1,5 +1,7 @@
-//! The consumer-group runner: a stage as a member of `<group_prefix><stage>`, with bounded in-flight work,
-//! rebalance handling, in-order offset stores, the drain-and-commit shutdown and consumer-lag statistics.
+//! The consumer-group runner: a stage as a member of `<group_prefix><stage>`, with bounded in-flight work
+//! (partitions paused, never polling stopped), cooperative rebalance handling, in-order offset stores, a
+//! circuit breaker pausing consumption during dependency outages, the drain-and-commit shutdown (with a
+//! timeout that cancels what still runs), an exit on a fatal producer error, and consumer-lag statistics.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,14 +10,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use distillery_core::offsets::OffsetTracker;
+use distillery_core::prometheus::IntCounterVec;
 use distillery_core::{Codec, Input, Metrics, Record, Stage, Topic, TopicNames};
 use distillery_runtime::http::Ready;
-use distillery_runtime::{RuntimeConfig, dead_letter_raw, handle, publish_counted};
+use distillery_runtime::{Breaker, RuntimeConfig, dead_letter_raw, handle_with, publish_counted};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -26,18 +29,31 @@ use crate::publisher::KafkaPublisher;
 
 type PartitionKey = (String, i32);
 
-/// Per-partition completion tracking, reset on rebalance. A generation number per assignment makes
-/// completions from a previous ownership of a partition harmless.
+/// Per-partition completion tracking. Each assignment of a partition gets a generation number of its own
+/// (cooperative rebalancing assigns and revokes partitions one by one), so completions from a previous
+/// ownership of a partition are harmless and partitions kept across a rebalance keep their state.
 #[derive(Default)]
 struct Tracking {
     partitions: HashMap<PartitionKey, (u64, OffsetTracker)>,
+    next_generation: u64,
+}
+
+impl Tracking {
+    fn fresh(&mut self, key: PartitionKey) -> u64 {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.partitions.insert(key, (generation, OffsetTracker::new()));
+        generation
+    }
 }
 
 struct Ctx {
     stage: &'static str,
     tracking: Arc<Mutex<Tracking>>,
-    generation: AtomicU64,
+    /// Bumped at every assignment (the runner pauses newly assigned partitions while it is paused).
+    assignments: AtomicU64,
     metrics: Arc<Metrics>,
+    rebalances: IntCounterVec,
     names: TopicNames,
 }
 
@@ -60,6 +76,7 @@ impl ClientContext for Ctx {
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            self.rebalances.with_label_values(&[self.stage, "revoke"]).inc_by(tpl.count() as u64);
             let mut tracking = self.tracking.lock().expect("tracking lock");
             for e in tpl.elements() {
                 // Another member owns these now: stop reporting their lag and position from here.
@@ -85,18 +102,50 @@ impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.rebalances.with_label_values(&[self.stage, "assign"]).inc_by(tpl.count() as u64);
                 let parts: Vec<String> =
                     tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
                 tracing::info!(stage = self.stage, partitions = ?parts, "partitions assigned");
-                self.generation.fetch_add(1, Ordering::SeqCst);
+                let mut tracking = self.tracking.lock().expect("tracking lock");
+                for e in tpl.elements() {
+                    tracking.fresh((e.topic().to_string(), e.partition()));
+                }
+                self.assignments.fetch_add(1, Ordering::SeqCst);
             }
-            Rebalance::Revoke(_) => tracing::info!(stage = self.stage, "partitions revoked"),
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions revoked")
+            }
             Rebalance::Error(e) => tracing::error!(stage = self.stage, error = %e, "rebalance error"),
         }
     }
 }
 
+/// Pauses (or resumes) fetching of every assigned partition. Polling goes on either way, so the member
+/// stays in its group however long the inputs in flight take.
+fn set_paused<C: ConsumerContext>(consumer: &StreamConsumer<C>, stage: &str, pause: bool) {
+    let assignment = match consumer.assignment() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(stage, error = %e, "cannot read the assignment");
+            return;
+        }
+    };
+    if assignment.count() == 0 {
+        return;
+    }
+    let res = if pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+    match res {
+        Ok(()) => tracing::debug!(stage, pause, partitions = assignment.count(), "fetching paused/resumed"),
+        Err(e) => tracing::warn!(stage, pause, error = %e, "cannot pause/resume partitions"),
+    }
+}
+
 /// Runs `stage` as a consumer-group member until `cancel` fires, then drains and commits.
+///
+/// At most `concurrency` inputs are in flight; when that many are, or the circuit breaker is open (a
+/// dependency failing), the assigned partitions are paused and polling continues, so a slow or hung stage
+/// never makes the member miss `max.poll.interval.ms`. A fatal error of the idempotent producer stops the
+/// runner with an error (the process exits and is restarted).
 pub async fn run_stage<S: Stage>(
     cfg: &KafkaConfig,
     runtime: &RuntimeConfig,
@@ -105,18 +154,36 @@ pub async fn run_stage<S: Stage>(
     ready: Ready,
     cancel: CancellationToken,
 ) -> Result<(), KafkaRuntimeError> {
-    let name = stage.name();
-    let names = cfg.topic_names();
     if cfg.create_topics {
         ensure_topics(cfg, &Topic::ALL).await?;
     }
     let publisher = Arc::new(KafkaPublisher::new(cfg)?);
+    run_stage_with(cfg, runtime, stage, metrics, ready, publisher, cancel).await
+}
+
+/// [`run_stage`] publishing through `publisher` (topics already created).
+pub async fn run_stage_with<S: Stage>(
+    cfg: &KafkaConfig,
+    runtime: &RuntimeConfig,
+    stage: Arc<S>,
+    metrics: Arc<Metrics>,
+    ready: Ready,
+    publisher: Arc<KafkaPublisher>,
+    cancel: CancellationToken,
+) -> Result<(), KafkaRuntimeError> {
+    let name = stage.name();
+    let names = cfg.topic_names();
     let tracking = Arc::new(Mutex::new(Tracking::default()));
     let ctx = Ctx {
         stage: name,
         tracking: tracking.clone(),
-        generation: AtomicU64::new(0),
+        assignments: AtomicU64::new(0),
         metrics: metrics.clone(),
+        rebalances: metrics.counter_vec(
+            "rebalanced_partitions_total",
+            "Partitions assigned to or revoked from this member by rebalances, by kind (assign, revoke)",
+            &["stage", "kind"],
+        ),
         names: names.clone(),
     };
     let group = format!("{}{}", cfg.group_prefix, name);
@@ -128,16 +195,46 @@ pub async fn run_stage<S: Stage>(
     tracing::info!(stage = name, group, topics = ?topic_names, concurrency, "consuming");
     ready.set(true);
 
+    let breaker = Breaker::new(name, runtime.breaker.clone(), &metrics, Some(ready.clone()));
+    let mut breaker_rx = breaker.subscribe();
     let sem = Arc::new(Semaphore::new(concurrency));
+    let freed = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = cancel.cancelled() => break,
-        };
+    let mut paused = false;
+    let mut paused_at_assignment = 0u64;
+    let mut health = tokio::time::interval(Duration::from_secs(1));
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let outcome: Result<(), KafkaRuntimeError> = loop {
+        while let Some(res) = tasks.try_join_next() {
+            if let Err(e) = res {
+                tracing::error!(stage = name, error = %e, "input task failed");
+            }
+        }
+        // Take more input only with a free slot, and while the breaker lets new inputs through.
+        let take = sem.available_permits() > 0 && breaker.admits();
+        let assignment = consumer.context().assignments.load(Ordering::SeqCst);
+        if !take && (!paused || assignment != paused_at_assignment) {
+            set_paused(&consumer, name, true);
+            paused = true;
+            paused_at_assignment = assignment;
+        } else if take && paused {
+            set_paused(&consumer, name, false);
+            paused = false;
+        }
+        let probe_in = if paused && breaker.is_open() { breaker.until_probe() } else { Duration::from_secs(3600) };
         let msg = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Ok(()),
+            _ = health.tick() => {
+                if let Some(fatal) = publisher.fatal_error() {
+                    break Err(KafkaRuntimeError::FatalProducer(fatal));
+                }
+                continue;
+            }
+            _ = freed.notified() => continue,
+            _ = breaker_rx.changed() => continue,
+            _ = tokio::time::sleep(probe_in), if paused => continue,
             m = consumer.recv() => m,
-            _ = cancel.cancelled() => break,
         };
         let msg = match msg {
             Ok(m) => m,
@@ -154,18 +251,24 @@ pub async fn run_stage<S: Stage>(
         };
         let (tname, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
         let generation = {
-            let gen_now = consumer.context().generation.load(Ordering::SeqCst);
             let mut t = tracking.lock().expect("tracking lock");
-            let entry =
-                t.partitions.entry((tname.clone(), partition)).or_insert_with(|| (gen_now, OffsetTracker::new()));
-            if entry.0 != gen_now {
-                *entry = (gen_now, OffsetTracker::new());
-            }
-            entry.1.begin(offset);
-            gen_now
+            let key = (tname.clone(), partition);
+            let generation = match t.partitions.get(&key) {
+                Some((g, _)) => *g,
+                None => t.fresh(key.clone()),
+            };
+            t.partitions.get_mut(&key).expect("present").1.begin(offset);
+            generation
         };
         let decoded = decode(name, &msg, topic);
-        let (stage, publisher, metrics, consumer, tracking, cancel, retry) = (
+        drop(msg);
+        if breaker.is_open() {
+            breaker.take_probe();
+        }
+        // A slot is free unless a message slipped through a pause (a partition assigned meanwhile): that one
+        // waits for a slot in its task.
+        let permit = sem.clone().try_acquire_owned().ok();
+        let (stage, publisher, metrics, consumer, tracking, cancel, retry, breaker, sem, freed) = (
             stage.clone(),
             publisher.clone(),
             metrics.clone(),
@@ -173,10 +276,19 @@ pub async fn run_stage<S: Stage>(
             tracking.clone(),
             cancel.clone(),
             runtime.retry.clone(),
+            breaker.clone(),
+            sem.clone(),
+            freed.clone(),
         );
         tasks.spawn(async move {
+            let permit = match permit {
+                Some(p) => p,
+                None => sem.acquire_owned().await.expect("semaphore never closed"),
+            };
             let ok = match decoded {
-                Ok(input) => handle(&*stage, input, &*publisher, &metrics, &retry, &cancel).await.is_ok(),
+                Ok(input) => {
+                    handle_with(&*stage, input, &*publisher, &metrics, &retry, Some(&breaker), &cancel).await.is_ok()
+                }
                 Err((dl, err)) => {
                     metrics.records_in.with_label_values(&[name, topic.base_name()]).inc();
                     metrics.errors.with_label_values(&[name, "decode"]).inc();
@@ -205,35 +317,49 @@ pub async fn run_stage<S: Stage>(
                 }
             }
             drop(permit);
+            freed.notify_one();
         });
-        while let Some(res) = tasks.try_join_next() {
-            if let Err(e) = res {
-                tracing::error!(stage = name, error = %e, "input task panicked");
-            }
-        }
-    }
+    };
 
     ready.set(false);
-    tracing::info!(stage = name, in_flight = tasks.len(), "draining");
-    let drain = async {
-        while let Some(res) = tasks.join_next().await {
-            if let Err(e) = res {
-                tracing::error!(stage = name, error = %e, "input task panicked");
+    match &outcome {
+        Err(e) => {
+            // Nothing more can be published: what is in flight is left uncommitted, to be replayed.
+            tracing::error!(stage = name, error = %e, in_flight = tasks.len(), "stopping");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        Ok(()) => {
+            tracing::info!(stage = name, in_flight = tasks.len(), "draining");
+            let drain = async {
+                while let Some(res) = tasks.join_next().await {
+                    if let Err(e) = res {
+                        tracing::error!(stage = name, error = %e, "input task failed");
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(runtime.drain_timeout_secs), drain).await.is_err() {
+                tracing::warn!(
+                    stage = name,
+                    in_flight = tasks.len(),
+                    "drain timed out; cancelling what is still running (it will be replayed)"
+                );
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
             }
         }
-    };
-    if tokio::time::timeout(Duration::from_secs(runtime.drain_timeout_secs), drain).await.is_err() {
-        tracing::warn!(stage = name, "drain timed out; unfinished inputs will be replayed");
     }
     stage.shutdown().await;
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing stored since the last commit is reported as an error by librdkafka; harmless.
         tracing::debug!(stage = name, error = %e, "final commit");
     }
-    publisher.flush(Duration::from_secs(30));
+    if outcome.is_ok() {
+        publisher.flush(Duration::from_secs(30));
+    }
     consumer.unsubscribe();
     tracing::info!(stage = name, "stopped");
-    Ok(())
+    outcome
 }
 
 type Undecodable = (distillery_core::DeadLetter, String);

@@ -9,4 +9,8 @@ pub enum KafkaRuntimeError {
     Client(#[from] KafkaError),
     #[error("creating topic {topic}: {message}")]
     CreateTopic { topic: String, message: String },
+    #[error("the idempotent producer failed fatally ({0}); the service stops so that it is restarted")]
+    FatalProducer(String),
+    #[error("replaying dead letters: {0}")]
+    Replay(String),
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use distillery_core::{Codec, Record, Topic, TopicNames};
 use distillery_runtime::{PublishError, Publisher};
 use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -36,7 +37,18 @@ impl KafkaPublisher {
             .send(FutureRecord::to(&name).key(key).payload(payload), Duration::from_secs(30))
             .await
             .map(|_| ())
-            .map_err(|(e, _)| PublishError { topic, message: e.to_string() })
+            .map_err(|(e, _)| publish_error(topic, &e))
+    }
+
+    /// The producer's fatal error, once it has one (an idempotent producer that lost its guarantees: it
+    /// can publish nothing more, and the process must restart).
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer.client().fatal_error().map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
+    /// The underlying producer (tests inject faults through it).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
     }
 
     /// Waits until everything queued is delivered.
@@ -53,7 +65,7 @@ impl Publisher for KafkaPublisher {
         let mut encoded = Vec::with_capacity(records.len());
         for r in &records {
             let topic = Topic::for_kind(r.kind());
-            let bytes = codec.encode(r).map_err(|e| PublishError { topic, message: e.to_string() })?;
+            let bytes = codec.encode(r).map_err(|e| PublishError::permanent(topic, e.to_string()))?;
             encoded.push((topic, self.names.name(topic), r.key().to_string(), r.kind().full_name(), bytes));
         }
         let sends = encoded.iter().map(|(topic, name, key, kind, bytes)| async move {
@@ -62,11 +74,40 @@ impl Publisher for KafkaPublisher {
                 .send(FutureRecord::to(name).key(key).payload(bytes).headers(headers), Duration::from_secs(60))
                 .await
                 .map(|_| ())
-                .map_err(|(e, _)| PublishError { topic: *topic, message: e.to_string() })
+                .map_err(|(e, _)| publish_error(*topic, &e))
         });
+        // A permanent failure of any record wins: retrying the batch cannot mend it.
+        let mut first: Option<PublishError> = None;
         for r in join_all(sends).await {
-            r?;
+            if let Err(e) = r
+                && first.as_ref().is_none_or(|f| !f.permanent && e.permanent)
+            {
+                first = Some(e);
+            }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
+}
+
+/// A producer error as a [`PublishError`]: a record over the size limit (the client's `message.max.bytes`
+/// or the broker's) or an invalid one is permanent; the rest (timeouts, brokers down) is worth retrying.
+fn publish_error(topic: Topic, e: &KafkaError) -> PublishError {
+    let code = e.rdkafka_error_code();
+    let permanent = matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    );
+    let message = match code {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge) => {
+            format!("{e} (over the message size limit: kafka.message_max_bytes and the topic's max.message.bytes)")
+        }
+        _ => e.to_string(),
+    };
+    PublishError { topic, message, permanent }
 }

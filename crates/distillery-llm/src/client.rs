@@ -187,7 +187,9 @@ impl LlmClient {
                         return Err(e);
                     }
                     self.metrics.retries.with_label_values(&[self.role.as_str(), e.kind()]).inc();
-                    let wait = self.backoff(attempt).max(e.retry_after().unwrap_or_default());
+                    // A server's Retry-After is honoured up to max_backoff_ms: never a wait without bound.
+                    let asked = e.retry_after().unwrap_or_default().min(Duration::from_millis(self.cfg.max_backoff_ms));
+                    let wait = self.backoff(attempt).max(asked);
                     tracing::info!(role = self.role.as_str(), model, attempt, error = %e, wait_ms = wait.as_millis() as u64, "LLM call retrying");
                     tokio::time::sleep(wait).await;
                 }

@@ -154,6 +154,33 @@ fn polarity(answer: &str) -> bool {
     }
 }
 
+/// A short answer without the list number a small model sometimes copies from the numbered questions
+/// ("3. 1.7 litres" is "1.7 litres").
+fn unnumbered(own: &str) -> &str {
+    let t = own.trim_start();
+    let digits = t.chars().take_while(char::is_ascii_digit).count();
+    if digits == 0 || digits > 2 {
+        return t;
+    }
+    let rest = &t[digits..];
+    match rest.strip_prefix(". ").or_else(|| rest.strip_prefix(") ")) {
+        Some(r) => r.trim_start(),
+        None => t,
+    }
+}
+
+/// Whether a short answer to a yes/no question says yes (true) or no (false), if it says either: its
+/// first word is yes or no, it negates, or it grants on a condition ("only if ...").
+fn stated_polarity(own: &str) -> Option<bool> {
+    let words = text::words(&own.replace(['\u{2019}'], "'"));
+    match words.first().map(String::as_str) {
+        Some("yes" | "only") => return Some(true),
+        Some("no") => return Some(false),
+        _ => {}
+    }
+    (!polarity(own)).then_some(false)
+}
+
 /// Whether a short answer means the context does not answer the question.
 pub fn not_stated(own: &str) -> bool {
     let o = own.trim().to_lowercase();
@@ -171,6 +198,7 @@ pub fn not_stated(own: &str) -> bool {
 
 /// Compares an example's `answer` to `question` with the judge's own short answer `own`.
 pub fn agreement(question: &str, answer: &str, own: &str) -> Agreement {
+    let own = unnumbered(own);
     if not_stated(own) {
         return Agreement::NotStated;
     }
@@ -189,7 +217,10 @@ pub fn agreement(question: &str, answer: &str, own: &str) -> Agreement {
         }
     }
     if yes_no(question) {
-        let (o, a) = (polarity(own), polarity(answer));
+        // A short answer that neither says yes or no nor negates has not answered a yes/no question: the
+        // example cannot be verified against it, so it is treated as unanswered (precision first).
+        let Some(o) = stated_polarity(own) else { return Agreement::NotStated };
+        let a = polarity(answer);
         if o != a {
             let say = |p: bool| if p { "yes" } else { "no" };
             return Agreement::Differs(format!("the context says {} ({own:?}), the answer says {}", say(o), say(a)));
@@ -259,6 +290,17 @@ mod tests {
             Agreement::Differs(_)
         ));
         assert_eq!(agreement(q, "No, P1 tickets can only be opened by phone.", "No"), Agreement::Agrees);
+        // A short answer that says neither yes nor no verifies nothing.
+        let usb = "Can personal USB storage devices be used with company laptops?";
+        assert_eq!(
+            agreement(
+                usb,
+                "Yes, personal USB storage devices can be connected if encrypted.",
+                "personal USB storage devices"
+            ),
+            Agreement::NotStated
+        );
+        assert_eq!(agreement(usb, "Only encrypted ones may be connected.", "Only if encrypted"), Agreement::Agrees);
         let q = "Can personal USB storage devices be used with company laptops?";
         assert!(matches!(
             agreement(q, "Personal USB devices may be connected if encrypted.", "No, they are not allowed"),
@@ -281,6 +323,14 @@ mod tests {
             agreement(q, "Such requests are reviewed by the security team.", "security team"),
             Agreement::Agrees
         );
+        // The list number a small model copies from the numbered questions is not part of its answer.
+        assert_eq!(
+            agreement(q, "Such requests are reviewed by the security team.", "3. security team"),
+            Agreement::Agrees
+        );
+        assert_eq!(agreement("What is it?", "Anything at all.", "4. not stated"), Agreement::NotStated);
+        let fill = "What is the kettle's minimum fill level?";
+        assert!(matches!(agreement(fill, "The minimum is 1.7 litres.", "7. 0.5 litres"), Agreement::Differs(_)));
         assert_eq!(agreement("What is it?", "Anything at all.", "not stated"), Agreement::NotStated);
         assert_eq!(agreement("What is it?", "Anything at all.", "The context does not say."), Agreement::NotStated);
     }

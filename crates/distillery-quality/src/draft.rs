@@ -169,6 +169,26 @@ pub fn check_pair(
     check_reply(question, answer, context, cfg)
 }
 
+/// A question as the model meant to write it, before any check: what follows its first question mark is
+/// dropped when the part before it is a question of its own (small models append the answer or a second
+/// question: "What maintenance does it need? It needs none."), and a question opening with an interrogative
+/// word gets the question mark it lacks ("What is the notice period." or "... period"). Anything else is
+/// left as it is, for the checks to judge.
+pub fn tidy_question(question: &str) -> String {
+    const OPENERS: &[&str] = &[
+        "what", "who", "whom", "whose", "which", "when", "where", "why", "how", "is", "are", "can", "does", "do",
+        "did", "may", "must", "should", "will", "would", "could", "has", "have", "was", "were", "shall",
+    ];
+    let q = question.trim();
+    if let Some(i) = q.find('?') {
+        let head = &q[..=i];
+        return if words(head).len() >= 3 { head.to_string() } else { q.to_string() };
+    }
+    let opens = words(q).first().is_some_and(|w| OPENERS.contains(&w.as_str()));
+    let body = q.trim_end_matches(['.', ':', ';', ' ']);
+    if opens && !body.contains(['.', '!']) && words(body).len() >= 3 { format!("{body}?") } else { q.to_string() }
+}
+
 /// The question alone: exactly one question, sensible without the source, not copied from the context.
 /// A flaw here cannot be mended by rewriting the answer.
 pub fn check_question(question: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
@@ -198,11 +218,19 @@ pub fn check_reply(
     cfg: &QualityConfig,
 ) -> Result<(), (RejectReason, String)> {
     check_answer(question.trim(), answer)?;
-    check_grounded(answer, context, cfg)
+    check_grounded(question, answer, context, cfg)
 }
 
-/// Every number the answer states, and most of its content words, are in the context.
-fn check_grounded(answer: &str, context: &str, cfg: &QualityConfig) -> Result<(), (RejectReason, String)> {
+/// Every number the answer states, and most of its content words, are in the context or in the question it
+/// answers (a question may pose a case, "a claim of 800 EUR", that the answer rightly names again).
+fn check_grounded(
+    question: &str,
+    answer: &str,
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
+    let basis = format!("{context}\n{question}");
+    let context = basis.as_str();
     if cfg.check_numbers {
         let missing = unsupported_numbers(answer, context);
         if !missing.is_empty() {
@@ -336,7 +364,7 @@ pub fn check_replies(turns: &[(&str, &str)], context: &str, cfg: &QualityConfig)
         if turns[..i].iter().any(|(_, a)| near_duplicate(a, assistant)) {
             return Err((RejectReason::InvalidRecord, format!("turn {n}: the assistant repeats an earlier answer")));
         }
-        check_grounded(assistant, context, cfg).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
+        check_grounded(user, assistant, context, cfg).map_err(|(r, why)| (r, format!("turn {n}: {why}")))?;
     }
     let shifted = misaligned_turns(turns);
     if shifted.len() >= 2 && shifted.len() * 2 > turns.len() {
@@ -620,5 +648,34 @@ mod tests {
         ));
         assert!(!near_duplicate("What is the VPN policy?", "What is the SSO policy?"));
         assert!(grounding("carried days expire", "days may be carried over and expire") > 0.99);
+        // Questions tidied before their checks: an appended answer dropped, a missing mark added.
+        assert_eq!(
+            tidy_question("What maintenance does the FM-400 need? It has no moving parts."),
+            "What maintenance does the FM-400 need?"
+        );
+        assert_eq!(tidy_question("What is the notice period for staff."), "What is the notice period for staff?");
+        assert_eq!(tidy_question("How long is the warranty"), "How long is the warranty?");
+        assert_eq!(tidy_question("Describe the leave policy."), "Describe the leave policy.");
+        assert_eq!(tidy_question("Why? Because."), "Why? Because.");
+        assert_eq!(tidy_question("What is X. And Y"), "What is X. And Y");
+        // A case the question poses may be named again by the answer; a number from nowhere may not.
+        let ctx = "Claims above 500 EUR also need approval from the cost-centre owner.";
+        let cfg = QualityConfig::default();
+        assert!(
+            check_reply(
+                "Who approves a claim of 800 EUR?",
+                "A claim of 800 EUR needs the cost-centre owner's approval.",
+                ctx,
+                &cfg
+            )
+            .is_ok()
+        );
+        let err = check_reply(
+            "Who approves a large claim?",
+            "A claim of 800 EUR needs the cost-centre owner's approval.",
+            ctx,
+            &cfg,
+        );
+        assert!(err.is_err_and(|(_, why)| why.contains("800")));
     }
 }

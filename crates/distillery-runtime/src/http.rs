@@ -2,8 +2,8 @@
 //! `/readyz` (consuming). Extra routes (webhooks, APIs) can be merged in.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -13,16 +13,29 @@ use axum::routing::get;
 use distillery_core::Metrics;
 use tokio_util::sync::CancellationToken;
 
-/// Readiness flag flipped by the runtime once it consumes.
+/// Readiness: set by the runtime once it consumes; not ready either while consumption is paused (the
+/// circuit breaker: a dependency is failing), with the cause `/readyz` shows.
 #[derive(Debug, Clone, Default)]
-pub struct Ready(Arc<AtomicBool>);
+pub struct Ready {
+    ready: Arc<AtomicBool>,
+    paused: Arc<Mutex<Option<String>>>,
+}
 
 impl Ready {
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
     }
+    /// Ready, and not paused.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.paused().is_none()
+    }
+    /// Marks consumption paused (with why) or resumed.
+    pub fn set_paused(&self, cause: Option<String>) {
+        *self.paused.lock().unwrap_or_else(|p| p.into_inner()) = cause;
+    }
+    /// Why consumption is paused, while it is.
+    pub fn paused(&self) -> Option<String> {
+        self.paused.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -46,7 +59,11 @@ async fn render_metrics(State(s): State<OpsState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
-    if s.ready.get() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") }
+    match s.ready.paused() {
+        Some(cause) => (StatusCode::SERVICE_UNAVAILABLE, cause),
+        None if s.ready.get() => (StatusCode::OK, "ready".to_string()),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting or stopping".to_string()),
+    }
 }
 
 /// Serves `router` on `addr` until `cancel` fires. Returns the bound address (useful with port 0).

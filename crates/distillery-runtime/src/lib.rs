@@ -4,6 +4,7 @@
 //! `distillery-kafka`.
 
 pub mod boot;
+pub mod breaker;
 pub mod http;
 pub mod memory;
 pub mod shutdown;
@@ -20,13 +21,15 @@ use distillery_core::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub use breaker::{Breaker, BreakerConfig};
 pub use shutdown::shutdown_signal;
 
 /// How a runtime retries an input whose processing failed with a retryable error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
-    /// Attempts in all (the first try included) before the input is dead-lettered.
+    /// Failed attempts before the input is dead-lettered, counting only failures while the stage's
+    /// dependencies answer (the circuit breaker closed): during an outage inputs wait and retry without limit.
     pub max_attempts: u32,
     /// Backoff before the second attempt, in milliseconds; doubles each time, with full jitter.
     pub initial_backoff_ms: u64,
@@ -41,13 +44,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The backoff after `attempt` failed attempts (1-based), with full jitter.
+    /// The backoff after `attempt` failed attempts (1-based), with full jitter, never over
+    /// `max_backoff_ms` nor [`MAX_WAIT`].
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self.initial_backoff_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
-        let cap = exp.min(self.max_backoff_ms).max(1);
+        let cap = exp.min(self.max_backoff_ms).min(MAX_WAIT.as_millis() as u64).max(1);
         Duration::from_millis(rand::random_range(cap / 2..=cap))
     }
 }
+
+/// The longest a runtime ever sleeps between two attempts, whatever the configuration says.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
 /// Settings every runtime shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,13 +64,21 @@ pub struct RuntimeConfig {
     pub concurrency: Option<usize>,
     /// Retries of an input that failed with a retryable error.
     pub retry: RetryPolicy,
-    /// How long shutdown waits for in-flight inputs to finish, in seconds.
+    /// How long shutdown waits for in-flight inputs to finish, in seconds; what is still running then is
+    /// cancelled (LLM calls included) and left uncommitted, to be processed again.
     pub drain_timeout_secs: u64,
+    /// Pausing consumption while a dependency is down (see [`breaker`]).
+    pub breaker: BreakerConfig,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { concurrency: None, retry: RetryPolicy::default(), drain_timeout_secs: 60 }
+        RuntimeConfig {
+            concurrency: None,
+            retry: RetryPolicy::default(),
+            drain_timeout_secs: 60,
+            breaker: BreakerConfig::default(),
+        }
     }
 }
 
@@ -73,6 +88,30 @@ impl Default for RuntimeConfig {
 pub struct PublishError {
     pub topic: Topic,
     pub message: String,
+    /// Trying again cannot succeed (a record over the broker's size limit, one that does not encode): the
+    /// input is dead-lettered with this error instead of being retried.
+    pub permanent: bool,
+}
+
+impl PublishError {
+    /// A failure worth retrying (the broker unreachable, a timeout).
+    pub fn transient(topic: Topic, message: impl Into<String>) -> PublishError {
+        PublishError { topic, message: message.into(), permanent: false }
+    }
+    /// A failure no retry can mend.
+    pub fn permanent(topic: Topic, message: impl Into<String>) -> PublishError {
+        PublishError { topic, message: message.into(), permanent: true }
+    }
+}
+
+/// Why [`handle`] returned without the input being done: it must stay uncommitted (processed again after a
+/// restart).
+#[derive(Debug, thiserror::Error)]
+pub enum Unfinished {
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("interrupted by shutdown while retrying")]
+    Interrupted,
 }
 
 /// Where a runtime publishes records. `publish` resolves once every record is acknowledged.
@@ -148,6 +187,7 @@ pub fn rejection(stage: &str, input: &Input, err: &StageError, reason: distiller
 /// Runs a stage on one input until it yields records (or a routed failure) and publishes them.
 /// Returns once everything produced is acknowledged, so the caller may then commit the input.
 /// Publishing is retried until it succeeds or `cancel` fires (then the input stays uncommitted).
+/// No circuit breaker: a retryable failure counts toward `retry.max_attempts` (see [`handle_with`]).
 pub async fn handle<S, P>(
     stage: &S,
     input: Input,
@@ -155,7 +195,45 @@ pub async fn handle<S, P>(
     metrics: &Metrics,
     retry: &RetryPolicy,
     cancel: &CancellationToken,
-) -> Result<(), PublishError>
+) -> Result<(), Unfinished>
+where
+    S: distillery_core::Stage,
+    P: Publisher,
+{
+    handle_with(stage, input, publisher, metrics, retry, None, cancel).await
+}
+
+/// The text of a panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Runs the stage once on `input`; a panic becomes a dead-letter error carrying its message.
+async fn process_caught<S: distillery_core::Stage>(stage: &S, input: Input) -> Result<Vec<Record>, StageError> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(stage.process(input)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => Err(StageError::dead_letter("panic", format!("the stage panicked: {}", panic_message(&*panic)))),
+    }
+}
+
+/// [`handle`] behind a circuit breaker: a retryable failure while the breaker is open (or that opens it)
+/// does not count toward `retry.max_attempts`; the input waits (backoff, or until the breaker closes) and
+/// tries again without limit. A stage that panics has that input dead-lettered with the panic's message.
+/// A record the publisher refuses for good (over the size limit) dead-letters the input instead.
+pub async fn handle_with<S, P>(
+    stage: &S,
+    input: Input,
+    publisher: &P,
+    metrics: &Metrics,
+    retry: &RetryPolicy,
+    breaker: Option<&Breaker>,
+    cancel: &CancellationToken,
+) -> Result<(), Unfinished>
 where
     S: distillery_core::Stage,
     P: Publisher,
@@ -167,24 +245,51 @@ where
     let _gauge = GaugeGuard(metrics.in_flight.with_label_values(&[name]));
 
     let mut attempt = 0u32;
+    // Failures that count toward `max_attempts`: those while the stage's dependencies answer.
+    let mut counted = 0u32;
     let records = loop {
         attempt += 1;
-        match stage.process(input.clone()).await {
-            Ok(records) => break records,
+        match process_caught(stage, input.clone()).await {
+            Ok(records) => {
+                if let Some(b) = breaker {
+                    b.on_success();
+                }
+                break records;
+            }
             Err(err) => {
                 metrics.errors.with_label_values(&[name, err.kind]).inc();
                 match err.disposition {
-                    Disposition::Retry if attempt < retry.max_attempts && !cancel.is_cancelled() => {
+                    Disposition::Retry => {
+                        let was_open = breaker.is_some_and(Breaker::is_open);
+                        let open = breaker.is_some_and(|b| b.on_failure(err.kind, &err.message));
+                        if !was_open && !open {
+                            counted += 1;
+                        }
+                        if counted >= retry.max_attempts {
+                            tracing::error!(stage = name, topic = %input.topic, offset = input.offset, attempt, kind = err.kind,
+                                error = %err.message, "dead-lettering input after its retries");
+                            metrics.dead_letters.with_label_values(&[name, err.kind]).inc();
+                            break vec![Record::DeadLetter(dead_letter(name, &input, err.kind, &err.message, attempt))];
+                        }
+                        if cancel.is_cancelled() {
+                            return Err(Unfinished::Interrupted);
+                        }
                         metrics.retries.with_label_values(&[name, err.kind]).inc();
-                        let wait = retry.backoff(attempt);
+                        let wait = retry.backoff(counted.max(1));
                         tracing::warn!(stage = name, topic = %input.topic, offset = input.offset, attempt, kind = err.kind,
-                            error = %err.message, backoff_ms = wait.as_millis() as u64, "retrying input");
+                            error = %err.message, backoff_ms = wait.as_millis() as u64, paused = open, "retrying input");
+                        let mut closed = breaker.map(Breaker::subscribe);
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
-                            _ = cancel.cancelled() => {}
+                            // The dependency is back (another input succeeded): try again at once.
+                            _ = async { match closed.as_mut() {
+                                Some(rx) if open => { let _ = rx.wait_for(|open| !open).await; }
+                                _ => std::future::pending::<()>().await,
+                            } } => {}
+                            _ = cancel.cancelled() => return Err(Unfinished::Interrupted),
                         }
                     }
-                    Disposition::Retry | Disposition::DeadLetter => {
+                    Disposition::DeadLetter => {
                         tracing::error!(stage = name, topic = %input.topic, offset = input.offset, attempt, kind = err.kind,
                             error = %err.message, "dead-lettering input");
                         metrics.dead_letters.with_label_values(&[name, err.kind]).inc();
@@ -198,12 +303,38 @@ where
             }
         }
     };
-    publish_counted(name, records, publisher, metrics, cancel).await?;
+    match publish_counted(name, records, publisher, metrics, cancel).await {
+        Ok(()) => {}
+        Err(e) if e.permanent => {
+            // What the input produced can never be published (e.g. a record over the broker's size limit):
+            // the input goes to the dead-letter topic with the reason; without its payload if even that is
+            // refused.
+            let kind = "publish_refused";
+            tracing::error!(stage = name, topic = %input.topic, offset = input.offset, error = %e, "output refused for good; dead-lettering the input");
+            metrics.dead_letters.with_label_values(&[name, kind]).inc();
+            let dl = dead_letter(name, &input, kind, &e.to_string(), attempt);
+            if let Err(again) =
+                publish_counted(name, vec![Record::DeadLetter(dl.clone())], publisher, metrics, cancel).await
+            {
+                if !again.permanent {
+                    return Err(again.into());
+                }
+                let bare = DeadLetter {
+                    payload: Vec::new(),
+                    error: format!("{e}; the input itself ({} bytes) was left out: {again}", dl.payload.len()),
+                    ..dl
+                };
+                publish_counted(name, vec![Record::DeadLetter(bare)], publisher, metrics, cancel).await?;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
     metrics.process_seconds.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Publishes with retry, counting what goes out (records per topic, rejections per reason).
+/// Publishes with retry, counting what goes out (records per topic, rejections per reason). A permanent
+/// failure is returned at once.
 pub async fn publish_counted<P: Publisher>(
     stage: &str,
     records: Vec<Record>,
@@ -228,7 +359,14 @@ pub async fn publish_counted<P: Publisher>(
         match publisher.publish(records.clone()).await {
             Ok(()) => break,
             Err(e) => {
-                metrics.errors.with_label_values(&[stage, "publish"]).inc();
+                metrics
+                    .errors
+                    .with_label_values(&[stage, if e.permanent { "publish_refused" } else { "publish" }])
+                    .inc();
+                if e.permanent {
+                    tracing::error!(stage, attempt, error = %e, "publish refused");
+                    return Err(e);
+                }
                 tracing::error!(stage, attempt, error = %e, "publish failed; retrying");
                 if cancel.is_cancelled() {
                     return Err(e);

@@ -16,7 +16,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{PublishError, Publisher, RetryPolicy, handle};
+use std::time::Duration;
+
+use crate::breaker::Breaker;
+use crate::{PublishError, Publisher, RuntimeConfig, handle_with};
 
 #[derive(Debug)]
 struct Envelope {
@@ -102,13 +105,14 @@ impl MemoryBus {
     }
 
     /// Subscribes `stage` to its input topics and runs it until the bus is closed or `cancel` fires;
-    /// then drains in-flight inputs and calls the stage's `shutdown`. Subscribe every stage before
-    /// publishing the first record.
+    /// then drains in-flight inputs (at most `runtime.drain_timeout_secs`, after which what is still
+    /// running is cancelled and left uncommitted) and calls the stage's `shutdown`. Subscribe every stage
+    /// before publishing the first record.
     pub fn spawn_stage<S: Stage>(
         &self,
         stage: Arc<S>,
         concurrency: usize,
-        retry: RetryPolicy,
+        runtime: &RuntimeConfig,
         cancel: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let (tx, rx) = async_channel::unbounded();
@@ -119,7 +123,9 @@ impl MemoryBus {
             }
         }
         let bus = self.clone();
-        tokio::spawn(async move { bus.run_stage(stage, rx, concurrency.max(1), retry, cancel).await })
+        let breaker = Breaker::new(stage.name(), runtime.breaker.clone(), &self.metrics, None);
+        let runtime = runtime.clone();
+        tokio::spawn(async move { bus.run_stage(stage, rx, concurrency.max(1), runtime, breaker, cancel).await })
     }
 
     /// Closes every inbox: stages finish what they have and exit.
@@ -136,14 +142,25 @@ impl MemoryBus {
         stage: Arc<S>,
         rx: async_channel::Receiver<Envelope>,
         concurrency: usize,
-        retry: RetryPolicy,
+        runtime: RuntimeConfig,
+        breaker: Breaker,
         cancel: CancellationToken,
     ) {
         let name = stage.name();
         let sem = Arc::new(Semaphore::new(concurrency));
         let trackers: Arc<Mutex<HashMap<Topic, OffsetTracker>>> = Arc::default();
         let mut tasks = JoinSet::new();
-        loop {
+        let mut open = breaker.subscribe();
+        'consume: loop {
+            // A paused stage (its dependency failing) takes a new input only as a probe, once per interval.
+            while !breaker.admits() {
+                let wait = breaker.until_probe();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = open.changed() => {}
+                    _ = cancel.cancelled() => break 'consume,
+                }
+            }
             let permit = tokio::select! {
                 p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
                 _ = cancel.cancelled() => break,
@@ -152,10 +169,15 @@ impl MemoryBus {
                 m = rx.recv() => match m { Ok(e) => e, Err(_) => break },
                 _ = cancel.cancelled() => break,
             };
+            if breaker.is_open() {
+                breaker.take_probe();
+            }
             trackers.lock().expect("tracker lock").entry(env.topic).or_default().begin(env.offset);
-            let (stage, bus, retry, cancel, trackers) =
-                (stage.clone(), self.clone(), retry.clone(), cancel.clone(), trackers.clone());
+            let (stage, bus, retry, cancel, trackers, breaker) =
+                (stage.clone(), self.clone(), runtime.retry.clone(), cancel.clone(), trackers.clone(), breaker.clone());
             tasks.spawn(async move {
+                // Counted done however the task ends (finished, or cancelled at the drain timeout).
+                let _done = Done(bus.clone());
                 let key = bytes::Bytes::copy_from_slice(env.record.key().as_bytes());
                 let input = Input {
                     topic: env.topic,
@@ -164,7 +186,7 @@ impl MemoryBus {
                     key: Some(key),
                     payload: Payload::Record(env.record),
                 };
-                let ok = handle(&*stage, input, &bus, &bus.metrics, &retry, &cancel).await.is_ok();
+                let ok = handle_with(&*stage, input, &bus, &bus.metrics, &retry, Some(&breaker), &cancel).await.is_ok();
                 if ok {
                     let advanced =
                         trackers.lock().expect("tracker lock").get_mut(&env.topic).and_then(|t| t.complete(env.offset));
@@ -173,17 +195,44 @@ impl MemoryBus {
                         bus.metrics.committed_offset.with_label_values(&[name, env.topic.base_name(), "0"]).set(pos);
                     }
                 }
-                bus.done();
                 drop(permit);
             });
             while tasks.try_join_next().is_some() {}
         }
-        while let Some(res) = tasks.join_next().await {
-            if let Err(e) = res {
-                tracing::error!(stage = name, error = %e, "stage task panicked");
+        let drain = async {
+            while let Some(res) = tasks.join_next().await {
+                if let Err(e) = res
+                    && !e.is_cancelled()
+                {
+                    tracing::error!(stage = name, error = %e, "stage task failed");
+                }
             }
+        };
+        if cancel.is_cancelled() {
+            let limit = Duration::from_secs(runtime.drain_timeout_secs);
+            if tokio::time::timeout(limit, drain).await.is_err() {
+                tracing::warn!(
+                    stage = name,
+                    in_flight = tasks.len(),
+                    drain_timeout_secs = runtime.drain_timeout_secs,
+                    "drain timed out: cancelling what is still running (it is left uncommitted)"
+                );
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
+        } else {
+            drain.await;
         }
         stage.shutdown().await;
+    }
+}
+
+/// Marks one delivered record handled when dropped.
+struct Done(MemoryBus);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.done();
     }
 }
 
@@ -210,7 +259,7 @@ impl Publisher for MemoryBus {
                 if inbox.tx.send(Envelope { topic, offset, record: rec }).await.is_err() {
                     // The stage has exited (shutdown): the record is dropped with the process.
                     self.done();
-                    return Err(PublishError { topic, message: format!("stage {} is closed", inbox.stage) });
+                    return Err(PublishError::transient(topic, format!("stage {} is closed", inbox.stage)));
                 }
             }
         }
@@ -227,6 +276,7 @@ mod tests {
     use distillery_core::{RejectReason, StageError};
 
     use super::*;
+    use crate::{BreakerConfig, RetryPolicy};
 
     /// Turns each document into two chunks; documents whose key says so fail in the named way.
     struct Splitter {
@@ -292,9 +342,14 @@ mod tests {
         let cancel = CancellationToken::new();
         let splitter = Arc::new(Splitter { calls: AtomicUsize::new(0) });
         let counter = Arc::new(Counter(AtomicUsize::new(0)));
-        let retry = RetryPolicy { max_attempts: 3, initial_backoff_ms: 1, max_backoff_ms: 2 };
-        let h1 = bus.spawn_stage(splitter.clone(), 4, retry.clone(), cancel.clone());
-        let h2 = bus.spawn_stage(counter.clone(), 2, retry, cancel.clone());
+        // No breaker: the flaky input's failures count toward its attempts whatever else happens.
+        let runtime = RuntimeConfig {
+            retry: RetryPolicy { max_attempts: 3, initial_backoff_ms: 1, max_backoff_ms: 2 },
+            breaker: BreakerConfig { failures_to_open: 0, ..BreakerConfig::default() },
+            ..RuntimeConfig::default()
+        };
+        let h1 = bus.spawn_stage(splitter.clone(), 4, &runtime, cancel.clone());
+        let h2 = bus.spawn_stage(counter.clone(), 2, &runtime, cancel.clone());
 
         let mut docs: Vec<Record> = (0..20).map(|i| doc("ok", &format!("d{i}"))).collect();
         docs.push(doc("reject", "r"));
@@ -357,7 +412,7 @@ mod tests {
     async fn concurrency_is_bounded_and_reached() {
         let bus = MemoryBus::new(Metrics::isolated());
         let gate = Arc::new(Gate { running: AtomicUsize::new(0), peak: AtomicUsize::new(0) });
-        let h = bus.spawn_stage(gate.clone(), 5, RetryPolicy::default(), CancellationToken::new());
+        let h = bus.spawn_stage(gate.clone(), 5, &RuntimeConfig::default(), CancellationToken::new());
         bus.publish((0..30).map(|i| doc("ok", &i.to_string())).collect()).await.unwrap();
         bus.wait_idle().await;
         assert_eq!(gate.peak.load(Ordering::SeqCst), 5);
@@ -365,12 +420,177 @@ mod tests {
         h.await.unwrap();
     }
 
+    /// A stage whose dependency (`up`) can be down: every input then fails with a retryable error.
+    struct Dependent {
+        up: Arc<std::sync::atomic::AtomicBool>,
+        done: AtomicUsize,
+        failures: AtomicUsize,
+    }
+
+    impl Stage for Dependent {
+        fn name(&self) -> &'static str {
+            "dependent"
+        }
+        fn inputs(&self) -> &'static [Topic] {
+            &[Topic::Documents]
+        }
+        async fn process(&self, _input: Input) -> Result<Vec<Record>, StageError> {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if !self.up.load(Ordering::SeqCst) {
+                self.failures.fetch_add(1, Ordering::SeqCst);
+                return Err(StageError::retry("llm_connect", "connection refused"));
+            }
+            self.done.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        }
+    }
+
+    /// Issue 14, defect 2: an outage longer than the retries used to dead-letter the whole backlog. Behind the
+    /// breaker every input waits and nothing is dead-lettered; consumption resumes when the dependency is back.
+    #[tokio::test]
+    async fn a_dependency_outage_pauses_instead_of_dead_lettering() {
+        let metrics = Metrics::isolated();
+        let bus = MemoryBus::new(metrics.clone());
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stage = Arc::new(Dependent { up: up.clone(), done: AtomicUsize::new(0), failures: AtomicUsize::new(0) });
+        let runtime = RuntimeConfig {
+            retry: RetryPolicy { max_attempts: 2, initial_backoff_ms: 1, max_backoff_ms: 5 },
+            breaker: BreakerConfig { failures_to_open: 3, probe_interval_ms: 5, max_probe_interval_ms: 20 },
+            ..RuntimeConfig::default()
+        };
+        let h = bus.spawn_stage(stage.clone(), 4, &runtime, CancellationToken::new());
+        bus.publish((0..20).map(|i| doc("ok", &i.to_string())).collect()).await.unwrap();
+        // Down for much longer than max_attempts x backoff.
+        while stage.failures.load(Ordering::SeqCst) < 60 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(metrics.render().contains("distillery_breaker_open{stage=\"dependent\"} 1"), "{}", metrics.render());
+        assert_eq!(stage.done.load(Ordering::SeqCst), 0);
+        up.store(true, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(30), bus.wait_idle())
+            .await
+            .expect("the backlog drains once the dependency is back");
+        assert_eq!(stage.done.load(Ordering::SeqCst), 20, "every input processed");
+        assert!(bus.take(Topic::DeadLetter).is_empty(), "nothing dead-lettered for an outage");
+        assert_eq!(bus.committed("dependent", Topic::Documents), Some(20));
+        assert!(metrics.render().contains("distillery_breaker_open{stage=\"dependent\"} 0"));
+        bus.close();
+        h.await.unwrap();
+    }
+
+    /// Fails with a retryable error forever, or panics, by key.
+    struct Broken;
+
+    impl Stage for Broken {
+        fn name(&self) -> &'static str {
+            "broken"
+        }
+        fn inputs(&self) -> &'static [Topic] {
+            &[Topic::Documents]
+        }
+        async fn process(&self, input: Input) -> Result<Vec<Record>, StageError> {
+            let Some(Record::Document(doc)) = input.as_record() else { unreachable!() };
+            match doc.source.key.as_str() {
+                "panic" => panic!("index out of bounds: the len is 3 but the index is 7"),
+                "flaky" => Err(StageError::retry("s3_get", "timeout")),
+                _ => Ok(vec![]),
+            }
+        }
+    }
+
+    /// Issue 14, defect 3: a panicking stage used to leave its input pending forever (the embedded run hung;
+    /// on Kafka the partition's commits froze). It is dead-lettered with the panic's message.
+    #[tokio::test]
+    async fn a_panicking_stage_dead_letters_that_input_with_the_message() {
+        let bus = MemoryBus::new(Metrics::isolated());
+        let h = bus.spawn_stage(Arc::new(Broken), 2, &RuntimeConfig::default(), CancellationToken::new());
+        bus.publish(vec![doc("ok", "a"), doc("panic", "p"), doc("ok", "b")]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), bus.wait_idle()).await.expect("a panic does not hang the bus");
+        let dead = bus.take(Topic::DeadLetter);
+        assert_eq!(dead.len(), 1);
+        let Record::DeadLetter(d) = &dead[0] else { panic!("not a dead letter") };
+        assert_eq!(d.error_kind, "panic");
+        assert!(d.error.contains("index out of bounds: the len is 3 but the index is 7"), "{}", d.error);
+        assert_eq!(bus.committed("broken", Topic::Documents), Some(3), "the partition commits past it");
+        bus.close();
+        h.await.unwrap();
+    }
+
+    /// An input retrying when shutdown comes is left uncommitted (processed again by the next run), not
+    /// dead-lettered.
+    #[tokio::test]
+    async fn shutdown_while_retrying_leaves_the_input_uncommitted() {
+        let bus = MemoryBus::new(Metrics::isolated());
+        let cancel = CancellationToken::new();
+        let runtime = RuntimeConfig {
+            retry: RetryPolicy { max_attempts: 1000, initial_backoff_ms: 5, max_backoff_ms: 5 },
+            ..RuntimeConfig::default()
+        };
+        let h = bus.spawn_stage(Arc::new(Broken), 2, &runtime, cancel.clone());
+        bus.publish(vec![doc("flaky", "f")]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        cancel.cancel();
+        h.await.unwrap();
+        assert!(bus.take(Topic::DeadLetter).is_empty());
+        assert_eq!(bus.committed("broken", Topic::Documents), None);
+    }
+
+    /// Holds its input until cancelled, noting when its future is dropped (an LLM call cut off).
+    struct Hang {
+        dropped: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl Stage for Hang {
+        fn name(&self) -> &'static str {
+            "hang"
+        }
+        fn inputs(&self) -> &'static [Topic] {
+            &[Topic::Documents]
+        }
+        async fn process(&self, _input: Input) -> Result<Vec<Record>, StageError> {
+            let _guard = SetOnDrop(self.dropped.clone());
+            std::future::pending::<()>().await;
+            Ok(vec![])
+        }
+    }
+
+    /// Issue 14, defect 6: Ctrl-C's drain had no timeout. In-flight work gets `drain_timeout_secs`, then is
+    /// cancelled (its future dropped: an LLM call's connection closes) and left uncommitted.
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_times_out_and_cancels_what_still_runs() {
+        let bus = MemoryBus::new(Metrics::isolated());
+        let cancel = CancellationToken::new();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let runtime = RuntimeConfig { drain_timeout_secs: 5, ..RuntimeConfig::default() };
+        let h = bus.spawn_stage(Arc::new(Hang { dropped: dropped.clone() }), 2, &runtime, cancel.clone());
+        bus.publish(vec![doc("ok", "1")]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        cancel.cancel();
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(3600), h)
+            .await
+            .expect("the stage stops after its drain timeout")
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(5), "it waited for the drain first");
+        assert!(dropped.load(Ordering::SeqCst), "the hung call was cancelled");
+        assert_eq!(bus.committed("hang", Topic::Documents), None);
+        assert_eq!(bus.pending(), 0);
+    }
+
     #[tokio::test]
     async fn cancel_drains_in_flight_work() {
         let bus = MemoryBus::new(Metrics::isolated());
         let gate = Arc::new(Gate { running: AtomicUsize::new(0), peak: AtomicUsize::new(0) });
         let cancel = CancellationToken::new();
-        let h = bus.spawn_stage(gate.clone(), 3, RetryPolicy::default(), cancel.clone());
+        let h = bus.spawn_stage(gate.clone(), 3, &RuntimeConfig::default(), cancel.clone());
         bus.publish((0..30).map(|i| doc("ok", &i.to_string())).collect()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         cancel.cancel();

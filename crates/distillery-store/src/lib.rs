@@ -54,6 +54,9 @@ pub enum StoreError {
     Denied(String),
     #[error("store I/O: {0}")]
     Io(String),
+    /// One entry of a listing (a file, a folder) that cannot be read; the rest of the listing goes on.
+    #[error("{key} cannot be read: {message}")]
+    Unreadable { key: String, message: String },
 }
 
 impl StoreError {
@@ -80,4 +83,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta, StoreError>>;
 
     async fn put(&self, bucket: &str, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
+
+    /// Creates the object only if no object is at `key` (S3: a conditional `If-None-Match: *` put; a folder:
+    /// an exclusive create). `Ok(false)` when one already is: of two writers racing, exactly one wins.
+    async fn put_if_absent(&self, bucket: &str, key: &str, body: Bytes, content_type: &str)
+    -> Result<bool, StoreError>;
 }

@@ -47,21 +47,42 @@ async fn meta(path: &Path, key: &str) -> Result<ObjectMeta, StoreError> {
     })
 }
 
-/// Every file under `dir`, as keys relative to `root`, sorted.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
+/// The key of a path under `root`.
+fn key_of(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+/// Every file under `dir`, as keys relative to `root`, sorted; a folder below `root` that cannot be read is
+/// listed as an error of its own (`Err((key, error))`) and the walk goes on. Only `root` itself failing ends it.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<Result<String, (String, String)>>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if dir != root => {
+            out.push(Err((format!("{}/", key_of(root, dir)), e.to_string())));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut list = Vec::new();
     for e in entries {
-        let ft = e.file_type()?;
+        match e {
+            Ok(e) => list.push(e),
+            Err(e) => out.push(Err((format!("{}/", key_of(root, dir)), e.to_string()))),
+        }
+    }
+    list.sort_by_key(|e| e.file_name());
+    for e in list {
         let path = e.path();
         let hidden = e.file_name().to_string_lossy().starts_with('.');
-        if ft.is_dir() && !hidden {
-            walk(root, &path, out)?;
-        } else if ft.is_file()
-            && !hidden
-            && let Ok(rel) = path.strip_prefix(root)
-        {
-            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+        if hidden {
+            continue;
+        }
+        match e.file_type() {
+            Ok(ft) if ft.is_dir() => walk(root, &path, out)?,
+            Ok(ft) if ft.is_file() => out.push(Ok(key_of(root, &path))),
+            Ok(_) => {}
+            Err(err) => out.push(Err((key_of(root, &path), err.to_string()))),
         }
     }
     Ok(())
@@ -116,9 +137,39 @@ impl ObjectStore for LocalStore {
         if let Err(e) = walk(Path::new(root), Path::new(root), &mut keys) {
             return stream::iter([Err(io(root, e))]).boxed();
         }
-        stream::iter(keys.into_iter().filter(move |k| k.starts_with(prefix)))
-            .then(move |k| async move { meta(&Path::new(root).join(&k), &k).await })
-            .boxed()
+        stream::iter(keys.into_iter().filter(move |k| match k {
+            Ok(k) | Err((k, _)) => k.starts_with(prefix) || prefix.starts_with(k.as_str()),
+        }))
+        .then(move |k| async move {
+            match k {
+                Ok(k) => meta(&Path::new(root).join(&k), &k)
+                    .await
+                    .map_err(|e| StoreError::Unreadable { key: k.clone(), message: e.to_string() }),
+                Err((key, message)) => Err(StoreError::Unreadable { key, message }),
+            }
+        })
+        .boxed()
+    }
+
+    async fn put_if_absent(&self, root: &str, key: &str, body: Bytes, _content_type: &str) -> Result<bool, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let path = resolve(root, key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| io(key, e))?;
+        }
+        // Written beside and hard-linked into place: the link fails if the key exists, and a reader never
+        // sees a half-written object.
+        let tmp = path.with_extension(format!("partial-{}", uuid_like()));
+        let mut f = tokio::fs::File::create(&tmp).await.map_err(|e| io(key, e))?;
+        f.write_all(&body).await.map_err(|e| io(key, e))?;
+        f.sync_all().await.map_err(|e| io(key, e))?;
+        let linked = tokio::fs::hard_link(&tmp, &path).await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io(key, e)),
+        }
     }
 
     async fn put(&self, root: &str, key: &str, body: Bytes, _content_type: &str) -> Result<(), StoreError> {
@@ -130,6 +181,13 @@ impl ObjectStore for LocalStore {
         tokio::fs::write(&tmp, &body).await.map_err(|e| io(key, e))?;
         tokio::fs::rename(&tmp, &path).await.map_err(|e| io(key, e))
     }
+}
+
+/// A name no other writer of this process or another uses at the same time.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}-{}", std::process::id(), distillery_core::now_ms(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]
@@ -154,5 +212,30 @@ mod tests {
         assert!(matches!(s.get(root, "a.md", 2).await, Err(StoreError::TooLarge { size: 5, limit: 2 })));
         assert!(matches!(s.get(root, "missing", 10).await, Err(StoreError::NotFound(_))));
         assert!(matches!(s.get(root, "../etc/passwd", 10).await, Err(StoreError::Denied(_))));
+    }
+
+    #[tokio::test]
+    async fn put_if_absent_has_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let root = root.clone();
+                tokio::spawn(async move {
+                    LocalStore
+                        .put_if_absent(&root, "claims/h1", Bytes::from(format!("claimant-{i}")), "text/plain")
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap().unwrap());
+        }
+        assert_eq!(winners, 1);
+        let (_, body) = LocalStore.get(&root, "claims/h1", 100).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).starts_with("claimant-"));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("claims")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
     }
 }

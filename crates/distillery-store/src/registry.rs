@@ -59,17 +59,13 @@ pub struct StoreClaims {
 impl Claims for StoreClaims {
     async fn claim(&self, content: &str, claimant: &str) -> Result<Claim, StoreError> {
         let key = format!("{}{content}", self.prefix);
-        match self.store.get(&self.bucket, &key, 4096).await {
-            Ok((_, body)) => {
-                let owner = String::from_utf8_lossy(&body).to_string();
-                Ok(if owner == claimant { Claim::Ours } else { Claim::Taken(owner) })
-            }
-            Err(StoreError::NotFound(_)) => {
-                self.store.put(&self.bucket, &key, Bytes::from(claimant.to_string()), "text/plain").await?;
-                Ok(Claim::New)
-            }
-            Err(e) => Err(e),
+        // A conditional create: of two replicas claiming the same content at once, exactly one gets `New`.
+        if self.store.put_if_absent(&self.bucket, &key, Bytes::from(claimant.to_string()), "text/plain").await? {
+            return Ok(Claim::New);
         }
+        let (_, body) = self.store.get(&self.bucket, &key, 4096).await?;
+        let owner = String::from_utf8_lossy(&body).to_string();
+        Ok(if owner == claimant { Claim::Ours } else { Claim::Taken(owner) })
     }
 }
 
@@ -119,6 +115,32 @@ mod tests {
         assert_eq!(c.claim("h1", "b/a.md#1").await.unwrap(), Claim::Ours);
         assert_eq!(c.claim("h1", "b/copy.md#7").await.unwrap(), Claim::Taken("b/a.md#1".into()));
         assert_eq!(c.claim("h2", "b/copy.md#7").await.unwrap(), Claim::New);
+    }
+
+    /// Issue 14 ("also"): claims were a get then a put, so two ingest replicas handed the same content could
+    /// both see it free and both claim it (the document twice). A conditional create has one winner.
+    #[tokio::test]
+    async fn racing_replicas_claim_a_content_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = Arc::new(StoreClaims {
+            store: Arc::new(crate::LocalStore),
+            bucket: dir.path().to_str().unwrap().to_string(),
+            prefix: "claims/".into(),
+        });
+        for round in 0..20 {
+            let content = format!("h{round}");
+            let tasks: Vec<_> = (0..8)
+                .map(|i| {
+                    let (claims, content) = (claims.clone(), content.clone());
+                    tokio::spawn(async move { claims.claim(&content, &format!("b/copy-{i}.md#e{i}")).await.unwrap() })
+                })
+                .collect();
+            let mut new = 0;
+            for t in tasks {
+                new += usize::from(t.await.unwrap() == Claim::New);
+            }
+            assert_eq!(new, 1, "round {round}: exactly one replica owns the content");
+        }
     }
 
     #[tokio::test]

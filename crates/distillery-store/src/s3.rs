@@ -233,6 +233,38 @@ impl ObjectStore for S3Store {
             .map_err(|e| map_err(key, e))?;
         Ok(())
     }
+
+    async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if precondition_failed(&e) => Ok(false),
+            Err(e) => Err(map_err(key, e)),
+        }
+    }
+}
+
+/// Whether an S3 error is a failed precondition (412: `If-None-Match: *` on an existing key; 409 when a
+/// concurrent conditional write is in progress).
+fn precondition_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    matches!(status, Some(412) | Some(409))
+        || matches!(e.code(), Some("PreconditionFailed") | Some("ConditionalRequestConflict"))
 }
 
 async fn read_bounded(mut body: ByteStream, max: u64, key: &str) -> Result<Bytes, StoreError> {

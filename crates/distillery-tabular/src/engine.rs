@@ -319,7 +319,7 @@ impl Compiled {
                     let node = match expr::parse(text) {
                         Ok(n) => n,
                         Err(e) => {
-                            errors.push(format!("{at}: expression {text:?} does not parse: {e}"));
+                            errors.push(format!("{at}: expression {} does not parse: {e}", expr::shown(text)));
                             continue;
                         }
                     };

@@ -93,12 +93,78 @@ pub(crate) fn is_known_function(name: &str) -> bool {
     FUNCTION_NAMES.contains(&name) || MORE_BUILTINS.contains(&name)
 }
 
-/// Parses an expression into its operator tree.
+/// The longest expression a schema may hold, in characters.
+pub const MAX_EXPR_CHARS: usize = 1000;
+
+/// The deepest an expression may nest (brackets, and its parsed operator tree).
+pub const MAX_EXPR_DEPTH: usize = 32;
+
+/// Parses an expression into its operator tree. Expressions come from callers (an API request's schema, a
+/// model's design): one over [`MAX_EXPR_CHARS`] or nested deeper than [`MAX_EXPR_DEPTH`] is refused before
+/// the parser sees it (the parser and the evaluator recurse, and a nesting 100,000 deep used to overflow the
+/// stack and abort the process).
 pub(crate) fn parse(expr: &str) -> Result<ExprNode, String> {
     if expr.trim().is_empty() {
         return Err("the expression is empty".into());
     }
-    evalexpr::build_operator_tree::<DefaultNumericTypes>(expr).map_err(|e| e.to_string())
+    let chars = expr.chars().count();
+    if chars > MAX_EXPR_CHARS {
+        return Err(format!("the expression is {chars} characters long, over the limit of {MAX_EXPR_CHARS}"));
+    }
+    let (mut depth, mut deepest, mut unary) = (0usize, 0usize, 0usize);
+    for c in expr.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        // A run of prefix operators (`- - - x`, `!!!!x`) nests as deep as brackets do.
+        match c {
+            '-' | '!' | '+' => {
+                unary += 1;
+                deepest = deepest.max(unary);
+            }
+            c if c.is_whitespace() || c == '(' => {}
+            _ => unary = 0,
+        }
+    }
+    if deepest > MAX_EXPR_DEPTH {
+        return Err(format!(
+            "the expression nests {deepest} deep (brackets or prefix operators), over the limit of {MAX_EXPR_DEPTH}"
+        ));
+    }
+    let node = evalexpr::build_operator_tree::<DefaultNumericTypes>(expr).map_err(|e| e.to_string())?;
+    let tree = tree_depth(&node);
+    if tree > 4 * MAX_EXPR_DEPTH {
+        return Err(format!(
+            "the expression is nested {tree} operators deep, over the limit of {}",
+            4 * MAX_EXPR_DEPTH
+        ));
+    }
+    Ok(node)
+}
+
+/// The depth of an operator tree, measured without recursion.
+fn tree_depth(node: &ExprNode) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(node, 1usize)];
+    while let Some((n, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        stack.extend(n.children().iter().map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+/// An expression as error messages quote it: at most 80 characters.
+pub(crate) fn shown(expr: &str) -> String {
+    if expr.chars().count() <= 80 {
+        return format!("{expr:?}");
+    }
+    let head: String = expr.chars().take(77).collect();
+    format!("{head:?}... ({} characters)", expr.chars().count())
 }
 
 /// The identifiers an expression uses, each listed once in order of appearance.

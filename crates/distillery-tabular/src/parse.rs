@@ -49,4 +49,30 @@ mod tests {
         assert!(matches!(parse_schema(invalid), Err(TabularError::InvalidSchema(e)) if e.len() == 1));
         assert!(matches!(parse_schema("{not json"), Err(TabularError::SchemaJson(_))));
     }
+
+    /// Issue 14, defect 8: a caller's expression reached evalexpr with no length or depth limit; nested
+    /// 100,000 deep it overflowed the stack and aborted the process (exit 134). It is an invalid schema now
+    /// (the API answers 422 with the problem).
+    #[test]
+    fn deep_or_long_expressions_are_invalid_schemas() {
+        for expr in [
+            format!("{}x{}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("x{}", " + 1".repeat(5000)),
+            format!("{}1", "-".repeat(900)),
+        ] {
+            let schema = serde_json::json!({"name": "t", "columns": [
+                {"name": "x", "kind": "integer", "min": 1, "max": 9},
+                {"name": "y", "kind": "expression", "expr": expr, "type": "integer"}]});
+            let err = parse_schema(&schema.to_string()).unwrap_err();
+            assert!(matches!(err, TabularError::InvalidSchema(_)), "{err}");
+            let text = err.problems().unwrap().join("\n");
+            assert!(text.contains("over the limit"), "{text}");
+            assert!(text.len() < 1000, "the error does not echo the whole expression: {} bytes", text.len());
+        }
+        // Within the limits, nesting is fine.
+        let ok = serde_json::json!({"name": "t", "columns": [
+            {"name": "x", "kind": "integer", "min": 1, "max": 9},
+            {"name": "y", "kind": "expression", "expr": format!("{}x{}", "(".repeat(20), ")".repeat(20)), "type": "integer"}]});
+        parse_schema(&ok.to_string()).unwrap();
+    }
 }

@@ -236,7 +236,7 @@ impl TableSchema {
                     errors.push(format!("{at}: decimals must be at most 12"));
                 }
                 match expr::parse(expr) {
-                    Err(e) => errors.push(format!("{at}: expression {expr:?} does not parse: {e}")),
+                    Err(e) => errors.push(format!("{at}: expression {} does not parse: {e}", expr::shown(expr))),
                     Ok(node) => {
                         let refs = expr::References::of(&node);
                         for w in &refs.assigned {

@@ -278,21 +278,33 @@ impl Exporter for StoreExporter {
         // The job writes files as records arrive: on a blocking thread, reading the store through `handle`.
         let written = tokio::task::spawn_blocking(move || -> Result<Vec<Written>, String> {
             let mut documents = Vec::new();
+            let deleted = handle.block_on(store.deleted_documents()).map_err(|e| e.to_string())?;
             each_outcome(&handle, &*store, OutcomeKind::Document, &mut |r| {
                 if let Record::Document(d) = r {
-                    documents.push(DocumentView::from(d));
+                    let mut view = DocumentView::from(d);
+                    if deleted.contains(&d.id) {
+                        // Its records are left out as a superseded document's are.
+                        view.superseded_by = Some(distillery_dataset::DELETED.into());
+                    }
+                    documents.push(view);
                 }
                 Ok(())
             })?;
             let targets = vec![Target { format: f, path: target }];
             let mut job = ExportJob::create(targets, documents, options).map_err(|e| e.to_string())?;
-            each_outcome(&handle, &*store, OutcomeKind::Accepted, &mut |r| match r {
-                Record::Accepted(a) => job.accepted(ExampleView::accepted(a)).map_err(|e| e.to_string()),
-                _ => Ok(()),
-            })?;
-            if job.wants_rejected() {
-                each_outcome(&handle, &*store, OutcomeKind::Rejected, &mut |r| match r {
-                    Record::Rejected(x) => job.rejected(ExampleView::rejected(x)).map_err(|e| e.to_string()),
+            // A rejudged version or a review may move a record from one outcome to the other: what stands
+            // now is what is exported.
+            let overrides = handle.block_on(store.overrides()).map_err(|e| e.to_string())?;
+            let wants_rejected = job.wants_rejected();
+            for table in [OutcomeKind::Accepted, OutcomeKind::Rejected] {
+                if table == OutcomeKind::Rejected && overrides.is_empty() && !wants_rejected {
+                    continue;
+                }
+                each_outcome(&handle, &*store, table, &mut |r| match overrides.current(r.clone()) {
+                    Record::Accepted(a) => job.accepted(ExampleView::accepted(&a)).map_err(|e| e.to_string()),
+                    Record::Rejected(x) if wants_rejected => {
+                        job.rejected(ExampleView::rejected(&x)).map_err(|e| e.to_string())
+                    }
                     _ => Ok(()),
                 })?;
             }

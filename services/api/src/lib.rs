@@ -4,13 +4,14 @@
 //! ops routes and the OpenAPI document, and the `distillery tabular` command that shares its code.
 //!
 //! Files, bottom up: `http` (errors, routes, bearer), `dataset` (configuration, the `Uploads` and
-//! `Exporter` traits and their implementations), `openapi`, `tabular`, `dataset_api`, `service` (the
-//! router and the process).
+//! `Exporter` traits and their implementations), `openapi`, `tabular`, `dataset_api`, `review` (the review
+//! page over the dataset routes' state), `service` (the router and the process).
 
 pub mod dataset;
 pub mod dataset_api;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod review;
 pub mod service;
 pub mod tabular;

@@ -80,6 +80,7 @@ fn schemas() -> Value {
                 "accepted": integer(),
                 "rejected": integer(),
                 "rejected_by_reason": counts(),
+                "deleted": { "type": "boolean", "description": "The source object is gone: its records are no longer exported." },
                 "prompt_tokens": integer(),
                 "completion_tokens": integer(),
                 "tokens": integer()
@@ -172,7 +173,16 @@ fn schemas() -> Value {
                 "draft_id": string(),
                 "messages": { "type": "array", "items": reference("Turn") },
                 "scores": reference("Scores"),
-                "rationale": string()
+                "rationale": string(),
+                "preference": {
+                    "type": "object",
+                    "description": "The judge's check that the regeneration is better than this draft (absent: never checked).",
+                    "properties": {
+                        "verified": { "type": "boolean" },
+                        "votes": { "type": "array", "items": string() },
+                        "reason": string()
+                    }
+                }
             }
         },
         "Record": {

@@ -42,9 +42,19 @@ pub struct Parts {
     pub ready: Ready,
     /// The tables API (absent: not served).
     pub tabular: Option<ApiState>,
-    /// The dataset API and its bearer token (absent: not served, and the tables API is open as before).
+    /// The dataset API and its bearer token (absent: not served).
     pub dataset: Option<(DatasetApi, Bearer)>,
+    /// The bearer token of every `/v1` route when there is no dataset API (the tables API calls the LLM:
+    /// it is never open in a service); with a dataset, its token.
+    pub bearer: Option<Bearer>,
     pub limits: Limits,
+}
+
+impl Parts {
+    /// The token the protected routes check.
+    fn bearer(&self) -> Option<Bearer> {
+        self.dataset.as_ref().map(|(_, b)| b.clone()).or_else(|| self.bearer.clone())
+    }
 }
 
 /// The limits every request runs under.
@@ -118,7 +128,7 @@ pub fn routes(parts: &Parts) -> Vec<Route> {
         open("/openapi.json", get(openapi)),
     ];
     if let Some(state) = &parts.tabular {
-        routes.extend(crate::tabular::routes(state.clone(), parts.dataset.is_some()));
+        routes.extend(crate::tabular::routes(state.clone(), parts.bearer().is_some()));
     }
     if let Some((api, _)) = &parts.dataset {
         routes.extend(crate::dataset_api::routes(api.clone()));
@@ -129,7 +139,7 @@ pub fn routes(parts: &Parts) -> Vec<Route> {
 /// The router: the routes, the bearer check on the protected ones, and the limits (body size, time,
 /// concurrency) on all, with every error as `{"error": {"code", "message"}}`.
 pub fn router(parts: &Parts) -> Router {
-    let bearer = parts.dataset.as_ref().map(|(_, b)| b.clone());
+    let bearer = parts.bearer();
     let mut router = Router::new();
     for route in routes(parts) {
         let handler = match (&bearer, route.protected) {
@@ -139,6 +149,18 @@ pub fn router(parts: &Parts) -> Router {
             _ => route.handler,
         };
         router = router.route(route.path, handler);
+    }
+    // The review page (HTML, not part of the OpenAPI document): the same token, checked by its own layer
+    // (header, or the cookie the page sets).
+    if let Some((api, bearer)) = &parts.dataset {
+        let state = crate::review::ReviewState {
+            api: api.clone(),
+            bearer: bearer.clone(),
+            metrics: crate::review::ReviewMetrics::of(&parts.metrics),
+        };
+        for route in crate::review::routes(state) {
+            router = router.route(route.path, route.handler);
+        }
     }
     let limits = parts.limits;
     // The uploads read their body with their own limit (and answer 413 themselves); this one is the
@@ -186,8 +208,14 @@ pub async fn run_with(
     dataset: Option<DatasetDeps>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Fail fast, before any connection: no dataset routes without a token.
+    // Fail fast, before any connection: no route that reads the dataset or spends LLM calls without a token.
     let dataset = dataset.map(|deps| dataset_parts(&c.api, deps)).transpose()?;
+    let bearer = match &dataset {
+        Some(_) => None,
+        None => Some(Bearer::new(&c.api.resolve_token().map_err(|e| {
+            anyhow::anyhow!("{e}; the tables API (/v1/tabular) spends LLM calls and is never served without one")
+        })?)),
+    };
     let metrics = Metrics::global();
     let llm = Arc::new(LlmClient::connect(c.llm.clone(), LlmRole::Schema, metrics.clone()).await);
     tracing::info!(llm = ?llm, "schema model");
@@ -196,7 +224,8 @@ pub async fn run_with(
     let ready = Ready::default();
     let has_dataset = dataset.is_some();
     let store = dataset.as_ref().map(|(api, _)| api.store.describe());
-    let parts = Parts { metrics, ready: ready.clone(), tabular: Some(tabular), dataset, limits: Limits::of(&c.api) };
+    let parts =
+        Parts { metrics, ready: ready.clone(), tabular: Some(tabular), dataset, bearer, limits: Limits::of(&c.api) };
     let router = router(&parts);
     let listener =
         tokio::net::TcpListener::bind(c.ops.listen).await.with_context(|| format!("binding {}", c.ops.listen))?;

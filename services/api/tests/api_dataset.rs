@@ -132,6 +132,7 @@ async fn start_with(slow_uploads: Option<SlowUploads>, timeout_secs: u64) -> Api
         ready,
         tabular: Some(tabular_state(metrics).await),
         dataset: Some(dataset_parts(&cfg, deps).unwrap()),
+        bearer: None,
         limits: Limits::of(&cfg),
     };
     let app = router(&parts);

@@ -221,3 +221,47 @@ async fn a_model_that_cannot_design_is_a_502_with_its_problems() {
     api.llm.verify().await;
     assert_eq!(api.requests("design_failed", "none"), 1);
 }
+
+/// Issue 14, defect 8: the API service (`distillery-api`, `distillery service api`) served `/v1/tabular` to
+/// anyone, spending LLM calls. It refuses to start without a token, and the tables routes need it.
+#[tokio::test]
+async fn the_service_refuses_to_start_without_a_token_and_guards_the_tables_routes() {
+    if std::env::var(distillery_api::dataset::TOKEN_ENV).is_ok() {
+        eprintln!("skipped: {} is set in this environment", distillery_api::dataset::TOKEN_ENV);
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cfg = distillery_api::tabular::ApiServiceConfig::default();
+    cfg.ops.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.llm.base_url = "http://127.0.0.1:9/v1".into();
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        distillery_api::service::run_with(cfg.clone(), None, tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("it does not start serving");
+    let err = format!("{:#}", refused.unwrap_err());
+    assert!(err.contains("DISTILLERY_API_TOKEN") && err.contains("api.token"), "{err}");
+
+    cfg.api.token = distillery_core::config::Secret::new("tok-123");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(distillery_api::service::run_with(cfg, None, cancel.clone()));
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..300 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up);
+    let body = json!({"schema": serde_json::from_str::<Value>(SCHEMA).unwrap(), "rows": 3});
+    let open = http.post(format!("{base}/v1/tabular")).json(&body).send().await.unwrap();
+    assert_eq!(open.status(), 401);
+    let authorised = http.post(format!("{base}/v1/tabular")).bearer_auth("tok-123").json(&body).send().await.unwrap();
+    assert_eq!(authorised.status(), 200, "{}", authorised.text().await.unwrap());
+    cancel.cancel();
+    server.await.unwrap().unwrap();
+}

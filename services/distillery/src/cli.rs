@@ -115,6 +115,34 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Re-decide a dataset's retained drafts with another judge model or threshold, without generating:
+    /// writes a new dataset version and a diff (newly accepted, newly rejected). With --judge-model or
+    /// --llm-base-url the judge scores every retained draft again; with only --threshold the stored
+    /// verdicts are read against it (no LLM call).
+    Rejudge {
+        /// A run folder (the `--out` of `distillery run`): its distillery.db; the diff goes to
+        /// DIR/versions/N/ and the folder's training files are rewritten.
+        #[arg(long, conflicts_with = "store", required_unless_present = "store")]
+        from: Option<PathBuf>,
+        /// A dataset store URL instead (`postgres://...`, `sqlite:PATH`).
+        #[arg(long)]
+        store: Option<String>,
+        /// The judge model (on --llm-base-url, else the configured judge server).
+        #[arg(long)]
+        judge_model: Option<String>,
+        /// Lowest overall score (1-5) that passes (default: the configured judge threshold).
+        #[arg(long)]
+        threshold: Option<i32>,
+        /// OpenAI-compatible base URL of the judge model.
+        #[arg(long)]
+        llm_base_url: Option<String>,
+        /// A TOML configuration file (its [llm] and [judge] sections).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the diff (diff.jsonl, version.json) goes (default: DIR/versions/N with --from).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Rebuild training exports from a run folder or a dataset store (drops repeated ids and records of
     /// superseded documents).
     Export {
@@ -157,6 +185,33 @@ pub enum Command {
         partitions: Option<i32>,
         #[arg(long)]
         replication_factor: Option<i32>,
+        /// `min.insync.replicas` of the created topics (2 with a replication factor of 3).
+        #[arg(long)]
+        min_insync_replicas: Option<i32>,
+    },
+    /// Send what was dead-lettered for a transient cause (a dependency down through every retry) back to the
+    /// topic it came from, to be processed again; once per dead letter (progress is kept in the consumer
+    /// group `<group_prefix>replay-dead-letters`).
+    ReplayDeadLetters {
+        /// A service configuration file whose [kafka] section to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only these error kinds (repeatable), e.g. llm_connect, store_read.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only the dead letters of this stage.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Replay permanent failures too (panics, undecodable or oversized records).
+        #[arg(long)]
+        all: bool,
+        /// Count what would be replayed; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// A synthetic table from a plain-English description: one LLM call designs the schema (cached), then
     /// the rows come from a seeded generator (no LLM per row).
@@ -226,12 +281,21 @@ pub fn main() -> ExitCode {
     };
     match rt.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(distillery_runtime::shutdown::INTERRUPTED_TWICE as u8)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// A run stopped by an interrupt after writing what it had (exit status 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: what was done is saved; run the same command again to continue where it stopped")]
+pub struct Interrupted;
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -255,6 +319,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
             writeln!(stdout, "dataset written to {}", out.display())?;
+            if let Some(e) = &summary.input_error {
+                anyhow::bail!("the input could not be listed in full ({e}); the summary above covers what was found");
+            }
+            if summary.interrupted {
+                return Err(Interrupted.into());
+            }
             Ok(())
         }
         Command::Serve { from, store, addr, out, config, run_config, no_run } => {
@@ -272,12 +342,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             crate::commands::judge::judge(&pairs, cfg, llm_base_url, llm_model).await
         }
+        Command::Rejudge { from, store, judge_model, threshold, llm_base_url, config, out } => {
+            let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let args = crate::commands::rejudge::RejudgeArgs {
+                from,
+                store,
+                judge_model,
+                threshold,
+                llm_base_url,
+                config,
+                out,
+            };
+            let report = crate::commands::rejudge::rejudge(args, cfg).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Export { from, store, out, formats, include_reasoning, system_prompt, alpaca_input_context } => {
             let opts = ExportOptions { include_reasoning, system_prompt, alpaca_input_context };
             crate::commands::export::command(from, store, out, &formats, opts).await
         }
-        Command::Topics { config, brokers, prefix, partitions, replication_factor } => {
-            crate::commands::topics::topics(config, brokers, prefix, partitions, replication_factor).await
+        Command::Topics { config, brokers, prefix, partitions, replication_factor, min_insync_replicas } => {
+            crate::commands::topics::topics(
+                config,
+                brokers,
+                prefix,
+                partitions,
+                replication_factor,
+                min_insync_replicas,
+            )
+            .await
+        }
+        Command::ReplayDeadLetters { config, brokers, prefix, kinds, stage, all, dry_run } => {
+            let filter = distillery_kafka::replay::ReplayFilter { kinds, stage, all, dry_run };
+            crate::commands::replay::replay(config, brokers, prefix, filter).await
         }
         Command::Tabular {
             description,

@@ -24,7 +24,7 @@ use distillery_generate::GenerateComponent;
 use distillery_ingest::{Ingestor, Outcome};
 use distillery_judge::JudgeComponent;
 use distillery_llm::{Ledger, LlmClients, LlmConfig, ProviderKind};
-use distillery_runtime::RetryPolicy;
+use distillery_runtime::RuntimeConfig;
 use distillery_runtime::memory::MemoryBus;
 use distillery_sink::{OutputConfig, SinkComponent};
 use distillery_store::registry::{MemoryClaims, MemoryVersions};
@@ -118,12 +118,12 @@ async fn spawn<C: Component>(
     component: &C,
     deps: &Deps,
     concurrency: Option<usize>,
-    retry: &RetryPolicy,
+    runtime: &RuntimeConfig,
     cancel: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let stage = Arc::new(component.build(deps).await?);
     let concurrency = concurrency.unwrap_or_else(|| distillery_core::Stage::default_concurrency(&*stage));
-    Ok(bus.spawn_stage(stage, concurrency, retry.clone(), cancel.clone()))
+    Ok(bus.spawn_stage(stage, concurrency, runtime, cancel.clone()))
 }
 
 /// As [`spawn`], with the stage's work recorded in and skipped by the dataset store.
@@ -132,12 +132,12 @@ async fn spawn_resumable<C: Component>(
     component: &C,
     deps: &Deps,
     store: Arc<dyn DatasetStore>,
-    retry: &RetryPolicy,
+    runtime: &RuntimeConfig,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(JoinHandle<()>, Arc<Resumable<C::Stage>>)> {
     let stage = Arc::new(Resumable::new(component.build(deps).await?, store));
     let concurrency = stage.default_concurrency();
-    Ok((bus.spawn_stage(stage.clone(), concurrency, retry.clone(), cancel.clone()), stage))
+    Ok((bus.spawn_stage(stage.clone(), concurrency, runtime, cancel.clone()), stage))
 }
 
 /// The diversity of the whole dataset (mean pairwise cosine distance of accepted records' embeddings):
@@ -247,7 +247,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         versions: Some(versions.clone()),
         dataset: Some(store.clone()),
     };
-    let generate = GenerateComponent { llm: &cfg.llm.generator, generate: &cfg.generate };
+    let generate = GenerateComponent { llm: &cfg.llm.generator, generate: &cfg.generate, embedder: &cfg.embedder };
     let judge = JudgeComponent { llm: &judge_llm, judge: &cfg.judge };
     generate.check(&deps).await?;
     if judge_llm.base_url != cfg.llm.generator.base_url {
@@ -270,7 +270,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     let sink = SinkComponent { sink: &cfg.sink, output: &output };
 
     let bus = MemoryBus::new(metrics.clone());
-    let retry = cfg.runtime.retry.clone();
+    let runtime = cfg.runtime.clone();
     let stage_cancel = CancellationToken::new();
     let extract_stage = match (extract.build(&deps).await, served) {
         (Ok(stage), _) => stage,
@@ -283,15 +283,15 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         (Err(e), None) => return Err(e.into()),
     };
     let (generate_handle, generate_stage) =
-        spawn_resumable(&bus, &generate, &deps, store.clone(), &retry, &stage_cancel).await?;
+        spawn_resumable(&bus, &generate, &deps, store.clone(), &runtime, &stage_cancel).await?;
     let (judge_handle, judge_stage) =
-        spawn_resumable(&bus, &judge, &deps, store.clone(), &retry, &stage_cancel).await?;
+        spawn_resumable(&bus, &judge, &deps, store.clone(), &runtime, &stage_cancel).await?;
     let handles = vec![
-        bus.spawn_stage(Arc::new(extract_stage), 2, retry.clone(), stage_cancel.clone()),
+        bus.spawn_stage(Arc::new(extract_stage), 2, &runtime, stage_cancel.clone()),
         generate_handle,
         judge_handle,
-        spawn(&bus, &dedup, &deps, Some(2), &retry, &stage_cancel).await?,
-        spawn(&bus, &sink, &deps, Some(512), &retry, &stage_cancel).await?,
+        spawn(&bus, &dedup, &deps, Some(2), &runtime, &stage_cancel).await?,
+        spawn(&bus, &sink, &deps, Some(512), &runtime, &stage_cancel).await?,
     ];
     // The run's LLM usage reaches the store as it goes (a killed run's tokens are still counted).
     let usage_task = {
@@ -349,7 +349,12 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
         .record_usage(&run_usage(&run_id, started_at_ms, true, &ledger, &metrics))
         .await
         .map_err(|e| anyhow::anyhow!("recording the run's usage: {e}"))?;
-    scanned?;
+    // A listing that failed as a whole still leaves a summary of what was found (objects that could not be
+    // read were rejected one by one); documents gone from the input are marked only after a complete listing.
+    let input_error = scanned.err().map(|e| format!("{e:#}"));
+    if input_error.is_none() && !cancel.is_cancelled() {
+        mark_missing(&stores, &spec, &*store, &metrics).await?;
+    }
 
     // The folder's files, rebuilt from the store: one line per stored outcome, whatever an earlier
     // interrupted run left in them.
@@ -364,6 +369,8 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     summary.resumed =
         crate::summary::Resumed { chunks_skipped: g.0, chunks_continued: g.1, records_republished: g.2 + j.2 };
     summary.store = store.describe();
+    summary.input_error = input_error;
+    summary.interrupted = cancel.is_cancelled();
     summary.dataset = Some(store.totals().await.map_err(|e| anyhow::anyhow!("dataset totals: {e}"))?);
     summary.document_status = store.documents().await.map_err(|e| anyhow::anyhow!("document status: {e}"))?;
     let total = summary.dataset.as_ref().map_or(0, |t| t.accepted);
@@ -388,8 +395,50 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
                 .map_err(anyhow::Error::msg)?;
         tracing::info!(rows, path = %path.display(), "parquet written");
     }
+    // Exports follow the store where the run's own files cannot show it (deleted documents, a rejudged
+    // version, reviews).
+    crate::commands::export::refresh_folder(&opts.out).await?;
     std::fs::write(opts.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
     Ok(summary)
+}
+
+/// Marks the stored documents of this input whose object is no longer there as deleted (and those back
+/// again as not): their records are never exported again.
+async fn mark_missing(
+    stores: &Stores,
+    spec: &InputSpec,
+    store: &dyn DatasetStore,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let objects = stores.get(spec.store).map_err(anyhow::Error::msg)?;
+    let object = |key: &str| distillery_core::ObjectRef {
+        store: spec.store,
+        bucket: spec.bucket.clone(),
+        key: key.to_string(),
+        version_id: None,
+        etag: None,
+    };
+    let mut present = std::collections::HashSet::new();
+    let mut listing = objects.list(&spec.bucket, &spec.prefix);
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(|e| anyhow::anyhow!("listing the input: {e}"))?;
+        present.insert(object(&meta.key).uri());
+    }
+    let gone = store
+        .mark_missing(&object(&spec.prefix).uri(), &present)
+        .await
+        .map_err(|e| anyhow::anyhow!("marking deleted documents: {e}"))?;
+    let deleted = metrics.counter_vec(
+        "documents_deleted_total",
+        "Documents whose source object is gone (missing from the input on a rerun), by how it was found",
+        &["found_by"],
+    );
+    if !gone.is_empty() {
+        deleted.with_label_values(&["scan"]).inc_by(gone.len() as u64);
+        tracing::info!(documents = gone.len(), "documents missing from the input marked deleted");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -72,6 +72,13 @@ pub struct Summary {
     /// Every document: chunks done / failed / pending, accepted, rejected by reason, tokens
     /// (as `distillery status` prints it).
     pub document_status: Vec<DocumentProgress>,
+    /// Why the input could not be listed in full, when it could not (the run still finished what it found;
+    /// the command then exits with an error after printing this summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_error: Option<String>,
+    /// Whether the run was interrupted (Ctrl-C): run the same command again to continue.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// What a resumed run did not do again.

@@ -28,3 +28,20 @@ fn every_record_kind_has_a_schema() {
     let unknown = distillery(&["service", "nonsense"]);
     assert!(!unknown.status.success());
 }
+
+/// Issue 14, defect 8 ("Done when"): a schema expression nested 100,000 deep aborted `distillery tabular`
+/// (a stack overflow, exit 134). It is an invalid schema, reported with the limit, exit status 1.
+#[test]
+fn a_deeply_nested_expression_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("deep.json");
+    let expr = format!("{}x{}", "(".repeat(100_000), ")".repeat(100_000));
+    let json = serde_json::json!({"name": "t", "columns": [
+        {"name": "x", "kind": "integer", "min": 1, "max": 9},
+        {"name": "y", "kind": "expression", "expr": expr, "type": "integer"}]});
+    std::fs::write(&schema, json.to_string()).unwrap();
+    let out = distillery(&["tabular", "--schema", schema.to_str().unwrap(), "--rows", "3", "--out", "-"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("over the limit"), "{stderr}");
+}

@@ -23,6 +23,7 @@ use distillery_store::{StoreError, Stores};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+pub mod limits;
 pub mod service;
 
 /// The stage's name: consumer group suffix, metric label, `Rejected.stage`.
@@ -41,7 +42,16 @@ impl Component for ExtractConfig {
 
     async fn build(&self, deps: &Deps) -> Result<Extract, BuildError> {
         let counter = token_counter(self.tokenizer.as_deref()).map_err(|e| BuildError::one(NAME.as_str(), e))?;
+        let limits = limits::Limits::of_this_process(self.max_memory_mib);
+        tracing::info!(
+            concurrency = limits.concurrency,
+            worker_memory_mib = limits.worker_memory_mib,
+            max_text_chars = self.max_text_chars,
+            max_chunks = self.max_chunks,
+            "extraction limits (from the cgroup)"
+        );
         Ok(Extract {
+            limits,
             stores: deps.stores.clone(),
             counter,
             cfg: self.clone(),
@@ -75,8 +85,14 @@ pub struct ExtractConfig {
     pub max_object_bytes: u64,
     /// Wall-clock limit of extracting one document, in seconds.
     pub timeout_secs: u64,
-    /// Memory limit of the extraction worker process, in MiB.
+    /// Memory limit of one extraction worker process, in MiB; lowered to a share of the container's memory
+    /// (its cgroup) when that is smaller.
     pub max_memory_mib: u64,
+    /// Most characters of extracted text per document; more is rejected as `too_large` (a 100 MB text file, a
+    /// PDF that inflates).
+    pub max_text_chars: u64,
+    /// Most chunks per document; more is rejected as `too_large`.
+    pub max_chunks: usize,
     /// Most uncompressed bytes a DOCX package may expand to (zip bombs are refused).
     pub max_uncompressed_bytes: u64,
     /// Where parsers run.
@@ -95,6 +111,8 @@ impl Default for ExtractConfig {
             max_object_bytes: 100 * 1024 * 1024,
             timeout_secs: 120,
             max_memory_mib: 2048,
+            max_text_chars: 16_000_000,
+            max_chunks: 10_000,
             max_uncompressed_bytes: 512 * 1024 * 1024,
             isolation: Isolation::Process,
             chunking: ChunkConfig::default(),
@@ -111,6 +129,9 @@ impl ExtractConfig {
         }
         if self.max_memory_mib < 64 {
             errors.push(format!("{section}.max_memory_mib must be >= 64"));
+        }
+        if self.max_text_chars == 0 || self.max_chunks == 0 {
+            errors.push(format!("{section}.max_text_chars and {section}.max_chunks must be > 0"));
         }
         self.chunking.validate(&format!("{section}.chunking"), errors);
         self.pii.validate(&format!("{section}.pii"), errors);
@@ -138,11 +159,59 @@ pub fn chunk_extracted(
     cfg: &ChunkConfig,
     redactor: &Redactor,
 ) -> Result<Extraction, ExtractError> {
-    let pii_counts = redactor.redact_document(&mut extracted);
+    chunk_extracted_within(doc, &mut extracted, counter, cfg, redactor, &Caps::default())
+}
+
+/// Per-document caps of extraction: text and chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub max_text_chars: u64,
+    pub max_chunks: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        let c = ExtractConfig::default();
+        Caps { max_text_chars: c.max_text_chars, max_chunks: c.max_chunks }
+    }
+}
+
+impl Caps {
+    /// The text is over the cap: `too_large`, with the figures.
+    fn check_text(&self, extracted: &Extracted) -> Result<(), ExtractError> {
+        let chars = extracted.text_chars() as u64;
+        if chars > self.max_text_chars {
+            return Err(ExtractError::TooLarge(format!(
+                "{chars} characters of text, over the {}-character limit (extract.max_text_chars)",
+                self.max_text_chars
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// [`chunk_extracted`] under `caps`: more text or more chunks than they allow is `too_large`.
+pub fn chunk_extracted_within(
+    doc: &Document,
+    extracted: &mut Extracted,
+    counter: &dyn TokenCounter,
+    cfg: &ChunkConfig,
+    redactor: &Redactor,
+    caps: &Caps,
+) -> Result<Extraction, ExtractError> {
+    caps.check_text(extracted)?;
+    let pii_counts = redactor.redact_document(extracted);
     let pages = extracted.pages;
-    let pieces = chunk(&extracted, counter, cfg);
+    let pieces = chunk(extracted, counter, cfg);
     if pieces.is_empty() {
         return Err(ExtractError::Empty);
+    }
+    if pieces.len() > caps.max_chunks {
+        return Err(ExtractError::TooLarge(format!(
+            "{} chunks, over the {}-chunk limit (extract.max_chunks)",
+            pieces.len(),
+            caps.max_chunks
+        )));
     }
     let ids: Vec<String> =
         pieces.iter().enumerate().map(|(i, p)| ids::hash_parts(&["chunk", &doc.id, &i.to_string(), &p.text])).collect();
@@ -196,6 +265,13 @@ struct WorkerRequest {
     media_type: String,
     max_memory_bytes: u64,
     max_uncompressed_bytes: u64,
+    /// Text over this many characters is `too_large` (the worker never sends it back).
+    #[serde(default = "unlimited")]
+    max_text_chars: u64,
+}
+
+fn unlimited() -> u64 {
+    u64::MAX
 }
 
 /// Runs the extraction worker: reads one request from stdin, answers with a JSON result on stdout.
@@ -219,7 +295,9 @@ pub fn worker_main() -> std::process::ExitCode {
     if input.read_to_end(&mut bytes).is_err() {
         return std::process::ExitCode::FAILURE;
     }
-    let result = distillery_docs::extract_guarded(MediaType::from_mime(&req.media_type), &bytes);
+    let caps = Caps { max_text_chars: req.max_text_chars, max_chunks: usize::MAX };
+    let result = distillery_docs::extract_guarded(MediaType::from_mime(&req.media_type), &bytes)
+        .and_then(|x| caps.check_text(&x).map(|()| x));
     let out = serde_json::to_vec(&result).unwrap_or_default();
     let mut stdout = std::io::stdout().lock();
     if stdout.write_all(&out).and_then(|_| stdout.flush()).is_err() {
@@ -245,6 +323,8 @@ impl WorkerCommand {
 /// The extract stage.
 #[derive(Debug)]
 pub struct Extract {
+    /// Parses at once and worker memory, from the container's cgroup.
+    pub limits: limits::Limits,
     pub stores: Stores,
     pub counter: Arc<dyn TokenCounter>,
     pub cfg: ExtractConfig,
@@ -294,8 +374,9 @@ impl Extract {
             .map_err(|e| ExtractError::Corrupt(format!("cannot start the extraction worker: {e}")))?;
         let header = serde_json::to_string(&WorkerRequest {
             media_type: media_type.to_string(),
-            max_memory_bytes: self.cfg.max_memory_mib * 1024 * 1024,
+            max_memory_bytes: self.limits.worker_memory_mib * 1024 * 1024,
             max_uncompressed_bytes: self.cfg.max_uncompressed_bytes,
+            max_text_chars: self.cfg.max_text_chars,
         })
         .expect("serializable");
         let mut stdin = child.stdin.take().expect("piped stdin");
@@ -327,7 +408,10 @@ impl Extract {
             || stderr.contains("out of memory")
             || stderr.contains("capacity overflow")
         {
-            return Err(ExtractError::TooLarge(format!("extraction needed more than {} MiB", self.cfg.max_memory_mib)));
+            return Err(ExtractError::TooLarge(format!(
+                "extraction needed more than {} MiB (extract.max_memory_mib, within the container's memory)",
+                self.limits.worker_memory_mib
+            )));
         }
         let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
         Err(ExtractError::Corrupt(format!("the extraction worker failed ({}): {tail}", output.status)))
@@ -344,8 +428,8 @@ impl Stage for Extract {
     }
 
     fn default_concurrency(&self) -> usize {
-        // CPU-bound: a few at once keep the cores busy without thrashing.
-        std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+        // CPU- and memory-bound: one parse per CPU the container may use, each worker within its share.
+        self.limits.concurrency
     }
 
     async fn process(&self, input: Input) -> Result<Vec<Record>, StageError> {
@@ -375,14 +459,29 @@ impl Stage for Extract {
             // The object changed since ingest; its new content arrives with its own notification.
             return Err(StageError::reject(RejectReason::Other, "object content changed since it was ingested"));
         }
+        // Plain text and Markdown have at least one character per four bytes: far over the text cap is
+        // refused without parsing.
+        let media = MediaType::from_mime(&doc.media_type);
+        if matches!(media, MediaType::Text | MediaType::Markdown) && bytes.len() as u64 / 4 > self.cfg.max_text_chars {
+            return Err(StageError::reject(
+                RejectReason::TooLarge,
+                format!(
+                    "{} bytes of text, over the {}-character limit (extract.max_text_chars)",
+                    bytes.len(),
+                    self.cfg.max_text_chars
+                ),
+            ));
+        }
         let extracted = self
             .extract_bytes(&doc.media_type, bytes)
             .await
             .map_err(|e| StageError::reject(e.reason(), e.to_string()))?;
         let (doc2, counter, chunking, redactor) =
             (doc.clone(), self.counter.clone(), self.cfg.chunking.clone(), self.redactor.clone());
+        let caps = Caps { max_text_chars: self.cfg.max_text_chars, max_chunks: self.cfg.max_chunks };
         let extraction = tokio::task::spawn_blocking(move || {
-            chunk_extracted(&doc2, extracted, counter.as_ref(), &chunking, &redactor)
+            let mut extracted = extracted;
+            chunk_extracted_within(&doc2, &mut extracted, counter.as_ref(), &chunking, &redactor, &caps)
         })
         .await
         .map_err(|e| StageError::reject(RejectReason::Corrupt, format!("chunking crashed: {e}")))?

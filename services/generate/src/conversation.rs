@@ -60,7 +60,7 @@ impl Generate {
             messages.push(a);
             last_support = support.or(last_support);
         }
-        self.memory.remember(&chunk.document_id, out.value.turns.first().map(|t| t.user.trim().to_string()));
+        self.memory.remember(&chunk.document_id, out.value.turns.first().map(|t| (t.user.trim().to_string(), None)));
         let mut draft = self.draft_base(chunk, DraftKind::Conversation, messages, model, id);
         draft.reasoning = out.response.reasoning.clone();
         draft.evidence = last_support.map(|s| s.quote);

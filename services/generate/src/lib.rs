@@ -28,6 +28,7 @@ pub mod service;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use distillery_component::{BuildError, Component, Deps};
 use distillery_core::{
@@ -36,6 +37,7 @@ use distillery_core::{
 };
 use distillery_llm::{LlmConfig, LlmRole};
 use distillery_prompts::{LlmCaller, Task, Templates};
+use distillery_vector::{Embedder, EmbedderConfig, embedder_config};
 use serde::{Deserialize, Serialize};
 
 use crate::memory::QuestionMemory;
@@ -85,6 +87,10 @@ pub struct GenerateConfig {
     /// Questions remembered per document: a new pair repeating one is rejected as a duplicate before any
     /// judge call (and a user template's `{avoid}` lists them). 0 disables.
     pub memory: usize,
+    /// Cosine similarity of sentence embeddings at or above which a new question repeats one of the same
+    /// reply or one remembered for the document (a paraphrase the word checks miss): rejected as a
+    /// `duplicate` before any judge call. 0 disables (and no encoder is loaded).
+    pub question_similarity: f32,
     /// Sampling temperature of generation requests (unset: the model's configured temperature).
     pub temperature: Option<f32>,
     /// Extra instructions appended to every generation task.
@@ -111,6 +117,7 @@ impl Default for GenerateConfig {
             max_answer_chars: 500,
             reasoning: Reasoning::Model,
             memory: 16,
+            question_similarity: 0.9,
             temperature: None,
             extra_instructions: None,
             system_prompt: None,
@@ -137,6 +144,9 @@ impl GenerateConfig {
         }
         if self.max_question_chars < 20 || self.max_answer_chars < 20 {
             errors.push(format!("{section}.max_question_chars and max_answer_chars must be >= 20"));
+        }
+        if !(0.0..=1.0).contains(&self.question_similarity) {
+            errors.push(format!("{section}.question_similarity must be in [0, 1] (0 disables)"));
         }
         if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
             errors.push(format!("{section}.temperature must be in [0, 2]"));
@@ -180,6 +190,8 @@ pub struct Generate {
     pub caller: LlmCaller,
     pub cfg: GenerateConfig,
     pub memory: QuestionMemory,
+    /// The sentence encoder comparing questions by meaning (unset: the word checks only).
+    pub embedder: Option<Arc<dyn Embedder>>,
 }
 
 /// What builds the generate stage: the generator model and what to generate.
@@ -187,6 +199,8 @@ pub struct Generate {
 pub struct GenerateComponent<'a> {
     pub llm: &'a LlmConfig,
     pub generate: &'a GenerateConfig,
+    /// The sentence encoder for repeated questions (loaded when `question_similarity` > 0).
+    pub embedder: &'a EmbedderConfig,
 }
 
 impl Component for GenerateComponent<'_> {
@@ -196,7 +210,12 @@ impl Component for GenerateComponent<'_> {
         let llm = deps.llm.client(self.llm, LlmRole::Generator).await;
         tracing::info!(llm = ?llm, "generator model");
         let caller = LlmCaller::new(llm, deps.ledger.clone());
-        Generate::new(caller, self.generate.clone()).map_err(|e| BuildError::new(NAME.as_str(), e))
+        let stage = Generate::new(caller, self.generate.clone()).map_err(|e| BuildError::new(NAME.as_str(), e))?;
+        if self.generate.question_similarity <= 0.0 {
+            return Ok(stage);
+        }
+        let embedder = embedder_config::embedder(self.embedder).await.map_err(|e| BuildError::one(NAME.as_str(), e))?;
+        Ok(stage.with_embedder(embedder))
     }
 
     async fn check(&self, _deps: &Deps) -> Result<(), BuildError> {
@@ -210,7 +229,13 @@ impl Generate {
         caller.templates = cfg.templates()?;
         caller.temperature = cfg.temperature;
         let memory = QuestionMemory::new(cfg.memory, 10_000);
-        Ok(Generate { caller, cfg, memory })
+        Ok(Generate { caller, cfg, memory, embedder: None })
+    }
+
+    /// The stage comparing questions by meaning too, with this encoder.
+    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Generate {
+        self.embedder = Some(embedder);
+        self
     }
 
     fn draft_base(

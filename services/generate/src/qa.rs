@@ -1,8 +1,8 @@
 //! Question/answer pairs: several typed pairs about a chunk in one schema-constrained call. Before the call
 //! each pair is assigned its sentence(s) of the chunk and its kind of question ([`crate::focus`]), so the
 //! pairs of a reply cover different facts and each carries its evidence without spending tokens to copy or
-//! choose it. A pair repeating an earlier question (of the reply, or remembered for the document) ends as a
-//! `duplicate` rejection, never judged. The drafts of one call that go on to judging carry their batch, so
+//! choose it. A pair repeating an earlier question (of the reply, or remembered for the document; in words, or
+//! in meaning by sentence embeddings) ends as a `duplicate` rejection, never judged. The drafts of one call that go on to judging carry their batch, so
 //! the judge scores them together in one call.
 
 use distillery_core::{Chunk, DraftBatch, DraftKind, Message, Record, RejectReason, Role, StageError, ids};
@@ -11,8 +11,12 @@ use distillery_prompts::templates::QaReply;
 use distillery_prompts::{Task, seed_of, templates};
 
 use distillery_quality::{draft as quality, text};
+use distillery_vector::dot;
 
 use crate::{Generate, Reasoning, focus, grounding, screened, share};
+
+/// A pair the model wrote, and why it will not be judged (if it will not).
+type Pair = (templates::QaPair, Option<(RejectReason, String)>);
 
 impl Generate {
     pub(crate) async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
@@ -63,8 +67,9 @@ impl Generate {
         let latency = out.response.latency;
         // Every pair the model wrote ends as a draft or a rejection with its reason: a pair repeating an
         // earlier question (in this reply or about this document) is kept for inspection, never judged.
-        let mut pairs: Vec<(templates::QaPair, Option<(RejectReason, String)>)> = Vec::new();
-        for p in out.value.pairs.into_iter().take(n) {
+        let mut pairs: Vec<Pair> = Vec::new();
+        for mut p in out.value.pairs.into_iter().take(n) {
+            p.question = quality::tidy_question(&p.question);
             let q = p.question.trim();
             let verdict = if q.is_empty() || p.answer.trim().is_empty() {
                 Some((RejectReason::InvalidRecord, "the pair has an empty question or answer".to_string()))
@@ -79,9 +84,14 @@ impl Generate {
             };
             pairs.push((p, verdict));
         }
+        let vectors = self.repeats_by_meaning(&chunk.document_id, &mut pairs).await?;
         self.memory.remember(
             &chunk.document_id,
-            pairs.iter().filter(|(_, v)| v.is_none()).map(|(p, _)| p.question.trim().to_string()),
+            pairs
+                .iter()
+                .zip(vectors)
+                .filter(|((_, v), _)| v.is_none())
+                .map(|((p, _), vector)| (p.question.trim().to_string(), vector)),
         );
         let total = pairs.len();
         let mut records = Vec::with_capacity(total);
@@ -103,7 +113,8 @@ impl Generate {
             // The pair's assigned sentence(s) are its evidence.
             let item = plan.get(i);
             let about = item.map(|it| it.evidence(&sentences));
-            let support = grounding::support(&chunk.context_text, &chunk.context_chunk_ids, about.as_deref(), &p.answer);
+            let support =
+                grounding::support(&chunk.context_text, &chunk.context_chunk_ids, about.as_deref(), &p.answer);
             let mut q = Message::new(Role::User, p.question.trim());
             q.chunk_ids = vec![chunk.id.clone()];
             let mut a = Message::new(Role::Assistant, p.answer.trim());
@@ -127,12 +138,56 @@ impl Generate {
         let batch_id = ids::hash_parts(&["batch", &chunk.id, &template_hash, &self.caller.llm.config().model, "1"]);
         let size = records.iter().filter(|r| matches!(r, Record::Draft(_))).count();
         if size > 1 {
-            for (index, r) in records.iter_mut().filter_map(|r| if let Record::Draft(d) = r { Some(d) } else { None }).enumerate() {
+            for (index, r) in
+                records.iter_mut().filter_map(|r| if let Record::Draft(d) = r { Some(d) } else { None }).enumerate()
+            {
                 r.batch = Some(DraftBatch { id: batch_id.clone(), index: index as i32, size: size as i32 });
             }
         }
         tracing::debug!(chunk = %chunk.id, drafts = records.len(), judged_together = size, prompt_tokens = out.usage.prompt_tokens,
             completion_tokens = out.usage.completion_tokens, "generated pairs");
         Ok(records)
+    }
+
+    /// Rejects, as duplicates, the pairs whose question means the same as an earlier question of the reply
+    /// or of the document (sentence embeddings at or above `question_similarity`): the paraphrases the word
+    /// checks miss, caught before any judge tokens are spent. Returns each pair's embedding (none for pairs
+    /// already rejected, or without an encoder).
+    async fn repeats_by_meaning(
+        &self,
+        document: &str,
+        pairs: &mut [Pair],
+    ) -> Result<Vec<Option<Vec<f32>>>, StageError> {
+        let mut vectors = vec![None; pairs.len()];
+        let Some(embedder) = &self.embedder else { return Ok(vectors) };
+        let open: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].1.is_none()).collect();
+        if open.is_empty() {
+            return Ok(vectors);
+        }
+        let texts = open.iter().map(|&i| pairs[i].0.question.trim().to_string()).collect();
+        let embedded = embedder.embed(texts).await.map_err(|e| StageError::retry("embed", e.to_string()))?;
+        let earlier = self.memory.recall_embedded(document);
+        let mut kept: Vec<(String, Vec<f32>)> = Vec::new();
+        for (&i, v) in open.iter().zip(embedded) {
+            let closest = kept
+                .iter()
+                .map(|(q, w)| (q, dot(&v, w), "of the same reply"))
+                .chain(earlier.iter().map(|(q, w)| (q, dot(&v, w), "about the document")))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            match closest {
+                Some((q, similarity, whose)) if similarity >= self.cfg.question_similarity => {
+                    tracing::debug!(question = %pairs[i].0.question, earlier = %q, similarity, "question repeats an earlier one");
+                    pairs[i].1 = Some((
+                        RejectReason::Duplicate,
+                        format!("means the same as an earlier question {whose} (similarity {similarity:.3}): {q:?}"),
+                    ));
+                }
+                _ => {
+                    kept.push((pairs[i].0.question.trim().to_string(), v.clone()));
+                    vectors[i] = Some(v);
+                }
+            }
+        }
+        Ok(vectors)
     }
 }

@@ -8,6 +8,7 @@ use distillery_core::Metrics;
 use distillery_core::config::load;
 use distillery_kafka::service::{ServiceError, run_component};
 use distillery_llm::LlmConfig;
+use distillery_vector::EmbedderConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::{GenerateComponent, GenerateConfig};
@@ -19,6 +20,8 @@ distillery_kafka::service_config!(
         llm: LlmConfig,
         /// What to generate.
         generate: GenerateConfig,
+        /// The sentence encoder comparing questions by meaning.
+        embedder: EmbedderConfig,
     }
     validate(s, errors) {
         s.llm.validate("llm", errors);
@@ -30,7 +33,7 @@ distillery_kafka::service_config!(
 pub async fn run(config: Option<&Path>, cancel: CancellationToken) -> Result<(), ServiceError> {
     let c: GenerateServiceConfig = load(config).map_err(|e| ServiceError::Config(e.to_string()))?;
     let deps = Deps::local(Metrics::global());
-    let component = GenerateComponent { llm: &c.llm, generate: &c.generate };
+    let component = GenerateComponent { llm: &c.llm, generate: &c.generate, embedder: &c.embedder };
     run_component(&c.kafka, &c.runtime, &c.ops, &component, &deps, Router::new(), cancel).await
 }
 

@@ -83,8 +83,13 @@ fn llm_config(server: &MockServer) -> LlmConfig {
 }
 
 async fn generator(server: &MockServer, ledger: Option<Arc<Ledger>>) -> Generate {
-    let llm = LlmClient::connect(llm_config(server), LlmRole::Generator, Metrics::global()).await;
     let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() };
+    generator_with(llm_config(server), cfg, ledger).await
+}
+
+/// A generator with its own client and generation settings.
+async fn generator_with(llm: LlmConfig, cfg: GenerateConfig, ledger: Option<Arc<Ledger>>) -> Generate {
+    let llm = LlmClient::connect(llm, LlmRole::Generator, Metrics::global()).await;
     Generate::new(LlmCaller::new(Arc::new(llm), ledger), cfg).expect("built-in templates are valid")
 }
 
@@ -201,16 +206,21 @@ async fn each_pair_is_assigned_a_sentence_which_becomes_its_evidence() {
          "answer": "Leave requests go to the employee's manager at least two weeks ahead."}
     ]});
     mount(&server, ok(&reply.to_string()), Some(1)).await;
-    let llm = LlmClient::connect(llm_config(&server), LlmRole::Generator, Metrics::global()).await;
-    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 3, ..Default::default() };
-    let stage = Generate::new(LlmCaller::new(Arc::new(llm), None), cfg).unwrap();
+    let stage = generator_with(
+        llm_config(&server),
+        GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 3, ..Default::default() },
+        None,
+    )
+    .await;
     let records = generate_once(&stage).await;
     let body = &bodies(&server).await[0];
     let user = body["messages"][1]["content"].as_str().unwrap();
     // One item per pair: its kind and its sentence, quoted (without the context's member label).
     assert!(user.contains("1. factual question: \"Employees get 25 days of paid leave per year.\""), "{user}");
     assert!(
-        user.contains("2. factual question: \"Unused leave can be carried over to March 31 of the next year, up to 5 days.\""),
+        user.contains(
+            "2. factual question: \"Unused leave can be carried over to March 31 of the next year, up to 5 days.\""
+        ),
         "{user}"
     );
     assert!(user.contains("3. factual question: \"Leave requests go to the employee's manager"), "{user}");
@@ -257,6 +267,83 @@ async fn repeated_questions_are_rejected_as_duplicates_never_dropped() {
         assert!(!r.detail.is_empty());
     }
     assert!(again.iter().any(|r| matches!(r, Record::Rejected(r) if r.detail.contains("earlier question"))));
+}
+
+/// A sentence encoder for the test: questions about the same fact get the same direction (as a real encoder
+/// gives paraphrases nearly the same one), every other text its own.
+#[derive(Debug)]
+struct TopicEncoder;
+
+#[async_trait::async_trait]
+impl distillery_vector::Embedder for TopicEncoder {
+    fn dim(&self) -> usize {
+        4
+    }
+    fn name(&self) -> String {
+        "topics".into()
+    }
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, distillery_vector::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let t = t.to_lowercase();
+                if t.contains("annual") || t.contains("per year") || t.contains("yearly") {
+                    vec![1.0, 0.0, 0.0, 0.0]
+                } else if t.contains("carr") {
+                    vec![0.0, 1.0, 0.0, 0.0]
+                } else if t.contains("request") {
+                    vec![0.0, 0.0, 1.0, 0.0]
+                } else {
+                    vec![0.0, 0.0, 0.0, 1.0]
+                }
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn questions_that_mean_the_same_are_rejected_as_duplicates_before_judging() {
+    let server = MockServer::start().await;
+    let paraphrases = json!({"pairs": [
+        {"question": "How many days of paid leave do employees get per year?",
+         "answer": "Employees get 25 days of paid leave per year."},
+        {"question": "What is the annual paid-leave allowance of an employee?",
+         "answer": "25 days of paid leave."}
+    ]});
+    mount(&server, ok(&paraphrases.to_string()), None).await;
+    let stage = generator(&server, None).await.with_embedder(Arc::new(TopicEncoder));
+
+    let records = generate_once(&stage).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(drafts(&records).len(), 1, "{records:#?}");
+    let Record::Rejected(r) = &records[1] else { panic!("expected the paraphrase rejected: {records:#?}") };
+    assert_eq!(r.reason, RejectReason::Duplicate);
+    assert!(r.detail.contains("of the same reply") && r.detail.contains("similarity 1.000"), "{}", r.detail);
+    assert!(r.detail.contains("How many days of paid leave"), "names what it repeats: {}", r.detail);
+
+    // Another call about the same document: a paraphrase of a remembered question is caught, a new fact is
+    // not.
+    server.reset().await;
+    let reply = json!({"pairs": [
+        {"question": "What yearly holiday entitlement does staff have?",
+         "answer": "25 days."},
+        {"question": "How far ahead must a leave request reach the manager?",
+         "answer": "At least two weeks ahead."}
+    ]});
+    mount(&server, ok(&reply.to_string()), None).await;
+    let records = generate_once(&stage).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let Record::Rejected(r) = &records[0] else { panic!("expected the remembered paraphrase rejected: {records:#?}") };
+    assert_eq!(r.reason, RejectReason::Duplicate);
+    assert!(r.detail.contains("means the same") && r.detail.contains("about the document"), "{}", r.detail);
+    assert_eq!(drafts(&records).len(), 1, "the new question goes on to judging: {records:#?}");
+    assert!(drafts(&records)[0].question().contains("request"));
+
+    // Without an encoder only the word checks apply: the paraphrase would have been judged.
+    let plain = generator(&server, None).await;
+    server.reset().await;
+    mount(&server, ok(&paraphrases.to_string()), None).await;
+    assert_eq!(drafts(&generate_once(&plain).await).len(), 2);
 }
 
 #[tokio::test]
@@ -364,8 +451,11 @@ async fn rate_limits_are_waited_out_as_the_server_asks() {
     let server = MockServer::start().await;
     mount(&server, ResponseTemplate::new(429).insert_header("Retry-After", "1"), Some(1)).await;
     mount(&server, ok(&good_pairs()), None).await;
+    // The server's Retry-After is honoured up to max_backoff_ms (never a wait without bound): room for 1 s.
+    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() };
+    let stage = generator_with(LlmConfig { max_backoff_ms: 5_000, ..llm_config(&server) }, cfg, None).await;
     let started = Instant::now();
-    let records = generate_once(&generator(&server, None).await).await;
+    let records = generate_once(&stage).await;
     assert_eq!(drafts(&records).len(), 2, "{records:#?}");
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured ({:?})", started.elapsed());
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
@@ -675,9 +765,12 @@ async fn a_flawed_answer_gets_one_repair_and_a_flawed_question_is_rejected() {
     assert!(r.detail.contains("35"), "{}", r.detail);
 
     // With repairs off, the flawed answer is rejected at once.
-    let llm = LlmClient::connect(llm_config(&server), LlmRole::Generator, Metrics::global()).await;
-    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, repair: false, ..Default::default() };
-    let stage = Generate::new(LlmCaller::new(Arc::new(llm), None), cfg).unwrap();
+    let stage = generator_with(
+        llm_config(&server),
+        GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, repair: false, ..Default::default() },
+        None,
+    )
+    .await;
     let records = generate_once(&stage).await;
     let Record::Rejected(r) = &records[0] else { panic!("expected a rejection: {records:#?}") };
     assert_eq!(r.reason, RejectReason::Ungrounded);

@@ -55,6 +55,26 @@ struct Object {
     sequencer: Option<String>,
 }
 
+/// The `opaqueData` of every record of a notification (Ceph RGW copies a topic's `OpaqueData` attribute into
+/// each event it sends); `None` when the body is not an event or a record has none.
+pub fn opaque_data(body: &[u8]) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Opaque {
+        #[serde(rename = "Records", default)]
+        records: Vec<OpaqueRecord>,
+    }
+    #[derive(Deserialize)]
+    struct OpaqueRecord {
+        #[serde(rename = "opaqueData")]
+        opaque_data: Option<String>,
+    }
+    let env: Opaque = serde_json::from_slice(body).ok()?;
+    if env.records.is_empty() {
+        return None;
+    }
+    env.records.into_iter().map(|r| r.opaque_data).collect()
+}
+
 /// Parses a notification body; returns the ObjectCreated entries (other events are ignored).
 pub fn parse(body: &[u8]) -> Result<Vec<ObjectCreated>, String> {
     let env: Envelope = serde_json::from_slice(body).map_err(|e| format!("not an S3 event: {e}"))?;

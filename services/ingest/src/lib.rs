@@ -2,6 +2,7 @@
 //! sha256 of the content (streamed), so the same bytes uploaded twice are one document.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use distillery_component::{BuildError, Component, Deps};
 use distillery_core::{
@@ -20,6 +21,9 @@ pub mod webhook;
 
 /// The stage's name: consumer group suffix, metric label, `Rejected.stage`.
 pub const NAME: StageName = StageName::Ingest;
+
+/// Tries of one object of a scan before it is rejected as unreadable.
+const SCAN_ATTEMPTS: u32 = 8;
 
 impl Component for IngestConfig {
     type Stage = Ingest;
@@ -141,7 +145,8 @@ impl Ingestor {
                 return Ok(Outcome::Rejected(Rejected { source: Some(source), ..r }));
             }
             Err(e) if e.is_retryable() => return Err(StageError::retry("store_read", e.to_string())),
-            Err(e) => return Err(StageError::dead_letter("store_read", e.to_string())),
+            // Unreadable (permission denied): that object is rejected with why; nothing else is held up.
+            Err(e) => return Ok(Outcome::Rejected(self.unreadable(&source, &e.to_string()))),
         };
         let claimant = format!("{subject}#{event_id}");
         match self.claims.claim(&digest.sha256, &claimant).await {
@@ -198,8 +203,42 @@ impl Ingestor {
         Rejected { source: Some(source.clone()), ..r }
     }
 
+    fn unreadable(&self, source: &ObjectRef, why: &str) -> Rejected {
+        let r = Rejected::new(
+            NAME.as_str(),
+            RejectReason::Other,
+            SubjectKind::Object,
+            &distillery_core::ids::hash_parts(&[&source.uri()]),
+            format!("{} cannot be read: {why}", source.uri()),
+        );
+        Rejected { source: Some(source.clone()), ..r }
+    }
+
+    /// Examines one object of a scan: a transient read failure is tried again (backoff up to 30 s, about three
+    /// minutes in all), then the object is rejected with why, so one object never stops a scan.
+    async fn scanned_object(&self, source: ObjectRef, size: u64, event_id: &str, discovered_by: Discovery) -> Outcome {
+        let mut wait = Duration::from_millis(500);
+        for attempt in 1..=SCAN_ATTEMPTS {
+            match self.object(source.clone(), Some(size), event_id, discovered_by).await {
+                Ok(outcome) => return outcome,
+                Err(e) if e.disposition == distillery_core::Disposition::Retry && attempt < SCAN_ATTEMPTS => {
+                    tracing::warn!(object = %source.uri(), attempt, error = %e, wait_ms = wait.as_millis() as u64, "retrying an object of the scan");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::error!(object = %source.uri(), error = %e, "an object of the scan cannot be read; rejected");
+                    return Outcome::Rejected(self.unreadable(&source, &format!("{e} (after {attempt} attempts)")));
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
     /// Lists a bucket/prefix (a folder for the local store) and examines every object, calling `emit` with
-    /// each outcome in key order. Streams: never holds the listing.
+    /// each outcome in key order. Streams: never holds the listing. An object (or a folder of a local
+    /// listing) that cannot be read is rejected with why and the scan goes on; only a listing that fails as
+    /// a whole (the store unreachable) ends it with an error.
     pub async fn scan<F, Fut>(
         &self,
         kind: StoreKind,
@@ -215,7 +254,17 @@ impl Ingestor {
         let store = self.stores.get(kind).map_err(|e| StageError::dead_letter("store", e))?;
         let mut listing = store.list(bucket, prefix);
         while let Some(item) = listing.next().await {
-            let meta: ObjectMeta = item.map_err(|e| StageError::retry("store_list", e.to_string()))?;
+            let meta: ObjectMeta = match item {
+                Ok(m) => m,
+                Err(StoreError::Unreadable { key, message }) => {
+                    let source =
+                        ObjectRef { store: kind, bucket: bucket.to_string(), key, version_id: None, etag: None };
+                    tracing::error!(object = %source.uri(), error = %message, "part of the input cannot be listed; rejected");
+                    emit(Outcome::Rejected(self.unreadable(&source, &message))).await;
+                    continue;
+                }
+                Err(e) => return Err(StageError::retry("store_list", e.to_string())),
+            };
             let source = ObjectRef {
                 store: kind,
                 bucket: bucket.to_string(),
@@ -224,7 +273,7 @@ impl Ingestor {
                 etag: meta.etag.clone(),
             };
             let event_id = format!("scan:{}", meta.last_modified_ms.unwrap_or_default());
-            let outcome = self.object(source, Some(meta.size), &event_id, discovered_by).await?;
+            let outcome = self.scanned_object(source, meta.size, &event_id, discovered_by).await;
             emit(outcome).await;
         }
         Ok(())
@@ -286,6 +335,80 @@ impl Stage for Ingest {
 mod tests {
     use super::*;
     use distillery_store::registry::{MemoryClaims, MemoryVersions};
+
+    /// A folder where one file cannot be read (permission denied) and one subfolder cannot be listed: what a
+    /// root-owned file in a user's folder looks like (tests run as root, who reads everything).
+    #[derive(Debug)]
+    struct Locked(distillery_store::LocalStore);
+
+    #[async_trait::async_trait]
+    impl distillery_store::ObjectStore for Locked {
+        fn kind(&self) -> StoreKind {
+            StoreKind::File
+        }
+        async fn head(&self, b: &str, k: &str) -> Result<ObjectMeta, StoreError> {
+            self.0.head(b, k).await
+        }
+        async fn get(&self, b: &str, k: &str, max: u64) -> Result<(ObjectMeta, bytes::Bytes), StoreError> {
+            self.0.get(b, k, max).await
+        }
+        async fn digest(&self, b: &str, k: &str, max: u64) -> Result<distillery_store::Digest, StoreError> {
+            if k == "locked.md" {
+                return Err(StoreError::Denied(format!("{k}: Permission denied (os error 13)")));
+            }
+            self.0.digest(b, k, max).await
+        }
+        fn list<'a>(
+            &'a self,
+            b: &'a str,
+            p: &'a str,
+        ) -> futures::stream::BoxStream<'a, Result<ObjectMeta, StoreError>> {
+            let private = futures::stream::iter([Err(StoreError::Unreadable {
+                key: "private/".into(),
+                message: "Permission denied (os error 13)".into(),
+            })]);
+            private.chain(self.0.list(b, p)).boxed()
+        }
+        async fn put(&self, b: &str, k: &str, body: bytes::Bytes, ct: &str) -> Result<(), StoreError> {
+            self.0.put(b, k, body, ct).await
+        }
+        async fn put_if_absent(&self, b: &str, k: &str, body: bytes::Bytes, ct: &str) -> Result<bool, StoreError> {
+            self.0.put_if_absent(b, k, body, ct).await
+        }
+    }
+
+    /// Issue 14, defect 10: one unreadable object aborted the whole scan. It is rejected with why, and every
+    /// other object still becomes a document.
+    #[tokio::test]
+    async fn an_unreadable_object_is_rejected_and_the_scan_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.md", "locked.md", "z.md"] {
+            std::fs::write(dir.path().join(name), format!("# {name}\n\ntext of {name}")).unwrap();
+        }
+        let ing = Ingestor {
+            stores: Stores { s3: None, local: Arc::new(Locked(distillery_store::LocalStore)) },
+            claims: Arc::new(MemoryClaims::default()),
+            versions: Arc::new(MemoryVersions::default()),
+            cfg: IngestConfig::default(),
+        };
+        let mut outcomes = Vec::new();
+        ing.scan(StoreKind::File, dir.path().to_str().unwrap(), "", Discovery::Local, |o| {
+            outcomes.push(o);
+            async {}
+        })
+        .await
+        .expect("the scan finishes");
+        let docs: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| if let Outcome::Document(d) = o { Some(d.source.key.as_str()) } else { None })
+            .collect();
+        assert_eq!(docs, vec!["a.md", "z.md"]);
+        let rejected: Vec<&Rejected> =
+            outcomes.iter().filter_map(|o| if let Outcome::Rejected(r) = o { Some(r) } else { None }).collect();
+        assert_eq!(rejected.len(), 2, "{outcomes:?}");
+        assert!(rejected.iter().any(|r| r.detail.contains("locked.md") && r.detail.contains("Permission denied")));
+        assert!(rejected.iter().any(|r| r.detail.contains("private/") && r.detail.contains("Permission denied")));
+    }
 
     #[test]
     fn filters() {

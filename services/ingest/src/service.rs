@@ -34,6 +34,7 @@ distillery_kafka::service_config!(
     validate(s, errors) {
         s.s3.validate("s3", errors);
         s.ingest.validate("ingest", errors);
+        s.webhook.validate("webhook", errors);
         for t in &s.scan.targets {
             if t.trim().is_empty() {
                 errors.push("scan.targets must not contain empty entries".into());
@@ -55,16 +56,8 @@ pub async fn run(config: Option<&Path>, cancel: CancellationToken) -> Result<(),
     let publisher = Arc::new(KafkaPublisher::new(&c.kafka).map_err(|e| ServiceError::Other(e.to_string()))?);
     let mut extra = Router::new();
     if c.webhook.enabled {
-        if c.webhook.token.is_empty() {
-            tracing::warn!("the notification webhook accepts requests without a token; set webhook.token");
-        }
-        extra = crate::webhook::router(WebhookState {
-            ingestor: ingestor.clone(),
-            publisher: publisher.clone(),
-            token: c.webhook.token.clone(),
-            metrics: metrics.clone(),
-            cancel: cancel.clone(),
-        });
+        let state = WebhookState::new(&c.webhook, ingestor.clone(), publisher.clone(), metrics.clone(), cancel.clone());
+        extra = crate::webhook::router(&c.webhook, state);
     }
     if c.kafka.create_topics {
         distillery_kafka::ensure_topics(&c.kafka, &Topic::ALL).await?;

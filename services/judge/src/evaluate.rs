@@ -225,12 +225,7 @@ impl Judge {
                 judged_at_ms: now_ms(),
             };
             tracing::debug!(draft = %draft.id, overall = scores.overall, passed, asked = asked[k], "judged");
-            results.push(Evaluation::Judged {
-                judged,
-                asked: asked[k],
-                distrust: distrust[k].clone(),
-                answer: check.map(|(own, a)| (own, a)),
-            });
+            results.push(Evaluation::Judged { judged, asked: asked[k], distrust: distrust[k].clone(), answer: check });
         }
         Ok(results)
     }

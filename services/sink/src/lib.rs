@@ -2,12 +2,15 @@
 //! record is also written in the configured training formats as it arrives. An input is acknowledged only
 //! once it is durable: first in the dataset store when there is one (`Deps::dataset`), then as lines
 //! (group-committed). Replays are dropped by id: within a process by what this sink wrote, across restarts
-//! by what the store already holds (read when the sink starts); without a store, readers of the dataset drop
-//! repeated ids (`distillery_export::read_unique`). An id counts as written only once its write succeeded,
-//! so a failed write is retried in full. [`rewrite_folder`] rebuilds a folder's files from the store (the
-//! end of `distillery run`): exactly one line per stored outcome, whatever a crash left behind.
+//! by what the store already holds (read when the sink starts), or, without a store, by the lines already
+//! in the output folder (a line a crash cut short is truncated away first); readers of the dataset drop
+//! repeated ids too (`distillery_export::read_unique`). An id counts as written only once its write
+//! succeeded, so a failed write is retried in full, and a replay arriving while the same id is being written
+//! waits for that write instead of being acknowledged before anything is durable. [`rewrite_folder`]
+//! rebuilds a folder's files from the store (the end of `distillery run`): exactly one line per stored
+//! outcome, whatever a crash left behind.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,19 +83,48 @@ impl Component for SinkComponent<'_> {
         let mut sink = Sink::new(out, self.sink.clone(), deps.versions.clone());
         if let Some(store) = &deps.dataset {
             sink = sink.with_dataset(store.clone()).await.map_err(|e| BuildError::one(NAME.as_str(), e))?;
+        } else if let Some(dir) = &o.dir {
+            // No store: what the folder already holds is written (a restarted sink writes nothing twice).
+            let keys =
+                folder_keys(dir).map_err(|e| BuildError::one(NAME.as_str(), format!("{}: {e}", dir.display())))?;
+            tracing::info!(lines = keys.len(), dir = %dir.display(), "sink: lines already in the output folder");
+            sink.remember(keys);
         }
         Ok(sink)
     }
 }
 
-/// The dedupe key of a dataset line: one line per id, a rejection keyed by its subject (the first outcome
-/// of an example stands).
+/// The dedupe key of a dataset line: one line per id, a rejection keyed by its subject, and an example's
+/// acceptance and rejection under one key: the first outcome of an example stands, so a replay that a
+/// non-deterministic model ended otherwise never lists the same draft as both accepted and rejected.
 fn line_key(topic: Topic, record: &Record) -> String {
     let id = match record {
         Record::Rejected(r) => r.subject_id.as_str(),
         other => other.id(),
     };
-    format!("{}:{id}", topic.base_name())
+    key_of(topic, id)
+}
+
+/// The dedupe key of an id on a topic's lines.
+fn key_of(topic: Topic, id: &str) -> String {
+    match topic {
+        Topic::Accepted | Topic::Rejected => format!("outcome:{id}"),
+        other => format!("{}:{id}", other.base_name()),
+    }
+}
+
+/// The dedupe keys of the lines already in an output folder's dataset files.
+fn folder_keys(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for (file, topic) in [
+        (DOCUMENTS, Topic::Documents),
+        (ACCEPTED, Topic::Accepted),
+        (REJECTED, Topic::Rejected),
+        (DEAD_LETTER, Topic::DeadLetter),
+    ] {
+        keys.extend(FolderBackend::existing_ids(dir, file)?.into_iter().map(|id| key_of(topic, &id)));
+    }
+    Ok(keys)
 }
 
 /// The topic whose lines an outcome kind makes.
@@ -219,6 +251,58 @@ impl Default for SinkConfig {
     }
 }
 
+/// Where a line key stands.
+#[derive(Debug)]
+enum Seen {
+    /// Durable.
+    Written,
+    /// Being written by one input; replays wait for the outcome (`Some(true)` written, `Some(false)` failed).
+    Writing(tokio::sync::watch::Receiver<Option<bool>>),
+}
+
+/// What an input may do with a key.
+enum Claim {
+    /// Durable already: nothing to write.
+    Done,
+    /// Another input is writing it: wait, then look again.
+    Wait(tokio::sync::watch::Receiver<Option<bool>>),
+    /// Ours to write.
+    Mine(Writing),
+}
+
+/// The claim on a key being written; dropped without [`Writing::finish`] (the input was cancelled), it
+/// gives the key back and wakes those waiting.
+struct Writing {
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
+    key: String,
+    tx: tokio::sync::watch::Sender<Option<bool>>,
+    finished: bool,
+}
+
+impl Writing {
+    fn finish(mut self, ok: bool) {
+        {
+            let mut seen = self.seen.lock().expect("seen lock");
+            if ok {
+                seen.insert(self.key.clone(), Seen::Written);
+            } else {
+                seen.remove(&self.key);
+            }
+        }
+        self.finished = true;
+        self.tx.send_replace(Some(ok));
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.seen.lock().expect("seen lock").remove(&self.key);
+            self.tx.send_replace(Some(false));
+        }
+    }
+}
+
 /// The sink stage.
 #[derive(Debug)]
 pub struct Sink {
@@ -228,12 +312,12 @@ pub struct Sink {
     pub versions: Option<Arc<dyn Versions>>,
     /// The durable dataset, written before the lines.
     pub dataset: Option<Arc<dyn DatasetStore>>,
-    seen: Mutex<HashSet<String>>,
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
 }
 
 impl Sink {
     pub fn new(out: DatasetOut, cfg: SinkConfig, versions: Option<Arc<dyn Versions>>) -> Self {
-        Sink { out, cfg, versions, dataset: None, seen: Mutex::new(HashSet::new()) }
+        Sink { out, cfg, versions, dataset: None, seen: Arc::default() }
     }
 
     /// Writes every record to `store` before its lines, and takes what the store already holds as written
@@ -260,18 +344,22 @@ impl Sink {
     }
 
     /// Forget nothing already in the dataset (a resumed local run).
-    pub fn remember(&self, ids: impl IntoIterator<Item = String>) {
-        self.seen.lock().expect("seen lock").extend(ids);
+    pub fn remember(&self, keys: impl IntoIterator<Item = String>) {
+        self.seen.lock().expect("seen lock").extend(keys.into_iter().map(|k| (k, Seen::Written)));
     }
 
-    /// Claims `key` for this write; `false` when it is written or being written.
-    fn first_time(&self, key: String) -> bool {
-        self.seen.lock().expect("seen lock").insert(key)
-    }
-
-    /// Gives a key back after a failed write, so the retry writes it.
-    fn forget(&self, key: &str) {
-        self.seen.lock().expect("seen lock").remove(key);
+    /// What this input may do with `key`: it is written, being written by another input, or ours to write.
+    fn claim(&self, key: &str) -> Claim {
+        let mut seen = self.seen.lock().expect("seen lock");
+        match seen.get(key) {
+            Some(Seen::Written) => Claim::Done,
+            Some(Seen::Writing(rx)) => Claim::Wait(rx.clone()),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(None);
+                seen.insert(key.to_string(), Seen::Writing(rx));
+                Claim::Mine(Writing { seen: self.seen.clone(), key: key.to_string(), tx, finished: false })
+            }
+        }
     }
 
     /// The lines a record adds to the dataset (`superseded_by` marks records of replaced documents).
@@ -359,15 +447,22 @@ impl Stage for Sink {
         // One dataset line per id: a rejected line is keyed by its subject, so a replayed input that a
         // non-deterministic model ended differently the second time (e.g. judge restarted, the same draft
         // regenerated twice) does not list the same example twice; the first outcome stands.
+        // An id counts as written only once its write succeeded: a replay that arrives while it is being
+        // written waits for that write (and writes it itself if that write failed).
         let key = line_key(input.topic, record);
-        if !self.first_time(key.clone()) {
-            return Ok(Vec::new());
+        loop {
+            match self.claim(&key) {
+                Claim::Done => return Ok(Vec::new()),
+                Claim::Wait(mut rx) => {
+                    let _ = rx.wait_for(Option::is_some).await;
+                }
+                Claim::Mine(writing) => {
+                    let result = self.write(record).await;
+                    writing.finish(result.is_ok());
+                    return result.map(|()| Vec::new());
+                }
+            }
         }
-        if let Err(e) = self.write(record).await {
-            self.forget(&key);
-            return Err(e);
-        }
-        Ok(Vec::new())
     }
 }
 
@@ -399,9 +494,13 @@ mod tests {
         let mut discovered = fixtures::document();
         discovered.status = DocumentStatus::Discovered;
         let discovered = Record::Document(discovered);
+        // A replay that ended the accepted example otherwise: its first outcome stands.
+        let flipped =
+            Record::Rejected(Rejected::new("judge", RejectReason::LowScore, SubjectKind::Draft, "d1", "replayed: 2/5"));
         for (t, r) in [
             (Topic::Accepted, &acc),
             (Topic::Accepted, &acc),
+            (Topic::Rejected, &flipped),
             (Topic::Rejected, &rej),
             (Topic::Rejected, &again),
             (Topic::Documents, &doc),
@@ -422,6 +521,135 @@ mod tests {
         assert_eq!(docs.len(), 1, "only the extracted report is listed");
         assert_eq!(docs[0]["pii_counts"]["EMAIL"], 2);
         assert_eq!(docs[0]["chunks"], 2);
+    }
+
+    /// Lines in memory; the writes listed in `fail` fail (1-based), and the first write can be held until
+    /// `release` is notified.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+        fail: Vec<usize>,
+        hold_first: Option<Arc<tokio::sync::Notify>>,
+        lines: Arc<Mutex<Vec<String>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl distillery_export::Backend for Flaky {
+        async fn write(
+            &mut self,
+            batch: std::collections::BTreeMap<String, Vec<u8>>,
+        ) -> Result<(), distillery_export::OutError> {
+            let n = self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if n == 1
+                && let Some(release) = &self.hold_first
+            {
+                release.notified().await;
+            }
+            if self.fail.contains(&n) {
+                return Err(distillery_export::OutError("No space left on device (os error 28)".into()));
+            }
+            for (file, bytes) in batch {
+                for line in String::from_utf8(bytes).unwrap().lines() {
+                    self.lines.lock().unwrap().push(format!("{file}:{line}"));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn accepted(id: &str) -> Record {
+        Record::Accepted(Accepted {
+            id: id.into(),
+            judged: fixtures::judged(),
+            nearest_similarity: None,
+            accepted_at_ms: 1,
+        })
+    }
+
+    fn accepted_lines(backend: &Flaky) -> usize {
+        backend.lines.lock().unwrap().iter().filter(|l| l.starts_with("accepted.jsonl:")).count()
+    }
+
+    /// Issue 14, defect 1: the id used to be marked seen before its write succeeded, so the retry of a failed
+    /// write (disk full, S3 down) found it "seen", wrote nothing and was committed: the record was lost.
+    #[tokio::test]
+    async fn a_failed_write_is_retried_in_full() {
+        let backend = Flaky { fail: vec![1], ..Flaky::default() };
+        let sink =
+            Sink::new(DatasetOut::start(backend.clone(), 100, Duration::from_millis(1)), SinkConfig::default(), None);
+        let input = Input::record(Topic::Accepted, accepted("a1"));
+        let first = sink.process(input.clone()).await;
+        assert!(matches!(&first, Err(e) if e.disposition == distillery_core::Disposition::Retry), "{first:?}");
+        sink.process(input).await.unwrap();
+        assert_eq!(accepted_lines(&backend), 1, "the retry wrote the record");
+    }
+
+    /// A replay arriving while the same id is being written used to be acknowledged at once, before anything
+    /// was durable (and lost if that write then failed for good). It waits for the write, and writes the
+    /// record itself when that write failed.
+    #[tokio::test]
+    async fn a_replay_during_a_write_waits_for_it() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let backend = Flaky { fail: vec![1], hold_first: Some(release.clone()), ..Flaky::default() };
+        let sink = Arc::new(Sink::new(
+            DatasetOut::start(backend.clone(), 1, Duration::from_millis(1)),
+            SinkConfig::default(),
+            None,
+        ));
+        let input = Input::record(Topic::Accepted, accepted("a1"));
+        let (s1, i1) = (sink.clone(), input.clone());
+        let first = tokio::spawn(async move { s1.process(i1).await });
+        while backend.writes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let (s2, i2, b2) = (sink.clone(), input.clone(), backend.clone());
+        let replay = tokio::spawn(async move {
+            let r = s2.process(i2).await;
+            (r.is_ok(), accepted_lines(&b2))
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        release.notify_one();
+        assert!(first.await.unwrap().is_err(), "the first write failed");
+        let (ok, lines_when_acknowledged) = replay.await.unwrap();
+        assert!(ok);
+        assert_eq!(lines_when_acknowledged, 1, "the replay was acknowledged only once its record was durable");
+    }
+
+    /// Issue 14, defect 5: without a dataset store the sink's dedupe was only in memory, so a restarted sink
+    /// wrote every replayed record again into every export. It reads what the folder holds first (after
+    /// truncating a line a crash cut short).
+    #[tokio::test]
+    async fn a_restarted_sink_without_a_store_writes_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = OutputConfig { dir: Some(dir.path().to_path_buf()), linger_ms: 1, ..OutputConfig::default() };
+        let cfg = SinkConfig::default();
+        let component = SinkComponent { sink: &cfg, output: &output };
+        let deps = Deps::local(distillery_core::Metrics::isolated());
+        let rej = Record::Rejected(Rejected::new("judge", RejectReason::LowScore, SubjectKind::Draft, "d9", "2/5"));
+        let sink = component.build(&deps).await.unwrap();
+        sink.process(Input::record(Topic::Accepted, accepted("a1"))).await.unwrap();
+        sink.process(Input::record(Topic::Rejected, rej.clone())).await.unwrap();
+        drop(sink);
+        // The crash also cut a line short.
+        let mut f = std::fs::OpenOptions::new().append(true).open(dir.path().join(ACCEPTED)).unwrap();
+        f.write_all(b"{\"id\": \"a2\", \"ki").unwrap();
+        let sink = component.build(&deps).await.unwrap();
+        for (t, r) in [(Topic::Accepted, accepted("a1")), (Topic::Rejected, rej), (Topic::Accepted, accepted("a2"))] {
+            sink.process(Input::record(t, r)).await.unwrap();
+        }
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        let ids: Vec<String> = read(ACCEPTED)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("every line is whole")["id"]
+                    .as_str()
+                    .unwrap()
+                    .into()
+            })
+            .collect();
+        assert_eq!(ids, vec!["a1", "a2"]);
+        assert_eq!(read(REJECTED).lines().count(), 1);
+        assert_eq!(read("alpaca.jsonl").lines().count(), 2, "one export line per accepted record");
     }
 
     #[tokio::test]

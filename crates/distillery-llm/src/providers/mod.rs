@@ -67,18 +67,28 @@ pub(crate) async fn post_json(
 }
 
 fn transport(e: reqwest::Error, timeout: Duration) -> LlmError {
+    // Without its URL: a base URL's credentials would otherwise be in every logged connection error.
+    let e = e.without_url();
     if e.is_timeout() { LlmError::Timeout(timeout) } else { LlmError::Connect(e.to_string()) }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// The longest `Retry-After` taken from a server (the client caps its waits lower still, at
+/// `max_backoff_ms`).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// `Retry-After` as seconds or an HTTP date, at most [`MAX_RETRY_AFTER`]. A value that is not a finite
+/// non-negative number (`inf`, `NaN`, `-1`) is ignored (it used to panic in `Duration::from_secs_f64`).
 pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        return Some(Duration::try_from_secs_f64(secs).unwrap_or(MAX_RETRY_AFTER).min(MAX_RETRY_AFTER));
     }
     let when = httpdate_to_unix(v)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
-    Some(Duration::from_secs((when - now).max(0) as u64))
+    Some(Duration::from_secs((when - now).max(0) as u64).min(MAX_RETRY_AFTER))
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix seconds.
@@ -142,6 +152,27 @@ mod tests {
         assert_eq!(httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(parse_retry_after(&h), None);
+    }
+
+    /// Issue 14, defect 3: `Retry-After: inf` (or 1e20) panicked in `Duration::from_secs_f64`; large finite
+    /// values were slept in full.
+    #[test]
+    fn retry_after_is_bounded_and_never_panics() {
+        let mut h = HeaderMap::new();
+        for (value, want) in [
+            ("inf", None),
+            ("infinity", None),
+            ("NaN", None),
+            ("-1", None),
+            ("1e20", Some(MAX_RETRY_AFTER)),
+            ("1e400", None),
+            ("86400", Some(MAX_RETRY_AFTER)),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(MAX_RETRY_AFTER)),
+            ("2.5", Some(Duration::from_millis(2500))),
+        ] {
+            h.insert("retry-after", value.parse().unwrap());
+            assert_eq!(parse_retry_after(&h), want, "{value}");
+        }
     }
 
     #[test]

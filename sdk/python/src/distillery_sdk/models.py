@@ -25,6 +25,8 @@ class DocumentProgress(_Model):
     accepted: int
     rejected: int
     rejected_by_reason: dict[str, int]
+    #: The source object is gone: its records are no longer exported.
+    deleted: bool = False
     prompt_tokens: int
     completion_tokens: int
     tokens: int
@@ -105,6 +107,8 @@ class Previous(_Model):
     messages: list[Turn]
     scores: Scores
     rationale: str
+    #: The judge's check that the regeneration is better than this draft (absent: never checked).
+    preference: Optional[dict] = None
 
 
 class Record(_Model):

@@ -8,11 +8,12 @@
 //! `card` only counts. The rejected records are read only when a format uses them (`qa-json`, `card`).
 //! Records of superseded documents appear in no format.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use distillery_core::Record;
-use distillery_dataset::{DatasetStore, OutcomeKind, STORE_FILE, SqlStore};
+use distillery_dataset::{DatasetStore, OutcomeKind, Overrides, STORE_FILE, SqlStore};
 use distillery_export::view::DocumentView;
 use distillery_export::{
     ACCEPTED, DOCUMENTS, ExampleView, ExportError, ExportJob, ExportOptions, Format, REJECTED, SUMMARY, Target,
@@ -134,7 +135,9 @@ fn diversity(folder: &Path) -> Option<serde_json::Value> {
 
 enum Reader {
     Folder(PathBuf),
-    Store(SqlStore),
+    /// A store, with what stands above its run's outcomes (rejudged versions, reviews) and the documents
+    /// whose source is gone.
+    Store(SqlStore, Overrides, HashSet<String>),
 }
 
 impl Reader {
@@ -149,6 +152,20 @@ impl Reader {
                     dir.display(),
                     dir.join(STORE_FILE).display()
                 );
+                // A run folder whose store holds a rejudged version or reviews exports from the store: the
+                // folder's record files are the run's own outcomes.
+                let db = dir.join(STORE_FILE);
+                if db.is_file() {
+                    let store = SqlStore::open(&distillery_dataset::sql::sqlite_url(&db))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                        .with_context(|| format!("opening the dataset store {}", db.display()))?;
+                    let overrides = store.overrides().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let deleted = store.deleted_documents().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    if !overrides.is_empty() || !deleted.is_empty() {
+                        return Ok(Reader::Store(store, overrides, deleted));
+                    }
+                }
                 Ok(Reader::Folder(dir.clone()))
             }
             ExportSource::Store(url) => {
@@ -156,7 +173,9 @@ impl Reader {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))
                     .with_context(|| format!("opening the dataset store {}", source.describe()))?;
-                Ok(Reader::Store(store))
+                let overrides = store.overrides().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let deleted = store.deleted_documents().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok(Reader::Store(store, overrides, deleted))
             }
         }
     }
@@ -173,11 +192,16 @@ impl Reader {
                     .with_context(|| format!("reading {}", path.display()))?;
                 Ok(docs.collect())
             }
-            Reader::Store(store) => {
+            Reader::Store(store, _, deleted) => {
                 let mut out = Vec::new();
                 self.pages(store, OutcomeKind::Document, &mut |r| {
                     if let Record::Document(d) = r {
-                        out.push(DocumentView::from(&d));
+                        let mut view = DocumentView::from(&d);
+                        if deleted.contains(&d.id) {
+                            // Its records are left out as a superseded document's are.
+                            view.superseded_by = Some(distillery_dataset::DELETED.into());
+                        }
+                        out.push(view);
                     }
                     Ok(())
                 })
@@ -205,13 +229,26 @@ impl Reader {
                 }
                 Ok(())
             }
-            Reader::Store(store) => {
+            Reader::Store(store, overrides, _) if overrides.is_empty() => {
                 self.pages(store, kind, &mut |r| match r {
                     Record::Accepted(a) => f(ExampleView::accepted(&a)),
                     Record::Rejected(r) => f(ExampleView::rejected(&r)),
                     _ => Ok(()),
                 })
                 .await
+            }
+            Reader::Store(store, overrides, _) => {
+                // A version or a review may move a record from one outcome to the other: both tables are
+                // read, and what stands now is handed on when it is of the kind asked.
+                for table in [OutcomeKind::Accepted, OutcomeKind::Rejected] {
+                    self.pages(store, table, &mut |r| match (overrides.current(r), kind) {
+                        (Record::Accepted(a), OutcomeKind::Accepted) => f(ExampleView::accepted(&a)),
+                        (Record::Rejected(r), OutcomeKind::Rejected) => f(ExampleView::rejected(&r)),
+                        _ => Ok(()),
+                    })
+                    .await?;
+                }
+                Ok(())
             }
         }
     }
@@ -236,6 +273,25 @@ impl Reader {
             }
         }
     }
+}
+
+/// Rewrites the training files a run folder holds (alpaca.jsonl, and the other formats already there, the
+/// card aside) from its store, when the store holds something the run's files do not show (a rejudged
+/// version, reviews, deleted documents).
+pub async fn refresh_folder(dir: &Path) -> anyhow::Result<()> {
+    let db = dir.join(STORE_FILE);
+    if !db.is_file() {
+        return Ok(());
+    }
+    let formats: Vec<Format> = Format::ALL
+        .into_iter()
+        .filter(|f| *f == Format::Alpaca || (*f != Format::Card && dir.join(f.file_name()).exists()))
+        .collect();
+    let source = ExportSource::Folder(dir.to_path_buf());
+    if let Reader::Store(..) = Reader::open(&source).await? {
+        export(&source, &formats, dir, &ExportOptions::default()).await?;
+    }
+    Ok(())
 }
 
 /// The command: resolves `--out` (default: the run folder; with one format, its file there) and prints

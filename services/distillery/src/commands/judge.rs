@@ -7,13 +7,11 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
 use distillery_component::{Component, Deps};
 use distillery_core::{Draft, DraftKind, Message, Metrics, ModelCall, Role, ids, now_ms};
 use distillery_judge::{Evaluation, Judge, JudgeComponent};
-use distillery_llm::LlmClients;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -122,15 +120,7 @@ pub async fn judge(
         inputs.push(pair);
     }
     let metrics = Metrics::global();
-    let deps = Deps {
-        metrics: metrics.clone(),
-        llm: Arc::new(LlmClients::new(metrics.clone())),
-        ledger: None,
-        stores: distillery_store::Stores::local_only(),
-        claims: Arc::new(distillery_store::registry::MemoryClaims::default()),
-        versions: None,
-        dataset: None,
-    };
+    let deps = Deps::local(metrics.clone());
     let component = JudgeComponent { llm: &llm, judge: &cfg.judge };
     component.check(&deps).await?;
     let judge: Judge = component.build(&deps).await?;

@@ -3,6 +3,8 @@
 pub mod export;
 pub mod extract;
 pub mod judge;
+pub mod rejudge;
+pub mod replay;
 pub mod schema;
 pub mod serve;
 pub mod status;

@@ -25,8 +25,9 @@ fn line(d: &DocumentProgress) -> String {
         let r: Vec<String> = d.rejected_by_reason.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!(" ({})", r.join(", "))
     };
+    let deleted = if d.deleted { " [deleted: its records are no longer exported]" } else { "" };
     format!(
-        "{}  chunks {}: {} done, {} failed, {} pending  accepted {}  rejected {}{}  tokens {}",
+        "{}{deleted}  chunks {}: {} done, {} failed, {} pending  accepted {}  rejected {}{}  tokens {}",
         d.name, d.chunks, d.chunks_done, d.chunks_failed, d.chunks_pending, d.accepted, d.rejected, reasons, d.tokens
     )
 }
@@ -83,5 +84,8 @@ mod tests {
         let l = line(&d);
         assert!(l.starts_with("hr/handbook.md  chunks 4: 3 done, 0 failed, 1 pending"), "{l}");
         assert!(l.contains("rejected 2 (low_score=2)"), "{l}");
+        assert!(!l.contains("deleted"), "{l}");
+        d.deleted = true;
+        assert!(line(&d).starts_with("hr/handbook.md [deleted"), "{}", line(&d));
     }
 }

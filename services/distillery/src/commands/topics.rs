@@ -3,17 +3,16 @@
 
 use std::path::PathBuf;
 
-/// Creates every pipeline topic that does not exist yet.
-pub async fn topics(
-    config: Option<PathBuf>,
+/// The [kafka] settings of a service configuration file (with DISTILLERY__KAFKA__* overrides), else the
+/// defaults, with the brokers and topic prefix given on the command line over them.
+pub fn kafka_settings(
+    config: Option<&std::path::Path>,
     brokers: Option<String>,
     prefix: Option<String>,
-    partitions: Option<i32>,
-    replication_factor: Option<i32>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<distillery_kafka::KafkaConfig> {
     use figment::providers::{Env, Format, Toml};
     let mut fig = figment::Figment::new();
-    if let Some(p) = &config {
+    if let Some(p) = config {
         fig = fig.merge(Toml::file_exact(p));
     }
     let fig = fig.merge(Env::prefixed(distillery_core::config::ENV_PREFIX).split("__"));
@@ -28,11 +27,28 @@ pub async fn topics(
     if let Some(p) = prefix {
         cfg.topic_prefix = p;
     }
+    Ok(cfg)
+}
+
+/// Creates every pipeline topic that does not exist yet (with `max.message.bytes` from
+/// `kafka.message_max_bytes` and, when given, `min.insync.replicas`).
+pub async fn topics(
+    config: Option<PathBuf>,
+    brokers: Option<String>,
+    prefix: Option<String>,
+    partitions: Option<i32>,
+    replication_factor: Option<i32>,
+    min_insync_replicas: Option<i32>,
+) -> anyhow::Result<()> {
+    let mut cfg = kafka_settings(config.as_deref(), brokers, prefix)?;
     if let Some(n) = partitions {
         cfg.partitions = n;
     }
     if let Some(r) = replication_factor {
         cfg.replication_factor = r;
+    }
+    if let Some(m) = min_insync_replicas {
+        cfg.min_insync_replicas = Some(m);
     }
     let mut errors = Vec::new();
     cfg.validate(&mut errors);

@@ -1,0 +1,187 @@
+//! `distillery replay-dead-letters`: what was dead-lettered for a transient cause (a dependency that stayed
+//! down through every retry, before the circuit breaker, or with it turned off) goes back to the topic it
+//! came from, to be processed again. Progress is committed in the consumer group
+//! `<group_prefix>replay-dead-letters`, so a dead letter is replayed once; what is replayed again anyway
+//! (a crash between publishing and committing) is dropped downstream by its content-hash id.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use distillery_core::{Codec, DeadLetter, Record, Topic};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+use crate::error::KafkaRuntimeError;
+use crate::publisher::KafkaPublisher;
+
+/// Dead-letter kinds that are never transient: replaying them fails the same way.
+pub const PERMANENT_KINDS: [&str; 7] =
+    ["decode", "panic", "publish_refused", "unexpected_input", "serialize", "bad_event", "store"];
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    /// Only these error kinds (empty: every transient kind).
+    pub kinds: Vec<String>,
+    /// Only those of this stage.
+    pub stage: Option<String>,
+    /// Replay permanent kinds too.
+    pub all: bool,
+    /// Count what would be replayed, publish nothing, commit nothing.
+    pub dry_run: bool,
+}
+
+impl ReplayFilter {
+    /// Whether a dead letter was dead-lettered for a transient cause (it was retried: a retryable error that
+    /// outlasted its attempts), and passes the filter.
+    pub fn wants(&self, d: &DeadLetter) -> bool {
+        if self.stage.as_ref().is_some_and(|s| s != &d.stage) {
+            return false;
+        }
+        if !self.kinds.is_empty() {
+            return self.kinds.iter().any(|k| k == &d.error_kind);
+        }
+        self.all || (d.attempts > 1 && !PERMANENT_KINDS.contains(&d.error_kind.as_str()))
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ReplayReport {
+    /// Dead letters read.
+    pub read: u64,
+    /// Republished (or, in a dry run, that would be), by error kind.
+    pub replayed: BTreeMap<String, u64>,
+    /// Left alone: permanent kinds or filtered out.
+    pub skipped: u64,
+    /// Without a topic to go back to (an unknown topic name or an empty payload).
+    pub unreplayable: u64,
+}
+
+/// Replays the dead letters from the group's committed position (the start, the first time) up to the end
+/// of the topic as it is when the replay starts.
+pub async fn replay_dead_letters(cfg: &KafkaConfig, filter: &ReplayFilter) -> Result<ReplayReport, KafkaRuntimeError> {
+    let names = cfg.topic_names();
+    let topic = names.name(Topic::DeadLetter);
+    let group = format!("{}replay-dead-letters", cfg.group_prefix);
+    let mut cc = cfg.base();
+    cc.set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        .set("fetch.max.bytes", cfg.message_max_bytes.max(52_428_800).to_string())
+        .set("max.partition.fetch.bytes", cfg.message_max_bytes.max(1_048_576).to_string());
+    let consumer: StreamConsumer = cc.create()?;
+    // Where the topic ends now: the replay stops there (what is dead-lettered meanwhile waits for the next one).
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30))?;
+    let partitions: Vec<i32> =
+        metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect::<Vec<_>>();
+    let mut ends = BTreeMap::new();
+    for p in &partitions {
+        let (_, high) = consumer.fetch_watermarks(&topic, *p, Duration::from_secs(30))?;
+        ends.insert(*p, high);
+    }
+    // The group's positions of these partitions (asked for explicitly: the consumer has no assignment yet).
+    let mut wanted = TopicPartitionList::new();
+    for p in &partitions {
+        wanted.add_partition(&topic, *p);
+    }
+    let committed = consumer.committed_offsets(wanted, Duration::from_secs(30))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut pending = BTreeMap::new();
+    for p in &partitions {
+        let start = committed
+            .find_partition(&topic, *p)
+            .and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None })
+            .unwrap_or(0);
+        tpl.add_partition_offset(&topic, *p, Offset::Offset(start))?;
+        if start < ends[p] {
+            pending.insert(*p, ends[p]);
+        }
+    }
+    consumer.assign(&tpl)?;
+    let publisher = KafkaPublisher::new(cfg)?;
+    let mut report = ReplayReport::default();
+    let mut done = TopicPartitionList::new();
+    while !pending.is_empty() {
+        let msg = match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
+            Ok(m) => m?,
+            Err(_) => break,
+        };
+        let (partition, offset) = (msg.partition(), msg.offset());
+        if pending.get(&partition).is_some_and(|end| offset >= *end) {
+            pending.remove(&partition);
+            continue;
+        }
+        report.read += 1;
+        let record = Codec::global().decode(msg.payload().unwrap_or_default(), Topic::DeadLetter.record_kind());
+        match record {
+            Ok(Record::DeadLetter(d)) if filter.wants(&d) => {
+                let target = Topic::ALL.iter().copied().find(|t| t.base_name() == d.topic);
+                match (target, d.payload.is_empty()) {
+                    (Some(t), false) => {
+                        if !filter.dry_run {
+                            let key =
+                                d.key.clone().map(|k| String::from_utf8_lossy(&k).to_string()).unwrap_or_default();
+                            publisher
+                                .publish_raw(t, &key, &d.payload)
+                                .await
+                                .map_err(|e| KafkaRuntimeError::Replay(e.to_string()))?;
+                        }
+                        *report.replayed.entry(d.error_kind.clone()).or_default() += 1;
+                    }
+                    _ => report.unreplayable += 1,
+                }
+            }
+            Ok(_) => report.skipped += 1,
+            Err(e) => {
+                tracing::warn!(partition, offset, error = %e, "an unreadable dead letter is left alone");
+                report.skipped += 1;
+            }
+        }
+        if pending.get(&partition).is_some_and(|end| offset + 1 >= *end) {
+            pending.remove(&partition);
+        }
+        done.add_partition_offset(&topic, partition, Offset::Offset(offset + 1))?;
+    }
+    if !filter.dry_run && done.count() > 0 {
+        publisher.flush(Duration::from_secs(30));
+        consumer.commit(&done, CommitMode::Sync)?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dl(kind: &str, attempts: i32, stage: &str) -> DeadLetter {
+        DeadLetter {
+            id: "x".into(),
+            stage: stage.into(),
+            topic: "chunks".into(),
+            partition: 0,
+            offset: 1,
+            key: None,
+            payload: vec![1],
+            error_kind: kind.into(),
+            error: "e".into(),
+            attempts,
+            failed_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn only_transient_dead_letters_by_default() {
+        let f = ReplayFilter::default();
+        assert!(f.wants(&dl("llm_connect", 4, "generate")), "retried, then dead-lettered: transient");
+        assert!(!f.wants(&dl("llm_connect", 1, "generate")), "dead-lettered at once: not a transient failure");
+        assert!(!f.wants(&dl("panic", 1, "generate")));
+        assert!(!f.wants(&dl("decode", 4, "generate")));
+        assert!(ReplayFilter { all: true, ..ReplayFilter::default() }.wants(&dl("panic", 1, "judge")));
+        let only = ReplayFilter { kinds: vec!["panic".into()], stage: Some("judge".into()), ..ReplayFilter::default() };
+        assert!(only.wants(&dl("panic", 1, "judge")) && !only.wants(&dl("panic", 1, "generate")));
+    }
+}

@@ -4,9 +4,12 @@
 //! same time). Of each group exactly one must be accepted and every other one rejected as `duplicate`,
 //! naming the accepted record and a similarity at or above the threshold; unrelated examples are all
 //! accepted. Both workers must have worked, and their replicas of the claims log must have decided the same
-//! claims.
+//! claims. Run twice: each worker with an index in its own memory, then both on one Qdrant collection (the
+//! stand-in speaking Qdrant's protocol, backed by Qdrant's engine: common/qdrant.rs).
 
 mod common;
+#[path = "common/qdrant.rs"]
+mod qdrant;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -131,10 +134,37 @@ fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
         .sum()
 }
 
+/// The two runs share the machine's cores: one after the other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_dedup_workers_accept_exactly_one_of_concurrent_near_duplicates() {
+    let _serial = SERIAL.lock().await;
+    let accepted = two_workers("dedup2", "", "each worker's index in its memory").await;
+    assert!(accepted > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_dedup_workers_on_one_qdrant_collection_accept_exactly_one_of_concurrent_near_duplicates() {
+    let _serial = SERIAL.lock().await;
+    let qdrant = qdrant::QdrantStandIn::start().await;
+    let vectors = format!("[vectors]\nqdrant_url = \"{}\"\ncollection = \"accepted\"\n", qdrant.url);
+    let accepted = two_workers("dedup2q", &vectors, "one Qdrant collection (gRPC stand-in on Qdrant's engine)").await;
+    // Both workers searched and stored through the protocol; the collection holds each accepted example once.
+    // The workers start together: both may try to create the collection, and the one refused finds it.
+    assert_eq!(qdrant.collections(), 1, "one collection for both workers");
+    assert!((1..=2).contains(&qdrant.served("Collections/create")));
+    assert!(qdrant.served("Points/upsert") >= 2 * accepted, "every replica stores what it decides");
+    assert!(qdrant.served("Points/query") > 0 && qdrant.served("Points/scroll") > 0);
+    let idx = distillery_vector::QdrantIndex::connect(&qdrant.url, None, "accepted", 384).await.expect("connect");
+    use distillery_vector::VectorIndex;
+    assert_eq!(idx.count("default").await.unwrap(), accepted);
+}
+
+/// Two dedup workers with `vectors_toml` on the groups and singles; returns how many were accepted.
+async fn two_workers(test: &str, vectors_toml: &str, what: &str) -> usize {
     let servers = Servers::from_env();
-    let scope = Scope::new("dedup2");
+    let scope = Scope::new(test);
     let kafka = scope.kafka(&servers);
     let logs = scope.path("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -146,6 +176,7 @@ async fn two_dedup_workers_accept_exactly_one_of_concurrent_near_duplicates() {
         let cfg = scope.path(&format!("dedup-{i}.toml"));
         let mut toml = scope.service_toml(&servers, port);
         toml += &format!("[embedder]\nmodel_dir = \"{}\"\n[dedup]\nthreshold = 0.95\n", servers.embed_dir);
+        toml += vectors_toml;
         std::fs::write(&cfg, toml).unwrap();
         workers.push(Service::start("dedup", &cfg, port, &logs));
     }
@@ -255,7 +286,7 @@ async fn two_dedup_workers_accept_exactly_one_of_concurrent_near_duplicates() {
         + metric_sum(&m1, "distillery_dedup_duplicates_total", "path=\"precheck\"");
     assert!(claimed_dups + prechecked >= rejected.len() as f64);
     let line = format!(
-        "dedup with two workers: {total} examples, {} accepted, {} duplicates ({claimed_dups} decided in the claims log against concurrent claims, {prechecked} against earlier accepted ones)",
+        "dedup with two workers ({what}): {total} examples, {} accepted, {} duplicates ({claimed_dups} decided in the claims log against concurrent claims, {prechecked} against earlier accepted ones)",
         accepted.len(),
         rejected.len()
     );
@@ -263,4 +294,5 @@ async fn two_dedup_workers_accept_exactly_one_of_concurrent_near_duplicates() {
     for w in &mut workers {
         assert!(w.stop(60).is_some_and(|s| s.success()), "a worker did not stop cleanly: {}", w.log_text());
     }
+    accepted.len()
 }

@@ -390,48 +390,10 @@ impl VectorIndex for QdrantIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embed::normalize;
-
-    pub(crate) fn point(id: &str, dataset: &str, log: &str, seq: u64, v: Vec<f32>, keys: &[&str]) -> Point {
-        Point {
-            id: id.into(),
-            dataset: dataset.into(),
-            log: log.into(),
-            seq,
-            vector: normalize(v),
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-            signature: vec![1, 2, 3],
-            question: vec![7],
-        }
-    }
 
     #[tokio::test]
-    async fn memory_index_scopes_by_dataset_and_position() {
-        let idx = MemoryIndex::new(3);
-        let all = Scope { dataset: "d", log: "l", before: None };
-        assert!(idx.nearest(&all, &[1.0, 0.0, 0.0], 1).await.unwrap().is_empty());
-        idx.upsert(point("a", "d", "l", 5, vec![1.0, 0.0, 0.0], &["x:1"])).await.unwrap();
-        idx.upsert(point("b", "d", "l", 9, vec![0.9, 0.1, 0.0], &["x:2"])).await.unwrap();
-        idx.upsert(point("old", "d", "earlier-run", 100, vec![0.0, 1.0, 0.0], &["x:1"])).await.unwrap();
-        idx.upsert(point("other", "e", "l", 1, vec![1.0, 0.0, 0.0], &["x:1"])).await.unwrap();
-        let hits = idx.nearest(&all, &normalize(vec![1.0, 0.0, 0.0]), 10).await.unwrap();
-        assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["a", "b", "old"]);
-        assert!(hits[0].score > 0.999);
-        // Before position 9 of log l: a, and every point of another log; never another dataset's.
-        let at9 = Scope { dataset: "d", log: "l", before: Some(9) };
-        let ids: Vec<String> =
-            idx.nearest(&at9, &[1.0, 0.0, 0.0], 10).await.unwrap().into_iter().map(|h| h.id).collect();
-        assert_eq!(ids, ["a", "old"]);
-        let keyed = idx.by_keys(&at9, &["x:1".into()], 10).await.unwrap();
-        assert_eq!(keyed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "old"]);
-        assert!(idx.contains(&at9, "a").await.unwrap());
-        assert!(!idx.contains(&at9, "b").await.unwrap());
-        assert!(idx.contains(&all, "b").await.unwrap());
-        assert_eq!(idx.count("d").await.unwrap(), 3);
-        // Replacing keeps one point per dataset and id.
-        idx.upsert(point("a", "d", "l", 5, vec![0.0, 0.0, 1.0], &["x:1"])).await.unwrap();
-        assert_eq!(idx.count("d").await.unwrap(), 3);
-        assert!(matches!(idx.upsert(point("c", "d", "l", 1, vec![1.0], &[])).await, Err(IndexError::Dimension { .. })));
+    async fn memory_index_answers_like_every_index() {
+        crate::conformance::check_index(&MemoryIndex::new(3)).await;
     }
 
     #[test]

@@ -10,3 +10,7 @@ pub use diversity::Diversity;
 pub use embed::{EmbedError, Embedder, HttpEmbedder, MiniLm, dot, normalize};
 pub use embedder_config::EmbedderConfig;
 pub use index::{Hit, IndexError, MemoryIndex, Point, QdrantIndex, Scope, Stored, VectorIndex, point_uuid, rank};
+
+pub mod conformance;
+pub mod edge;
+pub use edge::EdgeIndex;

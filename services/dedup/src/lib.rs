@@ -382,4 +382,45 @@ mod tests {
         assert_eq!(dups.len(), 3);
         assert!(dups.iter().all(|d| d.id == accepted[0] && d.similarity >= d.threshold), "{dups:?}");
     }
+
+    #[tokio::test]
+    async fn an_index_kept_in_a_folder_finds_duplicates_of_an_earlier_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vectors");
+        let cfg = DedupConfig { threshold: 0.97, ..DedupConfig::default() };
+        let open = |run: &str| {
+            let index: Arc<dyn VectorIndex> = Arc::new(distillery_vector::EdgeIndex::open(&path, 26).unwrap());
+            let d = Dedup::new(
+                Arc::new(Letters),
+                index.clone(),
+                cfg.clone(),
+                Arc::new(MemoryLog::new(run)),
+                &Metrics::isolated(),
+            );
+            (d, Arc::downgrade(&index))
+        };
+        let (run1, index1) = open("run-1");
+        assert!(matches!(run(&run1, judged("a", "How many leave days?", "Twenty-five.")).await, Record::Accepted(_)));
+        // The run ends: its stage and replica let go of the folder.
+        drop(run1);
+        while index1.strong_count() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // A later run, with a claims log of its own, opens the same folder.
+        let (run2, index2) = open("run-2");
+        let dup = duplicate_of(&run(&run2, judged("b", "Yam nowh evael sady?", "Twenty-five.")).await);
+        assert_eq!((dup.id.as_str(), dup.method), ("a", decide::Method::Cosine));
+        let dup = duplicate_of(&run(&run2, judged("c", "how many leave days", "twenty five")).await);
+        assert_eq!((dup.id.as_str(), dup.method), ("a", decide::Method::Exact));
+        // The earlier run's record again (a resumed run republishes it): accepted, not a duplicate of itself.
+        assert!(
+            matches!(run(&run2, judged("a", "How many leave days?", "Twenty-five.")).await, Record::Accepted(a) if a.id == "a")
+        );
+        assert_eq!(run2.index.count(&cfg.dataset).await.unwrap(), 1);
+        // The engine writes its segments when the last handle goes: before the folder is removed.
+        drop(run2);
+        while index2.strong_count() > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
 }

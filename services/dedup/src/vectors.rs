@@ -20,11 +20,20 @@ pub struct VectorConfig {
     pub qdrant_api_key: Secret,
     /// Collection name.
     pub collection: String,
+    /// Without a Qdrant server: a folder the index is kept in, by Qdrant's engine in this process
+    /// (qdrant-edge), so accepted examples outlive the process (the embedded run keeps it in its output
+    /// folder, and a later run there compares against every earlier one). Unset: process memory.
+    pub path: Option<std::path::PathBuf>,
 }
 
 impl Default for VectorConfig {
     fn default() -> Self {
-        VectorConfig { qdrant_url: None, qdrant_api_key: Secret::default(), collection: "distillery-accepted".into() }
+        VectorConfig {
+            qdrant_url: None,
+            qdrant_api_key: Secret::default(),
+            collection: "distillery-accepted".into(),
+            path: None,
+        }
     }
 }
 
@@ -39,6 +48,18 @@ pub async fn index(cfg: &VectorConfig, dim: usize) -> Result<Arc<dyn VectorIndex
                     .map_err(|e| format!("connecting to Qdrant at {url}: {e}"))?,
             )
         }
-        None => Arc::new(MemoryIndex::new(dim)),
+        None => match &cfg.path {
+            Some(path) => {
+                let path = path.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    distillery_vector::EdgeIndex::open(&path, dim)
+                        .map_err(|e| format!("opening the vector index in {}: {e}", path.display()))
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                Arc::new(opened)
+            }
+            None => Arc::new(MemoryIndex::new(dim)),
+        },
     })
 }

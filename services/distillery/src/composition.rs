@@ -215,6 +215,9 @@ fn run_usage(run_id: &str, started_at_ms: i64, finished: bool, ledger: &Ledger, 
     }
 }
 
+/// The folder of the output folder the near-duplicate index is kept in (Qdrant's engine, in process).
+pub const VECTORS_DIR: &str = "vectors";
+
 /// Runs the whole pipeline in this process and writes the dataset, exports and `summary.json`.
 pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<Summary> {
     let cfg = opts.config;
@@ -263,7 +266,8 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> anyhow::Result<
     if served.is_some() {
         extract.tokenizer = served.clone();
     }
-    let vectors = VectorConfig::default();
+    // The accepted examples' index lives in the output folder: a later run into it compares against them.
+    let vectors = VectorConfig { path: Some(opts.out.join(VECTORS_DIR)), ..VectorConfig::default() };
     let dedup = DedupComponent { dedup: &cfg.dedup, embedder: &cfg.embedder, vectors: &vectors, log: None };
     let output =
         OutputConfig { dir: Some(opts.out.clone()), batch_lines: 1000, linger_ms: 20, ..OutputConfig::default() };

@@ -7,18 +7,16 @@
 //! for the sink's dataset store. The shared servers themselves are never stopped.
 //!
 //! Scenario after scenario a small batch of documents goes in and one fault hits mid-batch: kill -9 of each
-//! service in turn (restarted at once), the broker unreachable for 20 s, the S3 server and the LLM server down for 30 s
-//! each, a 429 storm, a full disk under the sink (a tmpfs), two replicas of generate with a scale step up
+//! service in turn (restarted at once), the broker unreachable for 20 s, the S3 server and the LLM server down for two
+//! minutes each, a 429 storm, a full disk under the sink (a tmpfs), two replicas of generate with a scale step up
 //! and down. Then the oracle: every document of the batch ends in chunks or a rejection; every chunk in
 //! drafts or a rejection; every draft accepted, rejected with a reason, regenerated (and its regeneration
 //! ended) or dead-lettered; and every outcome exactly once in each file and export. The embedded run is
 //! interrupted (SIGINT) and killed (SIGKILL) mid-run and run again, under the same oracle.
 //!
-//! Outages last 30 s each (the issue asks for two minutes; the LLM retries give up after ~15 s, so 30 s is
-//! already past what used to dead-letter the backlog): the circuit breaker opens after 3 transient failures
-//! in a row (a few seconds) and probes at 1, 2, 4, 8 then every 10 s, so 30 s covers the open state, several
-//! probes and the resume; a longer outage repeats the same probe cycle. That keeps the suite well inside
-//! CI's budget.
+//! Outages last two minutes, as the issue asks: far past the LLM client's own retries (~15 s, what used to
+//! dead-letter the backlog), so the circuit breaker opens after 3 transient failures in a row, probes at 1,
+//! 2, 4, 8 then every 10 s through the outage, and resumes when the dependency answers.
 //!
 //! Printed per scenario (and collected into the suite's figures): records in, accepted, rejected,
 //! dead-lettered, duplicates (must be 0), lost (must be 0), LLM calls repeated (the same request body
@@ -41,9 +39,8 @@ use distillery_store::ObjectStore;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// How long the S3 server and the LLM server stay down (the issue asks for two minutes; see the module
-/// documentation).
-const OUTAGE: Duration = Duration::from_secs(30);
+/// How long the S3 server and the LLM server stay down.
+const OUTAGE: Duration = Duration::from_secs(120);
 
 const STAGES: [&str; 6] = ["ingest", "extract", "generate", "judge", "dedup", "sink"];
 
@@ -640,8 +637,8 @@ impl Fault {
         match self {
             Fault::Kill(s) => format!("kill -9 {s}"),
             Fault::BrokerRestart => "broker unreachable 20 s".into(),
-            Fault::S3Down => "S3 down 30 s".into(),
-            Fault::LlmDown => "LLM down 30 s".into(),
+            Fault::S3Down => format!("S3 down {} s", OUTAGE.as_secs()),
+            Fault::LlmDown => format!("LLM down {} s", OUTAGE.as_secs()),
             Fault::RateLimitStorm => "429 storm 20 s".into(),
             Fault::DiskFull => "sink disk full".into(),
             Fault::ScaleStep => "generate 1->2->1".into(),

@@ -48,6 +48,8 @@ fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> S
                 servers.llm, servers.llm_model
             );
             c += "[generate]\npairs_per_chunk = 2\n[generate.quality]\nmin_grounding = 0.3\n";
+            // The sink's store: a chunk whose examples all have an outcome there is not generated again.
+            c += &format!("[store]\nurl = \"{}\"\n", store_url(scope));
         }
         "judge" => {
             c += &format!(
@@ -55,6 +57,7 @@ fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> S
                 servers.llm, servers.llm_model
             );
             c += "[judge]\nthreshold = 3\nmax_attempts = 2\n";
+            c += &format!("[store]\nurl = \"{}\"\n", store_url(scope));
         }
         "dedup" => c += &format!("[embedder]\nmodel_dir = \"{}\"\n", servers.embed_dir),
         "sink" => {
@@ -287,6 +290,140 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
         "{ingest_metrics}"
     );
 
+    // Incremental: one section of the handbook edited, the FAQ deleted, both as the store notifies them.
+    // Only the edited section is generated again (the unchanged ones keep their content-based ids and the
+    // store has their outcomes); the exports leave out the deleted document and the edited section's old
+    // records.
+    let calls_before = metric_sum(&services["generate"].metrics().await, "distillery_llm_calls_total{");
+    let drafts_before: HashSet<String> = ledger.drafts.clone();
+    let old_docs: HashSet<String> = ledger.chunks.values().cloned().collect();
+    let sources = example_docs();
+    let (handbook_key, handbook) = sources.iter().find(|(k, _)| k.starts_with("employee-handbook")).unwrap();
+    let (faq_key, _) = sources.iter().find(|(k, _)| k.starts_with("flowmeter-faq")).unwrap();
+    let old_chunk_of = |needle: &str| {
+        tap.records(Topic::Chunks).iter().find_map(|r| match r {
+            Record::Chunk(c) if c.text.contains(needle) => Some((c.id.clone(), c.document_id.clone())),
+            _ => None,
+        })
+    };
+    let (edited_old_chunk, handbook_id) = old_chunk_of("up to 2,000 NOK").expect("the expenses section's chunk");
+    let faq_id = {
+        let text = String::from_utf8_lossy(&sources.iter().find(|(k, _)| k == faq_key).unwrap().1).to_string();
+        let first_line = text.lines().find(|l| l.trim().len() > 20).unwrap().trim().to_string();
+        tap.records(Topic::Chunks)
+            .iter()
+            .find_map(|r| match r {
+                Record::Chunk(c) if c.document_id != handbook_id && c.text.contains(first_line.as_str()) => {
+                    Some(c.document_id.clone())
+                }
+                _ => None,
+            })
+            .expect("the FAQ's chunks")
+    };
+    let old_handbook_chunks: HashSet<String> =
+        ledger.chunks.iter().filter(|(_, d)| **d == handbook_id).map(|(c, _)| c.clone()).collect();
+    assert!(old_handbook_chunks.len() >= 3, "the handbook is chunked by section: {old_handbook_chunks:?}");
+    let edited = String::from_utf8(handbook.clone()).unwrap().replace("up to 2,000 NOK", "up to 3,500 NOK");
+    let handbook_object = format!("inbox/{handbook_key}");
+    s3.put(&scope.bucket, &handbook_object, Bytes::from(edited.clone()), "application/octet-stream").await.unwrap();
+    let event = minio_event(&scope.bucket, &handbook_object, edited.len(), &format!("{:032x}", 99), "17A0B0F1F2F3F4FF");
+    publisher
+        .publish_raw(Topic::Events, &format!("{}/{handbook_object}", scope.bucket), event.to_string().as_bytes())
+        .await
+        .unwrap();
+    let faq_object = format!("inbox/{faq_key}");
+    s3.client().delete_object().bucket(&scope.bucket).key(&faq_object).send().await.unwrap();
+    let removed = minio_removed_event(&scope.bucket, &faq_object, "17A0B0F1F2F3F500");
+    publisher
+        .publish_raw(Topic::Events, &format!("{}/{faq_object}", scope.bucket), removed.to_string().as_bytes())
+        .await
+        .unwrap();
+    let edit_started = Instant::now();
+    let (ledger2, new_handbook) = loop {
+        tap.poll(Duration::from_secs(2)).await;
+        let l = Ledger::read(&tap, &dataset);
+        let new_doc = l.chunks.values().find(|d| !old_docs.contains(*d)).cloned();
+        if let Some(new_doc) = new_doc
+            && l.open_drafts().is_empty()
+            && l.silent_chunks(&tap).is_empty()
+            && l.drafts.len() > drafts_before.len()
+        {
+            break (l, new_doc);
+        }
+        if edit_started.elapsed() > deadline {
+            for s in services.values() {
+                eprintln!("==== {} ====\n{}", s.stage, s.log_text());
+            }
+            panic!(
+                "the edit did not settle in {deadline:?}: {} drafts, {} open",
+                l.drafts.len(),
+                l.open_drafts().len()
+            );
+        }
+    };
+    let new_chunks: HashSet<String> =
+        ledger2.chunks.iter().filter(|(_, d)| **d == new_handbook).map(|(c, _)| c.clone()).collect();
+    let kept: HashSet<&String> = new_chunks.intersection(&old_handbook_chunks).collect();
+    let changed: HashSet<&String> = new_chunks.difference(&old_handbook_chunks).collect();
+    assert_eq!(changed.len(), 1, "one section changed: {new_chunks:?} vs {old_handbook_chunks:?}");
+    assert_eq!(kept.len(), new_chunks.len() - 1, "every other section keeps its chunk id");
+    assert!(!new_chunks.contains(&edited_old_chunk), "the edited section got a new id");
+    // No draft of an unchanged section: every new draft is of the edited one, and generate skipped the rest.
+    let new_drafts: Vec<&Record> =
+        tap.records(Topic::Drafts).iter().filter(|r| !drafts_before.contains(r.id())).collect();
+    for r in &new_drafts {
+        let Record::Draft(d) = r else { continue };
+        assert!(changed.contains(&d.chunk_id), "a draft of an unchanged chunk was generated again: {}", d.chunk_id);
+    }
+    let generate_metrics = services["generate"].metrics().await;
+    let skipped = metric_sum(&generate_metrics, "distillery_resumed_total{outcome=\"skipped\",stage=\"generate\"}");
+    assert_eq!(skipped as usize, kept.len(), "generate skipped the unchanged chunks:\n{generate_metrics}");
+    let calls_for_edit = metric_sum(&generate_metrics, "distillery_llm_calls_total{") - calls_before;
+    assert!(calls_for_edit >= 1.0, "the edited section was generated");
+    // The deleted document is shown as deleted, and no export has its records or the edited section's old ones.
+    let mut deleted_seen = false;
+    for _ in 0..60 {
+        let out = std::process::Command::new(binary()).args(["status", "--store", &url, "--json"]).output().unwrap();
+        let rows: Vec<serde_json::Value> =
+            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        if rows.iter().any(|d| d["document_id"] == faq_id.as_str() && d["deleted"] == true) {
+            deleted_seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(deleted_seen, "status shows the deleted FAQ as deleted");
+    let current: HashSet<String> = jsonl(&dataset.join("accepted.jsonl"))
+        .iter()
+        .filter(|v| {
+            let (doc, chunk) = (v["document_id"].as_str().unwrap_or(""), v["chunk_id"].as_str().unwrap_or(""));
+            doc != faq_id && (doc != handbook_id || new_chunks.contains(chunk))
+        })
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    let sharegpt = scope.path("sharegpt-after-edit.jsonl");
+    let export = std::process::Command::new(binary())
+        .args(["export", "--store", &url, "--format", "sharegpt", "--out", sharegpt.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    assert_eq!(
+        jsonl(&sharegpt).len(),
+        current.len(),
+        "the store's export holds exactly the current documents' records (deleted FAQ and the edited section's \
+         old records left out)"
+    );
+    eprintln!(
+        "e2e edit: {} of {} handbook chunks kept (skipped by generate), {} generator calls for the edit, {} new drafts, \
+         {} records exported after the edit and the deletion, in {:.0?}",
+        kept.len(),
+        new_chunks.len(),
+        calls_for_edit,
+        new_drafts.len(),
+        current.len(),
+        edit_started.elapsed()
+    );
+
     // Graceful shutdown: every service drains and exits cleanly on SIGTERM.
     for stage in STAGES {
         let s = services.get_mut(stage).unwrap();
@@ -303,4 +440,12 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
         ledger.rejected.len(),
         started.elapsed()
     );
+}
+
+/// The sum of the metric lines starting with `series` (a family and the start of its labels).
+fn metric_sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
 }

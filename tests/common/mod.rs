@@ -290,6 +290,20 @@ pub fn minio_event(bucket: &str, key: &str, size: usize, etag: &str, sequencer: 
     })
 }
 
+/// An S3 ObjectRemoved notification exactly as MinIO publishes it to a Kafka target (no size or ETag).
+pub fn minio_removed_event(bucket: &str, key: &str, sequencer: &str) -> serde_json::Value {
+    let mut e = minio_event(bucket, key, 0, "", sequencer);
+    e["EventName"] = "s3:ObjectRemoved:Delete".into();
+    let r = &mut e["Records"][0];
+    r["eventName"] = "s3:ObjectRemoved:Delete".into();
+    let object = r["s3"]["object"].as_object_mut().expect("object");
+    object.remove("size");
+    object.remove("eTag");
+    object.remove("contentType");
+    object.remove("userMetadata");
+    e
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

@@ -57,6 +57,25 @@ impl StoreConfig {
     pub fn url(&self) -> Option<&str> {
         (!self.url.is_empty()).then(|| self.url.expose())
     }
+
+    /// Checks the URL's scheme (`section.url: ...` on error).
+    #[cfg(feature = "sql")]
+    pub fn validate(&self, section: &str, errors: &mut Vec<String>) {
+        if let Some(url) = self.url()
+            && let Err(e) = sql::check_url(url)
+        {
+            errors.push(format!("{section}.url: {e}"));
+        }
+    }
+
+    /// The store, opened and migrated, when a URL is set (its host and database logged, never the URL).
+    #[cfg(feature = "sql")]
+    pub async fn open(&self) -> Result<Option<SqlStore>, DatasetError> {
+        let Some(url) = self.url() else { return Ok(None) };
+        let store = SqlStore::open(url).await?;
+        tracing::info!(store = %store.describe(), "dataset store open");
+        Ok(Some(store))
+    }
 }
 
 /// What exports put in place of the newer document's id for a deleted document.

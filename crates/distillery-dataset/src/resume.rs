@@ -18,9 +18,28 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use distillery_core::{Input, Output, Record, Stage, StageError, Topic};
+use distillery_core::{Input, Metrics, Output, Record, Stage, StageError, Topic};
+use prometheus::IntCounterVec;
 
 use crate::{ChunkState, DatasetError, DatasetStore};
+
+/// What a resumable stage did instead of working (the `outcome` label).
+#[derive(Debug, Clone, Copy)]
+enum Resumed {
+    Skipped,
+    Continued,
+    Republished,
+}
+
+impl Resumed {
+    fn as_str(self) -> &'static str {
+        match self {
+            Resumed::Skipped => "skipped",
+            Resumed::Continued => "continued",
+            Resumed::Republished => "republished",
+        }
+    }
+}
 
 /// A stage whose work is recorded in, and skipped by, the dataset store.
 #[derive(Debug)]
@@ -28,6 +47,8 @@ pub struct Resumable<S> {
     pub inner: S,
     pub store: Arc<dyn DatasetStore>,
     counts: Counts,
+    /// `distillery_resumed_total{stage, outcome}`: the same counts, on `/metrics` (a service's).
+    counter: Option<IntCounterVec>,
 }
 
 /// What a resumable stage did instead of working.
@@ -47,7 +68,30 @@ fn retry(e: DatasetError) -> StageError {
 
 impl<S: Stage> Resumable<S> {
     pub fn new(inner: S, store: Arc<dyn DatasetStore>) -> Self {
-        Resumable { inner, store, counts: Counts::default() }
+        Resumable { inner, store, counts: Counts::default(), counter: None }
+    }
+
+    /// Also counts what it did instead of working on `metrics` (`distillery_resumed_total`).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.counter = Some(metrics.counter_vec(
+            "resumed_total",
+            "Work taken from the dataset store instead of done again: chunks skipped (every example has an \
+             outcome) or continued, records published again without an LLM call",
+            &["stage", "outcome"],
+        ));
+        self
+    }
+
+    fn count(&self, outcome: Resumed, n: u64) {
+        let field = match outcome {
+            Resumed::Skipped => &self.counts.skipped,
+            Resumed::Continued => &self.counts.continued,
+            Resumed::Republished => &self.counts.republished,
+        };
+        field.fetch_add(n, Ordering::Relaxed);
+        if let Some(c) = &self.counter {
+            c.with_label_values(&[self.inner.name(), outcome.as_str()]).inc_by(n);
+        }
     }
 
     /// Chunks skipped, chunks continued, records published again from the store.
@@ -82,20 +126,20 @@ impl<S: Stage> Stage for Resumable<S> {
             Record::Chunk(c) => match self.store.chunk_state(stage, &c.id).await.map_err(retry)? {
                 ChunkState::New => {}
                 ChunkState::Done => {
-                    self.counts.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.count(Resumed::Skipped, 1);
                     tracing_debug(stage, "chunk already done", &c.id);
                     return Ok(Vec::new());
                 }
                 ChunkState::Partial(open) => {
-                    self.counts.continued.fetch_add(1, Ordering::Relaxed);
-                    self.counts.republished.fetch_add(open.len() as u64, Ordering::Relaxed);
+                    self.count(Resumed::Continued, 1);
+                    self.count(Resumed::Republished, open.len() as u64);
                     tracing_debug(stage, "chunk continued from the store", &c.id);
                     return Ok(open);
                 }
             },
             other => {
                 if let Some(out) = self.store.recorded_outputs(stage, other.id()).await.map_err(retry)? {
-                    self.counts.republished.fetch_add(out.len() as u64, Ordering::Relaxed);
+                    self.count(Resumed::Republished, out.len() as u64);
                     return Ok(out);
                 }
             }

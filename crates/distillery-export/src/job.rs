@@ -14,6 +14,7 @@ use crate::card::CardStats;
 use crate::formats::{self, ExportOptions, Format};
 use crate::parquet::ParquetStream;
 use crate::qa_json::QaJson;
+use crate::supersession::{Place, Supersession};
 use crate::view::{DocumentView, ExampleView};
 
 /// An export failure.
@@ -108,10 +109,8 @@ pub struct ExportJob {
     streams: Vec<(Target, Stream)>,
     qa: Option<(Target, QaJson)>,
     card: Option<(Target, CardStats)>,
-    /// Document id -> the newer document that replaced it.
-    superseded: HashMap<String, String>,
-    /// Chunk id -> the current document that holds it (an edit leaves unchanged chunks' ids as they were).
-    current_chunks: HashMap<String, String>,
+    /// What replaced what, and which chunks the current documents list.
+    supersession: Supersession,
     /// Records read, and those left out because their document was superseded.
     pub accepted_read: usize,
     pub rejected_read: usize,
@@ -153,15 +152,13 @@ impl ExportJob {
         opts: ExportOptions,
     ) -> Result<ExportJob, ExportError> {
         let (current, superseded) = current_documents(documents);
-        let current_chunks =
-            current.iter().flat_map(|d| d.chunk_ids.iter().map(move |c| (c.clone(), d.id.clone()))).collect();
+        let supersession = Supersession::new(superseded, current.iter().map(|d| (d.id.clone(), d.chunk_ids.clone())));
         let mut job = ExportJob {
             opts,
             streams: Vec::new(),
             qa: None,
             card: None,
-            superseded,
-            current_chunks,
+            supersession,
             accepted_read: 0,
             rejected_read: 0,
             skipped_superseded: 0,
@@ -195,21 +192,21 @@ impl ExportJob {
     /// whose chunk the current version still has (unchanged by the edit) is current: it is kept, under the
     /// current document.
     fn superseded(&mut self, v: &mut ExampleView) -> bool {
-        if v.superseded_by.is_none()
-            && let Some(newer) = v.document_id.as_ref().and_then(|d| self.superseded.get(d))
-        {
-            v.superseded_by = Some(newer.clone());
+        let place =
+            self.supersession.place(v.document_id.as_deref(), v.chunk_id.as_deref(), v.superseded_by.as_deref());
+        match place {
+            Place::Current { document_id } => {
+                let document_id = document_id.map(str::to_string);
+                v.superseded_by = None;
+                v.document_id = document_id;
+                false
+            }
+            Place::Superseded { by } => {
+                v.superseded_by = Some(by.to_string());
+                self.skipped_superseded += 1;
+                true
+            }
         }
-        if v.superseded_by.is_some()
-            && let Some(current) = v.chunk_id.as_ref().and_then(|c| self.current_chunks.get(c))
-        {
-            v.superseded_by = None;
-            v.document_id = Some(current.clone());
-        }
-        if v.superseded_by.is_some() {
-            self.skipped_superseded += 1;
-        }
-        v.superseded_by.is_some()
     }
 
     /// An accepted record.

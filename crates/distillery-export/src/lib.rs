@@ -5,11 +5,13 @@ pub mod formats;
 pub mod job;
 pub mod parquet;
 pub mod qa_json;
+pub mod supersession;
 pub mod view;
 pub mod writer;
 
 pub use formats::{ExportOptions, Format};
 pub use job::{ExportError, ExportJob, Target, Written, targets};
+pub use supersession::{Place, Supersession};
 pub use view::{DeadLetterView, DocumentView, ExampleView};
 pub use writer::{Backend, DatasetOut, FolderBackend, ObjectBackend, OutError};
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use distillery_component::{BuildError, Component, Deps};
+use distillery_core::Stage;
 use distillery_runtime::RuntimeConfig;
 use distillery_runtime::boot::{OpsConfig, serve_ops};
 use tokio_util::sync::CancellationToken;
@@ -93,13 +94,29 @@ pub async fn run_component<C: Component>(
     extra: Router,
     cancel: CancellationToken,
 ) -> Result<(), ServiceError> {
+    run_component_with(kafka, runtime, ops, component, deps, extra, |stage| stage, cancel).await
+}
+
+/// As [`run_component`], with the built stage wrapped by `wrap` before it consumes (a stage whose work is
+/// recorded in and skipped by a store, for one).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_component_with<C: Component, S: Stage>(
+    kafka: &KafkaConfig,
+    runtime: &RuntimeConfig,
+    ops: &OpsConfig,
+    component: &C,
+    deps: &Deps,
+    extra: Router,
+    wrap: impl FnOnce(C::Stage) -> S,
+    cancel: CancellationToken,
+) -> Result<(), ServiceError> {
     let ready = serve_ops(ops, deps.metrics.clone(), extra, &cancel)
         .await
         .map_err(|source| ServiceError::Ops { addr: ops.listen, source })?;
     // The LLM clients this stage builds share their endpoints' budgets with the other replicas.
     let share = KafkaBudgetShare::new(kafka, Timing::default());
     deps.llm.share_budgets(Arc::new(share.clone()));
-    let stage = component.build(deps).await?;
+    let stage = wrap(component.build(deps).await?);
     let result = run_stage(kafka, runtime, Arc::new(stage), deps.metrics.clone(), ready, cancel).await;
     // Drained: nothing in flight, so this replica's part goes back to the others now.
     share.leave().await;

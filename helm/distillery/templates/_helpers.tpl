@@ -108,10 +108,10 @@ extract:
   sections: [kafka, runtime, ops, s3, extract, claims]
   inputs: [documents]
 generate:
-  sections: [kafka, runtime, ops, llm, generate, embedder]
+  sections: [kafka, runtime, ops, llm, generate, embedder, store]
   inputs: [chunks, regenerate]
 judge:
-  sections: [kafka, runtime, ops, llm, judge]
+  sections: [kafka, runtime, ops, llm, judge, store]
   inputs: [drafts]
 dedup:
   sections: [kafka, runtime, ops, dedup, embedder, vectors]

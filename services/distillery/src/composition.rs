@@ -135,7 +135,7 @@ async fn spawn_resumable<C: Component>(
     runtime: &RuntimeConfig,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(JoinHandle<()>, Arc<Resumable<C::Stage>>)> {
-    let stage = Arc::new(Resumable::new(component.build(deps).await?, store));
+    let stage = Arc::new(Resumable::new(component.build(deps).await?, store).with_metrics(&deps.metrics));
     let concurrency = stage.default_concurrency();
     Ok((bus.spawn_stage(stage.clone(), concurrency, runtime, cancel.clone()), stage))
 }

@@ -1,13 +1,15 @@
 //! The judge stage as a Kafka service: `drafts` to `judged`, `regenerate` or `rejected`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::Router;
 use distillery_component::Deps;
 use distillery_core::Metrics;
 use distillery_core::config::load;
+use distillery_dataset::resume::Resumable;
 use distillery_kafka::KafkaConfig;
-use distillery_kafka::service::{ServiceError, run_component};
+use distillery_kafka::service::{ServiceError, run_component, run_component_with};
 use distillery_llm::LlmConfig;
 use distillery_runtime::RuntimeConfig;
 use distillery_runtime::boot::OpsConfig;
@@ -23,10 +25,15 @@ distillery_kafka::service_config!(
         llm: LlmConfig,
         /// Threshold and attempts.
         judge: JudgeConfig,
+        /// The dataset store the sink writes (`[store] url`, a secret). Set: a draft whose verdict is already
+        /// recorded there (redelivered after a crash or a rebalance) gets it back without a judge call, and
+        /// each verdict is recorded before it is published. Unset: every draft is judged.
+        store: distillery_dataset::StoreConfig,
     }
     validate(s, errors) {
         s.llm.validate("llm", errors);
         s.judge.validate("judge", errors);
+        s.store.validate("store", errors);
     }
 );
 
@@ -44,6 +51,7 @@ impl Default for JudgeServiceConfig {
             ops: OpsConfig::default(),
             llm: judge_llm(&LlmConfig::default()),
             judge: JudgeConfig::default(),
+            store: distillery_dataset::StoreConfig::default(),
         }
     }
 }
@@ -53,7 +61,14 @@ pub async fn run(config: Option<&Path>, cancel: CancellationToken) -> Result<(),
     let c: JudgeServiceConfig = load(config).map_err(|e| ServiceError::Config(e.to_string()))?;
     let deps = Deps::local(Metrics::global());
     let component = JudgeComponent { llm: &c.llm, judge: &c.judge };
-    run_component(&c.kafka, &c.runtime, &c.ops, &component, &deps, Router::new(), cancel).await
+    match c.store.open().await.map_err(|e| ServiceError::Config(format!("store: {e}")))? {
+        Some(store) => {
+            let metrics = deps.metrics.clone();
+            let wrap = move |stage| Resumable::new(stage, Arc::new(store)).with_metrics(&metrics);
+            run_component_with(&c.kafka, &c.runtime, &c.ops, &component, &deps, Router::new(), wrap, cancel).await
+        }
+        None => run_component(&c.kafka, &c.runtime, &c.ops, &component, &deps, Router::new(), cancel).await,
+    }
 }
 
 /// The `distillery-judge` binary.

@@ -179,13 +179,10 @@ pub async fn rewrite_folder(
 ) -> Result<Rewritten, String> {
     use std::io::Write;
     // Superseded marks first (async), then the lines (sync writes into temporary files).
-    let mut superseded = std::collections::HashMap::new();
-    // The chunks of the current documents: a record of a replaced version whose chunk the current version
-    // still has (content-based chunk ids: an edit left it unchanged) is current, not superseded.
-    let mut current_chunks = std::collections::HashSet::new();
+    let mut replaced = std::collections::HashMap::new();
+    let mut chunks_of: Vec<(String, Vec<String>)> = Vec::new();
     if let Some(v) = versions {
         let mut docs = Vec::new();
-        let mut chunks_of: Vec<(String, Vec<String>)> = Vec::new();
         for_each_outcome(store, |_, r| {
             if let Some(d) = r.document_id() {
                 docs.push(d.to_string());
@@ -200,15 +197,11 @@ pub async fn rewrite_folder(
         docs.dedup();
         for d in docs {
             if let Some(by) = v.superseded_by(&d).await.map_err(|e| e.to_string())? {
-                superseded.insert(d, by);
-            }
-        }
-        for (doc, chunks) in chunks_of {
-            if !superseded.contains_key(&doc) {
-                current_chunks.extend(chunks);
+                replaced.insert(d, by);
             }
         }
     }
+    let supersession = distillery_export::Supersession::new(replaced, chunks_of);
     let no_exports = SinkConfig { formats: Vec::new(), ..cfg.clone() };
     let mut files: std::collections::BTreeMap<String, std::io::BufWriter<std::fs::File>> = Default::default();
     let mut counts = Rewritten::new();
@@ -221,10 +214,10 @@ pub async fn rewrite_folder(
         counts.insert(name.clone(), 0);
     }
     for_each_outcome(store, |_, r| {
-        let by = r
-            .document_id()
-            .and_then(|d| superseded.get(d).cloned())
-            .filter(|_| !r.chunk_id().is_some_and(|c| current_chunks.contains(c)));
+        let by = match supersession.place(r.document_id(), r.chunk_id(), None) {
+            distillery_export::Place::Superseded { by } => Some(by.to_string()),
+            distillery_export::Place::Current { .. } => None,
+        };
         // A superseded record keeps its (marked) line in the dataset files, but no line in an export.
         let exports = if by.is_some() { &no_exports } else { cfg };
         for (name, line) in dataset_lines(exports, r, by).map_err(|e| e.to_string())? {

@@ -39,11 +39,7 @@ distillery_kafka::service_config!(
             errors.push("sink.formats: parquet is written by `distillery export`, not per record".into());
         }
         s.s3.validate("s3", errors);
-        if let Some(url) = s.store.url()
-            && let Err(e) = distillery_dataset::sql::check_url(url)
-        {
-            errors.push(format!("store.url: {e}"));
-        }
+        s.store.validate("store", errors);
     }
 );
 
@@ -54,10 +50,7 @@ pub async fn run(config: Option<&Path>, cancel: CancellationToken) -> Result<(),
     let mut deps = Deps::local(Metrics::global());
     deps.versions = c.claims.versions(&s3);
     deps.stores = Stores::with_s3(s3);
-    if let Some(url) = c.store.url() {
-        let store =
-            distillery_dataset::SqlStore::open(url).await.map_err(|e| ServiceError::Config(format!("store: {e}")))?;
-        tracing::info!(store = %distillery_dataset::DatasetStore::describe(&store), "dataset store open");
+    if let Some(store) = c.store.open().await.map_err(|e| ServiceError::Config(format!("store: {e}")))? {
         deps.dataset = Some(Arc::new(store));
     }
     let component = SinkComponent { sink: &c.sink, output: &c.output };

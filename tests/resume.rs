@@ -297,6 +297,11 @@ async fn a_killed_run_resumes_without_repeating_calls_or_lines() {
         String::from_utf8(status.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let current = docs.iter().find(|d| d["document_id"] == v2["id"]).expect("status lists the new version");
     assert_eq!(current["accepted"].as_u64().unwrap() as usize, current_ids.len(), "{current}");
+    // Nothing pending after the edit: the chunks the new version took over are not left pending under the
+    // old one.
+    for d in &docs {
+        assert_eq!(d["chunks_pending"], 0, "{d}");
+    }
 
     common::report(&format!(
         "resume (SIGKILL after {} calls): run 2 made {} calls, repeated {repeated} (in flight at the kill {in_flight_at_kill}); \

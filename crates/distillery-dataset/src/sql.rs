@@ -966,7 +966,6 @@ impl DatasetStore for SqlStore {
         let judge = distillery_core::StageName::Judge.as_str();
         let mut t = Totals {
             documents: self.scalar("SELECT COUNT(*) FROM documents", &[]).await?,
-            chunks: self.scalar("SELECT CAST(COALESCE(SUM(chunks), 0) AS BIGINT) FROM documents", &[]).await?,
             drafts: self.scalar("SELECT COUNT(*) FROM steps WHERE stage = $1 AND kind = 'draft'", &[generate]).await?,
             regenerated: self
                 .scalar("SELECT COUNT(*) FROM steps WHERE stage = $1 AND kind = 'regenerate'", &[judge])
@@ -1010,7 +1009,9 @@ impl DatasetStore for SqlStore {
             judge_completion: int(&u, 3)?,
         };
         let docs = self.documents().await?;
-        t.chunks = t.chunks.max(docs.iter().map(|d| d.chunks).sum());
+        // Per document as `documents()` counts them (a chunk an edit left unchanged counts once, under the
+        // version that holds it now).
+        t.chunks = docs.iter().map(|d| d.chunks).sum();
         t.chunks_done = docs.iter().map(|d| d.chunks_done).sum();
         t.chunks_failed = docs.iter().map(|d| d.chunks_failed).sum();
         t.chunks_pending = docs.iter().map(|d| d.chunks_pending).sum();
@@ -1093,11 +1094,23 @@ impl DatasetStore for SqlStore {
             }
         }
         let deleted = self.deleted_documents().await?;
+        // A version an edit replaced holds only the chunks its successor did not take over (an unchanged
+        // section's chunk moves to the new version): those moved are not pending under the old one.
+        let replaced: HashSet<String> = sqlx::query(
+            "SELECT supersedes FROM document_versions WHERE supersedes IS NOT NULL AND supersedes <> document_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(err))
+        .collect::<Result<_, _>>()?;
         let mut out: Vec<DocumentProgress> = docs
             .into_values()
             .map(|mut p| {
                 p.deleted = deleted.contains(&p.document_id);
-                p.chunks = p.chunks.max(chunk_rows.get(&p.document_id).copied().unwrap_or(0));
+                let held = chunk_rows.get(&p.document_id).copied().unwrap_or(0);
+                p.chunks = if replaced.contains(&p.document_id) { held } else { p.chunks.max(held) };
                 p.chunks_pending = p.chunks.saturating_sub(p.chunks_done + p.chunks_failed);
                 p
             })

@@ -82,7 +82,10 @@ impl Component for SinkComponent<'_> {
         };
         let mut sink = Sink::new(out, self.sink.clone(), deps.versions.clone());
         if let Some(store) = &deps.dataset {
-            sink = sink.with_dataset(store.clone()).await.map_err(|e| BuildError::one(NAME.as_str(), e))?;
+            sink = sink
+                .with_dataset(store.clone(), o.dir.as_deref())
+                .await
+                .map_err(|e| BuildError::one(NAME.as_str(), e))?;
         } else if let Some(dir) = &o.dir {
             // No store: what the folder already holds is written (a restarted sink writes nothing twice).
             let keys =
@@ -333,16 +336,39 @@ impl Sink {
     }
 
     /// Writes every record to `store` before its lines, and takes what the store already holds as written
-    /// (a restarted sink, a resumed run: no line twice).
-    pub async fn with_dataset(mut self, store: Arc<dyn DatasetStore>) -> Result<Self, String> {
+    /// (a restarted sink, a resumed run: no line twice). With an output `folder`, the lines of stored
+    /// outcomes the folder lacks (a sink killed between its store write and its lines) are appended first.
+    pub async fn with_dataset(
+        mut self,
+        store: Arc<dyn DatasetStore>,
+        folder: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let present: Option<std::collections::HashSet<String>> = match folder {
+            Some(dir) => Some(folder_keys(dir).map_err(|e| format!("{}: {e}", dir.display()))?.into_iter().collect()),
+            None => None,
+        };
         let mut keys = Vec::new();
+        let mut lacking = Vec::new();
         for_each_outcome(&*store, |kind, r| {
-            keys.push(line_key(outcome_topic(kind), r));
+            let key = line_key(outcome_topic(kind), r);
+            if present.as_ref().is_some_and(|p| !p.contains(&key)) {
+                lacking.push(r.clone());
+            }
+            keys.push(key);
             Ok(())
         })
         .await
         .map_err(|e| format!("reading the dataset store {}: {e}", store.describe()))?;
         tracing::info!(stored = keys.len(), store = %store.describe(), "sink: outcomes already in the store");
+        if !lacking.is_empty() {
+            let mut lines = Vec::new();
+            for r in &lacking {
+                let by = self.superseded(r.document_id()).await.map_err(|e| e.to_string())?;
+                lines.extend(self.lines(r, by).map_err(|e| e.to_string())?);
+            }
+            self.out.append(lines).await.map_err(|e| format!("appending the lines the folder lacked: {e}"))?;
+            tracing::warn!(records = lacking.len(), "sink: stored outcomes whose lines the folder lacked, appended");
+        }
         self.remember(keys);
         self.dataset = Some(store);
         Ok(self)
@@ -685,7 +711,7 @@ mod tests {
         let rej = Record::Rejected(Rejected::new("judge", RejectReason::LowScore, SubjectKind::Draft, "d9", "2/5"));
         let start = || async {
             let out = DatasetOut::start(FolderBackend::new(dir.path()).unwrap(), 100, Duration::from_millis(1));
-            Sink::new(out, SinkConfig::default(), None).with_dataset(store.clone()).await.unwrap()
+            Sink::new(out, SinkConfig::default(), None).with_dataset(store.clone(), Some(dir.path())).await.unwrap()
         };
         let sink = start().await;
         sink.process(Input::record(Topic::Accepted, acc.clone())).await.unwrap();
@@ -709,5 +735,46 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(accepted.lines().next().unwrap()).unwrap();
         assert_eq!(line["id"], "a1");
         assert!(!dir.path().join(DEAD_LETTER).exists(), "no empty dead-letter file");
+    }
+
+    #[tokio::test]
+    async fn a_sink_killed_between_its_store_write_and_its_lines_appends_them_on_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn DatasetStore> = Arc::new(
+            distillery_dataset::SqlStore::open(&distillery_dataset::sql::sqlite_url(&dir.path().join("ds.db")))
+                .await
+                .unwrap(),
+        );
+        let accepted = |id: &str| {
+            Record::Accepted(Accepted {
+                id: id.into(),
+                judged: fixtures::judged(),
+                nearest_similarity: None,
+                accepted_at_ms: 1,
+            })
+        };
+        let start = || async {
+            let out = DatasetOut::start(FolderBackend::new(dir.path()).unwrap(), 100, Duration::from_millis(1));
+            Sink::new(out, SinkConfig::default(), None).with_dataset(store.clone(), Some(dir.path())).await.unwrap()
+        };
+        let sink = start().await;
+        sink.process(Input::record(Topic::Accepted, accepted("a1"))).await.unwrap();
+        drop(sink);
+        // The store write of a2 happened, its lines did not (the process died in between); its offset was
+        // committed by no one, but the restarted sink takes the store's records as written.
+        store.write(vec![accepted("a2")]).await.unwrap();
+        let sink = start().await;
+        sink.process(Input::record(Topic::Accepted, accepted("a2"))).await.unwrap();
+        drop(sink);
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+        let ids: Vec<String> = read(ACCEPTED)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, vec!["a1", "a2"], "a2's line appended once on restart, not again for its redelivery");
+        assert_eq!(read("alpaca.jsonl").lines().count(), 2, "and its export lines");
+        // A third start finds nothing lacking.
+        drop(start().await);
+        assert_eq!(read(ACCEPTED).lines().count(), 2);
     }
 }

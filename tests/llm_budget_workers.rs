@@ -4,7 +4,13 @@
 //! workers share it over the control topic, so the proxy must never see more than 3 requests at once,
 //! though each worker alone would keep 3 in flight (runtime concurrency 4). The 429s must shrink a worker's
 //! congestion window (AIMD), and the pair must finish every chunk.
+//!
+//! And the share outlives a broker outage: two members on a broker of this test's own (tansu behind a proxy
+//! that cuts every connection) stop using their parts while their heartbeats cannot come back, and take
+//! them up again, still counting each other, once the broker is back.
 
+#[path = "common/broker.rs"]
+mod broker;
 mod common;
 
 use std::collections::HashSet;
@@ -18,6 +24,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use common::*;
 use distillery_core::{Record, Topic};
+use distillery_kafka::llm_budget::{KafkaBudgetShare, Timing};
+use distillery_llm::{BudgetGroup, BudgetShare, BudgetUsage, Limits, Share};
+use tokio::sync::watch;
 
 /// The budget the two workers share.
 const BUDGET: usize = 3;
@@ -223,5 +232,64 @@ async fn two_generate_workers_share_one_budget_and_back_off_on_429() {
     report(&format!("{line}\n"));
     for w in &mut workers {
         assert!(w.stop(60).is_some_and(|s| s.success()), "a worker did not stop cleanly: {}", w.log_text());
+    }
+}
+
+/// Waits until `pred` holds for the member's share, or fails after `limit` naming `what`.
+async fn share_until(rx: &mut watch::Receiver<Share>, limit: Duration, what: &str, pred: impl Fn(&Share) -> bool) {
+    let held = matches!(tokio::time::timeout(limit, rx.wait_for(|s| pred(s))).await, Ok(Ok(_)));
+    assert!(held, "{what} within {limit:?}: share now {:?}", *rx.borrow());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn budget_members_cut_off_by_a_broker_outage_take_their_parts_up_again() {
+    let scope = Scope::new("budgetout");
+    let logs = scope.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let broker = broker::Broker::start(&logs).await;
+    let kafka = distillery_kafka::KafkaConfig {
+        brokers: broker.brokers(),
+        topic_prefix: scope.prefix.clone(),
+        group_prefix: format!("{}-", scope.name),
+        ..Default::default()
+    };
+    let timing = Timing { lease: Duration::from_secs(6), heartbeat: Duration::from_secs(1) };
+    let group = BudgetGroup { key: "http://llm|model".into(), model: "model".into() };
+    let limits = Limits { concurrency: 4, requests_per_second: None, tokens_per_minute: None };
+    // Two replicas: each its own share (its own clients), as two processes.
+    let shares = [KafkaBudgetShare::new(&kafka, timing), KafkaBudgetShare::new(&kafka, timing)];
+    let mut members = Vec::new();
+    for share in &shares {
+        members.push(share.join(&group, limits, Arc::new(BudgetUsage::default())).await);
+    }
+    let both = |s: &Share| s.active && s.members == 2;
+    for rx in &mut members {
+        share_until(rx, Duration::from_secs(90), "both members active, counting two", both).await;
+    }
+    let parts: usize = members.iter().map(|rx| rx.borrow().concurrency()).sum();
+    assert_eq!(parts, 4, "the parts add up to the limit");
+
+    // The broker unreachable for 20 s: no heartbeat comes back, so neither may go on using its part.
+    broker.front.down();
+    let cut = Instant::now();
+    for rx in &mut members {
+        share_until(rx, Duration::from_secs(20), "a member cut off from the control topic stopped", |s| !s.active)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(cut.elapsed())).await;
+    broker.front.up().await;
+    let back = Instant::now();
+    for rx in &mut members {
+        share_until(rx, Duration::from_secs(120), "after the outage, both members active again, counting two", both)
+            .await;
+    }
+    let parts: usize = members.iter().map(|rx| rx.borrow().concurrency()).sum();
+    assert_eq!(parts, 4, "after the outage the parts add up to the limit");
+    report(&format!(
+        "LLM budget after a 20 s broker outage: both members active again {:.1} s after the broker came back\n",
+        back.elapsed().as_secs_f64()
+    ));
+    for share in &shares {
+        share.leave().await;
     }
 }

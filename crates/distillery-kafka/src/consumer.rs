@@ -201,7 +201,7 @@ pub async fn run_stage_with<S: Stage>(
     let freed = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     let mut paused = false;
-    let mut paused_at_assignment = 0u64;
+    let mut applied_at_assignment = 0u64;
     let mut health = tokio::time::interval(Duration::from_secs(1));
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let outcome: Result<(), KafkaRuntimeError> = loop {
@@ -212,14 +212,18 @@ pub async fn run_stage_with<S: Stage>(
         }
         // Take more input only with a free slot, and while the breaker lets new inputs through.
         let take = sem.available_permits() > 0 && breaker.admits();
+        // The state is applied again to every new assignment, both ways: librdkafka keeps a partition's pause
+        // across a re-assignment, so partitions lost while paused (a broker outage ending the session) would
+        // come back paused after a resume that found no partition to resume.
         let assignment = consumer.context().assignments.load(Ordering::SeqCst);
-        if !take && (!paused || assignment != paused_at_assignment) {
+        if !take && (!paused || assignment != applied_at_assignment) {
             set_paused(&consumer, name, true);
             paused = true;
-            paused_at_assignment = assignment;
-        } else if take && paused {
+            applied_at_assignment = assignment;
+        } else if take && (paused || assignment != applied_at_assignment) {
             set_paused(&consumer, name, false);
             paused = false;
+            applied_at_assignment = assignment;
         }
         let probe_in = if paused && breaker.is_open() { breaker.until_probe() } else { Duration::from_secs(3600) };
         let msg = tokio::select! {

@@ -19,6 +19,7 @@
 //! lease (the members' clocks should agree to well within it).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,13 +28,14 @@ use distillery_llm::{BudgetGroup, BudgetShare, BudgetUsage, Limits, Share};
 use futures::future::BoxFuture;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
+use crate::error::KafkaRuntimeError;
 use crate::ordered_log::{ensure_log_topic, reader};
 
 /// The control topic's name after the prefix.
@@ -99,6 +101,9 @@ struct Inner {
     changed: Notify,
     /// Fired by [`KafkaBudgetShare::leave`].
     cancel: CancellationToken,
+    /// Fired when this process's heartbeats are published but not read back: the reader starts over with a
+    /// new consumer from its position.
+    reread: Notify,
     /// Set once the members' leaving is published.
     left: watch::Sender<bool>,
 }
@@ -127,6 +132,7 @@ impl KafkaBudgetShare {
                 state: Mutex::new(State::default()),
                 changed: Notify::new(),
                 cancel: CancellationToken::new(),
+                reread: Notify::new(),
                 left: watch::channel(false).0,
             }),
             started: Arc::new(tokio::sync::OnceCell::new()),
@@ -155,14 +161,9 @@ impl KafkaBudgetShare {
                     } else {
                         Ok(())
                     };
-                    let clients = created.and_then(|()| {
-                        let mut p = inner.cfg.producer_config();
-                        p.set("linger.ms", "0");
-                        Ok((reader(&inner.cfg, &inner.topic)?, p.create::<FutureProducer>()?))
-                    });
-                    match clients {
-                        Ok((consumer, producer)) => {
-                            tokio::spawn(read(self.inner.clone(), consumer));
+                    match created.and_then(|()| heartbeat_producer(&inner.cfg, &inner.timing)) {
+                        Ok(producer) => {
+                            tokio::spawn(read(self.inner.clone()));
                             tokio::spawn(keep(self.inner.clone(), producer));
                             return;
                         }
@@ -209,43 +210,81 @@ impl BudgetShare for KafkaBudgetShare {
     }
 }
 
-/// Reads the control topic from its start into the table.
-async fn read(inner: Arc<Inner>, consumer: rdkafka::consumer::StreamConsumer) {
-    let mut tpl = TopicPartitionList::new();
-    if let Err(e) = tpl.add_partition_offset(&inner.topic, 0, Offset::Beginning).and_then(|()| consumer.assign(&tpl)) {
-        tracing::error!(topic = %inner.topic, error = %e, "cannot read the control topic");
-        return;
-    }
+/// Heartbeats go through a producer of their own without idempotence: a heartbeat is state (the latest one
+/// wins), sent one at a time, so a repeated one is harmless, and an idempotent producer can end in a fatal
+/// error (its sequence numbers lost across a broker outage) after which it never sends again: the members
+/// of this process would stay fenced for good.
+/// A heartbeat not delivered within a lease is given up (the next one says more).
+fn heartbeat_producer(cfg: &KafkaConfig, timing: &Timing) -> Result<FutureProducer, KafkaRuntimeError> {
+    let mut p = cfg.producer_config();
+    p.set("enable.idempotence", "false")
+        .set("linger.ms", "0")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("message.timeout.ms", timing.lease.as_millis().max(1000).to_string());
+    Ok(p.create()?)
+}
+
+/// Reads the control topic from its start into the table; starts over with a new consumer (from the
+/// position reached) when [`Inner::reread`] fires.
+async fn read(inner: Arc<Inner>) {
     loop {
-        let msg = tokio::select! {
-            m = consumer.recv() => m,
-            _ = inner.cancel.cancelled() => return,
-        };
-        let msg = match msg {
-            Ok(m) => m,
+        let position = inner.state.lock().expect("state lock").position;
+        let from = if position == 0 { Offset::Beginning } else { Offset::Offset(position) };
+        let consumer = reader(&inner.cfg, &inner.topic).and_then(|c| {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&inner.topic, 0, from)?;
+            c.assign(&tpl)?;
+            Ok(c)
+        });
+        let consumer = match consumer {
+            Ok(c) => c,
             Err(e) => {
-                tracing::warn!(topic = %inner.topic, error = %e, "control topic read failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
-        let beat = if key.starts_with(KEY_PREFIX) {
-            msg.payload().and_then(|p| serde_json::from_slice::<Heartbeat>(p).ok())
-        } else {
-            None
-        };
-        {
-            let mut st = inner.state.lock().expect("state lock");
-            st.position = msg.offset() + 1;
-            if let Some(b) = beat {
-                for l in st.locals.iter_mut().filter(|l| l.member == b.member) {
-                    l.confirmed_at_ms = b.at_ms;
+                tracing::warn!(topic = %inner.topic, error = %e, "cannot read the control topic; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = inner.cancel.cancelled() => return,
                 }
-                st.table.insert((b.group.clone(), b.member.clone()), b);
             }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = consumer.recv() => m,
+                _ = inner.reread.notified() => {
+                    tracing::warn!(topic = %inner.topic, position, "control topic reader stalled (heartbeats published but not read back); reading again with a new consumer");
+                    break;
+                }
+                _ = inner.cancel.cancelled() => return,
+            };
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(topic = %inner.topic, error = %e, "control topic read failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
+            let beat = if key.starts_with(KEY_PREFIX) {
+                msg.payload().and_then(|p| serde_json::from_slice::<Heartbeat>(p).ok())
+            } else {
+                None
+            };
+            {
+                let mut st = inner.state.lock().expect("state lock");
+                st.position = msg.offset() + 1;
+                if let Some(b) = beat {
+                    for l in st.locals.iter_mut().filter(|l| l.member == b.member) {
+                        l.confirmed_at_ms = l.confirmed_at_ms.max(b.at_ms);
+                    }
+                    let key = (b.group.clone(), b.member.clone());
+                    // Read again from an earlier position, an older heartbeat never replaces a newer one.
+                    if st.table.get(&key).is_none_or(|old| old.at_ms <= b.at_ms) {
+                        st.table.insert(key, b);
+                    }
+                }
+            }
+            inner.changed.notify_one();
         }
-        inner.changed.notify_one();
     }
 }
 
@@ -290,9 +329,16 @@ fn plan(st: &State, l: &Local, timing: &Timing, now: i64) -> Plan {
     Plan { share, publish }
 }
 
-/// Keeps every local member's part and heartbeats current; on cancel, publishes their leaving.
-async fn keep(inner: Arc<Inner>, producer: FutureProducer) {
+/// Keeps every local member's part and heartbeats current; on cancel, publishes their leaving. Mends what a
+/// broker outage can leave broken: a producer in a fatal state is replaced, and a reader that does not give
+/// back heartbeats published since is started over.
+async fn keep(inner: Arc<Inner>, mut producer: FutureProducer) {
     let tick = Duration::from_millis(100);
+    let lease = inner.timing.lease.as_millis() as i64;
+    // When a heartbeat was last acknowledged by the broker, and when the reader was last started over.
+    let sent_at_ms = Arc::new(AtomicI64::new(0));
+    let broken = Arc::new(AtomicBool::new(false));
+    let mut reread_at_ms = now_ms();
     loop {
         let cancelled = tokio::select! {
             _ = inner.changed.notified() => false,
@@ -301,17 +347,26 @@ async fn keep(inner: Arc<Inner>, producer: FutureProducer) {
         };
         let now = now_ms();
         let mut sends: Vec<Heartbeat> = Vec::new();
+        let mut stalled = false;
         {
             let mut guard = inner.state.lock().expect("state lock");
             let st = &mut *guard;
             let plans: Vec<Plan> = st.locals.iter().map(|l| plan(st, l, &inner.timing, now)).collect();
             for (l, p) in st.locals.iter_mut().zip(plans) {
                 let share = if cancelled { Share { active: false, ..p.share } } else { p.share };
+                let was_active = l.tx.borrow().active;
                 l.tx.send_if_modified(|s| {
                     let changed = *s != share;
                     *s = share;
                     changed
                 });
+                if was_active && !share.active && !cancelled {
+                    tracing::warn!(group = %l.group, member = %l.member, "LLM budget part suspended: this member's heartbeats have not come back from the control topic");
+                }
+                // Published and acknowledged since, yet not read back for a lease: the reader is stuck.
+                stalled |= l.confirmed_at_ms > 0
+                    && now - l.confirmed_at_ms > lease
+                    && sent_at_ms.load(Ordering::SeqCst) > l.confirmed_at_ms;
                 let view = if cancelled { Some(l.published.clone()) } else { p.publish };
                 if let Some(view) = view {
                     if view != l.published {
@@ -330,15 +385,50 @@ async fn keep(inner: Arc<Inner>, producer: FutureProducer) {
                 }
             }
         }
+        if stalled && now - reread_at_ms > lease {
+            reread_at_ms = now;
+            inner.reread.notify_one();
+        }
+        // Sent without waiting: the parts are kept current (a member fences itself) while the broker is away.
+        let mut leaving = Vec::new();
         for b in sends {
             let key = format!("{KEY_PREFIX}{}/{}", b.group, b.member);
             let payload = serde_json::to_vec(&b).expect("a heartbeat serialises");
             let record = FutureRecord::to(&inner.topic).partition(0).key(&key).payload(&payload);
-            if let Err((e, _)) = producer.send(record, Duration::from_secs(10)).await {
-                tracing::warn!(topic = %inner.topic, error = %e, "LLM budget heartbeat not published");
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    let (at_ms, topic, sent, broken, producer) =
+                        (b.at_ms, inner.topic.clone(), sent_at_ms.clone(), broken.clone(), producer.clone());
+                    leaving.push(tokio::spawn(async move {
+                        match delivery.await {
+                            Ok(Ok(_)) => {
+                                sent.fetch_max(at_ms, Ordering::SeqCst);
+                            }
+                            Ok(Err((e, _))) => {
+                                tracing::warn!(topic = %topic, error = %e, "LLM budget heartbeat not published");
+                                if producer.client().fatal_error().is_some() {
+                                    broken.store(true, Ordering::SeqCst);
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                    }));
+                }
+                Err((e, _)) => tracing::warn!(topic = %inner.topic, error = %e, "LLM budget heartbeat not queued"),
+            }
+        }
+        if broken.swap(false, Ordering::SeqCst) {
+            tracing::warn!(topic = %inner.topic, "LLM budget producer failed for good; replacing it");
+            match heartbeat_producer(&inner.cfg, &inner.timing) {
+                Ok(p) => producer = p,
+                Err(e) => tracing::warn!(topic = %inner.topic, error = %e, "LLM budget producer not replaced"),
             }
         }
         if cancelled {
+            // The leaving heartbeats delivered (or given up) before the leaving is reported done.
+            for sent in leaving {
+                let _ = sent.await;
+            }
             inner.left.send_replace(true);
             return;
         }

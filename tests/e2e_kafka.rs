@@ -425,6 +425,62 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
         edit_started.elapsed()
     );
 
+    // Replay judging through Kafka: the retained drafts read again from the drafts topic by a consumer group
+    // of the rejudge's own, judged by the real model against a new threshold, while the pipeline runs;
+    // nothing is published (no topic grows, the judge service makes no call) and no generator call is made.
+    let judge_calls_before = metric_sum(&services["judge"].metrics().await, "distillery_llm_calls_total{");
+    let topics_before = high_watermarks(&kafka, &[Topic::Drafts, Topic::Judged, Topic::Regenerate]);
+    let rejudge_config = scope.path("rejudge.toml");
+    std::fs::write(&rejudge_config, "[judge]\nanswer_check = false\nmax_attempts = 2\n").unwrap();
+    let rejudge = std::process::Command::new(binary())
+        .args(["rejudge", "--store", &url, "--threshold", "4", "--llm-base-url", &servers.llm])
+        .args(["--judge-model", &servers.llm_model, "--config", rejudge_config.to_str().unwrap()])
+        .arg("--kafka-config")
+        .arg(scope.path("judge.toml"))
+        .output()
+        .unwrap();
+    assert!(rejudge.status.success(), "rejudge over Kafka failed:\n{}", String::from_utf8_lossy(&rejudge.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&rejudge.stdout).expect("the rejudge report is JSON");
+    assert!(report["source"].as_str().is_some_and(|s| s.starts_with("kafka:")), "{report}");
+    assert!(report["judged"].as_u64().unwrap() >= 1, "retained drafts were judged again: {report}");
+    assert_eq!(report["not_replayed"], 0, "every retained draft is still on the drafts topic: {report}");
+    assert!(report["replay_read"].as_u64().unwrap() >= report["judged"].as_u64().unwrap(), "{report}");
+    assert!(report["llm_calls"].as_u64().unwrap() >= 1, "the real model judged: {report}");
+    assert_eq!(report["generator_calls"], 0, "a rejudge never generates: {report}");
+    let (before, after) = (report["accepted_before"].as_i64().unwrap(), report["accepted_after"].as_i64().unwrap());
+    let (up, down) = (report["newly_accepted"].as_i64().unwrap(), report["newly_rejected"].as_i64().unwrap());
+    assert_eq!(after, before + up - down, "{report}");
+    assert_eq!(
+        high_watermarks(&kafka, &[Topic::Drafts, Topic::Judged, Topic::Regenerate]),
+        topics_before,
+        "the replay published nothing"
+    );
+    let judge_calls_after = metric_sum(&services["judge"].metrics().await, "distillery_llm_calls_total{");
+    assert_eq!(judge_calls_after, judge_calls_before, "the running judge service was not involved");
+    let versions = std::process::Command::new(binary())
+        .args([
+            "export",
+            "--store",
+            &url,
+            "--format",
+            "sharegpt",
+            "--out",
+            scope.path("after-rejudge.jsonl").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(versions.status.success(), "{}", String::from_utf8_lossy(&versions.stderr));
+    eprintln!(
+        "e2e rejudge over Kafka: {} drafts read from the topic, {} retained judged again at threshold 4 in {} LLM calls, \
+         {} newly accepted, {} newly rejected, {} exported after it",
+        report["replay_read"],
+        report["judged"],
+        report["llm_calls"],
+        up,
+        down,
+        jsonl(&scope.path("after-rejudge.jsonl")).len()
+    );
+
     // Graceful shutdown: every service drains and exits cleanly on SIGTERM.
     for stage in STAGES {
         let s = services.get_mut(stage).unwrap();
@@ -449,4 +505,24 @@ fn metric_sum(text: &str, series: &str) -> f64 {
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
+}
+
+/// The sum of the high watermarks of some topics' partitions (what they have ever held).
+fn high_watermarks(kafka: &distillery_kafka::KafkaConfig, topics: &[Topic]) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", format!("{}watermarks", kafka.group_prefix))
+        .create()
+        .expect("a consumer");
+    let names = kafka.topic_names();
+    let mut sum = 0;
+    for t in topics {
+        let name = names.name(*t);
+        let metadata = consumer.fetch_metadata(Some(&name), Duration::from_secs(30)).expect("metadata");
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            sum += consumer.fetch_watermarks(&name, p.id(), Duration::from_secs(30)).expect("watermarks").1;
+        }
+    }
+    sum
 }

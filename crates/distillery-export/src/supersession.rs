@@ -58,11 +58,6 @@ impl Supersession {
             },
         }
     }
-
-    /// What replaced document `id`, if anything.
-    pub fn replaced_by(&self, id: &str) -> Option<&str> {
-        self.replaced.get(id).map(String::as_str)
-    }
 }
 
 #[cfg(test)]
@@ -88,6 +83,5 @@ mod tests {
         assert_eq!(s.place(Some("d1"), Some("kept"), Some("d2")), Place::Current { document_id: Some("d2") });
         assert_eq!(s.place(Some("x"), None, Some("y")), Place::Superseded { by: "y" });
         assert_eq!(s.place(None, None, None), Place::Current { document_id: None });
-        assert_eq!(s.replaced_by("d1"), Some("d2"));
     }
 }

@@ -142,9 +142,10 @@ fn set_paused<C: ConsumerContext>(consumer: &StreamConsumer<C>, stage: &str, pau
 
 /// Runs `stage` as a consumer-group member until `cancel` fires, then drains and commits.
 ///
-/// At most `concurrency` inputs are in flight; when that many are, or the circuit breaker is open (a
-/// dependency failing), the assigned partitions are paused and polling continues, so a slow or hung stage
-/// never makes the member miss `max.poll.interval.ms`. A fatal error of the idempotent producer stops the
+/// At most `concurrency` inputs are in flight and as many more wait for a slot; when that many are held, or
+/// the circuit breaker is open (a dependency failing), the assigned partitions are paused (until the held
+/// inputs are down to `concurrency`) and polling continues, so a slow or hung stage never makes the member
+/// miss `max.poll.interval.ms`. A fatal error of the idempotent producer stops the
 /// runner with an error (the process exits and is restarted).
 pub async fn run_stage<S: Stage>(
     cfg: &KafkaConfig,
@@ -210,8 +211,12 @@ pub async fn run_stage_with<S: Stage>(
                 tracing::error!(stage = name, error = %e, "input task failed");
             }
         }
-        // Take more input only with a free slot, and while the breaker lets new inputs through.
-        let take = sem.available_permits() > 0 && breaker.admits();
+        // Take more input while the breaker lets new inputs through and the inputs held (running, or waiting
+        // for a slot) are under twice the slots; once paused, resume only when they are down to the slots.
+        // Pausing drops what librdkafka fetched ahead and resuming fetches again, so pausing as soon as every
+        // slot is taken and resuming at each freed slot would cost a fetch round trip per input.
+        let held = tasks.len();
+        let take = breaker.admits() && if paused { held <= concurrency } else { held < 2 * concurrency };
         // The state is applied again to every new assignment, both ways: librdkafka keeps a partition's pause
         // across a re-assignment, so partitions lost while paused (a broker outage ending the session) would
         // come back paused after a resume that found no partition to resume.
@@ -269,8 +274,7 @@ pub async fn run_stage_with<S: Stage>(
         if breaker.is_open() {
             breaker.take_probe();
         }
-        // A slot is free unless a message slipped through a pause (a partition assigned meanwhile): that one
-        // waits for a slot in its task.
+        // Without a free slot the input waits for one in its task (in arrival order: the semaphore is fair).
         let permit = sem.clone().try_acquire_owned().ok();
         let (stage, publisher, metrics, consumer, tracking, cancel, retry, breaker, sem, freed) = (
             stage.clone(),
@@ -287,7 +291,11 @@ pub async fn run_stage_with<S: Stage>(
         tasks.spawn(async move {
             let permit = match permit {
                 Some(p) => p,
-                None => sem.acquire_owned().await.expect("semaphore never closed"),
+                // Shutting down before its turn came: left uncommitted, for the next owner to process.
+                None => tokio::select! {
+                    p = sem.acquire_owned() => p.expect("semaphore never closed"),
+                    _ = cancel.cancelled() => return,
+                },
             };
             let ok = match decoded {
                 Ok(input) => {

@@ -60,63 +60,101 @@ pub struct ReplayReport {
     pub unreplayable: u64,
 }
 
+/// A topic read by a consumer group of its own from the group's committed position (the start, the first
+/// time) up to where the topic ended when the read began: what is published meanwhile waits for the next
+/// read. Nothing is committed until [`TopicToEnd::commit`].
+pub struct TopicToEnd {
+    consumer: StreamConsumer,
+    topic: String,
+    /// Partitions not read to their end yet, and where that end is.
+    pending: BTreeMap<i32, i64>,
+    /// The next offset of every partition read from.
+    done: TopicPartitionList,
+}
+
+impl TopicToEnd {
+    /// Opens `topic` for the group `group` (the full group id).
+    pub async fn open(cfg: &KafkaConfig, topic: Topic, group: &str) -> Result<TopicToEnd, KafkaRuntimeError> {
+        let topic = cfg.topic_names().name(topic);
+        let mut cc = cfg.base();
+        cc.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+            .set("fetch.max.bytes", cfg.message_max_bytes.max(52_428_800).to_string())
+            .set("max.partition.fetch.bytes", cfg.message_max_bytes.max(1_048_576).to_string());
+        let consumer: StreamConsumer = cc.create()?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30))?;
+        let partitions: Vec<i32> =
+            metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect::<Vec<_>>();
+        let mut ends = BTreeMap::new();
+        for p in &partitions {
+            let (_, high) = consumer.fetch_watermarks(&topic, *p, Duration::from_secs(30))?;
+            ends.insert(*p, high);
+        }
+        // The group's positions of these partitions (asked for explicitly: the consumer has no assignment yet).
+        let mut wanted = TopicPartitionList::new();
+        for p in &partitions {
+            wanted.add_partition(&topic, *p);
+        }
+        let committed = consumer.committed_offsets(wanted, Duration::from_secs(30))?;
+        let mut tpl = TopicPartitionList::new();
+        let mut pending = BTreeMap::new();
+        for p in &partitions {
+            let start = committed
+                .find_partition(&topic, *p)
+                .and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None })
+                .unwrap_or(0);
+            tpl.add_partition_offset(&topic, *p, Offset::Offset(start))?;
+            if start < ends[p] {
+                pending.insert(*p, ends[p]);
+            }
+        }
+        consumer.assign(&tpl)?;
+        Ok(TopicToEnd { consumer, topic, pending, done: TopicPartitionList::new() })
+    }
+
+    /// The next record's partition, offset and payload; `None` once every partition is read to its end (or
+    /// nothing came for 30 s).
+    pub async fn next(&mut self) -> Result<Option<(i32, i64, Vec<u8>)>, KafkaRuntimeError> {
+        while !self.pending.is_empty() {
+            let msg = match tokio::time::timeout(Duration::from_secs(30), self.consumer.recv()).await {
+                Ok(m) => m?,
+                Err(_) => return Ok(None),
+            };
+            let (partition, offset) = (msg.partition(), msg.offset());
+            if self.pending.get(&partition).is_none_or(|end| offset >= *end) {
+                self.pending.remove(&partition);
+                continue;
+            }
+            if self.pending.get(&partition).is_some_and(|end| offset + 1 >= *end) {
+                self.pending.remove(&partition);
+            }
+            self.done.add_partition_offset(&self.topic, partition, Offset::Offset(offset + 1))?;
+            return Ok(Some((partition, offset, msg.payload().unwrap_or_default().to_vec())));
+        }
+        Ok(None)
+    }
+
+    /// Commits the group's position past every record returned.
+    pub fn commit(&self) -> Result<(), KafkaRuntimeError> {
+        if self.done.count() > 0 {
+            self.consumer.commit(&self.done, CommitMode::Sync)?;
+        }
+        Ok(())
+    }
+}
+
 /// Replays the dead letters from the group's committed position (the start, the first time) up to the end
 /// of the topic as it is when the replay starts.
 pub async fn replay_dead_letters(cfg: &KafkaConfig, filter: &ReplayFilter) -> Result<ReplayReport, KafkaRuntimeError> {
-    let names = cfg.topic_names();
-    let topic = names.name(Topic::DeadLetter);
     let group = format!("{}replay-dead-letters", cfg.group_prefix);
-    let mut cc = cfg.base();
-    cc.set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
-        .set("fetch.max.bytes", cfg.message_max_bytes.max(52_428_800).to_string())
-        .set("max.partition.fetch.bytes", cfg.message_max_bytes.max(1_048_576).to_string());
-    let consumer: StreamConsumer = cc.create()?;
-    // Where the topic ends now: the replay stops there (what is dead-lettered meanwhile waits for the next one).
-    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30))?;
-    let partitions: Vec<i32> =
-        metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect::<Vec<_>>();
-    let mut ends = BTreeMap::new();
-    for p in &partitions {
-        let (_, high) = consumer.fetch_watermarks(&topic, *p, Duration::from_secs(30))?;
-        ends.insert(*p, high);
-    }
-    // The group's positions of these partitions (asked for explicitly: the consumer has no assignment yet).
-    let mut wanted = TopicPartitionList::new();
-    for p in &partitions {
-        wanted.add_partition(&topic, *p);
-    }
-    let committed = consumer.committed_offsets(wanted, Duration::from_secs(30))?;
-    let mut tpl = TopicPartitionList::new();
-    let mut pending = BTreeMap::new();
-    for p in &partitions {
-        let start = committed
-            .find_partition(&topic, *p)
-            .and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None })
-            .unwrap_or(0);
-        tpl.add_partition_offset(&topic, *p, Offset::Offset(start))?;
-        if start < ends[p] {
-            pending.insert(*p, ends[p]);
-        }
-    }
-    consumer.assign(&tpl)?;
+    let mut read = TopicToEnd::open(cfg, Topic::DeadLetter, &group).await?;
     let publisher = KafkaPublisher::new(cfg)?;
     let mut report = ReplayReport::default();
-    let mut done = TopicPartitionList::new();
-    while !pending.is_empty() {
-        let msg = match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
-            Ok(m) => m?,
-            Err(_) => break,
-        };
-        let (partition, offset) = (msg.partition(), msg.offset());
-        if pending.get(&partition).is_some_and(|end| offset >= *end) {
-            pending.remove(&partition);
-            continue;
-        }
+    while let Some((partition, offset, payload)) = read.next().await? {
         report.read += 1;
-        let record = Codec::global().decode(msg.payload().unwrap_or_default(), Topic::DeadLetter.record_kind());
+        let record = Codec::global().decode(&payload, Topic::DeadLetter.record_kind());
         match record {
             Ok(Record::DeadLetter(d)) if filter.wants(&d) => {
                 let target = Topic::ALL.iter().copied().find(|t| t.base_name() == d.topic);
@@ -141,14 +179,10 @@ pub async fn replay_dead_letters(cfg: &KafkaConfig, filter: &ReplayFilter) -> Re
                 report.skipped += 1;
             }
         }
-        if pending.get(&partition).is_some_and(|end| offset + 1 >= *end) {
-            pending.remove(&partition);
-        }
-        done.add_partition_offset(&topic, partition, Offset::Offset(offset + 1))?;
     }
-    if !filter.dry_run && done.count() > 0 {
+    if !filter.dry_run {
         publisher.flush(Duration::from_secs(30));
-        consumer.commit(&done, CommitMode::Sync)?;
+        read.commit()?;
     }
     Ok(report)
 }

@@ -15,10 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{Ready, ops_router, serve};
 
+/// Directives added to the default filter: qdrant-edge warns at every start that what Qdrant's own `main`
+/// sets up was not (its feature flags, the check whether several memory maps of one file are safe): outside
+/// Qdrant nothing can (the modules are private), and the engine goes on with its defaults, as it should.
+const QUIET: &str = "qdrant_edge::common::mmap::ops=error,qdrant_edge::common::flags=error";
+
 /// Logging: `RUST_LOG` wins; JSON lines when `DISTILLERY_LOG_JSON=1`.
 pub fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},{QUIET}")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("DISTILLERY_LOG_JSON").is_ok_and(|v| v == "1") {
         let _ = builder.json().try_init();

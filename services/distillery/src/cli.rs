@@ -142,6 +142,16 @@ pub enum Command {
         /// Where the diff (diff.jsonl, version.json) goes (default: DIR/versions/N with --from).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Kafka replay: read the drafts again from the pipeline's `drafts` topic (a new consumer group,
+        /// nothing published) with the [kafka] section of this service configuration file.
+        #[arg(long)]
+        kafka_config: Option<PathBuf>,
+        /// Kafka replay: the bootstrap brokers (over --kafka-config's).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Kafka replay: the pipeline's topic prefix (over --kafka-config's).
+        #[arg(long)]
+        prefix: Option<String>,
     },
     /// Rebuild training exports from a run folder or a dataset store (drops repeated ids and records of
     /// superseded documents).
@@ -342,8 +352,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             crate::commands::judge::judge(&pairs, cfg, llm_base_url, llm_model).await
         }
-        Command::Rejudge { from, store, judge_model, threshold, llm_base_url, config, out } => {
+        Command::Rejudge {
+            from,
+            store,
+            judge_model,
+            threshold,
+            llm_base_url,
+            config,
+            out,
+            kafka_config,
+            brokers,
+            prefix,
+        } => {
             let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let kafka = if kafka_config.is_some() || brokers.is_some() || prefix.is_some() {
+                let k = crate::commands::topics::kafka_settings(kafka_config.as_deref(), brokers, prefix)?;
+                let mut errors = Vec::new();
+                k.validate(&mut errors);
+                anyhow::ensure!(errors.is_empty(), "invalid kafka settings:\n  - {}", errors.join("\n  - "));
+                Some(k)
+            } else {
+                None
+            };
             let args = crate::commands::rejudge::RejudgeArgs {
                 from,
                 store,
@@ -352,6 +382,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 llm_base_url,
                 config,
                 out,
+                kafka,
             };
             let report = crate::commands::rejudge::rejudge(args, cfg).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -20,6 +20,13 @@
 //! from it (and from a run folder that holds it) take the latest version's outcome, a reviewer's word above
 //! it. With `--from DIR` the diff goes to `DIR/versions/N/` (`diff.jsonl`, `version.json`) and the folder's
 //! training files are rewritten from the new version.
+//!
+//! As a Kafka replay (`--kafka-config FILE`, or `--brokers`/`--prefix`): the drafts are read again from the
+//! pipeline's `drafts` topic, from its start to where it ended when the replay began, by a consumer group
+//! of the version's own (`<group_prefix>rejudge-v<N>`, committed when the version is recorded). Nothing is
+//! published: no regeneration, no verdict on `judged`, the running pipeline is untouched. The store (the
+//! sink's) still says which drafts are retained and what their outcome was; a retained draft the topic no
+//! longer holds (past its retention) keeps its outcome and is counted as `not_replayed`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -28,11 +35,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use distillery_component::{Component, Deps};
 use distillery_core::{
-    Accepted, Draft, Judged, Metrics, ModelCall, Record, RejectReason, Rejected, StageName, ids, now_ms,
+    Accepted, Codec, Draft, Judged, Metrics, ModelCall, Record, RejectReason, Rejected, StageName, Topic, ids, now_ms,
 };
 use distillery_dataset::versions::version_record_id;
 use distillery_dataset::{DatasetStore, DatasetVersion, DecidedBy, OutcomeKind, SqlStore};
 use distillery_judge::{Evaluation, Judge, JudgeComponent};
+use distillery_kafka::replay::TopicToEnd;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -56,6 +64,9 @@ pub struct RejudgeArgs {
     pub config: Option<PathBuf>,
     /// Where the diff goes (default: `DIR/versions/N` with `--from`, none with `--store`).
     pub out: Option<PathBuf>,
+    /// The Kafka replay: the drafts are read again from the `drafts` topic by a consumer group of this
+    /// version's own (`<group_prefix>rejudge-v<N>`) instead of from the store.
+    pub kafka: Option<distillery_kafka::KafkaConfig>,
 }
 
 /// One draft whose outcome changed.
@@ -102,6 +113,12 @@ pub struct RejudgeReport {
     pub generator_calls: u64,
     /// The diff file, when one was written.
     pub diff: Option<PathBuf>,
+    /// Where the drafts were read from: `store`, or `kafka:<consumer group>` for a Kafka replay.
+    pub source: String,
+    /// Kafka replay: the records read from the `drafts` topic.
+    pub replay_read: u64,
+    /// Kafka replay: retained drafts the topic no longer holds (their outcome stands).
+    pub not_replayed: u64,
 }
 
 /// A retained draft and its outcome before this version.
@@ -285,6 +302,38 @@ async fn judge_again(
     Ok(out)
 }
 
+/// Reads the `drafts` topic to its end in the consumer group `group`: every retained draft found there takes
+/// the topic's copy. Returns the records read, the ids found and the open read (to commit once recorded).
+async fn replay_drafts(
+    kafka: &distillery_kafka::KafkaConfig,
+    group: &str,
+    retained: &mut [Retained],
+) -> anyhow::Result<(u64, std::collections::HashSet<String>, TopicToEnd)> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, r) in retained.iter().enumerate() {
+        index.insert(r.draft.id.clone(), i);
+    }
+    let mut topic = TopicToEnd::open(kafka, Topic::Drafts, group)
+        .await
+        .with_context(|| format!("reading the drafts topic ({})", kafka.brokers))?;
+    let (mut read, mut found) = (0u64, std::collections::HashSet::new());
+    while let Some((partition, offset, payload)) = topic.next().await.context("reading the drafts topic")? {
+        read += 1;
+        match Codec::global().decode(&payload, Topic::Drafts.record_kind()) {
+            Ok(Record::Draft(d)) => {
+                if let Some(&i) = index.get(&d.id) {
+                    found.insert(d.id.clone());
+                    retained[i].draft = d;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(partition, offset, error = %e, "an unreadable draft on the topic is left alone"),
+        }
+    }
+    tracing::info!(group, read, found = found.len(), retained = retained.len(), "drafts replayed from Kafka");
+    Ok((read, found, topic))
+}
+
 /// Opens the store of `--from DIR` or `--store URL`.
 async fn open(args: &RejudgeArgs) -> anyhow::Result<SqlStore> {
     let url = match (&args.from, &args.store) {
@@ -303,9 +352,16 @@ pub async fn rejudge(args: RejudgeArgs, mut cfg: RunConfig) -> anyhow::Result<Re
     let use_judge = args.judge_model.is_some() || args.llm_base_url.is_some();
     let versions = store.versions().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let version = versions.last().map_or(2, |v| v.version + 1);
-    let (retained, kept) = retained(&store).await?;
+    let (mut retained, kept) = retained(&store).await?;
+    // The Kafka replay: the retained drafts as the `drafts` topic holds them; the others keep their outcome.
+    let (mut source, mut replay_read, mut replay) = ("store".to_string(), 0u64, None);
+    if let Some(kafka) = &args.kafka {
+        let group = format!("{}rejudge-v{version}", kafka.group_prefix);
+        let (read, found, topic) = replay_drafts(kafka, &group, &mut retained).await?;
+        (source, replay_read, replay) = (format!("kafka:{group}"), read, Some((found, topic)));
+    }
     let metrics = Metrics::global();
-    let (decided, judge_model): (Vec<Option<Record>>, String) = if use_judge {
+    let (mut decided, judge_model): (Vec<Option<Record>>, String) = if use_judge {
         let mut llm = cfg.llm.judge();
         if let Some(url) = &args.llm_base_url {
             llm.base_url = url.clone();
@@ -320,10 +376,37 @@ pub async fn rejudge(args: RejudgeArgs, mut cfg: RunConfig) -> anyhow::Result<Re
         let component = JudgeComponent { llm: &llm, judge: &cfg.judge };
         component.check(&deps).await?;
         let judge: Judge = component.build(&deps).await?;
-        (judge_again(&judge, &retained, version, threshold).await?, llm.model.clone())
+        let decided = match &replay {
+            // Only the drafts the topic gave back are judged.
+            Some((found, _)) => {
+                let subset: Vec<usize> =
+                    (0..retained.len()).filter(|&i| found.contains(&retained[i].draft.id)).collect();
+                let picked: Vec<Retained> = subset
+                    .iter()
+                    .map(|&i| Retained { draft: retained[i].draft.clone(), before: retained[i].before.clone() })
+                    .collect();
+                let mut all: Vec<Option<Record>> = vec![None; retained.len()];
+                for (i, d) in subset.into_iter().zip(judge_again(&judge, &picked, version, threshold).await?) {
+                    all[i] = d;
+                }
+                all
+            }
+            None => judge_again(&judge, &retained, version, threshold).await?,
+        };
+        (decided, llm.model.clone())
     } else {
         (retained.iter().map(|r| rescore(r, version, threshold)).collect(), STORED_SCORES.to_string())
     };
+    // Not on the topic: no new decision.
+    let mut not_replayed = 0u64;
+    if let Some((found, _)) = &replay {
+        for (r, d) in retained.iter().zip(decided.iter_mut()) {
+            if !found.contains(&r.draft.id) {
+                *d = None;
+                not_replayed += 1;
+            }
+        }
+    }
     let llm = distillery_llm::LlmMetrics::of(&metrics);
     let llm_calls = Metrics::counter_sum(&llm.calls, &[]);
     let generator_calls = Metrics::counter_sum(&llm.calls, &[("role", distillery_llm::LlmRole::Generator.as_str())]);
@@ -377,6 +460,9 @@ pub async fn rejudge(args: RejudgeArgs, mut cfg: RunConfig) -> anyhow::Result<Re
         created_at_ms: now_ms(),
     };
     store.record_version(&record, decisions).await.map_err(|e| anyhow::anyhow!("recording the version: {e}"))?;
+    if let Some((_, topic)) = &replay {
+        topic.commit().context("committing the replay's consumer group")?;
+    }
     tracing::info!(version, newly_accepted, newly_rejected, llm_calls, "dataset version recorded");
 
     let out = args.out.clone().or_else(|| args.from.as_ref().map(|d| d.join("versions").join(version.to_string())));
@@ -394,6 +480,9 @@ pub async fn rejudge(args: RejudgeArgs, mut cfg: RunConfig) -> anyhow::Result<Re
         llm_calls,
         generator_calls,
         diff: None,
+        source,
+        replay_read,
+        not_replayed,
     };
     if let Some(out) = out {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

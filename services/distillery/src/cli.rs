@@ -366,11 +366,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg: RunConfig = load(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let kafka = if kafka_config.is_some() || brokers.is_some() || prefix.is_some() {
-                let k = crate::commands::topics::kafka_settings(kafka_config.as_deref(), brokers, prefix)?;
-                let mut errors = Vec::new();
-                k.validate(&mut errors);
-                anyhow::ensure!(errors.is_empty(), "invalid kafka settings:\n  - {}", errors.join("\n  - "));
-                Some(k)
+                Some(crate::commands::topics::valid_kafka_settings(kafka_config.as_deref(), brokers, prefix)?)
             } else {
                 None
             };

@@ -12,12 +12,7 @@ pub async fn replay(
     prefix: Option<String>,
     filter: ReplayFilter,
 ) -> anyhow::Result<()> {
-    let cfg = super::topics::kafka_settings(config.as_deref(), brokers, prefix)?;
-    let mut errors = Vec::new();
-    cfg.validate(&mut errors);
-    if !errors.is_empty() {
-        anyhow::bail!("invalid kafka settings:\n  - {}", errors.join("\n  - "));
-    }
+    let cfg = super::topics::valid_kafka_settings(config.as_deref(), brokers, prefix)?;
     let report = replay_dead_letters(&cfg, &filter).await?;
     println!("{}", serde_json::to_string(&report)?);
     let total: u64 = report.replayed.values().sum();

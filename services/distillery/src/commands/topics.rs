@@ -30,6 +30,19 @@ pub fn kafka_settings(
     Ok(cfg)
 }
 
+/// [`kafka_settings`], refused with every problem listed when they are not valid.
+pub fn valid_kafka_settings(
+    config: Option<&std::path::Path>,
+    brokers: Option<String>,
+    prefix: Option<String>,
+) -> anyhow::Result<distillery_kafka::KafkaConfig> {
+    let cfg = kafka_settings(config, brokers, prefix)?;
+    let mut errors = Vec::new();
+    cfg.validate(&mut errors);
+    anyhow::ensure!(errors.is_empty(), "invalid kafka settings:\n  - {}", errors.join("\n  - "));
+    Ok(cfg)
+}
+
 /// Creates every pipeline topic that does not exist yet (with `max.message.bytes` from
 /// `kafka.message_max_bytes` and, when given, `min.insync.replicas`).
 pub async fn topics(

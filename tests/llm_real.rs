@@ -13,6 +13,7 @@ use distillery_generate::{Generate, GenerateConfig, Mode, Reasoning};
 use distillery_llm::{ChatMessage, ChatRequest, LlmClient, LlmConfig, OutputSchema};
 use distillery_llm::{Ledger, LlmRole};
 use distillery_prompts::LlmCaller;
+use distillery_prompts::templates::QuestionForm;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -141,6 +142,8 @@ async fn qa_pairs_are_typed_graded_and_grounded() {
         assert_eq!(d.kind, DraftKind::Qa);
         assert_eq!(d.messages.len(), 2);
         assert!(d.question_type.is_some() && d.difficulty.is_some(), "{d:#?}");
+        // The schema's pattern holds the question to a question's form; the server enforces it.
+        assert!(QuestionForm::English.admits(&d.messages[0].content), "not a question: {:?}", d.messages[0].content);
         let evidence = d.evidence.as_deref().expect("every pair carries a supporting span");
         let folded = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
         assert!(folded(POLICY).contains(&folded(evidence)), "the span is quoted from the context: {evidence}");
@@ -149,6 +152,25 @@ async fn qa_pairs_are_typed_graded_and_grounded() {
     }
     let usage = ledger.snapshot()["doc-qa"];
     assert!(usage.generator_prompt > 100 && usage.generator_completion > 20, "{usage:?}");
+}
+
+/// A chunk in another language is not held to English question words: the schema asks only for one
+/// question mark, at the end, and the server's grammar enforces it.
+#[tokio::test]
+async fn questions_about_a_german_chunk_are_questions_in_any_words() {
+    const RICHTLINIE: &str = "[1] Mitarbeiter erhalten 25 Tage bezahlten Jahresurlaub pro Kalenderjahr. Nicht \
+genommene Tage können bis zum 31. März des Folgejahres übertragen werden, höchstens 5 Tage.\n\n[2] Urlaub von \
+mehr als zwei Wochen muss einen Monat im Voraus von der Abteilungsleitung genehmigt werden.";
+    let servers = Servers::from_env();
+    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() };
+    let (records, _) = generate(&servers, cfg, chunk("de", RICHTLINIE)).await;
+    assert!(format_failures(&records).is_empty(), "{:?}", format_failures(&records));
+    let drafts = drafts(&records);
+    assert!(!drafts.is_empty(), "{records:#?}");
+    for d in drafts {
+        let q = &d.messages[0].content;
+        assert!(QuestionForm::AnyLanguage.admits(q), "not one question ending in a question mark: {q:?}");
+    }
 }
 
 #[tokio::test]

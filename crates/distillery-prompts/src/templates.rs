@@ -220,11 +220,9 @@ pub fn extra_section(extra: Option<&str>) -> String {
 /// JSON schema of a QA reply: exactly `pairs` items, one per focus item, in order (with a `reasoning` field
 /// before the answer when asked to reason explicitly). The sentence and kind of each pair are assigned in the
 /// prompt, so the model spends no tokens on them.
-pub fn qa_schema(pairs: usize, max_question: usize, max_answer: usize, reasoning: bool) -> Value {
+pub fn qa_schema(pairs: usize, max_question: usize, max_answer: usize, reasoning: bool, form: QuestionForm) -> Value {
     let mut props = serde_json::Map::new();
-    // No `pattern` on questions: llama.cpp's schema-to-grammar conversion silently drops the whole grammar
-    // for some patterns; one-question-ness is checked in `quality` instead.
-    props.insert("question".into(), json!({"type": "string", "minLength": 8, "maxLength": max_question}));
+    props.insert("question".into(), json!({"type": "string", "pattern": form.pattern(max_question)}));
     let mut required = vec!["question"];
     if reasoning {
         props.insert("reasoning".into(), json!({"type": "string", "minLength": 10, "maxLength": 800}));
@@ -243,6 +241,57 @@ pub fn qa_schema(pairs: usize, max_question: usize, max_answer: usize, reasoning
         "required": ["pairs"],
         "additionalProperties": false
     })
+}
+
+/// The form a generated question is held to by the output schema's `pattern`.
+///
+/// Small models told to write a question about a quoted sentence often copy the sentence back as the
+/// "question", or write a question followed by its answer (0.5B: 9 of 24 drafts of a side-by-side run
+/// rejected as "not exactly one question"). Constrained decoding makes that impossible instead of paying for
+/// the draft and rejecting it. The pattern uses only what llama.cpp's schema-to-grammar conversion supports
+/// (literal alternatives, a negated class, a bounded repeat); OpenAI's structured outputs support it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuestionForm {
+    /// English: an interrogative or auxiliary word first, one question mark, at the end.
+    English,
+    /// Any language: one question mark, at the end.
+    AnyLanguage,
+}
+
+/// Words an English question starts with (a capital first: the pattern is case-sensitive).
+const QUESTION_STARTS: &[&str] = &[
+    "What", "Which", "Who", "Whom", "Whose", "When", "Where", "Why", "How", "Is", "Are", "Was", "Were", "Does", "Do",
+    "Did", "Can", "Could", "Must", "Should", "Will", "Would", "May", "Has", "Have", "Had",
+];
+
+impl QuestionForm {
+    /// The JSON-schema `pattern` of a question of at most `max_chars` characters: no quote, backslash or
+    /// line break inside (the grammar writes the pattern's characters into the JSON string unescaped).
+    pub fn pattern(self, max_chars: usize) -> String {
+        let body = r#"[^?"\\\n]"#;
+        match self {
+            QuestionForm::English => {
+                let rest = max_chars.saturating_sub(10).max(8);
+                format!("^({}) {body}{{3,{rest}}}[?]$", QUESTION_STARTS.join("|"))
+            }
+            QuestionForm::AnyLanguage => format!("^{body}{{6,{}}}[?]$", max_chars.saturating_sub(1).max(8)),
+        }
+    }
+
+    /// Whether a question has this form (what the schema asks of a server that enforces it).
+    pub fn admits(self, question: &str) -> bool {
+        let q = question.trim();
+        let Some(body) = q.strip_suffix('?') else { return false };
+        if body.contains(['?', '"', '\\', '\n']) {
+            return false;
+        }
+        match self {
+            QuestionForm::English => {
+                QUESTION_STARTS.iter().any(|w| body.strip_prefix(w).is_some_and(|r| r.starts_with(' ')))
+            }
+            QuestionForm::AnyLanguage => body.chars().count() >= 6,
+        }
+    }
 }
 
 /// One generated pair as the model returns it.
@@ -480,13 +529,13 @@ mod tests {
             let at: Vec<usize> = keys.iter().map(|k| wire.find(&format!("\"{k}\":{{")).expect(k)).collect();
             assert!(at.windows(2).all(|w| w[0] < w[1]), "{keys:?} out of order in {wire}");
         };
-        order(&qa_schema(3, 200, 500, true), &["question", "reasoning", "answer"]);
+        order(&qa_schema(3, 200, 500, true, QuestionForm::English), &["question", "reasoning", "answer"]);
         order(&conversation_schema(3, 200, 500), &["user", "assistant", "evidence"]);
         order(&judge_schema(2), &["rationale", "faithfulness", "correctness", "clarity", "usefulness"]);
         order(&compare_schema(), &["reason", "better"]);
         // Exactly as many items as asked for: one pair per focus item, one verdict or answer per example.
-        assert_eq!(qa_schema(4, 200, 500, false)["properties"]["pairs"]["minItems"], 4);
-        assert_eq!(qa_schema(4, 200, 500, false)["properties"]["pairs"]["maxItems"], 4);
+        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English)["properties"]["pairs"]["minItems"], 4);
+        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English)["properties"]["pairs"]["maxItems"], 4);
         assert_eq!(judge_schema(3)["properties"]["verdicts"]["minItems"], 3);
         assert_eq!(answer_schema(5)["properties"]["answers"]["maxItems"], 5);
     }
@@ -563,5 +612,25 @@ mod tests {
         assert_eq!(verdict(5, 5, 2, 5).overall(), 3);
         assert_eq!(verdict(5, 5, 5, 1).overall(), 2);
         assert_eq!(verdict(4, 5, 4, 4).overall(), 4);
+    }
+
+    #[test]
+    fn question_patterns_admit_questions_only() {
+        let en = QuestionForm::English;
+        assert!(en.admits("How much does the FM-400 weigh?"));
+        assert!(en.admits("Does parental leave apply to contractors?"));
+        assert!(!en.admits("The meter runs on an internal lithium battery pack?"), "a statement with a question mark");
+        assert!(!en.admits("How accurate is it? It is accurate to 0.5 percent."), "a question and its answer");
+        assert!(!en.admits("What does \"core hours\" mean?"));
+        assert!(!en.admits("Whatever it is?"), "an interrogative must be a word of its own");
+        let any = QuestionForm::AnyLanguage;
+        assert!(any.admits("Wie genau misst der FM-400?"));
+        assert!(!any.admits("Der Zähler läuft mit einem Akku."));
+        // The patterns are what the schema carries: anchored, bounded, without a construct llama.cpp drops.
+        let p = en.pattern(200);
+        assert!(p.starts_with("^(What|Which|") && p.ends_with("{3,190}[?]$"), "{p}");
+        assert_eq!(any.pattern(200), r#"^[^?"\\\n]{6,199}[?]$"#);
+        let schema = qa_schema(2, 200, 500, false, en);
+        assert_eq!(schema["properties"]["pairs"]["items"]["properties"]["question"]["pattern"], p);
     }
 }

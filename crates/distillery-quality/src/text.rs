@@ -54,6 +54,22 @@ pub fn significant_words(s: &str) -> HashSet<String> {
     s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() > 2).map(str::to_lowercase).collect()
 }
 
+/// The commonest English function words: a text where they are frequent is written in English.
+const ENGLISH_MARKERS: &[&str] =
+    &["the", "and", "of", "to", "in", "is", "are", "for", "on", "with", "as", "by", "be", "or", "it", "that", "this"];
+
+/// Whether a text reads as English: at least one word in eight is one of its commonest function words
+/// (English prose runs at about one in three; German, French or Spanish prose, whose articles differ, at a
+/// few percent). Too short a text (under 8 words) is not judged English.
+pub fn looks_english(text: &str) -> bool {
+    let words = words(text);
+    if words.len() < 8 {
+        return false;
+    }
+    let markers = words.iter().filter(|w| ENGLISH_MARKERS.contains(&w.as_str())).count();
+    markers * 8 >= words.len()
+}
+
 /// Most sentences a QA prompt numbers; a longer chunk's later sentences are left to its neighbours'
 /// contexts.
 pub const MAX_FOCUS_SENTENCES: usize = 40;
@@ -93,5 +109,15 @@ mod tests {
         assert_eq!(stem("carried"), stem("carry"));
         assert!(stems("Employees carried leave").contains("employ"));
         assert_eq!(content_words("the days that were used"), vec!["days"]);
+    }
+
+    #[test]
+    fn english_prose_is_told_from_other_languages() {
+        assert!(looks_english("The meter runs on an internal lithium battery pack rated for 15 years at one second."));
+        assert!(looks_english("Employees with at least six months of service receive full pay for the first weeks."));
+        assert!(!looks_english("Der Zähler läuft mit einem internen Lithium-Akku, der für 15 Jahre ausgelegt ist."));
+        assert!(!looks_english("Le compteur fonctionne avec une batterie au lithium interne prévue pour quinze ans."));
+        assert!(!looks_english("El medidor funciona con una batería de litio interna prevista para quince años."));
+        assert!(!looks_english("Too short to say."));
     }
 }

@@ -7,7 +7,7 @@
 
 use distillery_core::{Chunk, DraftBatch, DraftKind, Message, Record, RejectReason, Role, StageError, ids};
 use distillery_llm::Usage;
-use distillery_prompts::templates::QaReply;
+use distillery_prompts::templates::{QaReply, QuestionForm};
 use distillery_prompts::{Task, seed_of, templates};
 
 use distillery_quality::{draft as quality, text};
@@ -41,17 +41,21 @@ impl Generate {
                 ("extra", &templates::extra_section(extra)),
             ],
         );
+        // A question's form is part of the schema: an English chunk gets English questions (an interrogative
+        // first, one question mark at the end); any other language one question mark at the end.
+        let form = if text::looks_english(&chunk.text) { QuestionForm::English } else { QuestionForm::AnyLanguage };
         let template_hash = self.caller.templates.hash(
             Task::Qa,
             &[
                 &n.to_string(),
                 extra.unwrap_or_default(),
                 &self.cfg.max_answer_chars.to_string(),
+                &form.pattern(self.cfg.max_question_chars),
                 if explicit { "explicit" } else { "model" },
             ],
         );
         let seed = seed_of(&chunk.id);
-        let schema = templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit);
+        let schema = templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit, form);
         let req = self.caller.request(&chunk.context_text, task, seed, "qa_pairs", schema);
         let out = self
             .caller

@@ -3,7 +3,7 @@
 //! numbers, bad IBAN checksums, ...). Prints the table; requires recall >= 0.99 on every structured type.
 //!
 //! Person names are scored with the NER model (the default configuration when it is installed) and with the
-//! rules alone, on the development set and both held-out sets, with the time each took (cases/s, KB/s). These tests need the model: `scripts/test-servers
+//! rules alone, on the development set and the three held-out sets, with the time each took (cases/s, KB/s). These tests need the model: `scripts/test-servers
 //! start` installs it and sets `DISTILLERY_NER_MODEL_DIR` (or `source scripts/lib.sh && ensure_ner_model`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +47,7 @@ impl Tally {
 const DEV: &str = include_str!("data/pii_cases.jsonl");
 const HELD_OUT: &str = include_str!("../../../tests/data/pii_holdout.jsonl");
 const HELD_OUT_V2: &str = include_str!("../../../tests/data/pii_holdout_v2.jsonl");
+const HELD_OUT_V3: &str = include_str!("../../../tests/data/pii_holdout_v3.jsonl");
 
 /// The installed NER model; a missing one fails the test with the command that installs it.
 fn model() -> Arc<NerModel> {
@@ -210,7 +211,7 @@ fn assert_structured(tally: &BTreeMap<PiiKind, Tally>) {
 
 /// The set the detector was developed against (576 cases, 298 person mentions); the model's decoding (word
 /// thresholds, the rules' veto, list items) was chosen here and nowhere else. Measured: rules + model P 0.950
-/// R 0.950; rules alone P 0.819 R 0.607; the model alone P 0.953 R 0.886.
+/// R 0.956; rules alone P 0.842 R 0.624; the model alone P 0.953 R 0.886.
 #[test]
 fn pii_detection_precision_and_recall() {
     let (with, without) = with_and_without_model("development set", DEV, true);
@@ -260,9 +261,10 @@ fn pii_detection_on_the_held_out_set() {
 }
 
 /// The second held-out set (175 cases, 198 person mentions, 70 near-miss lines): written for issue 12 and
-/// committed before the detector was changed; nothing was tuned on it and its misses are not printed. Measured
-/// with the model: P 0.924 R 0.924 (before the change: P 0.893 R 0.889; rules alone P 0.836 R 0.490). The
-/// bounds are those figures less a small margin.
+/// committed before the detector was changed. Its misses were read for the changes that came with the third
+/// set (organisation words, person columns of CSV data), so it is no longer a clean hold-out; its misses are
+/// not printed. Measured with the model: P 0.959 R 0.944 (before: P 0.924 R 0.924; at first P 0.893 R 0.889).
+/// The bounds are those figures less a small margin.
 #[test]
 fn pii_detection_on_the_second_held_out_set() {
     let (with, without) = with_and_without_model("held-out set v2", HELD_OUT_V2, false);
@@ -274,10 +276,35 @@ fn pii_detection_on_the_second_held_out_set() {
         r.precision(),
         p.precision()
     );
-    assert!(p.recall() >= 0.90, "held-out v2 person recall {:.3}", p.recall());
-    assert!(p.precision() >= 0.90, "held-out v2 person precision {:.3}", p.precision());
+    assert!(p.recall() >= 0.93, "held-out v2 person recall {:.3}", p.recall());
+    assert!(p.precision() >= 0.93, "held-out v2 person precision {:.3}", p.precision());
     assert!(p.recall() > r.recall(), "the model adds no person the rules miss");
 }
+
+/// The third held-out set (164 cases, 154 person mentions, 59 lines without an entity): written and committed
+/// before the detector changes of its session, which were made on the development set and on v2's known
+/// failure (firms named after people); nothing was tuned on it and its misses are not printed. Measured with
+/// the model: P 0.967 R 0.948 (before those changes: P 0.960 R 0.935; rules alone P 0.874 R 0.494). The
+/// bounds are those figures less a small margin.
+#[test]
+fn pii_detection_on_the_third_held_out_set() {
+    let (with, without) = with_and_without_model("held-out set v3", HELD_OUT_V3, false);
+    let (p, r) = (with.person(), without.person());
+    println!(
+        "held-out v3 persons: recall {:.3} -> {:.3}, precision {:.3} -> {:.3} with the model (goal: both >= 0.95)",
+        r.recall(),
+        p.recall(),
+        r.precision(),
+        p.precision()
+    );
+    assert!(p.recall() >= V3_PERSON_RECALL, "held-out v3 person recall {:.3}", p.recall());
+    assert!(p.precision() >= V3_PERSON_PRECISION, "held-out v3 person precision {:.3}", p.precision());
+    assert!(p.recall() > r.recall(), "the model adds no person the rules miss");
+}
+
+/// Held-out v3 person figures with the model, as measured less a small margin.
+const V3_PERSON_RECALL: f64 = 0.92;
+const V3_PERSON_PRECISION: f64 = 0.94;
 
 /// Held-out person figures with the model, as measured less a small margin, so that a regression fails.
 const HELD_OUT_PERSON_RECALL: f64 = 0.83;

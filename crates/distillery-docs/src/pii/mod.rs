@@ -382,13 +382,15 @@ impl Redactor {
         }
         let mut people = Vec::new();
         self.people(text, &mut |kind, start, end| people.push((kind, start, end)));
+        people.retain(|&(_, start, end)| scores.is_none_or(|s| names::model_backs(text, s, start, end)));
+        if let Some(scores) = scores {
+            names::model_people(text, scores, &mut |kind, start, end| people.push((kind, start, end)));
+        }
+        names::csv_people(text, &mut |kind, start, end| people.push((kind, start, end)));
         for (kind, start, end) in people {
-            if scores.is_none_or(|s| names::model_backs(text, s, start, end)) {
+            if !names::names_an_organisation(text, start, end) {
                 push(kind, start, end);
             }
-        }
-        if let Some(scores) = scores {
-            names::model_people(text, scores, &mut push);
         }
         resolve(c)
     }

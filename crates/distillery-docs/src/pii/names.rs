@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use super::checks::patterns;
 use super::ner::PieceScore;
 use super::words::{
-    COMMON_CAPITALISED, MONTHS_AND_DAYS, NOT_NAMES, NOT_SURNAMES, PARTICLES, SURNAME_FIRST, TITLE_WORDS,
+    COMMON_CAPITALISED, MONTHS_AND_DAYS, NOT_NAMES, NOT_SURNAMES, ORGANISATION_HEADS, PARTICLES, PERSON_COLUMNS,
+    SURNAME_FIRST, TITLE_WORDS,
 };
 use super::{PiiKind, Redactor};
 
@@ -258,6 +259,80 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
     }
 }
 
+/// Whether a name found at `start..end` is an organisation, a place or a thing named after a person: its
+/// last word is one of [`ORGANISATION_HEADS`], or the next word is (after at most one capitalised word:
+/// "Penhaligon Dental Clinic"), or an ampersand follows ("Holloway & Finch").
+pub(super) fn names_an_organisation(text: &str, start: usize, end: usize) -> bool {
+    let words: Vec<&str> = text[start..end].split_whitespace().map(name_word).collect();
+    if words.last().is_some_and(|w| ORGANISATION_HEADS.contains(w)) {
+        return true;
+    }
+    let after: Vec<&str> =
+        text[end..].split_whitespace().take(2).map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric())).collect();
+    if text[end..].trim_start().starts_with('&') {
+        return true;
+    }
+    match after.as_slice() {
+        [first, ..] if ORGANISATION_HEADS.contains(first) => true,
+        [first, second] => {
+            is_capitalised(first) && ORGANISATION_HEADS.contains(second) && !text[end..].starts_with(',')
+        }
+        _ => false,
+    }
+}
+
+/// People in the person columns of comma-separated data: a header line with a column named as in
+/// [`PERSON_COLUMNS`], then rows of as many fields, whose cell in that column is two to five name words.
+pub(super) fn csv_people(text: &str, push: &mut impl FnMut(PiiKind, usize, usize)) {
+    let mut lines = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        lines.push((at, line.trim_end_matches(['\n', '\r'])));
+        at += line.len();
+    }
+    let mut columns: Option<(usize, Vec<usize>)> = None; // (fields, person columns)
+    for (offset, line) in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() < 2 {
+            columns = None;
+            continue;
+        }
+        let person: Vec<usize> = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| PERSON_COLUMNS.contains(&f.trim().to_lowercase().as_str()))
+            .map(|(k, _)| k)
+            .collect();
+        // A header: a person column, no empty field and none starting with a digit ("employee_id,name").
+        if !person.is_empty()
+            && fields.iter().all(|f| !f.trim().is_empty() && !f.trim().starts_with(|c: char| c.is_ascii_digit()))
+        {
+            columns = Some((fields.len(), person));
+            continue;
+        }
+        let Some((n, cols)) = &columns else { continue };
+        if fields.len() != *n {
+            columns = None;
+            continue;
+        }
+        let mut cell_at = offset;
+        for (k, f) in fields.iter().enumerate() {
+            if cols.contains(&k) {
+                let cell = f.trim();
+                let words: Vec<&str> = cell.split_whitespace().collect();
+                if (2..=5).contains(&words.len())
+                    && words.iter().all(|w| is_name_word(w) || PARTICLES.contains(w))
+                    && is_name_word(words[0])
+                {
+                    let s = cell_at + (f.len() - f.trim_start().len());
+                    push(PiiKind::Person, s, s + cell.len());
+                }
+            }
+            cell_at += f.len() + 1;
+        }
+    }
+}
+
 /// Whether the model backs a name the rules found: a single (titled) word always, a longer name where its
 /// capitalised words score [`RULE_VETO`] on average.
 pub(super) fn model_backs(text: &str, scores: &[PieceScore], start: usize, end: usize) -> bool {
@@ -464,5 +539,37 @@ mod tests {
         // A single titled word stands whatever the model says.
         let (s, e) = at("Nevis", 0);
         assert!(model_backs(text, &scores, s, e));
+    }
+
+    fn organisation(text: &str, name: &str) -> bool {
+        let start = text.find(name).unwrap();
+        names_an_organisation(text, start, start + name.len())
+    }
+
+    #[test]
+    fn names_of_organisations_places_and_things_are_told_from_people() {
+        assert!(organisation("Book the Einstein Room for Monday.", "Einstein Room"));
+        assert!(organisation("Book the Curie Suite.", "Curie"));
+        assert!(organisation("Our client Rheinmetall Zulieferteile GmbH paid.", "Rheinmetall Zulieferteile"));
+        assert!(organisation("She joined Ardmore Dental Clinic in May.", "Ardmore"));
+        assert!(organisation("Call Fenwick & Hale about the lease.", "Fenwick"));
+        // A person beside such a word, or a surname that is also a common noun, stays a person.
+        assert!(!organisation("Anna Lindqvist runs the Oslo Lab.", "Anna Lindqvist"));
+        assert!(!organisation("Stuart Hall spoke, then Ji-woo Park.", "Stuart Hall"));
+        assert!(!organisation("Stuart Hall spoke, then Ji-woo Park.", "Ji-woo Park"));
+        assert!(!organisation("Ask Maria Gonzalez, Building Manager.", "Maria Gonzalez"));
+    }
+
+    #[test]
+    fn people_in_the_person_columns_of_csv_data() {
+        let text = "id,full_name,city\n7,Aroha Te Whata,Wellington\n8,Batbayar Dorj,Ulaanbaatar\n9,n/a,Oslo";
+        let mut found = Vec::new();
+        csv_people(text, &mut |_, s, e| found.push(&text[s..e]));
+        assert_eq!(found, ["Aroha Te Whata", "Batbayar Dorj"]);
+        // Without a person column, or with rows of another width, nothing.
+        let mut found = Vec::new();
+        let other = "sku,description,supplier\nA-1,Hex Bolt,Fenwick Fasteners\nname,city\n1,2,Jo Bloggs";
+        csv_people(other, &mut |_, s, e| found.push(&other[s..e]));
+        assert!(found.is_empty(), "{found:?}");
     }
 }

@@ -199,6 +199,12 @@ pub fn check_question(question: &str, context: &str, cfg: &QualityConfig) -> Res
     if let Some(phrase) = source_talk(q) {
         return Err((RejectReason::InvalidRecord, format!("the question needs the source to make sense ({phrase:?})")));
     }
+    if let Some(pronoun) = unnamed_subject(q) {
+        return Err((
+            RejectReason::InvalidRecord,
+            format!("the question names nothing it is about, only {pronoun:?}: it needs the source to make sense"),
+        ));
+    }
     let copied = copied_share(q, context);
     if copied > cfg.max_question_copy {
         return Err((
@@ -318,6 +324,22 @@ const SOURCE_TALK: &[&str] = &[
     "first sentence",
     "last sentence",
 ];
+
+/// A short question (six words or fewer) whose only subject is a pronoun and that names nothing: no
+/// capitalised word after its first, no number ("How accurate is it?", "What does it measure?"). Small
+/// models copy such questions from FAQ headings; without the heading's document they mean nothing.
+pub fn unnamed_subject(question: &str) -> Option<&'static str> {
+    const PRONOUNS: &[&str] = &["it", "they", "them", "this", "these", "those", "he", "she"];
+    let raw: Vec<&str> =
+        question.split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-').filter(|w| !w.is_empty()).collect();
+    if raw.len() > 6 || raw.iter().any(|w| w.chars().any(|c| c.is_ascii_digit())) {
+        return None;
+    }
+    if raw.iter().skip(1).any(|w| w.chars().next().is_some_and(char::is_uppercase)) {
+        return None;
+    }
+    raw.iter().find_map(|w| PRONOUNS.iter().copied().find(|p| p.eq_ignore_ascii_case(w)))
+}
 
 /// The first phrase of `text` that talks about the source material, if any.
 pub fn source_talk(text: &str) -> Option<&'static str> {
@@ -677,5 +699,24 @@ mod tests {
             &cfg,
         );
         assert!(err.is_err_and(|(_, why)| why.contains("800")));
+    }
+
+    #[test]
+    fn questions_that_name_nothing_need_their_source() {
+        for q in ["How accurate is it?", "What does it measure?", "How is it powered?", "What do they cost?"] {
+            assert!(unnamed_subject(q).is_some(), "{q}");
+        }
+        for q in [
+            "How accurate is the FM-400?",
+            "How long is it valid after 2024?",
+            "What does it mean for employees returning from parental leave to work part time?",
+            "Who approves leave longer than two weeks?",
+        ] {
+            assert_eq!(unnamed_subject(q), None, "{q}");
+        }
+        let cfg = QualityConfig::default();
+        let err = check_question("How is it powered?", "The meter runs on a battery.", &cfg).unwrap_err();
+        assert_eq!(err.0, RejectReason::InvalidRecord);
+        assert!(err.1.contains("names nothing"), "{}", err.1);
     }
 }

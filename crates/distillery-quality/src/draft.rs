@@ -157,6 +157,13 @@ pub fn copied_share(question: &str, context: &str) -> f32 {
     best as f32 / q.len() as f32
 }
 
+/// Whether the context asks this very question, question mark included (case and spacing aside).
+fn asked_by(question: &str, context: &str) -> bool {
+    let fold = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let q = fold(question);
+    q.ends_with('?') && fold(context).contains(&q)
+}
+
 /// Checks one pair; the error carries the rejection reason and why. The question is checked first
 /// ([`check_question`]), then the answer ([`check_reply`]).
 pub fn check_pair(
@@ -206,7 +213,9 @@ pub fn check_question(question: &str, context: &str, cfg: &QualityConfig) -> Res
         ));
     }
     let copied = copied_share(q, context);
-    if copied > cfg.max_question_copy {
+    // A question the document itself asks (an FAQ heading) is a question its readers have: copying it is
+    // not copying a statement.
+    if copied > cfg.max_question_copy && !asked_by(q, context) {
         return Err((
             RejectReason::InvalidRecord,
             format!("{:.0}% of the question is copied from the context", copied * 100.0),
@@ -718,5 +727,16 @@ mod tests {
         let err = check_question("How is it powered?", "The meter runs on a battery.", &cfg).unwrap_err();
         assert_eq!(err.0, RejectReason::InvalidRecord);
         assert!(err.1.contains("names nothing"), "{}", err.1);
+    }
+
+    #[test]
+    fn a_question_the_document_asks_is_not_a_copied_statement() {
+        let cfg = QualityConfig::default();
+        let faq = "What does the FM-400 measure?\nThe FM-400 measures the flow of clean water in closed pipes.";
+        assert!(check_question("What does the FM-400 measure?", faq, &cfg).is_ok());
+        // A statement of the context with a question mark stuck on is still a copy.
+        let err =
+            check_question("The FM-400 measures the flow of clean water in closed pipes?", faq, &cfg).unwrap_err();
+        assert!(err.1.contains("copied from the context"), "{}", err.1);
     }
 }

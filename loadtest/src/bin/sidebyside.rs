@@ -555,6 +555,12 @@ impl Row {
     fn tokens_per_verified(&self) -> Option<f64> {
         (self.unique > 0).then(|| self.tokens() as f64 / self.unique as f64)
     }
+    /// Tokens the server computed (prompt tokens not served from its prefix cache, and generated tokens)
+    /// per verified pair: what the pairs cost in compute when the server caches prefixes.
+    fn computed_per_verified(&self) -> Option<f64> {
+        (self.unique > 0 && self.m.server_prompt + self.m.server_predicted > 0.0)
+            .then(|| (self.m.server_prompt + self.m.server_predicted) / self.unique as f64)
+    }
     fn to_json(&self) -> Value {
         json!({
             "system": self.system,
@@ -567,6 +573,7 @@ impl Row {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "tokens_per_verified": self.tokens_per_verified(),
+            "computed_tokens_per_verified": self.computed_per_verified(),
             "server_busy": self.m.busy.busy_fraction(),
             "slot_occupancy": self.m.busy.occupancy(),
             "busy_samples": self.m.busy.samples,
@@ -707,17 +714,18 @@ fn render(args: &Args, input: &Path, rows: &[Row]) -> String {
         args.chunk_chars,
         if args.grounded_rating { ", rater sees the passage" } else { "" }
     ));
-    t.push_str("| system | wall s | verified unique | unique/h | tokens per verified | server busy |\n");
-    t.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    t.push_str("| system | wall s | verified unique | unique/h | tokens per verified | computed tokens per verified | server busy |\n");
+    t.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in rows {
         t.push_str(&format!(
-            "| {}{} | {:.1} | {} | {:.1} | {} | {} |\n",
+            "| {}{} | {:.1} | {} | {:.1} | {} | {} | {} |\n",
             r.system,
             if r.error.is_some() { " (FAILED)" } else { "" },
             r.m.wall_s,
             r.unique,
             r.per_hour(),
             opt(r.tokens_per_verified(), 0),
+            opt(r.computed_per_verified(), 0),
             pct(r.m.busy.busy_fraction()),
         ));
     }
@@ -725,15 +733,18 @@ fn render(args: &Args, input: &Path, rows: &[Row]) -> String {
         (rows.iter().find(|r| r.system == "distilabel"), rows.iter().find(|r| r.system == "distillery"))
     {
         let rate = if a.per_hour() > 0.0 { Some(b.per_hour() / a.per_hour()) } else { None };
-        let tok = match (a.tokens_per_verified(), b.tokens_per_verified()) {
-            (Some(x), Some(y)) => Some(y / x),
+        let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+            (Some(x), Some(y)) if x > 0.0 => Some(y / x),
             _ => None,
         };
+        let tok = ratio(a.tokens_per_verified(), b.tokens_per_verified());
+        let computed = ratio(a.computed_per_verified(), b.computed_per_verified());
         t.push_str(&format!(
-            "| distillery / distilabel | {:.2}x | | {}x (goal >= 4x) | {}x (goal <= 0.33x) | goal >= 90% |\n",
+            "| distillery / distilabel | {:.2}x | | {}x (goal >= 4x) | {}x (goal <= 0.33x) | {}x | goal >= 90% |\n",
             b.m.wall_s / a.m.wall_s.max(f64::EPSILON),
             opt(rate, 2),
             opt(tok, 2),
+            opt(computed, 2),
         ));
     }
     t.push_str("\n| system | accepted | unique turns | LLM calls | prompt tok | completion tok | slot occupancy | server prompt eval / cached / predicted | server CPU (cores) | machine CPU busy |\n");
@@ -766,7 +777,8 @@ fn render(args: &Args, input: &Path, rows: &[Row]) -> String {
         "\nverified unique: accepted (distilabel: UltraFeedback overall rating >= 4; Distillery: critic score >= 4, \
          its own checks and dedup) and unique by normalised question; a Distillery conversation counts once (its \
          user turns: 'unique turns'). tokens: prompt + completion from the server's usage fields, every call \
-         counted. server busy: share of /slots samples (every 200 ms) with a slot processing; slot occupancy: mean \
+         counted. computed tokens: the server's own count of prompt tokens it evaluated (not served from its \
+         prefix cache) plus tokens it generated. server busy: share of /slots samples (every 200 ms) with a slot processing; slot occupancy: mean \
          share of slots processing.\n",
     );
     t
@@ -820,9 +832,10 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("b/summary.json"), r#"{"prompt_tokens": 50, "completion_tokens": 50}"#).unwrap();
-        let m = Measured { wall_s: 360.0, ..Default::default() };
+        let m = Measured { wall_s: 360.0, server_prompt: 300.0, server_predicted: 100.0, ..Default::default() };
         let a = distilabel_row(&dir.join("a"), m.clone());
         assert_eq!((a.accepted, a.unique, a.tokens_per_verified()), (3, 2, Some(500.0)));
+        assert_eq!(a.computed_per_verified(), Some(200.0), "the server's evaluated and generated tokens per pair");
         assert!((a.per_hour() - 20.0).abs() < 1e-9);
         let b = distillery_row(&dir.join("b"), m);
         assert_eq!((b.accepted, b.unique, b.unique_turns), (2, 1, Some(2)));

@@ -294,8 +294,11 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     // Only the edited section is generated again (the unchanged ones keep their content-based ids and the
     // store has their outcomes); the exports leave out the deleted document and the edited section's old
     // records.
+    // Regenerations of the first run can still be in flight once every draft has an outcome: wait for them.
+    quiet(&kafka, &services, deadline).await;
+    tap.poll(Duration::from_secs(2)).await;
     let calls_before = metric_sum(&services["generate"].metrics().await, "distillery_llm_calls_total{");
-    let drafts_before: HashSet<String> = ledger.drafts.clone();
+    let drafts_before: HashSet<String> = Ledger::read(&tap, &dataset).drafts;
     let old_docs: HashSet<String> = ledger.chunks.values().cloned().collect();
     let sources = example_docs();
     let (handbook_key, handbook) = sources.iter().find(|(k, _)| k.starts_with("employee-handbook")).unwrap();
@@ -428,8 +431,9 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     // Replay judging through Kafka: the retained drafts read again from the drafts topic by a consumer group
     // of the rejudge's own, judged by the real model against a new threshold, while the pipeline runs;
     // nothing is published (no topic grows, the judge service makes no call) and no generator call is made.
-    let judge_calls_before = metric_sum(&services["judge"].metrics().await, "distillery_llm_calls_total{");
-    let topics_before = high_watermarks(&kafka, &[Topic::Drafts, Topic::Judged, Topic::Regenerate]);
+    // The pipeline first finishes what the edit set going (a regeneration and its judging can still be in
+    // flight once every draft has an outcome).
+    let (topics_before, judge_calls_before) = quiet(&kafka, &services, deadline).await;
     let rejudge_config = scope.path("rejudge.toml");
     std::fs::write(&rejudge_config, "[judge]\nanswer_check = false\nmax_attempts = 2\n").unwrap();
     let rejudge = std::process::Command::new(binary())
@@ -505,6 +509,35 @@ fn metric_sum(text: &str, series: &str) -> f64 {
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
+}
+
+/// Waits until the pipeline is quiet: nothing in flight in generate or judge, and the drafts, judged and
+/// regenerate topics and the judge service's LLM calls the same for 30 s. Returns the topics' high watermarks
+/// and the judge's calls then.
+async fn quiet(
+    kafka: &distillery_kafka::KafkaConfig,
+    services: &HashMap<&str, Service>,
+    deadline: Duration,
+) -> (i64, f64) {
+    let (mut still_since, mut last) = (Instant::now(), (-1, -1.0));
+    let started = Instant::now();
+    loop {
+        let now = (
+            high_watermarks(kafka, &[Topic::Drafts, Topic::Judged, Topic::Regenerate]),
+            metric_sum(&services["judge"].metrics().await, "distillery_llm_calls_total{"),
+        );
+        let mut busy = 0.0;
+        for stage in ["generate", "judge"] {
+            busy += metric_sum(&services[stage].metrics().await, "distillery_in_flight{");
+        }
+        if now != last || busy > 0.0 {
+            (still_since, last) = (Instant::now(), now);
+        } else if still_since.elapsed() >= Duration::from_secs(30) {
+            return now;
+        }
+        assert!(started.elapsed() < deadline, "the pipeline never went quiet: {now:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 /// The sum of the high watermarks of some topics' partitions (what they have ever held).

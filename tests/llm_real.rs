@@ -67,6 +67,16 @@ async fn generate(servers: &Servers, cfg: GenerateConfig, chunk: Chunk) -> (Vec<
     (out, ledger)
 }
 
+/// QA pairs about a chunk from the real model: output that parsed, with at least one draft among it.
+async fn qa(chunk: Chunk, pairs: usize) -> (Vec<Record>, Arc<Ledger>) {
+    let servers = Servers::from_env();
+    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: pairs, ..Default::default() };
+    let (records, ledger) = generate(&servers, cfg, chunk).await;
+    assert!(format_failures(&records).is_empty(), "{:?}", format_failures(&records));
+    assert!(!drafts(&records).is_empty(), "{records:#?}");
+    (records, ledger)
+}
+
 /// The drafts among the records, including those a quality check rejected or sent back for a repair (both
 /// keep their draft).
 fn drafts(records: &[Record]) -> Vec<&Draft> {
@@ -132,12 +142,8 @@ async fn openai_compatible_path_works_against_llama_cpp() {
 
 #[tokio::test]
 async fn qa_pairs_are_typed_graded_and_grounded() {
-    let servers = Servers::from_env();
-    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 3, ..Default::default() };
-    let (records, ledger) = generate(&servers, cfg, chunk("qa", POLICY)).await;
-    assert!(format_failures(&records).is_empty(), "{:?}", format_failures(&records));
+    let (records, ledger) = qa(chunk("qa", POLICY), 3).await;
     let drafts = drafts(&records);
-    assert!(!drafts.is_empty(), "{records:#?}");
     for d in &drafts {
         assert_eq!(d.kind, DraftKind::Qa);
         assert_eq!(d.messages.len(), 2);
@@ -161,13 +167,8 @@ async fn questions_about_a_german_chunk_are_questions_in_any_words() {
     const RICHTLINIE: &str = "[1] Mitarbeiter erhalten 25 Tage bezahlten Jahresurlaub pro Kalenderjahr. Nicht \
 genommene Tage können bis zum 31. März des Folgejahres übertragen werden, höchstens 5 Tage.\n\n[2] Urlaub von \
 mehr als zwei Wochen muss einen Monat im Voraus von der Abteilungsleitung genehmigt werden.";
-    let servers = Servers::from_env();
-    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() };
-    let (records, _) = generate(&servers, cfg, chunk("de", RICHTLINIE)).await;
-    assert!(format_failures(&records).is_empty(), "{:?}", format_failures(&records));
-    let drafts = drafts(&records);
-    assert!(!drafts.is_empty(), "{records:#?}");
-    for d in drafts {
+    let (records, _) = qa(chunk("de", RICHTLINIE), 2).await;
+    for d in drafts(&records) {
         let q = &d.messages[0].content;
         assert!(QuestionForm::AnyLanguage.admits(q), "not one question ending in a question mark: {q:?}");
     }

@@ -263,15 +263,13 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
 /// last word is one of [`ORGANISATION_HEADS`], or the next word is (after at most one capitalised word:
 /// "Penhaligon Dental Clinic"), or an ampersand follows ("Holloway & Finch").
 pub(super) fn names_an_organisation(text: &str, start: usize, end: usize) -> bool {
-    let words: Vec<&str> = text[start..end].split_whitespace().map(name_word).collect();
-    if words.last().is_some_and(|w| ORGANISATION_HEADS.contains(w)) {
+    if text[start..end].split_whitespace().next_back().is_some_and(|w| ORGANISATION_HEADS.contains(&name_word(w)))
+        || text[end..].trim_start().starts_with('&')
+    {
         return true;
     }
     let after: Vec<&str> =
         text[end..].split_whitespace().take(2).map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric())).collect();
-    if text[end..].trim_start().starts_with('&') {
-        return true;
-    }
     match after.as_slice() {
         [first, ..] if ORGANISATION_HEADS.contains(first) => true,
         [first, second] => {
@@ -284,14 +282,11 @@ pub(super) fn names_an_organisation(text: &str, start: usize, end: usize) -> boo
 /// People in the person columns of comma-separated data: a header line with a column named as in
 /// [`PERSON_COLUMNS`], then rows of as many fields, whose cell in that column is two to five name words.
 pub(super) fn csv_people(text: &str, push: &mut impl FnMut(PiiKind, usize, usize)) {
-    let mut lines = Vec::new();
-    let mut at = 0;
-    for line in text.split_inclusive('\n') {
-        lines.push((at, line.trim_end_matches(['\n', '\r'])));
-        at += line.len();
-    }
     let mut columns: Option<(usize, Vec<usize>)> = None; // (fields, person columns)
-    for (offset, line) in lines {
+    let mut next = 0;
+    for raw in text.split_inclusive('\n') {
+        let (offset, line) = (next, raw.trim_end_matches(['\n', '\r']));
+        next += raw.len();
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() < 2 {
             columns = None;

@@ -447,7 +447,12 @@ async fn three_documents_flow_through_kafka_and_survive_a_stage_restart() {
     let report: serde_json::Value = serde_json::from_slice(&rejudge.stdout).expect("the rejudge report is JSON");
     assert!(report["source"].as_str().is_some_and(|s| s.starts_with("kafka:")), "{report}");
     assert!(report["judged"].as_u64().unwrap() >= 1, "retained drafts were judged again: {report}");
-    assert_eq!(report["not_replayed"], 0, "every retained draft is still on the drafts topic: {report}");
+    assert_eq!(
+        report["not_replayed"],
+        0,
+        "every retained draft is still on the drafts topic: {report}\n{}",
+        String::from_utf8_lossy(&rejudge.stderr)
+    );
     assert!(report["replay_read"].as_u64().unwrap() >= report["judged"].as_u64().unwrap(), "{report}");
     assert!(report["llm_calls"].as_u64().unwrap() >= 1, "the real model judged: {report}");
     assert_eq!(report["generator_calls"], 0, "a rejudge never generates: {report}");

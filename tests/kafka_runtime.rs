@@ -323,3 +323,43 @@ async fn transient_dead_letters_are_replayed_once() {
     let Record::Document(d) = &docs[0] else { panic!("{docs:?}") };
     assert_eq!(d.source.key, "outage");
 }
+
+/// A read to the end (what `distillery rejudge --kafka-config` and `replay-dead-letters` read with) returns
+/// every record the topic held when it opened, over every partition, and nothing published after; its
+/// group, once committed, starts the next read where this one ended. (The broker here reports a partition's
+/// high watermark as its number of batches: a read that trusted it ended after each partition's first record.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_to_the_end_returns_every_record_the_topic_held_and_its_group_resumes_after_them() {
+    let cfg = kafka("toend");
+    distillery_kafka::ensure_topics(&cfg, &Topic::ALL).await.unwrap();
+    let publisher = KafkaPublisher::new(&cfg).unwrap();
+    let draft = |i: usize| {
+        let mut d = fixtures::draft();
+        d.id = format!("draft-{i}");
+        d.context_id = format!("context-{}", i % 7);
+        Record::Draft(d)
+    };
+    publisher.publish((0..30).map(draft).collect()).await.unwrap();
+    let group = format!("{}rejudge-test", cfg.group_prefix);
+    let ids = |mut read: distillery_kafka::replay::TopicToEnd| async move {
+        let mut ids = Vec::new();
+        while let Some((_, _, payload)) = read.next().await.unwrap() {
+            let Record::Draft(d) = Codec::global().decode(&payload, Topic::Drafts.record_kind()).unwrap() else {
+                panic!("not a draft")
+            };
+            ids.push(d.id);
+        }
+        read.commit().unwrap();
+        ids.sort();
+        ids
+    };
+    let first = distillery_kafka::replay::TopicToEnd::open(&cfg, Topic::Drafts, &group).await.unwrap();
+    publisher.publish((30..35).map(draft).collect()).await.unwrap();
+    let mut want: Vec<String> = (0..30).map(|i| format!("draft-{i}")).collect();
+    want.sort();
+    assert_eq!(ids(first).await, want, "every record held when the read opened, none published after");
+    let second = distillery_kafka::replay::TopicToEnd::open(&cfg, Topic::Drafts, &group).await.unwrap();
+    let mut later: Vec<String> = (30..35).map(|i| format!("draft-{i}")).collect();
+    later.sort();
+    assert_eq!(ids(second).await, later, "the group resumes where its committed read ended");
+}

@@ -222,25 +222,38 @@ pub fn extra_section(extra: Option<&str>) -> String {
 
 /// JSON schema of a QA reply: exactly `pairs` items, one per focus item, in order (with a `reasoning` field
 /// before the answer when asked to reason explicitly). The sentence and kind of each pair are assigned in the
-/// prompt, so the model spends no tokens on them.
-pub fn qa_schema(pairs: usize, max_question: usize, max_answer: usize, reasoning: bool, form: QuestionForm) -> Value {
-    let mut props = serde_json::Map::new();
-    props.insert("question".into(), json!({"type": "string", "pattern": form.pattern(max_question)}));
-    let mut required = vec!["question"];
-    if reasoning {
-        props.insert("reasoning".into(), json!({"type": "string", "minLength": 10, "maxLength": 800}));
-        required.push("reasoning");
-    }
-    props.insert("answer".into(), json!({"type": "string", "minLength": 2, "maxLength": max_answer}));
-    required.push("answer");
+/// prompt, so the model spends no tokens on them. With `anchors` (one list per item, see
+/// [`QuestionForm::anchored_pattern`]) each item is its own schema (`prefixItems`) whose question must name
+/// one of its item's words; without, every item shares one schema.
+pub fn qa_schema(
+    pairs: usize,
+    max_question: usize,
+    max_answer: usize,
+    reasoning: bool,
+    form: QuestionForm,
+    anchors: &[Vec<String>],
+) -> Value {
+    let item = |pattern: String| {
+        let mut props = serde_json::Map::new();
+        props.insert("question".into(), json!({"type": "string", "pattern": pattern}));
+        let mut required = vec!["question"];
+        if reasoning {
+            props.insert("reasoning".into(), json!({"type": "string", "minLength": 10, "maxLength": 800}));
+            required.push("reasoning");
+        }
+        props.insert("answer".into(), json!({"type": "string", "minLength": 2, "maxLength": max_answer}));
+        required.push("answer");
+        json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
+    };
+    let array = if anchors.len() == pairs && anchors.iter().any(|a| !a.is_empty()) {
+        let items: Vec<Value> = anchors.iter().map(|a| item(form.anchored_pattern(max_question, a))).collect();
+        json!({"type": "array", "minItems": pairs, "maxItems": pairs, "prefixItems": items})
+    } else {
+        json!({"type": "array", "minItems": pairs, "maxItems": pairs, "items": item(form.pattern(max_question))})
+    };
     json!({
         "type": "object",
-        "properties": {
-            "pairs": {
-                "type": "array", "minItems": pairs, "maxItems": pairs,
-                "items": {"type": "object", "properties": props, "required": required, "additionalProperties": false}
-            }
-        },
+        "properties": {"pairs": array},
         "required": ["pairs"],
         "additionalProperties": false
     })
@@ -279,6 +292,46 @@ impl QuestionForm {
             }
             QuestionForm::AnyLanguage => format!("^{body}{{6,{}}}[?]$", max_chars.saturating_sub(1).max(8)),
         }
+    }
+
+    /// [`Self::pattern`], and the question names one of `anchors` (word stems, lower case; matched as the
+    /// text has them: lower case, capitalised or upper case; inflections allowed after the stem). No anchors: the form
+    /// alone. The text before and after the anchor is bounded like the form's body.
+    pub fn anchored_pattern(self, max_chars: usize, anchors: &[String]) -> String {
+        let words: Vec<String> = anchors
+            .iter()
+            .filter(|a| !a.is_empty() && a.chars().all(char::is_alphanumeric))
+            .flat_map(|a| {
+                let lower = a.to_lowercase();
+                let mut chars = lower.chars();
+                let capital: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+                let upper = lower.to_uppercase();
+                let mut v = vec![lower, capital, upper];
+                v.dedup();
+                v
+            })
+            .collect();
+        if words.is_empty() {
+            return self.pattern(max_chars);
+        }
+        let body = r#"[^?"\\\n]"#;
+        let alternatives = words.join("|");
+        match self {
+            QuestionForm::English => {
+                let rest = max_chars.saturating_sub(10).max(8);
+                format!("^({}) ({body}{{0,{rest}}})?({alternatives}){body}{{0,{rest}}}[?]$", QUESTION_STARTS.join("|"))
+            }
+            QuestionForm::AnyLanguage => {
+                let rest = max_chars.saturating_sub(1).max(8);
+                format!("^{body}{{0,{rest}}}({alternatives}){body}{{0,{rest}}}[?]$")
+            }
+        }
+    }
+
+    /// Whether a question has this form and names one of `anchors` (see [`Self::anchored_pattern`]).
+    pub fn admits_anchored(self, question: &str, anchors: &[String]) -> bool {
+        let lower = question.to_lowercase();
+        self.admits(question) && (anchors.is_empty() || anchors.iter().any(|a| lower.contains(&a.to_lowercase())))
     }
 
     /// Whether a question has this form (what the schema asks of a server that enforces it).
@@ -532,13 +585,13 @@ mod tests {
             let at: Vec<usize> = keys.iter().map(|k| wire.find(&format!("\"{k}\":{{")).expect(k)).collect();
             assert!(at.windows(2).all(|w| w[0] < w[1]), "{keys:?} out of order in {wire}");
         };
-        order(&qa_schema(3, 200, 500, true, QuestionForm::English), &["question", "reasoning", "answer"]);
+        order(&qa_schema(3, 200, 500, true, QuestionForm::English, &[]), &["question", "reasoning", "answer"]);
         order(&conversation_schema(3, 200, 500), &["user", "assistant", "evidence"]);
         order(&judge_schema(2), &["rationale", "faithfulness", "correctness", "clarity", "usefulness"]);
         order(&compare_schema(), &["reason", "better"]);
         // Exactly as many items as asked for: one pair per focus item, one verdict or answer per example.
-        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English)["properties"]["pairs"]["minItems"], 4);
-        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English)["properties"]["pairs"]["maxItems"], 4);
+        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English, &[])["properties"]["pairs"]["minItems"], 4);
+        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English, &[])["properties"]["pairs"]["maxItems"], 4);
         assert_eq!(judge_schema(3)["properties"]["verdicts"]["minItems"], 3);
         assert_eq!(answer_schema(5)["properties"]["answers"]["maxItems"], 5);
     }
@@ -633,7 +686,36 @@ mod tests {
         let p = en.pattern(200);
         assert!(p.starts_with("^(What|Which|") && p.ends_with("{3,190}[?]$"), "{p}");
         assert_eq!(any.pattern(200), r#"^[^?"\\\n]{6,199}[?]$"#);
-        let schema = qa_schema(2, 200, 500, false, en);
+        let schema = qa_schema(2, 200, 500, false, en, &[]);
         assert_eq!(schema["properties"]["pairs"]["items"]["properties"]["question"]["pattern"], p);
+    }
+
+    #[test]
+    fn anchored_questions_name_a_word_of_their_own_item() {
+        let en = QuestionForm::English;
+        let anchors = vec!["reduc".to_string(), "sick".to_string()];
+        assert!(en.admits_anchored("Does sick leave reduce annual leave?", &anchors));
+        assert!(en.admits_anchored("What happens to annual leave when an employee is Sick?", &anchors));
+        assert!(!en.admits_anchored("How many days of annual leave do employees get?", &anchors));
+        assert!(!en.admits_anchored("Sick leave reduces annual leave.", &anchors), "still a question first");
+        assert!(en.admits_anchored("How many days do employees get?", &[]), "no anchors: the form alone");
+        let p = en.anchored_pattern(200, &anchors);
+        assert!(p.contains("(reduc|Reduc|REDUC|sick|Sick|SICK)"), "{p}");
+        assert!(p.starts_with("^(What|Which|") && p.ends_with("[?]$"), "{p}");
+        assert_eq!(en.anchored_pattern(200, &[]), en.pattern(200));
+        let any = QuestionForm::AnyLanguage.anchored_pattern(100, &["urlaub".to_string()]);
+        assert!(any.contains("(urlaub|Urlaub|URLAUB)"), "{any}");
+        // One schema per item, in order, each with its own words; exactly as many items as asked for.
+        let per_item = vec![anchors.clone(), vec!["hour".to_string()]];
+        let schema = qa_schema(2, 200, 500, false, en, &per_item);
+        let pairs = &schema["properties"]["pairs"];
+        assert!(pairs.get("items").is_none(), "llama.cpp reads `items` before `prefixItems`: {pairs}");
+        assert_eq!(pairs["minItems"], 2);
+        let items = pairs["prefixItems"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0]["properties"]["question"]["pattern"], en.anchored_pattern(200, &anchors));
+        assert!(items[1]["properties"]["question"]["pattern"].as_str().unwrap().contains("(hour|Hour|HOUR)"));
+        // A list of the wrong length is not a plan: the shared schema.
+        assert!(qa_schema(3, 200, 500, false, en, &per_item)["properties"]["pairs"].get("items").is_some());
     }
 }

@@ -331,6 +331,9 @@ async fn replay_drafts(
         }
     }
     tracing::info!(group, read, found = found.len(), retained = retained.len(), "drafts replayed from Kafka");
+    for r in retained.iter().filter(|r| !found.contains(&r.draft.id)) {
+        tracing::warn!(draft = %r.draft.id, chunk = %r.draft.chunk_id, "a retained draft is not on the drafts topic (past its retention?): its outcome stands");
+    }
     Ok((read, found, topic))
 }
 

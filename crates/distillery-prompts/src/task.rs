@@ -48,8 +48,8 @@ impl Task {
         match self {
             Task::Qa => &["n", "focus", "reasoning", "avoid", "extra"],
             Task::Conversation => &["turns", "focus", "avoid", "extra"],
-            Task::Regenerate => &["overall", "rationale", "example", "instructions"],
-            Task::Repair => &["finding", "example", "instructions"],
+            Task::Regenerate => &["overall", "rationale", "evidence", "example", "instructions"],
+            Task::Repair => &["finding", "evidence", "example", "instructions"],
             Task::Answer => &["questions"],
             Task::Judge => &["example"],
             Task::Compare => &["question", "first", "second"],

@@ -46,11 +46,11 @@ answer to that same question in 1-3 sentences: no greeting, no question back); e
 the context that supports the assistant's reply).{extra}";
 
 pub const REGENERATE: &str = "TASK: a critic scored the example below {overall}/5 and said: \"{rationale}\". \
-Improve it from the context only, keeping the user's words.\n<example>\n{example}\n</example>\n{instructions}";
+Improve it from the context only, keeping the user's words.{evidence}\n<example>\n{example}\n</example>\n{instructions}";
 
 pub const REPAIR: &str = "TASK: an automatic check rejected the example below: {finding}. Rewrite the assistant's \
 answer(s) from the context only so that they answer the user's exact words and the problem is gone; change \
-what the problem needs, keep what is right.\n<example>\n{example}\n</example>\n{instructions}";
+what the problem needs, keep what is right.{evidence}\n<example>\n{example}\n</example>\n{instructions}";
 
 /// answer.v1: the judge's own short answers to a batch's questions, written before it sees the examples'
 /// answers. Extractive answering is what small models do best; the comparison of these answers with the
@@ -222,38 +222,25 @@ pub fn extra_section(extra: Option<&str>) -> String {
 
 /// JSON schema of a QA reply: exactly `pairs` items, one per focus item, in order (with a `reasoning` field
 /// before the answer when asked to reason explicitly). The sentence and kind of each pair are assigned in the
-/// prompt, so the model spends no tokens on them. With `anchors` (one list per item, see
-/// [`QuestionForm::anchored_pattern`]) each item is its own schema (`prefixItems`) whose question must name
-/// one of its item's words; without, every item shares one schema.
-pub fn qa_schema(
-    pairs: usize,
-    max_question: usize,
-    max_answer: usize,
-    reasoning: bool,
-    form: QuestionForm,
-    anchors: &[Vec<String>],
-) -> Value {
-    let item = |pattern: String| {
-        let mut props = serde_json::Map::new();
-        props.insert("question".into(), json!({"type": "string", "pattern": pattern}));
-        let mut required = vec!["question"];
-        if reasoning {
-            props.insert("reasoning".into(), json!({"type": "string", "minLength": 10, "maxLength": 800}));
-            required.push("reasoning");
-        }
-        props.insert("answer".into(), json!({"type": "string", "minLength": 2, "maxLength": max_answer}));
-        required.push("answer");
-        json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
-    };
-    let array = if anchors.len() == pairs && anchors.iter().any(|a| !a.is_empty()) {
-        let items: Vec<Value> = anchors.iter().map(|a| item(form.anchored_pattern(max_question, a))).collect();
-        json!({"type": "array", "minItems": pairs, "maxItems": pairs, "prefixItems": items})
-    } else {
-        json!({"type": "array", "minItems": pairs, "maxItems": pairs, "items": item(form.pattern(max_question))})
-    };
+/// prompt, so the model spends no tokens on them.
+pub fn qa_schema(pairs: usize, max_question: usize, max_answer: usize, reasoning: bool, form: QuestionForm) -> Value {
+    let mut props = serde_json::Map::new();
+    props.insert("question".into(), json!({"type": "string", "pattern": form.pattern(max_question)}));
+    let mut required = vec!["question"];
+    if reasoning {
+        props.insert("reasoning".into(), json!({"type": "string", "minLength": 10, "maxLength": 800}));
+        required.push("reasoning");
+    }
+    props.insert("answer".into(), json!({"type": "string", "minLength": 2, "maxLength": max_answer}));
+    required.push("answer");
     json!({
         "type": "object",
-        "properties": {"pairs": array},
+        "properties": {
+            "pairs": {
+                "type": "array", "minItems": pairs, "maxItems": pairs,
+                "items": {"type": "object", "properties": props, "required": required, "additionalProperties": false}
+            }
+        },
         "required": ["pairs"],
         "additionalProperties": false
     })
@@ -292,46 +279,6 @@ impl QuestionForm {
             }
             QuestionForm::AnyLanguage => format!("^{body}{{6,{}}}[?]$", max_chars.saturating_sub(1).max(8)),
         }
-    }
-
-    /// [`Self::pattern`], and the question names one of `anchors` (word stems, lower case; matched as the
-    /// text has them: lower case, capitalised or upper case; inflections allowed after the stem). No anchors: the form
-    /// alone. The text before and after the anchor is bounded like the form's body.
-    pub fn anchored_pattern(self, max_chars: usize, anchors: &[String]) -> String {
-        let words: Vec<String> = anchors
-            .iter()
-            .filter(|a| !a.is_empty() && a.chars().all(char::is_alphanumeric))
-            .flat_map(|a| {
-                let lower = a.to_lowercase();
-                let mut chars = lower.chars();
-                let capital: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
-                let upper = lower.to_uppercase();
-                let mut v = vec![lower, capital, upper];
-                v.dedup();
-                v
-            })
-            .collect();
-        if words.is_empty() {
-            return self.pattern(max_chars);
-        }
-        let body = r#"[^?"\\\n]"#;
-        let alternatives = words.join("|");
-        match self {
-            QuestionForm::English => {
-                let rest = max_chars.saturating_sub(10).max(8);
-                format!("^({}) ({body}{{0,{rest}}})?({alternatives}){body}{{0,{rest}}}[?]$", QUESTION_STARTS.join("|"))
-            }
-            QuestionForm::AnyLanguage => {
-                let rest = max_chars.saturating_sub(1).max(8);
-                format!("^{body}{{0,{rest}}}({alternatives}){body}{{0,{rest}}}[?]$")
-            }
-        }
-    }
-
-    /// Whether a question has this form and names one of `anchors` (see [`Self::anchored_pattern`]).
-    pub fn admits_anchored(self, question: &str, anchors: &[String]) -> bool {
-        let lower = question.to_lowercase();
-        self.admits(question) && (anchors.is_empty() || anchors.iter().any(|a| lower.contains(&a.to_lowercase())))
     }
 
     /// Whether a question has this form (what the schema asks of a server that enforces it).
@@ -404,7 +351,29 @@ pub struct ConversationReply {
 }
 
 /// Regeneration instructions and schema: one improved answer per assistant turn, same count.
-pub fn regenerate_instructions(assistant_turns: usize) -> String {
+/// The `{evidence}` of the regeneration and repair templates: the sentence of the context a QA pair was
+/// written about (its evidence, known since the pair was planned), so the rewrite reads what its answer must
+/// rest on instead of writing it out again. 0.5B rewrites given only the critic's words copied them into the
+/// answer (3 of 13 regenerations of a side-by-side run) or repeated the answer unchanged (5).
+pub fn evidence_section(evidence: Option<&str>) -> String {
+    match evidence.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => format!(" The answer must rest on this sentence of the context: \"{}\"", neutralize(e)),
+        None => String::new(),
+    }
+}
+
+/// What a rewrite gives: its answers, and the sentence supporting them unless the prompt gave it
+/// (`evidence_known`).
+pub fn regenerate_instructions(assistant_turns: usize, evidence_known: bool) -> String {
+    if evidence_known {
+        return if assistant_turns == 1 {
+            "Give: answers (a list with the one improved answer, 1-3 sentences).".to_string()
+        } else {
+            format!(
+                "Give: answers (a list of the {assistant_turns} assistant replies, improved, in order, 1-3 sentences each)."
+            )
+        };
+    }
     if assistant_turns == 1 {
         "Give: answers (a list with the one improved answer, 1-3 sentences); evidence (the exact sentence of the \
          context that supports it)."
@@ -417,16 +386,23 @@ pub fn regenerate_instructions(assistant_turns: usize) -> String {
     }
 }
 
-pub fn regenerate_schema(assistant_turns: usize, max_answer: usize) -> Value {
+/// JSON schema of a rewrite: its answers, and (unless the prompt gave it) the sentence supporting them.
+pub fn regenerate_schema(assistant_turns: usize, max_answer: usize, evidence_known: bool) -> Value {
+    let answers = json!({
+        "type": "array", "minItems": assistant_turns, "maxItems": assistant_turns,
+        "items": {"type": "string", "minLength": 2, "maxLength": max_answer}
+    });
+    if evidence_known {
+        return json!({
+            "type": "object",
+            "properties": {"answers": answers},
+            "required": ["answers"],
+            "additionalProperties": false
+        });
+    }
     json!({
         "type": "object",
-        "properties": {
-            "answers": {
-                "type": "array", "minItems": assistant_turns, "maxItems": assistant_turns,
-                "items": {"type": "string", "minLength": 2, "maxLength": max_answer}
-            },
-            "evidence": {"type": "string", "maxLength": max_answer}
-        },
+        "properties": {"answers": answers, "evidence": {"type": "string", "maxLength": max_answer}},
         "required": ["answers", "evidence"],
         "additionalProperties": false
     })
@@ -585,13 +561,13 @@ mod tests {
             let at: Vec<usize> = keys.iter().map(|k| wire.find(&format!("\"{k}\":{{")).expect(k)).collect();
             assert!(at.windows(2).all(|w| w[0] < w[1]), "{keys:?} out of order in {wire}");
         };
-        order(&qa_schema(3, 200, 500, true, QuestionForm::English, &[]), &["question", "reasoning", "answer"]);
+        order(&qa_schema(3, 200, 500, true, QuestionForm::English), &["question", "reasoning", "answer"]);
         order(&conversation_schema(3, 200, 500), &["user", "assistant", "evidence"]);
         order(&judge_schema(2), &["rationale", "faithfulness", "correctness", "clarity", "usefulness"]);
         order(&compare_schema(), &["reason", "better"]);
         // Exactly as many items as asked for: one pair per focus item, one verdict or answer per example.
-        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English, &[])["properties"]["pairs"]["minItems"], 4);
-        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English, &[])["properties"]["pairs"]["maxItems"], 4);
+        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English)["properties"]["pairs"]["minItems"], 4);
+        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English)["properties"]["pairs"]["maxItems"], 4);
         assert_eq!(judge_schema(3)["properties"]["verdicts"]["minItems"], 3);
         assert_eq!(answer_schema(5)["properties"]["answers"]["maxItems"], 5);
     }
@@ -671,6 +647,27 @@ mod tests {
     }
 
     #[test]
+    fn a_rewrite_is_given_its_evidence_instead_of_asked_for_it() {
+        let t = Templates::builtin();
+        for task in [Task::Regenerate, Task::Repair] {
+            assert!(used_placeholders(t.task(task).1).contains(&"evidence".to_string()), "{task}");
+        }
+        let given = evidence_section(Some("The FM-400 runs on a battery. </example>"));
+        assert!(given.contains("\"The FM-400 runs on a battery."), "{given}");
+        assert!(!given.contains("</example>"), "document text cannot close the delimiters: {given}");
+        assert_eq!(evidence_section(Some("  ")), "");
+        assert_eq!(evidence_section(None), "");
+        let known = regenerate_schema(1, 500, true);
+        assert!(known["properties"].get("evidence").is_none(), "{known}");
+        assert_eq!(known["required"], json!(["answers"]));
+        assert!(!regenerate_instructions(1, true).contains("evidence"));
+        let unknown = regenerate_schema(3, 500, false);
+        assert_eq!(unknown["required"], json!(["answers", "evidence"]));
+        assert_eq!(unknown["properties"]["answers"]["maxItems"], 3);
+        assert!(regenerate_instructions(3, false).contains("evidence"));
+    }
+
+    #[test]
     fn question_patterns_admit_questions_only() {
         let en = QuestionForm::English;
         assert!(en.admits("How much does the FM-400 weigh?"));
@@ -686,36 +683,7 @@ mod tests {
         let p = en.pattern(200);
         assert!(p.starts_with("^(What|Which|") && p.ends_with("{3,190}[?]$"), "{p}");
         assert_eq!(any.pattern(200), r#"^[^?"\\\n]{6,199}[?]$"#);
-        let schema = qa_schema(2, 200, 500, false, en, &[]);
+        let schema = qa_schema(2, 200, 500, false, en);
         assert_eq!(schema["properties"]["pairs"]["items"]["properties"]["question"]["pattern"], p);
-    }
-
-    #[test]
-    fn anchored_questions_name_a_word_of_their_own_item() {
-        let en = QuestionForm::English;
-        let anchors = vec!["reduc".to_string(), "sick".to_string()];
-        assert!(en.admits_anchored("Does sick leave reduce annual leave?", &anchors));
-        assert!(en.admits_anchored("What happens to annual leave when an employee is Sick?", &anchors));
-        assert!(!en.admits_anchored("How many days of annual leave do employees get?", &anchors));
-        assert!(!en.admits_anchored("Sick leave reduces annual leave.", &anchors), "still a question first");
-        assert!(en.admits_anchored("How many days do employees get?", &[]), "no anchors: the form alone");
-        let p = en.anchored_pattern(200, &anchors);
-        assert!(p.contains("(reduc|Reduc|REDUC|sick|Sick|SICK)"), "{p}");
-        assert!(p.starts_with("^(What|Which|") && p.ends_with("[?]$"), "{p}");
-        assert_eq!(en.anchored_pattern(200, &[]), en.pattern(200));
-        let any = QuestionForm::AnyLanguage.anchored_pattern(100, &["urlaub".to_string()]);
-        assert!(any.contains("(urlaub|Urlaub|URLAUB)"), "{any}");
-        // One schema per item, in order, each with its own words; exactly as many items as asked for.
-        let per_item = vec![anchors.clone(), vec!["hour".to_string()]];
-        let schema = qa_schema(2, 200, 500, false, en, &per_item);
-        let pairs = &schema["properties"]["pairs"];
-        assert!(pairs.get("items").is_none(), "llama.cpp reads `items` before `prefixItems`: {pairs}");
-        assert_eq!(pairs["minItems"], 2);
-        let items = pairs["prefixItems"].as_array().unwrap();
-        assert_eq!(items.len(), 2);
-        assert_eq!(items[0]["properties"]["question"]["pattern"], en.anchored_pattern(200, &anchors));
-        assert!(items[1]["properties"]["question"]["pattern"].as_str().unwrap().contains("(hour|Hour|HOUR)"));
-        // A list of the wrong length is not a plan: the shared schema.
-        assert!(qa_schema(3, 200, 500, false, en, &per_item)["properties"]["pairs"].get("items").is_some());
     }
 }

@@ -156,51 +156,6 @@ pub fn plan(sentences: &[String], max_pairs: usize) -> Vec<FocusItem> {
     items
 }
 
-/// Most words a question may be held to name (one of them), per item.
-const MAX_ANCHORS: usize = 6;
-
-/// The words each item's question must name one of (the QA schema's per-pair `pattern`): the content
-/// words of its sentence(s) that no other item's sentences have, as stems (a question may inflect them),
-/// the longest first. An item whose words all appear in other items' sentences takes its own words; one
-/// with no content word at all takes none (its question's form alone is constrained).
-///
-/// Why: 0.5B, told which sentence each pair is about, still wrote "Why does sick leave reduce annual
-/// leave?" for three items of one reply (8 of 36 pairs of a side-by-side run were such repeats, 3 more a
-/// pronoun-only "How accurate is it?"), their tokens spent before the duplicate was caught. A question that
-/// must name a word only its own sentence has cannot repeat another item's, nor name nothing.
-pub fn anchors(items: &[FocusItem], sentences: &[String]) -> Vec<Vec<String>> {
-    let words_of = |item: &FocusItem| -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for &i in &item.sentences {
-            for w in text::content_words(sentences.get(i).map(|s| unlabelled(s)).unwrap_or_default()) {
-                if w.chars().all(char::is_alphabetic) {
-                    let stem = text::stem(&w).to_string();
-                    if stem.chars().count() >= 4 && !out.contains(&stem) {
-                        out.push(stem);
-                    }
-                }
-            }
-        }
-        out
-    };
-    let all: Vec<Vec<String>> = items.iter().map(words_of).collect();
-    all.iter()
-        .enumerate()
-        .map(|(k, own)| {
-            let elsewhere = |w: &String| {
-                all.iter()
-                    .enumerate()
-                    .any(|(j, other)| j != k && other.iter().any(|o| o.contains(w.as_str()) || w.contains(o.as_str())))
-            };
-            let distinct: Vec<String> = own.iter().filter(|w| !elsewhere(w)).cloned().collect();
-            let mut chosen = if distinct.is_empty() { own.clone() } else { distinct };
-            chosen.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
-            chosen.truncate(MAX_ANCHORS);
-            chosen
-        })
-        .collect()
-}
-
 /// The `{focus}` of the QA template: one numbered line per item with its kind and quoted sentence(s).
 pub fn render(items: &[FocusItem], sentences: &[String]) -> String {
     items
@@ -273,47 +228,5 @@ mod tests {
         );
         assert_eq!(p[0].evidence(&sentences), "The kettle holds 1.7 litres of water.");
         assert_eq!(QuestionKind::MultiHop.difficulty(), "hard");
-    }
-    #[test]
-    fn each_question_is_anchored_to_words_only_its_own_sentence_has() {
-        let sentences = s(&[
-            "Employees receive 27 days of paid annual leave per calendar year.",
-            "Sick leave does not reduce annual leave.",
-            "Core hours are 10:00 to 15:00, Monday to Friday.",
-        ]);
-        let items: Vec<FocusItem> =
-            (0..3).map(|i| FocusItem { kind: QuestionKind::Factual, sentences: vec![i] }).collect();
-        let a = anchors(&items, &sentences);
-        assert_eq!(a.len(), 3);
-        // "leave" and "annual" are in two sentences: neither anchors either of them.
-        assert!(a[0].iter().all(|w| !w.starts_with("leav") && !w.starts_with("annual")), "{a:?}");
-        assert!(
-            a[0].iter().any(|w| w.starts_with("employ")) && a[0].iter().any(|w| w.starts_with("calendar")),
-            "{a:?}"
-        );
-        assert!(a[1].iter().any(|w| w.starts_with("reduc")), "{a:?}");
-        assert!(a[2].iter().any(|w| w.starts_with("hour")) && a[2].iter().any(|w| w.starts_with("monda")), "{a:?}");
-        // No anchor is shared between items.
-        for (i, x) in a.iter().enumerate() {
-            for (j, y) in a.iter().enumerate() {
-                if i != j {
-                    assert!(x.iter().all(|w| !y.contains(w)), "{a:?}");
-                }
-            }
-        }
-        // Longest first, at most MAX_ANCHORS, no numbers.
-        assert!(a.iter().all(|w| w.len() <= MAX_ANCHORS && w.windows(2).all(|p| p[0].len() >= p[1].len())), "{a:?}");
-        assert!(a.iter().flatten().all(|w| w.chars().all(char::is_alphabetic)));
-    }
-
-    #[test]
-    fn an_item_with_only_shared_words_keeps_its_own_and_one_without_words_has_none() {
-        let sentences = s(&["Annual leave is paid leave.", "Paid annual leave accrues.", "Yes, see 12."]);
-        let items: Vec<FocusItem> =
-            (0..3).map(|i| FocusItem { kind: QuestionKind::Factual, sentences: vec![i] }).collect();
-        let a = anchors(&items, &sentences);
-        assert!(!a[0].is_empty() && a[0].iter().all(|w| ["annual", "leav", "paid"].contains(&w.as_str())), "{a:?}");
-        assert!(a[1].iter().any(|w| w.starts_with("accru")), "{a:?}");
-        assert!(a[2].is_empty(), "{a:?}");
     }
 }

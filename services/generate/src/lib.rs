@@ -80,9 +80,6 @@ pub struct GenerateConfig {
     pub pairs_per_chunk: usize,
     /// Longest question the output schema allows, in characters.
     pub max_question_chars: usize,
-    /// Hold each QA pair's question (by its schema's pattern) to name a word that only its own assigned
-    /// sentence has: the pairs of a reply cannot repeat one another or name nothing.
-    pub anchor_questions: bool,
     /// Longest answer (and evidence) the output schema allows, in characters.
     pub max_answer_chars: usize,
     /// Where reasoning traces come from.
@@ -117,7 +114,6 @@ impl Default for GenerateConfig {
             conversation_turns: 3,
             pairs_per_chunk: 6,
             max_question_chars: 200,
-            anchor_questions: true,
             max_answer_chars: 500,
             reasoning: Reasoning::Model,
             memory: 16,

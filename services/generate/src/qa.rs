@@ -26,8 +26,6 @@ impl Generate {
         };
         let plan = focus::plan(&sentences, self.cfg.pairs_per_chunk);
         let n = plan.len().max(1);
-        // Each question must name a word only its own sentence has (see `focus::anchors`).
-        let anchors = if self.cfg.anchor_questions { focus::anchors(&plan, &sentences) } else { Vec::new() };
         let explicit = self.cfg.reasoning == Reasoning::Explicit;
         let avoid: Vec<String> = self.memory.recall(&chunk.document_id).into_iter().rev().take(12).collect();
         let extra = self.cfg.extra_instructions.as_deref();
@@ -54,12 +52,10 @@ impl Generate {
                 &self.cfg.max_answer_chars.to_string(),
                 &form.pattern(self.cfg.max_question_chars),
                 if explicit { "explicit" } else { "model" },
-                if self.cfg.anchor_questions { "anchored.v1" } else { "" },
             ],
         );
         let seed = seed_of(&chunk.id);
-        let schema =
-            templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit, form, &anchors);
+        let schema = templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit, form);
         let req = self.caller.request(&chunk.context_text, task, seed, "qa_pairs", schema);
         let out = self
             .caller

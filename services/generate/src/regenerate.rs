@@ -24,6 +24,11 @@ impl Generate {
         let scores = regen.scores().unwrap_or(NOT_SCORED);
         let task_name = if flaw.is_some() { Task::Repair } else { Task::Regenerate };
         let (template, text) = self.caller.templates.task(task_name);
+        // A QA pair's evidence is the sentence it was planned on: the rewrite is given it, not asked for it.
+        let known_evidence = match prev.kind {
+            DraftKind::Qa => prev.evidence.as_deref().filter(|e| !e.trim().is_empty()),
+            DraftKind::Conversation => None,
+        };
         // One set of variables for both templates: validation keeps each template to its own placeholders.
         let task = templates::render(
             text,
@@ -31,18 +36,22 @@ impl Generate {
                 ("overall", &scores.overall.to_string()),
                 ("rationale", &templates::neutralize(feedback)),
                 ("finding", &templates::neutralize(feedback)),
+                ("evidence", &templates::evidence_section(known_evidence)),
                 ("example", &templates::neutralize(&transcript(prev))),
-                ("instructions", &templates::regenerate_instructions(assistant_turns)),
+                ("instructions", &templates::regenerate_instructions(assistant_turns, known_evidence.is_some())),
             ],
         );
-        let template_hash = self.caller.templates.hash(task_name, &[&self.cfg.max_answer_chars.to_string()]);
+        let template_hash = self.caller.templates.hash(
+            task_name,
+            &[&self.cfg.max_answer_chars.to_string(), if known_evidence.is_some() { "evidence-given" } else { "" }],
+        );
         let seed = seed_of(&regen.id);
         let req = self.caller.request(
             &prev.context_text,
             task,
             seed,
             "improved",
-            templates::regenerate_schema(assistant_turns, self.cfg.max_answer_chars),
+            templates::regenerate_schema(assistant_turns, self.cfg.max_answer_chars, known_evidence.is_some()),
         );
         let out = self
             .caller
@@ -83,7 +92,8 @@ impl Generate {
         let last_answer =
             messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone()).unwrap_or_default();
         let chunk_ids: Vec<String> = prev.parent_ids.first().cloned().into_iter().collect();
-        let support = grounding::support(&prev.context_text, &chunk_ids, out.value.evidence.as_deref(), &last_answer);
+        let evidence = out.value.evidence.as_deref().or(known_evidence);
+        let support = grounding::support(&prev.context_text, &chunk_ids, evidence, &last_answer);
         let mut parent_ids = vec![prev.chunk_id.clone(), prev.id.clone()];
         parent_ids.dedup();
         let draft = Draft {

@@ -38,16 +38,6 @@ For each item, in order, give: question (one short question that its sentence an
 not seen the context: name the company, product or policy it is about); {reasoning}answer (one or two complete \
 sentences saying what the context says about it, nothing more).{extra}";
 
-/// qa-extractive.v1 (`generate.answers = "extractive"`): only the questions are written; each pair's answer is
-/// its assigned sentence(s) of the context, word for word. The answer is then faithful by construction, and a
-/// call spends its tokens on questions alone (small models' written answers were the main cause of verdicts
-/// that failed a pair: wrong or partial facts, answers copying the question).
-pub const QA_EXTRACTIVE: &str = "TASK: write {n} questions for an assistant's training data, one for each numbered \
-item below. Each item names the kind of question and quotes the sentence of the context that will be its answer, \
-word for word:\n<focus>\n{focus}\n</focus>\n\
-For each item, in order, give: question (one short question that exactly its sentence answers, clear to someone \
-who has not seen the context: name the company, product or policy it is about; do not copy the sentence).{extra}";
-
 pub const CONVERSATION: &str = "TASK: write a conversation of {turns} exchanges between a user and an assistant \
 about this part of the context:\n<focus>\n{focus}\n</focus>\n\
 The user asks natural questions and follow-ups, as an employee or customer would; the assistant answers from the \
@@ -136,15 +126,6 @@ impl Templates {
         tasks.insert(Task::Judge, ("judge.v5".to_string(), JUDGE.to_string()));
         tasks.insert(Task::Compare, ("compare.v1".to_string(), COMPARE.to_string()));
         Templates { system: SYSTEM.to_string(), tasks }
-    }
-
-    /// The templates with the extractive QA template in place of the built-in written one (a user's `qa`
-    /// template file, if any, stays: it decides for itself what it asks for).
-    pub fn with_extractive_qa(mut self) -> Templates {
-        if self.tasks.get(&Task::Qa).is_some_and(|(name, _)| !name.starts_with("file:")) {
-            self.tasks.insert(Task::Qa, ("qa-extractive.v1".to_string(), QA_EXTRACTIVE.to_string()));
-        }
-        self
     }
 
     /// The name and text of a task's template.
@@ -241,27 +222,17 @@ pub fn extra_section(extra: Option<&str>) -> String {
 
 /// JSON schema of a QA reply: exactly `pairs` items, one per focus item, in order (with a `reasoning` field
 /// before the answer when asked to reason explicitly). The sentence and kind of each pair are assigned in the
-/// prompt, so the model spends no tokens on them. Without `written_answers` (extractive answers) an item is its
-/// question alone.
-pub fn qa_schema(
-    pairs: usize,
-    max_question: usize,
-    max_answer: usize,
-    reasoning: bool,
-    form: QuestionForm,
-    written_answers: bool,
-) -> Value {
+/// prompt, so the model spends no tokens on them.
+pub fn qa_schema(pairs: usize, max_question: usize, max_answer: usize, reasoning: bool, form: QuestionForm) -> Value {
     let mut props = serde_json::Map::new();
     props.insert("question".into(), json!({"type": "string", "pattern": form.pattern(max_question)}));
     let mut required = vec!["question"];
-    if reasoning && written_answers {
+    if reasoning {
         props.insert("reasoning".into(), json!({"type": "string", "minLength": 10, "maxLength": 800}));
         required.push("reasoning");
     }
-    if written_answers {
-        props.insert("answer".into(), json!({"type": "string", "minLength": 2, "maxLength": max_answer}));
-        required.push("answer");
-    }
+    props.insert("answer".into(), json!({"type": "string", "minLength": 2, "maxLength": max_answer}));
+    required.push("answer");
     json!({
         "type": "object",
         "properties": {
@@ -330,8 +301,6 @@ impl QuestionForm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QaPair {
     pub question: String,
-    /// Empty in an extractive reply (the answer is the pair's sentence).
-    #[serde(default)]
     pub answer: String,
     #[serde(default)]
     pub reasoning: Option<String>,
@@ -592,13 +561,13 @@ mod tests {
             let at: Vec<usize> = keys.iter().map(|k| wire.find(&format!("\"{k}\":{{")).expect(k)).collect();
             assert!(at.windows(2).all(|w| w[0] < w[1]), "{keys:?} out of order in {wire}");
         };
-        order(&qa_schema(3, 200, 500, true, QuestionForm::English, true), &["question", "reasoning", "answer"]);
+        order(&qa_schema(3, 200, 500, true, QuestionForm::English), &["question", "reasoning", "answer"]);
         order(&conversation_schema(3, 200, 500), &["user", "assistant", "evidence"]);
         order(&judge_schema(2), &["rationale", "faithfulness", "correctness", "clarity", "usefulness"]);
         order(&compare_schema(), &["reason", "better"]);
         // Exactly as many items as asked for: one pair per focus item, one verdict or answer per example.
-        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English, true)["properties"]["pairs"]["minItems"], 4);
-        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English, true)["properties"]["pairs"]["maxItems"], 4);
+        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English)["properties"]["pairs"]["minItems"], 4);
+        assert_eq!(qa_schema(4, 200, 500, false, QuestionForm::English)["properties"]["pairs"]["maxItems"], 4);
         assert_eq!(judge_schema(3)["properties"]["verdicts"]["minItems"], 3);
         assert_eq!(answer_schema(5)["properties"]["answers"]["maxItems"], 5);
     }
@@ -699,28 +668,6 @@ mod tests {
     }
 
     #[test]
-    fn extractive_qa_asks_for_questions_only() {
-        let schema = qa_schema(3, 200, 500, true, QuestionForm::English, false);
-        let item = &schema["properties"]["pairs"]["items"];
-        assert_eq!(item["required"], json!(["question"]), "{schema}");
-        assert!(item["properties"].get("answer").is_none() && item["properties"].get("reasoning").is_none());
-        let reply: QaReply = serde_json::from_str(r#"{"pairs": [{"question": "What are the core hours?"}]}"#).unwrap();
-        assert_eq!(reply.pairs[0].answer, "");
-        let t = Templates::builtin().with_extractive_qa();
-        assert_eq!(t.task(Task::Qa), ("qa-extractive.v1", QA_EXTRACTIVE));
-        for p in used_placeholders(QA_EXTRACTIVE) {
-            assert!(Task::Qa.placeholders().contains(&p.as_str()), "{p}");
-        }
-        // A user's QA template stays.
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("qa.txt");
-        std::fs::write(&file, "Write {n} questions about: {focus}").unwrap();
-        let files = BTreeMap::from([("qa".to_string(), file)]);
-        let user = Templates::with_overrides(None, &files).unwrap().with_extractive_qa();
-        assert_eq!(user.task(Task::Qa).0, "file:qa.txt");
-    }
-
-    #[test]
     fn question_patterns_admit_questions_only() {
         let en = QuestionForm::English;
         assert!(en.admits("How much does the FM-400 weigh?"));
@@ -736,7 +683,7 @@ mod tests {
         let p = en.pattern(200);
         assert!(p.starts_with("^(What|Which|") && p.ends_with("{3,190}[?]$"), "{p}");
         assert_eq!(any.pattern(200), r#"^[^?"\\\n]{6,199}[?]$"#);
-        let schema = qa_schema(2, 200, 500, false, en, true);
+        let schema = qa_schema(2, 200, 500, false, en);
         assert_eq!(schema["properties"]["pairs"]["items"]["properties"]["question"]["pattern"], p);
     }
 }

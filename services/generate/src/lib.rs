@@ -54,17 +54,6 @@ pub enum Mode {
     Conversation,
 }
 
-/// Where a QA pair's answer comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Answers {
-    /// The model writes each answer from its assigned sentence(s).
-    Written,
-    /// The answer is the pair's assigned sentence(s), word for word; the model writes only the questions
-    /// (faithful by construction, and a call's tokens go to questions alone).
-    Extractive,
-}
-
 /// Where reasoning traces come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,9 +82,6 @@ pub struct GenerateConfig {
     pub max_question_chars: usize,
     /// Longest answer (and evidence) the output schema allows, in characters.
     pub max_answer_chars: usize,
-    /// Where QA answers come from: `written` by the model, or `extractive` (the pair's sentence, word for
-    /// word; the model writes only questions, and no `reasoning` field is asked for).
-    pub answers: Answers,
     /// Where reasoning traces come from.
     pub reasoning: Reasoning,
     /// Questions remembered per document: a new pair repeating one is rejected as a duplicate before any
@@ -129,7 +115,6 @@ impl Default for GenerateConfig {
             pairs_per_chunk: 6,
             max_question_chars: 200,
             max_answer_chars: 500,
-            answers: Answers::Written,
             reasoning: Reasoning::Model,
             memory: 16,
             question_similarity: 0.9,
@@ -177,11 +162,7 @@ impl GenerateConfig {
 
     /// The prompts in force.
     pub fn templates(&self) -> Result<Templates, Vec<String>> {
-        let templates = Templates::with_overrides(self.system_prompt.clone(), &self.templates)?;
-        Ok(match self.answers {
-            Answers::Written => templates,
-            Answers::Extractive => templates.with_extractive_qa(),
-        })
+        Templates::with_overrides(self.system_prompt.clone(), &self.templates)
     }
 
     /// The kind of example a chunk gets.

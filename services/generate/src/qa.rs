@@ -13,7 +13,7 @@ use distillery_prompts::{Task, seed_of, templates};
 use distillery_quality::{draft as quality, text};
 use distillery_vector::dot;
 
-use crate::{Answers, Generate, Reasoning, focus, grounding, screened, share};
+use crate::{Generate, Reasoning, focus, grounding, screened, share};
 
 /// A pair the model wrote, and why it will not be judged (if it will not).
 type Pair = (templates::QaPair, Option<(RejectReason, String)>);
@@ -26,8 +26,7 @@ impl Generate {
         };
         let plan = focus::plan(&sentences, self.cfg.pairs_per_chunk);
         let n = plan.len().max(1);
-        let written = self.cfg.answers == Answers::Written;
-        let explicit = written && self.cfg.reasoning == Reasoning::Explicit;
+        let explicit = self.cfg.reasoning == Reasoning::Explicit;
         let avoid: Vec<String> = self.memory.recall(&chunk.document_id).into_iter().rev().take(12).collect();
         let extra = self.cfg.extra_instructions.as_deref();
         let reasoning_field = if explicit { "reasoning (think step by step, briefly, before answering); " } else { "" };
@@ -53,29 +52,21 @@ impl Generate {
                 &self.cfg.max_answer_chars.to_string(),
                 &form.pattern(self.cfg.max_question_chars),
                 if explicit { "explicit" } else { "model" },
-                if written { "" } else { "extractive" },
             ],
         );
         let seed = seed_of(&chunk.id);
-        let schema =
-            templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit, form, written);
+        let schema = templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit, form);
         let req = self.caller.request(&chunk.context_text, task, seed, "qa_pairs", schema);
-        let mut out = self
+        let out = self
             .caller
             .call(&chunk.document_id, req, |r: &QaReply| {
-                if r.pairs.iter().any(|p| !p.question.trim().is_empty() && (!written || !p.answer.trim().is_empty())) {
+                if r.pairs.iter().any(|p| !p.question.trim().is_empty() && !p.answer.trim().is_empty()) {
                     Ok(())
                 } else {
                     Err("no pair has both a question and an answer".into())
                 }
             })
             .await?;
-        if !written {
-            // Extractive: each pair's answer is its assigned sentence(s), word for word.
-            for (p, item) in out.value.pairs.iter_mut().zip(&plan) {
-                p.answer = item.evidence(&sentences);
-            }
-        }
         let call_reasoning = out.response.reasoning.clone();
         let latency = out.response.latency;
         // Every pair the model wrote ends as a draft or a rejection with its reason: a pair repeating an

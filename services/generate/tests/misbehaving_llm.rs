@@ -238,37 +238,6 @@ async fn each_pair_is_assigned_a_sentence_which_becomes_its_evidence() {
     assert_eq!(d[2].messages[1].chunk_ids, vec!["chunk-2".to_string()], "traced to the member it lies in");
 }
 
-/// `answers = "extractive"`: the model is asked for questions only, and each pair's answer is its assigned
-/// sentence, word for word (so also its evidence).
-#[tokio::test]
-async fn extractive_answers_are_the_assigned_sentences_and_only_questions_are_asked_for() {
-    let server = MockServer::start().await;
-    let reply = json!({"pairs": [
-        {"question": "How many days of paid leave do employees get per year?"},
-        {"question": "Until when can unused leave be carried over?"}
-    ]});
-    mount(&server, ok(&reply.to_string()), Some(1)).await;
-    let cfg = GenerateConfig {
-        modes: vec![Mode::Qa],
-        pairs_per_chunk: 2,
-        answers: distillery_generate::Answers::Extractive,
-        ..Default::default()
-    };
-    let stage = generator_with(llm_config(&server), cfg, None).await;
-    let records = generate_once(&stage).await;
-    let body = &bodies(&server).await[0];
-    let user = body["messages"][1]["content"].as_str().unwrap();
-    assert!(user.contains("write 2 questions") && user.contains("will be its answer, word for word"), "{user}");
-    let item = &body["response_format"]["json_schema"]["schema"]["properties"]["pairs"]["items"];
-    assert_eq!(item["required"], json!(["question"]), "no answer tokens asked for: {item}");
-    let d = drafts(&records);
-    assert_eq!(d.len(), 2, "{records:#?}");
-    assert_eq!(d[0].answer(), "Employees get 25 days of paid leave per year.");
-    assert_eq!(d[1].question(), "Until when can unused leave be carried over?");
-    assert_eq!(d[1].answer(), "Unused leave can be carried over to March 31 of the next year, up to 5 days.");
-    assert_eq!(d[1].evidence.as_deref(), Some(d[1].answer()));
-}
-
 #[tokio::test]
 async fn repeated_questions_are_rejected_as_duplicates_never_dropped() {
     let server = MockServer::start().await;

@@ -350,7 +350,6 @@ pub struct ConversationReply {
     pub turns: Vec<Exchange>,
 }
 
-/// Regeneration instructions and schema: one improved answer per assistant turn, same count.
 /// The `{evidence}` of the regeneration and repair templates: the sentence of the context a QA pair was
 /// written about (its evidence, known since the pair was planned), so the rewrite reads what its answer must
 /// rest on instead of writing it out again. 0.5B rewrites given only the critic's words copied them into the
@@ -362,50 +361,42 @@ pub fn evidence_section(evidence: Option<&str>) -> String {
     }
 }
 
-/// What a rewrite gives: its answers, and the sentence supporting them unless the prompt gave it
-/// (`evidence_known`).
+/// Regeneration instructions and schema: one improved answer per assistant turn, same count, and the sentence
+/// supporting them unless the prompt gave it (`evidence_known`).
 pub fn regenerate_instructions(assistant_turns: usize, evidence_known: bool) -> String {
-    if evidence_known {
-        return if assistant_turns == 1 {
-            "Give: answers (a list with the one improved answer, 1-3 sentences).".to_string()
-        } else {
-            format!(
-                "Give: answers (a list of the {assistant_turns} assistant replies, improved, in order, 1-3 sentences each)."
-            )
-        };
-    }
-    if assistant_turns == 1 {
-        "Give: answers (a list with the one improved answer, 1-3 sentences); evidence (the exact sentence of the \
-         context that supports it)."
-            .to_string()
+    let (answers, supported) = if assistant_turns == 1 {
+        ("answers (a list with the one improved answer, 1-3 sentences)".to_string(), "it")
     } else {
-        format!(
-            "Give: answers (a list of the {assistant_turns} assistant replies, improved, in order, 1-3 sentences each); \
-             evidence (the exact sentence of the context that supports the last reply)."
+        (
+            format!(
+                "answers (a list of the {assistant_turns} assistant replies, improved, in order, 1-3 sentences each)"
+            ),
+            "the last reply",
         )
+    };
+    if evidence_known {
+        format!("Give: {answers}.")
+    } else {
+        format!("Give: {answers}; evidence (the exact sentence of the context that supports {supported}).")
     }
 }
 
-/// JSON schema of a rewrite: its answers, and (unless the prompt gave it) the sentence supporting them.
+/// JSON schema of a rewrite (see [`regenerate_instructions`]).
 pub fn regenerate_schema(assistant_turns: usize, max_answer: usize, evidence_known: bool) -> Value {
-    let answers = json!({
-        "type": "array", "minItems": assistant_turns, "maxItems": assistant_turns,
-        "items": {"type": "string", "minLength": 2, "maxLength": max_answer}
-    });
-    if evidence_known {
-        return json!({
-            "type": "object",
-            "properties": {"answers": answers},
-            "required": ["answers"],
-            "additionalProperties": false
-        });
+    let mut properties = serde_json::Map::new();
+    properties.insert(
+        "answers".into(),
+        json!({
+            "type": "array", "minItems": assistant_turns, "maxItems": assistant_turns,
+            "items": {"type": "string", "minLength": 2, "maxLength": max_answer}
+        }),
+    );
+    let mut required = vec!["answers"];
+    if !evidence_known {
+        properties.insert("evidence".into(), json!({"type": "string", "maxLength": max_answer}));
+        required.push("evidence");
     }
-    json!({
-        "type": "object",
-        "properties": {"answers": answers, "evidence": {"type": "string", "maxLength": max_answer}},
-        "required": ["answers", "evidence"],
-        "additionalProperties": false
-    })
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use super::checks::patterns;
 use super::ner::PieceScore;
 use super::words::{
-    COMMON_CAPITALISED, MONTHS_AND_DAYS, NOT_NAMES, NOT_SURNAMES, ORGANISATION_HEADS, PARTICLES, PERSON_COLUMNS,
-    SURNAME_FIRST, TITLE_WORDS,
+    COMMON_CAPITALISED, MONTHS_AND_DAYS, NAMED_LIKE_PEOPLE, NOT_NAMES, NOT_SURNAMES, ORGANISATION_HEADS, PARTICLES,
+    PERSON_COLUMNS, SURNAME_FIRST, TITLE_WORDS,
 };
 use super::{PiiKind, Redactor};
 
@@ -211,6 +211,20 @@ fn whole_item(text: &str, start: usize, end: usize) -> bool {
     before && after
 }
 
+/// Whether a span is the last item of a list that the sentence goes on after: a joining word before it
+/// ("..., Joana Sá Couto and Inês Queiroz de Sousa joined") and a lower-case word after it.
+fn closes_list(text: &str, start: usize, end: usize) -> bool {
+    let head = text[..start].trim_end_matches(' ');
+    let joined = head.rsplit_once([' ', '\t']).is_some_and(|(_, w)| LIST_WORDS.contains(&w));
+    let tail = text[end..].strip_prefix(' ').unwrap_or("");
+    joined && tail.chars().next().is_some_and(char::is_lowercase)
+}
+
+/// A whole list item, or the last item of a list the sentence goes on after.
+fn list_item(text: &str, start: usize, end: usize) -> bool {
+    whole_item(text, start, end) || closes_list(text, start, end)
+}
+
 /// Person names from the NER model's scores, in runs of name words: the words around one the model is sure
 /// of ([`WORD_STRONG`]) that it gives any weight ([`WORD_WEAK`]); two or more words, or one after an initial.
 /// In a list where the model found a name, the other items that are runs of name words are names as well.
@@ -241,13 +255,13 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
         }
         if words.len() >= 2 {
             let (s, e) = span_of(text, &toks, words[0], words[words.len() - 1]);
-            if whole_item(text, s, e) {
+            if list_item(text, s, e) {
                 let mean = words.iter().map(|&k| score[k]).sum::<f32>() / words.len() as f32;
                 items.push((s, e, mean));
             }
         }
     }
-    if items.len() >= 2 && found.iter().any(|&(s, e)| whole_item(text, s, e)) {
+    if items.len() >= 2 && found.iter().any(|&(s, e)| list_item(text, s, e)) {
         for &(s, e, mean) in &items {
             if mean >= LIST_FLOOR && !found.iter().any(|&(a, b)| a < e && s < b) {
                 found.push((s, e));
@@ -263,6 +277,9 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
 /// last word is one of [`ORGANISATION_HEADS`], or the next word is (after at most one capitalised word:
 /// "Penhaligon Dental Clinic"), or an ampersand follows ("Holloway & Finch").
 pub(super) fn names_an_organisation(text: &str, start: usize, end: usize) -> bool {
+    if inside_a_known_name(text, start, end) {
+        return true;
+    }
     if text[start..end].split_whitespace().next_back().is_some_and(|w| ORGANISATION_HEADS.contains(&name_word(w)))
         || text[end..].trim_start().starts_with('&')
     {
@@ -277,6 +294,34 @@ pub(super) fn names_an_organisation(text: &str, start: usize, end: usize) -> boo
         }
         _ => false,
     }
+}
+
+/// Whether `start..end` lies inside a mention of one of [`NAMED_LIKE_PEOPLE`] (a whole-word match around it).
+fn inside_a_known_name(text: &str, start: usize, end: usize) -> bool {
+    let offset = floor_boundary(text, start.saturating_sub(40));
+    let window = &text[offset..ceil_boundary(text, end + 40)];
+    NAMED_LIKE_PEOPLE.iter().any(|known| {
+        window.match_indices(known).any(|(i, _)| {
+            let (s, e) = (offset + i, offset + i + known.len());
+            let word_edge = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+            s <= start && end <= e && word_edge(text[..s].chars().next_back()) && word_edge(text[e..].chars().next())
+        })
+    })
+}
+
+fn floor_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// People in the person columns of comma-separated data: a header line with a column named as in
@@ -516,6 +561,17 @@ mod tests {
         assert!(whole_item(text, s, e));
         let (s, e) = at("Johannes du Plessis");
         assert!(!whole_item(text, s, e));
+        // ... but it closes the list: a joining word before it, the sentence going on after it.
+        assert!(closes_list(text, s, e) && list_item(text, s, e));
+        let (s, e) = at("Anneke Pretorius");
+        assert!(!closes_list(text, s, e));
+        let other = "The Pretoria team met Johannes du Plessis there.";
+        let s = other.find("Johannes").expect("in text");
+        assert!(!list_item(other, s, s + "Johannes du Plessis".len()));
+        // The last item of a list whose sentence goes on is a name where the model found one in the list.
+        let text = "Rui Carvalho, Joana Couto and Inês Queiroz de Sousa joined the Porto office.";
+        let found = names(text, |w| if matches!(w, "Inês" | "Queiroz" | "Sousa") { 0.99 } else { 0.05 });
+        assert_eq!(found, ["Inês Queiroz de Sousa", "Rui Carvalho", "Joana Couto"]);
     }
 
     #[test]
@@ -548,6 +604,12 @@ mod tests {
         assert!(organisation("Our client Rheinmetall Zulieferteile GmbH paid.", "Rheinmetall Zulieferteile"));
         assert!(organisation("She joined Ardmore Dental Clinic in May.", "Ardmore"));
         assert!(organisation("Call Fenwick & Hale about the lease.", "Fenwick"));
+        // Well-known firms, brands and places that read as a person's name, matched as whole words.
+        assert!(organisation("Merrill Lynch advised the buyer.", "Merrill Lynch"));
+        assert!(organisation("Stock Dr Oetker pizza.", "Oetker"));
+        assert!(organisation("Fly to Addis Ababa on Monday.", "Addis Ababa"));
+        assert!(!organisation("Ask Merrill Lynchburg-Hale.", "Merrill Lynchburg-Hale"));
+        assert!(!organisation("Ask Ted Bakerfield.", "Ted Bakerfield"));
         // A person beside such a word, or a surname that is also a common noun, stays a person.
         assert!(!organisation("Anna Lindqvist runs the Oslo Lab.", "Anna Lindqvist"));
         assert!(!organisation("Stuart Hall spoke, then Ji-woo Park.", "Stuart Hall"));

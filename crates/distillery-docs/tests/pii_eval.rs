@@ -3,7 +3,7 @@
 //! numbers, bad IBAN checksums, ...). Prints the table; requires recall >= 0.99 on every structured type.
 //!
 //! Person names are scored with the NER model (the default configuration when it is installed) and with the
-//! rules alone, on the development set and the three held-out sets, with the time each took (cases/s, KB/s). These tests need the model: `scripts/test-servers
+//! rules alone, on the development set and the four held-out sets, with the time each took (cases/s, KB/s). These tests need the model: `scripts/test-servers
 //! start` installs it and sets `DISTILLERY_NER_MODEL_DIR` (or `source scripts/lib.sh && ensure_ner_model`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +48,7 @@ const DEV: &str = include_str!("data/pii_cases.jsonl");
 const HELD_OUT: &str = include_str!("../../../tests/data/pii_holdout.jsonl");
 const HELD_OUT_V2: &str = include_str!("../../../tests/data/pii_holdout_v2.jsonl");
 const HELD_OUT_V3: &str = include_str!("../../../tests/data/pii_holdout_v3.jsonl");
+const HELD_OUT_V4: &str = include_str!("../../../tests/data/pii_holdout_v4.jsonl");
 
 /// The installed NER model; a missing one fails the test with the command that installs it.
 fn model() -> Arc<NerModel> {
@@ -276,11 +277,23 @@ fn pii_detection_on_the_second_held_out_set() {
 /// The third held-out set (164 cases, 154 person mentions, 59 lines without an entity): written and committed
 /// before the detector changes of its session, which were made on the development set and on v2's known
 /// failure (firms named after people); nothing was tuned on it and its misses are not printed. Measured with
-/// the model: P 0.967 R 0.948 (before those changes: P 0.960 R 0.935; rules alone P 0.874 R 0.494). The
-/// bounds are those figures less a small margin.
+/// the model: P 0.967 R 0.948 (before those changes: P 0.960 R 0.935; rules alone P 0.874 R 0.494); after
+/// the list and firm changes of 2026-12-07 (made on the development set): P 0.980 R 0.948. The bounds are
+/// the first figures less a small margin.
 #[test]
 fn pii_detection_on_the_third_held_out_set() {
     held_out_persons("v3", HELD_OUT_V3, V3_PERSON_RECALL, V3_PERSON_PRECISION);
+}
+
+/// The fourth held-out set (197 cases, 230 person mentions, a third of them in harder forms: particles, three
+/// parts, two surnames, family name first, initials, capitals; 46 lines without an entity): written on
+/// 2026-12-07 by a writer who saw neither the detector nor its development set, after that session's detector
+/// changes and before any measurement on it; nothing was tuned on it and its misses are not printed.
+/// Measured once, with the model: P 0.960 R 0.830 (rules alone P 0.894 R 0.439); the model alone P 0.954
+/// R 0.804. The goal (both >= 0.95) is not met on it: this is the figure to report.
+#[test]
+fn pii_detection_on_the_fourth_held_out_set() {
+    held_out_persons("v4", HELD_OUT_V4, V4_PERSON_RECALL, V4_PERSON_PRECISION);
 }
 
 /// Scores persons on a held-out set with and without the model, prints both, and bounds the model's figures;
@@ -299,6 +312,10 @@ fn held_out_persons(set: &str, data: &str, min_recall: f64, min_precision: f64) 
     assert!(p.precision() >= min_precision, "held-out {set} person precision {:.3}", p.precision());
     assert!(p.recall() > r.recall(), "the model adds no person the rules miss");
 }
+
+/// Held-out v4 person figures with the model, as measured less a small margin.
+const V4_PERSON_RECALL: f64 = 0.80;
+const V4_PERSON_PRECISION: f64 = 0.93;
 
 /// Held-out v3 person figures with the model, as measured less a small margin.
 const V3_PERSON_RECALL: f64 = 0.92;

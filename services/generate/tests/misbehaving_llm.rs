@@ -695,6 +695,58 @@ async fn an_answer_that_differs_from_the_judges_own_does_not_pass_however_the_cr
     assert_eq!(bodies[1]["messages"][2]["role"], "assistant");
 }
 
+#[tokio::test]
+async fn a_regeneration_meets_the_judges_first_answer_to_its_question_without_a_second_answer_call() {
+    // The judge's own answer is 25 days: the first draft (no number) differs and goes back; its regeneration
+    // (same context, same question, a new answer) is compared with that same answer, not asked for again.
+    let server = MockServer::start().await;
+    let praise = json!({"verdicts": [{"rationale": "Correct and grounded.", "faithfulness": 5, "correctness": 5,
+                                      "clarity": 5, "usefulness": 5}]});
+    mount_judge(&server, &["25 days"], praise).await;
+    let llm = LlmClient::connect(llm_config(&server), LlmRole::Judge, Metrics::global()).await;
+    let judge = Judge::new(LlmCaller::new(Arc::new(llm), None), JudgeConfig::default(), Metrics::global()).unwrap();
+    let reused = || judge.metrics.own_answers.with_label_values(&["reused"]).get();
+    let before = reused();
+    let judge_one = |draft: Draft| {
+        let judge = &judge;
+        async move {
+            let out = Collected::default();
+            let input = Input::record(Topic::Drafts, Record::Draft(draft));
+            handle(judge, input, &out, &Metrics::global(), &retry(), &CancellationToken::new()).await.unwrap();
+            out.take()
+        }
+    };
+    let mut first = judge_draft();
+    first.messages[1] = Message::new(Role::Assistant, "Employees get paid leave every year.");
+    let records = judge_one(first).await;
+    let Record::Regenerate(regen) = &records[0] else { panic!("{records:#?}") };
+    assert!(regen.feedback().contains("25"), "{}", regen.feedback());
+    let mut again = judge_draft();
+    again.id = "draft-1-attempt-2".into();
+    again.attempt = 2;
+    let records = judge_one(again).await;
+    let Record::Judged(j) = &records[0] else { panic!("{records:#?}") };
+    assert!(j.passed, "{}", j.rationale);
+    assert_eq!(reused() - before, 1);
+    // Three calls: the first draft's answers and verdicts, then only the regeneration's verdicts, which
+    // carry the judge's first answer as its earlier reply.
+    let seen = bodies(&server).await;
+    let names: Vec<&str> =
+        seen.iter().map(|b| b["response_format"]["json_schema"]["name"].as_str().unwrap_or_default()).collect();
+    assert_eq!(names, ["answers", "verdicts", "verdicts"]);
+    assert_eq!(seen[2]["messages"][1], seen[0]["messages"][1], "the same answer request as the first");
+    let earlier: Value = serde_json::from_str(seen[2]["messages"][2]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(earlier, json!({"answers": ["25 days"]}));
+    // Another question of the same context is asked for.
+    let mut other = judge_draft();
+    other.id = "draft-2".into();
+    other.messages[0] = Message::new(Role::User, "Until when can unused leave be carried over?");
+    judge_one(other).await;
+    let seen = bodies(&server).await;
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen[3]["response_format"]["json_schema"]["name"], "answers");
+}
+
 /// Runs a regeneration request through generate, the model answering `answer`.
 async fn regenerate(regen: &Regenerate, answer: &str) -> Vec<Record> {
     regenerate_seen(regen, answer).await.0

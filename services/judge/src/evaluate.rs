@@ -22,6 +22,7 @@ use distillery_quality::answer::{self, Agreement};
 use distillery_quality::verdict::{self as checks, Distrust};
 
 use crate::metrics::JudgeMetrics;
+use crate::own_answers::OwnAnswers;
 use crate::{Evaluation, Judge};
 
 /// Output tokens a verdict (criteria, overall, a one-sentence rationale) and a short answer take at most
@@ -116,7 +117,8 @@ impl Judge {
         let mut spent = Spent::default();
         self.metrics.batches.with_label_values(&[&JudgeMetrics::size_label(n)]).inc();
 
-        // 1. The judge's own short answers, before it sees the examples' answers.
+        // 1. The judge's own short answers, before it sees the examples' answers; kept from an earlier
+        //    judging of the same questions (a regeneration) where there was one.
         let mut prior = None;
         let own: Option<Vec<String>> = if answer_check {
             let task = templates::render(
@@ -128,19 +130,32 @@ impl Judge {
                 ANSWER_TOKENS,
                 n,
             );
-            let out = self
-                .caller
-                .call::<AnswerReply, _>(document, req.clone(), |r| {
-                    if r.answers.len() == n {
-                        Ok(())
-                    } else {
-                        Err(format!("expected {n} answers, got {}", r.answers.len()))
-                    }
-                })
-                .await?;
-            spent.add(out.usage, out.response.latency);
-            prior = Some((req, out.response.content.clone()));
-            Some(out.value.answers)
+            let (model, prompt) = (&self.caller.llm.config().model, self.caller.templates.hash(Task::Answer, &[]));
+            let keys: Vec<String> =
+                drafts.iter().map(|d| OwnAnswers::key(model, &prompt, context, d.question())).collect();
+            if let Some(answers) = self.own_answers.get_all(&keys) {
+                self.metrics.own_answers.with_label_values(&["reused"]).inc();
+                tracing::debug!(drafts = n, "the judge's own answers kept from an earlier judging; no call");
+                let reply = serde_json::json!({ "answers": answers }).to_string();
+                prior = Some((req, reply));
+                Some(answers)
+            } else {
+                self.metrics.own_answers.with_label_values(&["asked"]).inc();
+                let out = self
+                    .caller
+                    .call::<AnswerReply, _>(document, req.clone(), |r| {
+                        if r.answers.len() == n {
+                            Ok(())
+                        } else {
+                            Err(format!("expected {n} answers, got {}", r.answers.len()))
+                        }
+                    })
+                    .await?;
+                spent.add(out.usage, out.response.latency);
+                prior = Some((req, out.response.content.clone()));
+                self.own_answers.insert_all(&keys, &out.value.answers);
+                Some(out.value.answers)
+            }
         } else {
             None
         };

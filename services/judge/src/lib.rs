@@ -28,12 +28,14 @@ use serde::{Deserialize, Serialize};
 pub mod evaluate;
 pub mod gather;
 pub mod metrics;
+pub mod own_answers;
 pub mod service;
 
 use distillery_quality::verdict::{Distrust, Echo, Screened, VerdictChecks};
 
 use crate::gather::Gather;
 use crate::metrics::JudgeMetrics;
+use crate::own_answers::OwnAnswers;
 
 /// The stage's name: consumer group suffix, metric label, `Rejected.stage`.
 pub const NAME: StageName = StageName::Judge;
@@ -121,6 +123,8 @@ pub struct Judge {
     echo: Echo,
     /// The batches being gathered.
     gather: Gather<Evaluation>,
+    /// The judge's own short answers, for drafts judged again with the same question.
+    own_answers: OwnAnswers,
 }
 
 /// What the judge made of a draft.
@@ -171,7 +175,7 @@ impl Judge {
         let placeholders: Vec<&str> = Task::ALL.iter().flat_map(|t| t.placeholders().iter().copied()).collect();
         let echo = Echo::new(texts, &placeholders, cfg.checks.echo_words);
         let gather = Gather::new(std::time::Duration::from_millis(cfg.batch_wait_ms));
-        Ok(Judge { caller, cfg, metrics: JudgeMetrics::of(&metrics), echo, gather })
+        Ok(Judge { caller, cfg, metrics: JudgeMetrics::of(&metrics), echo, gather, own_answers: OwnAnswers::default() })
     }
 
     /// Screens and judges one draft on its own (a batch of one).

@@ -20,6 +20,9 @@ pub struct JudgeMetrics {
     /// Examples whose answer was compared with the judge's own short answer, by outcome (agrees, differs,
     /// not_stated).
     pub answer_check: IntCounterVec,
+    /// The judge's own short answers to a batch's questions, by whether it asked the model (asked) or had
+    /// them from an earlier judging of the same questions (reused: a regeneration or repair).
+    pub own_answers: IntCounterVec,
     /// Judge calls by how many examples they scored together (1, 2, ..., 8+).
     pub batches: IntCounterVec,
     /// Regenerations that passed, by whether the two-order comparison verified them better than the draft
@@ -37,6 +40,11 @@ impl JudgeMetrics {
             answer_check: m.counter_vec(
                 "judge_answer_check_total",
                 "Examples compared with the judge's own short answer, by outcome",
+                &["outcome"],
+            ),
+            own_answers: m.counter_vec(
+                "judge_own_answers_total",
+                "The judge's own short answers to a batch's questions, asked or reused",
                 &["outcome"],
             ),
             batches: m.counter_vec("judge_batches_total", "Critic calls by examples scored together", &["size"]),

@@ -211,7 +211,7 @@ fn assert_structured(tally: &BTreeMap<PiiKind, Tally>) {
 }
 
 /// The set the detector was developed against (576 cases, 298 person mentions); the model's decoding (word
-/// thresholds, the rules' veto, list items) was chosen here and nowhere else. Measured: rules + model P 0.997
+/// thresholds, the rules' veto, list items) was chosen here and nowhere else. Measured: rules + model P 0.993
 /// R 0.973; rules alone P 0.869 R 0.624; the model alone P 0.947 R 0.903 (before the last item of a list and
 /// the firms and places named like people: P 0.950 R 0.956, rules alone P 0.842; these figures are fitted).
 #[test]
@@ -289,8 +289,10 @@ fn pii_detection_on_the_third_held_out_set() {
 /// parts, two surnames, family name first, initials, capitals; 46 lines without an entity): written on
 /// 2026-12-07 by a writer who saw neither the detector nor its development set, after that session's detector
 /// changes and before any measurement on it; nothing was tuned on it and its misses are not printed.
-/// Measured once, with the model: P 0.960 R 0.830 (rules alone P 0.894 R 0.439); the model alone P 0.954
-/// R 0.804. The goal (both >= 0.95) is not met on it: this is the figure to report.
+/// Measured with the model: P 0.960 R 0.830 (rules alone P 0.894 R 0.439; the model alone P 0.954 R 0.804),
+/// then P 0.955 R 0.830 after the list of firms named like people lost the names a person could well have
+/// (a change made for recall's sake, not from this set, whose misses were never printed). The goal (both
+/// >= 0.95) is not met on it: this is the figure to report.
 #[test]
 fn pii_detection_on_the_fourth_held_out_set() {
     held_out_persons("v4", HELD_OUT_V4, V4_PERSON_RECALL, V4_PERSON_PRECISION);

@@ -155,7 +155,7 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
     // of this page refused before the judge, so a run that retained no judged draft is made again (a new
     // folder, new samples), at most three times.
     let mut attempt = 0;
-    let (out, accepted_run, retained) = loop {
+    let (out, accepted_run, retained, screened) = loop {
         let out: PathBuf = dir.path().join(format!("out-{attempt}"));
         run(&[
             "run",
@@ -179,10 +179,20 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
                     && (r["stage"] == "judge" || r.get("scores").is_some_and(|s| !s.is_null()))
             })
             .count();
+        // Of those, the judge's rejections before any judge call (a check stopped a regeneration): no verdict.
+        let screened = jsonl(&out.join("rejected.jsonl"))
+            .iter()
+            .filter(|r| {
+                r["messages"].as_array().is_some_and(|m| !m.is_empty())
+                    && r["reason"] != "duplicate"
+                    && r["stage"] == "judge"
+                    && r.get("scores").is_none_or(|s| s.is_null())
+            })
+            .count();
         let retained = accepted_run + judged_rejections;
         attempt += 1;
         if retained > 0 || attempt == 3 {
-            break (out, accepted_run, retained);
+            break (out, accepted_run, retained, screened);
         }
     };
     assert!(retained > 0, "{attempt} runs retained no judged draft");
@@ -194,7 +204,11 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
     let v2 = report(&stdout);
     assert_eq!(v2["version"], 2, "{v2}");
     assert_eq!(v2["llm_calls"], 0, "{v2}");
-    assert_eq!(v2["judged"].as_u64().unwrap() as usize, retained, "{v2}");
+    // Every retained draft with a verdict is re-read; one screened before any judge call has none to re-read
+    // and keeps its outcome.
+    assert_eq!(v2["judged"].as_u64().unwrap() as usize, retained - screened, "{v2}");
+    let decided = ["unchanged", "newly_accepted", "newly_rejected"].map(|k| v2[k].as_u64().unwrap() as usize);
+    assert_eq!(decided.iter().sum::<usize>(), retained, "{v2}");
     assert_eq!(v2["accepted_before"].as_u64().unwrap() as usize, accepted_run, "{v2}");
     let accepted_v2 = v2["accepted_after"].as_u64().unwrap() as usize;
     let accepted_high = jsonl(&out.join("accepted.jsonl")).iter().filter(|a| a["scores"]["overall"] == 5).count();

@@ -488,8 +488,7 @@ const CONTRASTS: &[&str] = &["but", "however", "although", "though", "yet"];
 /// Why a verdict cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Distrust {
-    /// The rationale is empty, or copies the judge's own template, the example, or another example's
-    /// rationale of the same reply instead of judging.
+    /// The rationale is empty, or copies the judge's own template or the example instead of judging.
     Placeholder(String),
     /// The rationale praises the example, the scores reject it.
     PraiseLowScore,
@@ -535,44 +534,9 @@ pub fn distrust(rationale: &str, overall: i32, threshold: i32, echo: &Echo, cont
     }
 }
 
-/// Per verdict of one reply, the earlier verdict whose rationale it repeats word for word (case and spaces
-/// aside) although their examples differ: a small critic writes one judgement and copies it onto the next
-/// example ("The answer 'Employees get 25 days ...' is correct" for a question about carry-over). Such a
-/// rationale is about another example and is not trusted ([`Distrust::Placeholder`]).
-pub fn repeated_rationales(rationales: &[&str], examples: &[&str]) -> Vec<Option<usize>> {
-    let fold = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-    let folded: Vec<String> = rationales.iter().map(|r| fold(r)).collect();
-    (0..folded.len())
-        .map(|k| {
-            // The first verdict with this rationale, when it judged another example.
-            (0..k)
-                .find(|&j| !folded[k].is_empty() && folded[k] == folded[j])
-                .filter(|&j| examples.get(k).map(|e| fold(e)) != examples.get(j).map(|e| fold(e)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_rationale_repeated_for_another_example_is_found() {
-        let same = "The answer 'Employees get 25 days of paid leave per year' is correct.";
-        let found = repeated_rationales(
-            &[same, &format!("  {}", same.to_uppercase()), "Correct: until 31 March.", same],
-            &[
-                "Q: How many days? A: 25 days.",
-                "Q: Until when? A: Until 31 March.",
-                "Q: x A: y",
-                "Q: How many days? A: 25 days.",
-            ],
-        );
-        // The second repeats the first for another example; the fourth repeats it for the same example (its
-        // first use), which is a judgement of its own.
-        assert_eq!(found, vec![None, Some(0), None, None]);
-        assert_eq!(repeated_rationales(&["", ""], &["a", "b"]), vec![None, None]);
-    }
 
     const JUDGE: &str = "TASK: judge this training example against the context.\n<example>\n{example}\n</example>\n\
         First the rationale: one short sentence naming the main weakness, or why it is good.";

@@ -747,59 +747,6 @@ async fn a_regeneration_meets_the_judges_first_answer_to_its_question_without_a_
     assert_eq!(seen[3]["response_format"]["json_schema"]["name"], "answers");
 }
 
-#[tokio::test]
-async fn a_rationale_copied_onto_another_example_of_the_batch_is_not_trusted_and_asked_again() {
-    // Two examples of one context in one critic call; the critic writes the first one's rationale for both.
-    let server = MockServer::start().await;
-    let first = "The answer 'Employees get 25 days of paid leave per year' matches the context.";
-    let verdict = |rationale: &str| json!({"rationale": rationale, "faithfulness": 5, "correctness": 5, "clarity": 5, "usefulness": 5});
-    let schema_for = |n: usize| json!({"response_format": {"json_schema": {"name": "verdicts", "schema": {"properties": {"verdicts": {"minItems": n}}}}}});
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .and(body_partial_json(json!({"response_format": {"json_schema": {"name": "answers"}}})))
-        .respond_with(ok(&json!({"answers": ["25 days", "March 31 of the next year"]}).to_string()))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .and(body_partial_json(schema_for(2)))
-        .respond_with(ok(&json!({"verdicts": [verdict(first), verdict(first)]}).to_string()))
-        .mount(&server)
-        .await;
-    let own = "Unused leave can be carried over to March 31 of the next year, as the context says.";
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .and(body_partial_json(schema_for(1)))
-        .respond_with(ok(&json!({"verdicts": [verdict(own)]}).to_string()))
-        .mount(&server)
-        .await;
-    let llm = LlmClient::connect(llm_config(&server), LlmRole::Judge, Metrics::global()).await;
-    let judge = Judge::new(LlmCaller::new(Arc::new(llm), None), JudgeConfig::default(), Metrics::global()).unwrap();
-    let mut carry = judge_draft();
-    carry.id = "draft-2".into();
-    carry.messages = vec![
-        Message::new(Role::User, "Until when can unused leave be carried over?"),
-        Message::new(Role::Assistant, "Unused leave can be carried over to March 31 of the next year."),
-    ];
-    let evaluations = judge.evaluate_batch(vec![judge_draft(), carry]).await.unwrap();
-    let judged: Vec<(String, u32, bool)> = evaluations
-        .into_iter()
-        .map(|e| match e {
-            distillery_judge::Evaluation::Judged { judged, asked, distrust, .. } => {
-                (judged.rationale, asked, distrust.is_none())
-            }
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    // The first keeps its verdict; the second is asked again, alone, and has a rationale of its own.
-    assert_eq!(judged[0], (first.to_string(), 1, true));
-    assert_eq!(judged[1], (own.to_string(), 2, true));
-    let seen = bodies(&server).await;
-    assert_eq!(seen.len(), 3);
-    let reask = seen[2]["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
-    assert!(reask.contains("Until when") && !reask.contains("How many days"), "{reask}");
-}
-
 /// Runs a regeneration request through generate, the model answering `answer`.
 async fn regenerate(regen: &Regenerate, answer: &str) -> Vec<Record> {
     regenerate_seen(regen, answer).await.0

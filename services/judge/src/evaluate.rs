@@ -176,10 +176,8 @@ impl Judge {
         let mut verdicts: Vec<Verdict> = out.value.verdicts;
         let mut asked = vec![1u32; n];
         let mut distrust: Vec<Option<Distrust>> = vec![None; n];
-        let shown: Vec<String> = drafts.iter().map(|d| transcript(d)).collect();
-        let repeats = self.repeated(&verdicts, &shown.iter().map(String::as_str).collect::<Vec<_>>());
         for k in 0..n {
-            distrust[k] = self.read_trust(&verdicts[k], context, asked[k], repeats[k]);
+            distrust[k] = self.read_trust(&verdicts[k], context, asked[k]);
         }
         for round in 1..=self.cfg.checks.reasks {
             let again: Vec<usize> = (0..n).filter(|&k| distrust[k].is_some()).collect();
@@ -198,11 +196,9 @@ impl Judge {
             let req = room(req, VERDICT_TOKENS, members.len());
             let out = self.caller.call::<JudgeReply, _>(document, req, |r| r.check(members.len())).await?;
             spent.add(out.usage, out.response.latency);
-            let shown: Vec<&str> = again.iter().map(|&k| shown[k].as_str()).collect();
-            let repeats = self.repeated(&out.value.verdicts, &shown);
-            for ((v, &k), repeat) in out.value.verdicts.into_iter().zip(&again).zip(repeats) {
+            for (v, &k) in out.value.verdicts.into_iter().zip(&again) {
                 asked[k] += 1;
-                distrust[k] = self.read_trust(&v, context, asked[k], repeat);
+                distrust[k] = self.read_trust(&v, context, asked[k]);
                 verdicts[k] = v;
             }
         }
@@ -268,23 +264,9 @@ impl Judge {
         Ok(results)
     }
 
-    /// Per verdict of one reply, the earlier one (by index in the reply) whose rationale it repeats for
-    /// another example.
-    fn repeated(&self, verdicts: &[Verdict], examples: &[&str]) -> Vec<Option<usize>> {
-        let rationales: Vec<&str> = verdicts.iter().map(|v| v.rationale.as_str()).collect();
-        checks::repeated_rationales(&rationales, examples)
-    }
-
-    /// Whether a verdict can be trusted (`repeats`: the earlier example of the reply whose rationale it
-    /// copies), counted by its ask number.
-    fn read_trust(&self, v: &Verdict, context: &str, asked: u32, repeats: Option<usize>) -> Option<Distrust> {
-        let d = match repeats {
-            Some(j) => Some(Distrust::Placeholder(format!(
-                "it repeats word for word the rationale of example {} of the same reply",
-                j + 1
-            ))),
-            None => checks::distrust(v.rationale.trim(), v.overall(), self.cfg.threshold, &self.echo, context),
-        };
+    /// Whether a verdict can be trusted, counted by its ask number.
+    fn read_trust(&self, v: &Verdict, context: &str, asked: u32) -> Option<Distrust> {
+        let d = checks::distrust(v.rationale.trim(), v.overall(), self.cfg.threshold, &self.echo, context);
         let outcome = match (&d, asked) {
             (None, 1) => "trusted",
             (None, _) => "trusted_on_reask",

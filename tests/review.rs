@@ -171,24 +171,18 @@ async fn rejudge_writes_versions_and_the_review_page_decides_records() {
             "--quiet",
         ]);
         let accepted_run = lines(&out.join("accepted.jsonl"));
-        let judged_rejections = jsonl(&out.join("rejected.jsonl"))
-            .iter()
+        // The judge's rejections (by the judge, or on a verdict), and of those the ones stopped by a check
+        // before any judge call (a regeneration): these have no verdict.
+        let judged: Vec<Value> = jsonl(&out.join("rejected.jsonl"))
+            .into_iter()
             .filter(|r| {
                 r["messages"].as_array().is_some_and(|m| !m.is_empty())
                     && r["reason"] != "duplicate"
                     && (r["stage"] == "judge" || r.get("scores").is_some_and(|s| !s.is_null()))
             })
-            .count();
-        // Of those, the judge's rejections before any judge call (a check stopped a regeneration): no verdict.
-        let screened = jsonl(&out.join("rejected.jsonl"))
-            .iter()
-            .filter(|r| {
-                r["messages"].as_array().is_some_and(|m| !m.is_empty())
-                    && r["reason"] != "duplicate"
-                    && r["stage"] == "judge"
-                    && r.get("scores").is_none_or(|s| s.is_null())
-            })
-            .count();
+            .collect();
+        let judged_rejections = judged.len();
+        let screened = judged.iter().filter(|r| r.get("scores").is_none_or(|s| s.is_null())).count();
         let retained = accepted_run + judged_rejections;
         attempt += 1;
         if retained > 0 || attempt == 3 {

@@ -298,8 +298,8 @@ pub(super) fn names_an_organisation(text: &str, start: usize, end: usize) -> boo
 
 /// Whether `start..end` lies inside a mention of one of [`NAMED_LIKE_PEOPLE`] (a whole-word match around it).
 fn inside_a_known_name(text: &str, start: usize, end: usize) -> bool {
-    let offset = floor_boundary(text, start.saturating_sub(40));
-    let window = &text[offset..ceil_boundary(text, end + 40)];
+    let offset = text.floor_char_boundary(start.saturating_sub(40));
+    let window = &text[offset..text.ceil_char_boundary(end + 40)];
     NAMED_LIKE_PEOPLE.iter().any(|known| {
         window.match_indices(known).any(|(i, _)| {
             let (s, e) = (offset + i, offset + i + known.len());
@@ -307,21 +307,6 @@ fn inside_a_known_name(text: &str, start: usize, end: usize) -> bool {
             s <= start && end <= e && word_edge(text[..s].chars().next_back()) && word_edge(text[e..].chars().next())
         })
     })
-}
-
-fn floor_boundary(text: &str, mut i: usize) -> usize {
-    while !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil_boundary(text: &str, mut i: usize) -> usize {
-    i = i.min(text.len());
-    while !text.is_char_boundary(i) {
-        i += 1;
-    }
-    i
 }
 
 /// People in the person columns of comma-separated data: a header line with a column named as in

@@ -35,6 +35,12 @@ impl Scored {
     fn recall(&self) -> f64 {
         self.tp as f64 / (self.tp + self.fn_).max(1) as f64
     }
+    /// The share of the pairs labelled bad (wrong, unfaithful, trivial, about the document, truncated) that
+    /// were accepted: the judge passing junk, on 50 pairs rather than on the dozen or so it accepts.
+    fn bad_accepted(&self) -> f64 {
+        let bad = self.n - (self.tp + self.fn_);
+        self.fp as f64 / bad.max(1) as f64
+    }
 }
 
 fn labels(name: &str) -> Vec<Value> {
@@ -115,10 +121,11 @@ fn judge_set(llm: &str, model: &str, name: &str) -> (Vec<Value>, Scored) {
 
 fn print(name: &str, model: &str, s: &Scored) {
     let mut out = format!(
-        "JUDGE {name:<8} {model}: precision {:.3} recall {:.3} (tp {} fp {} fn {}), {} of {} screened before any call, \
-         {} verdicts untrusted, {} LLM calls, {:.0} tokens per pair\n",
+        "JUDGE {name:<8} {model}: precision {:.3} recall {:.3} (tp {} fp {} fn {}), bad pairs accepted {:.3}, \
+         {} of {} screened before any call, {} verdicts untrusted, {} LLM calls, {:.0} tokens per pair\n",
         s.precision(),
         s.recall(),
+        s.bad_accepted(),
         s.tp,
         s.fp,
         s.fn_,
@@ -164,10 +171,7 @@ fn the_judge_is_measured_against_labelled_pairs_at_0_5b() {
     let (held_v, held) = judge_set(&servers.llm, &servers.llm_model, "heldout");
     print("heldout", &servers.llm_model, &held);
     invariants("heldout", &held_v, &held);
-    // Bounds: the held-out figures as measured at this model, less room for the server's sampling, so
-    // that a regression fails.
-    assert!(held.precision() >= HELD_OUT_PRECISION_05B, "held-out precision {:.3}", held.precision());
-    assert!(held.recall() >= HELD_OUT_RECALL_05B, "held-out recall {:.3}", held.recall());
+    bounded(&held, HELD_OUT_05B);
 }
 
 #[test]
@@ -179,19 +183,37 @@ fn the_judge_is_measured_against_labelled_pairs_at_1_5b() {
     let (held_v, held) = judge_set(&llm, model, "heldout");
     print("heldout", model, &held);
     invariants("heldout", &held_v, &held);
-    assert!(held.precision() >= HELD_OUT_PRECISION_15B, "held-out precision {:.3}", held.precision());
-    assert!(held.recall() >= HELD_OUT_RECALL_15B, "held-out recall {:.3}", held.recall());
+    bounded(&held, HELD_OUT_15B);
 }
 
-// Held-out at qwen2.5-0.5b, judge.v5 (each criterion says what earns 5 as well as 1; answer check, batched
-// criteria-first critic): precision 0.762, recall 0.533 (tp 16, fp 5, fn 14; 25 calls). judge.v4 measured
-// 0.800 / 0.400, 0.882 / 0.500 and (CI) 0.789 / 0.500 in three runs: figures move by about a tenth between
-// runs (the server's sampling and batching); the bounds sit below the lowest run, so that a judge that
-// accepts junk or almost nothing fails.
-const HELD_OUT_PRECISION_05B: f64 = 0.70;
-const HELD_OUT_RECALL_05B: f64 = 0.35;
-// Held-out at qwen2.5-1.5b, judge.v5: precision 0.800, recall 0.800 (tp 24, fp 6, fn 6; 23 LLM calls for 80
-// pairs, 26 screened before any call); judge.v4 measured 0.818 / 0.600 and 0.839 / 0.867 in two runs. The
-// bounds leave room below the measured figures for the runs' spread.
-const HELD_OUT_PRECISION_15B: f64 = 0.70;
-const HELD_OUT_RECALL_15B: f64 = 0.60;
+/// Lowest precision and recall of "accept", highest share of bad pairs accepted.
+struct Bounds {
+    precision: f64,
+    recall: f64,
+    bad_accepted: f64,
+}
+
+fn bounded(s: &Scored, b: Bounds) {
+    assert!(s.precision() >= b.precision, "held-out precision {:.3} < {}", s.precision(), b.precision);
+    assert!(s.recall() >= b.recall, "held-out recall {:.3} < {}", s.recall(), b.recall);
+    assert!(
+        s.bad_accepted() <= b.bad_accepted,
+        "held-out bad pairs accepted {:.3} > {}",
+        s.bad_accepted(),
+        b.bad_accepted
+    );
+}
+
+// How the bounds are set. One run judges 30 good and 50 bad pairs; the server's sampling and batching move
+// the outcome from run to run, and with so few pairs each one is 3 points of recall and up to 8 of precision.
+// Held-out at qwen2.5-0.5b over nine runs (judge.v4 and v5): precision 0.714-0.882, recall 0.333-0.533,
+// 2-5 bad pairs accepted of 50, 13-21 pairs accepted. The bounds used to sit just under the lowest run seen
+// (0.70 / 0.35), which a judge exactly as good fails about one run in four by the binomial spread alone
+// (recall 0.333 in the CI run of 2026-12-07). Now each bound is where a judge as good as the measured one
+// (recall 0.43, 6.6% of bad pairs accepted, precision 0.80 of ~14 accepted) falls in under 1 run in 100,
+// while a judge that passes junk still fails: accepting everything gives precision 0.40 and 100% of bad
+// pairs; passing one bad pair in five fails the third bound.
+const HELD_OUT_05B: Bounds = Bounds { precision: 0.50, recall: 0.20, bad_accepted: 0.20 };
+// Held-out at qwen2.5-1.5b over five runs: precision 0.771-0.839, recall 0.600-0.900, 4-8 bad pairs accepted
+// of 50. Same rule (recall 0.85, 14% of bad pairs accepted, precision 0.79 of ~33 accepted).
+const HELD_OUT_15B: Bounds = Bounds { precision: 0.60, recall: 0.60, bad_accepted: 0.30 };

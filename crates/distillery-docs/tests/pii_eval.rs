@@ -3,7 +3,7 @@
 //! numbers, bad IBAN checksums, ...). Prints the table; requires recall >= 0.99 on every structured type.
 //!
 //! Person names are scored with the NER model (the default configuration when it is installed) and with the
-//! rules alone, on the development set and the four held-out sets, with the time each took (cases/s, KB/s). These tests need the model: `scripts/test-servers
+//! rules alone, on the two development sets and the five held-out sets, with the time each took (cases/s, KB/s). These tests need the model: `scripts/test-servers
 //! start` installs it and sets `DISTILLERY_NER_MODEL_DIR` (or `source scripts/lib.sh && ensure_ner_model`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -49,6 +49,8 @@ const HELD_OUT: &str = include_str!("../../../tests/data/pii_holdout.jsonl");
 const HELD_OUT_V2: &str = include_str!("../../../tests/data/pii_holdout_v2.jsonl");
 const HELD_OUT_V3: &str = include_str!("../../../tests/data/pii_holdout_v3.jsonl");
 const HELD_OUT_V4: &str = include_str!("../../../tests/data/pii_holdout_v4.jsonl");
+const HELD_OUT_V5: &str = include_str!("../../../tests/data/pii_holdout_v5.jsonl");
+const DEV_NAMES: &str = include_str!("data/pii_names_dev.jsonl");
 
 /// The installed NER model; a missing one fails the test with the command that installs it.
 fn model() -> Arc<NerModel> {
@@ -229,6 +231,26 @@ fn pii_detection_precision_and_recall() {
     assert!(r.recall() >= 0.58 && r.precision() >= 0.8, "persons, rules: P {:.3} R {:.3}", r.precision(), r.recall());
 }
 
+/// The second development set (tests/data/pii_names_dev.jsonl, 150 cases, 262 person mentions, 30 lines
+/// without an entity): the harder name forms (particles, three parts, two surnames, family name first,
+/// initials, capitals, ends of lists, job titles, table rows, surnames alone referring back), written on
+/// 2026-12-07 by a session that saw neither the detector nor the held-out sets, after v4 showed those forms
+/// missed. Changes are made against it and its misses are printed. Measured with the model before any change:
+/// P 0.945 R 0.656 (rules alone P 0.918 R 0.385; the model alone P 0.938 R 0.630); after surnames alone
+/// referring back (R 0.748), chains of initials and names in capitals (P 0.977 R 0.817) and more particles:
+/// P 0.982 R 0.824, and R 0.832 once a name with initials gives its surname too (fitted figures).
+#[test]
+fn pii_detection_on_hard_name_forms() {
+    let (with, _) = with_and_without_model("development set of hard name forms", DEV_NAMES, true);
+    let p = with.person();
+    assert!(
+        p.recall() >= DEV_NAMES_PERSON_RECALL && p.precision() >= DEV_NAMES_PERSON_PRECISION,
+        "persons, rules + model: P {:.3} R {:.3}",
+        p.precision(),
+        p.recall()
+    );
+}
+
 /// A held-out set (198 cases) written independently, without sight of the detector or the development set.
 /// Earlier sessions looked at its misses, so it is no longer a clean hold-out (see the v2 set below); its
 /// misses are not printed. The person bounds are the figures measured with an earlier decoding (P 0.987
@@ -278,8 +300,8 @@ fn pii_detection_on_the_second_held_out_set() {
 /// before the detector changes of its session, which were made on the development set and on v2's known
 /// failure (firms named after people); nothing was tuned on it and its misses are not printed. Measured with
 /// the model: P 0.967 R 0.948 (before those changes: P 0.960 R 0.935; rules alone P 0.874 R 0.494); after
-/// the list and firm changes of 2026-12-07 (made on the development set): P 0.980 R 0.948. The bounds are
-/// the first figures less a small margin.
+/// the list and firm changes of 2026-12-07 (made on the development set): P 0.980 R 0.948; after the
+/// hard-name changes (v5 above): P 0.980 R 0.968. The bounds are the first figures less a small margin.
 #[test]
 fn pii_detection_on_the_third_held_out_set() {
     held_out_persons("v3", HELD_OUT_V3, V3_PERSON_RECALL, V3_PERSON_PRECISION);
@@ -291,11 +313,23 @@ fn pii_detection_on_the_third_held_out_set() {
 /// changes and before any measurement on it; nothing was tuned on it and its misses are not printed.
 /// Measured with the model: P 0.960 R 0.830 (rules alone P 0.894 R 0.439; the model alone P 0.954 R 0.804),
 /// then P 0.955 R 0.830 after the list of firms named like people lost the names a person could well have
-/// (a change made for recall's sake, not from this set, whose misses were never printed). The goal (both
-/// >= 0.95) is not met on it: this is the figure to report.
+/// (a change made for recall's sake, not from this set, whose misses were never printed); P 0.954 R 0.904
+/// after the changes of the hard-name development set (v5 above). The goal (both >= 0.95) is not met on it.
 #[test]
 fn pii_detection_on_the_fourth_held_out_set() {
     held_out_persons("v4", HELD_OUT_V4, V4_PERSON_RECALL, V4_PERSON_PRECISION);
+}
+
+/// The fifth held-out set (196 cases, 238 person mentions, 47 lines without an entity): written on 2026-12-07
+/// by a writer who saw neither the detector nor any other set, committed before that session's detector
+/// changes (surnames alone referring back, chains of initials, names in capitals, more particles; made on the
+/// development sets), then measured with and without them; its misses are not printed. With the model:
+/// P 0.964 R 0.794 before those changes (rules alone P 0.932 R 0.576), **P 0.967 R 0.874** after (rules
+/// alone P 0.933 R 0.639; the model alone P 0.965 R 0.811). The goal (both >= 0.95) is not met on it: this
+/// is the figure to report.
+#[test]
+fn pii_detection_on_the_fifth_held_out_set() {
+    held_out_persons("v5", HELD_OUT_V5, V5_PERSON_RECALL, V5_PERSON_PRECISION);
 }
 
 /// Scores persons on a held-out set with and without the model, prints both, and bounds the model's figures;
@@ -315,8 +349,12 @@ fn held_out_persons(set: &str, data: &str, min_recall: f64, min_precision: f64) 
     assert!(p.recall() > r.recall(), "the model adds no person the rules miss");
 }
 
+/// Held-out v5 person figures with the model, as measured less a small margin.
+const V5_PERSON_RECALL: f64 = 0.84;
+const V5_PERSON_PRECISION: f64 = 0.94;
+
 /// Held-out v4 person figures with the model, as measured less a small margin.
-const V4_PERSON_RECALL: f64 = 0.80;
+const V4_PERSON_RECALL: f64 = 0.87;
 const V4_PERSON_PRECISION: f64 = 0.93;
 
 /// Held-out v3 person figures with the model, as measured less a small margin.
@@ -361,3 +399,7 @@ fn ner_model_matches_onnx_runtime() {
         assert!((p - want).abs() < 2e-3, "{piece:?}: {p} vs onnxruntime {want}");
     }
 }
+
+/// Hard-name development set, with the model, as measured less a small margin.
+const DEV_NAMES_PERSON_RECALL: f64 = 0.80;
+const DEV_NAMES_PERSON_PRECISION: f64 = 0.95;

@@ -17,6 +17,7 @@ mod onnx;
 mod placeholders;
 mod words;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -245,18 +246,53 @@ impl Redactor {
         self.find_many(&[text]).pop().unwrap_or_default()
     }
 
-    /// [`Redactor::find`] for several texts, with the NER model run over all of them in batches.
+    /// [`Redactor::find`] for the texts of one document, with the NER model run over all of them in batches.
+    /// A person found with a full name is found again where any of the texts names them by surname alone
+    /// ("Amara Okafor ... Okafor approved it").
     pub fn find_many(&self, texts: &[&str]) -> Vec<Vec<Finding>> {
-        let scores = self.person_scores(texts);
-        texts.iter().enumerate().map(|(i, t)| self.find_with(t, scores.as_ref().map(|s| s[i].as_slice()))).collect()
+        let views: Vec<Cow<'_, str>> = texts.iter().map(|t| names::names_view(t)).collect();
+        let view_refs: Vec<&str> = views.iter().map(|v| v.as_ref()).collect();
+        let scores = self.person_scores(&view_refs);
+        let mut found: Vec<Vec<Finding>> = texts
+            .iter()
+            .zip(&view_refs)
+            .enumerate()
+            .map(|(i, (t, v))| self.find_with(t, v, scores.as_ref().map(|s| s[i].as_slice())))
+            .collect();
+        let mut surnames: Vec<Vec<String>> = texts
+            .iter()
+            .zip(&found)
+            .flat_map(|(t, f)| {
+                f.iter().filter(|f| f.kind == PiiKind::Person).filter_map(|f| names::surname_of(&t[f.start..f.end]))
+            })
+            .collect();
+        surnames.sort();
+        surnames.dedup();
+        if surnames.is_empty() {
+            return found;
+        }
+        for (text, f) in texts.iter().zip(&mut found) {
+            for surname in &surnames {
+                for (start, end) in names::surname_mentions(text, surname) {
+                    if f.iter().all(|x| end <= x.start || start >= x.end)
+                        && !names::names_an_organisation(text, start, end)
+                    {
+                        f.push(Finding { kind: PiiKind::Person, start, end });
+                    }
+                }
+            }
+            f.sort_by_key(|x| x.start);
+        }
+        found
     }
 
     /// The person names the NER model finds without the rules, as [`Redactor::find`] would add them (none
     /// without a model): for evaluating the model on its own.
     pub fn model_names(&self, text: &str) -> Vec<Finding> {
         let mut c = Vec::new();
-        if let Some(scores) = self.person_scores(&[text]) {
-            names::model_people(text, &scores[0], &mut |kind, start, end| c.push(Finding { kind, start, end }));
+        let view = names::names_view(text);
+        if let Some(scores) = self.person_scores(&[&view]) {
+            names::model_people(&view, &scores[0], &mut |kind, start, end| c.push(Finding { kind, start, end }));
         }
         c
     }
@@ -275,7 +311,9 @@ impl Redactor {
         }
     }
 
-    fn find_with(&self, text: &str, scores: Option<&[PieceScore]>) -> Vec<Finding> {
+    /// The findings in one text; person names are looked for in `names_view`, the text with its words in
+    /// capitals written as names are ([`names::names_view`]: same length, same offsets).
+    fn find_with(&self, text: &str, names_view: &str, scores: Option<&[PieceScore]>) -> Vec<Finding> {
         let p = patterns();
         let mut c: Vec<Finding> = Vec::new();
         let mut push = |kind, start, end| c.push(Finding { kind, start, end });
@@ -381,14 +419,14 @@ impl Redactor {
             self.phone(text, m.start(), m.end(), &mut push);
         }
         let mut people = Vec::new();
-        self.people(text, &mut |kind, start, end| people.push((kind, start, end)));
-        people.retain(|&(_, start, end)| scores.is_none_or(|s| names::model_backs(text, s, start, end)));
+        self.people(names_view, &mut |kind, start, end| people.push((kind, start, end)));
+        people.retain(|&(_, start, end)| scores.is_none_or(|s| names::model_backs(names_view, s, start, end)));
         if let Some(scores) = scores {
-            names::model_people(text, scores, &mut |kind, start, end| people.push((kind, start, end)));
+            names::model_people(names_view, scores, &mut |kind, start, end| people.push((kind, start, end)));
         }
-        names::csv_people(text, &mut |kind, start, end| people.push((kind, start, end)));
+        names::csv_people(names_view, &mut |kind, start, end| people.push((kind, start, end)));
         for (kind, start, end) in people {
-            if !names::names_an_organisation(text, start, end) {
+            if !names::names_an_organisation(names_view, start, end) {
                 push(kind, start, end);
             }
         }

@@ -2,6 +2,7 @@
 //! folded), possessives and adjacency of name words; and the same word rules applied to the NER model's
 //! per-piece scores.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
@@ -179,15 +180,23 @@ fn span_of(text: &str, toks: &[(usize, usize)], first: usize, last: usize) -> (u
     (s, e - possessive_len(&text[toks[last].0..e]))
 }
 
-/// An initial just before a word ("J. Okafor"): where the name then starts.
+/// Initials just before a word ("J. Okafor", "J. R. Okoro", "M.K. Das", "H.-P. Weber", "Ö. Karagöz"): where
+/// the name then starts. The last initial is followed by a space; each is an upper-case letter and a full
+/// stop that starts a word (the text's start, or a space, punctuation or a hyphen between initials before it).
 fn initial_before(text: &str, start: usize) -> Option<usize> {
-    let head = &text.as_bytes()[..start];
-    let n = head.len();
-    if n < 3 || !head.ends_with(b". ") || !head[n - 3].is_ascii_uppercase() {
-        return None;
+    let mut head = text[..start].strip_suffix(' ')?;
+    let mut found = None;
+    while let Some(h) = head.strip_suffix('.') {
+        let Some((i, c)) = h.char_indices().next_back() else { break };
+        if !c.is_uppercase() || h[..i].chars().next_back().is_some_and(char::is_alphanumeric) {
+            break;
+        }
+        found = Some(i);
+        // The initial before: right before ("M.K."), after a space ("J. R.") or a hyphen ("H.-P.").
+        head = &h[..i];
+        head = head.strip_suffix(' ').or_else(|| head.strip_suffix('-')).unwrap_or(head);
     }
-    // The initial starts a word: the text's start, or a space or punctuation before it.
-    (n == 3 || (head[n - 4].is_ascii() && !head[n - 4].is_ascii_alphanumeric())).then_some(n - 3)
+    found
 }
 
 /// Words that join list items.
@@ -271,6 +280,84 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
     for (s, e) in found {
         push(PiiKind::Person, s, e);
     }
+}
+
+/// The text as the name detectors read it: a run of two or more words in capitals ("MARGARETHA VAN ZYL",
+/// "LIM WEI JIE" in a signature or a header, one space apart) written as a name is ("Margaretha Van Zyl"), for the model and
+/// the rules know names by their case. Each letter keeps its byte length, so offsets hold in both; a word
+/// whose letters would change length stays as it is. A lone word in capitals ("CONFIDENTIAL") stays too.
+pub(super) fn names_view(text: &str) -> Cow<'_, str> {
+    let toks = word_tokens(text);
+    let caps = |&(s, e): &(usize, usize)| {
+        let w = &text[s..e];
+        w.chars().filter(|c| c.is_alphabetic()).count() >= 2 && !w.chars().any(char::is_lowercase)
+    };
+    // Words of a name are one space apart; two spaces part the columns of a form ("NAME: KIM SOO-YEON  TITLE").
+    let joined = |a: usize, b: usize| caps(&toks[a]) && caps(&toks[b]) && &text[toks[a].1..toks[b].0] == " ";
+    let in_run: Vec<bool> =
+        (0..toks.len()).map(|i| (i > 0 && joined(i - 1, i)) || (i + 1 < toks.len() && joined(i, i + 1))).collect();
+    if !in_run.contains(&true) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for (&(s, e), _) in toks.iter().zip(&in_run).filter(|(_, r)| **r) {
+        let mut word = String::with_capacity(e - s);
+        let mut after_letter = false;
+        for c in text[s..e].chars() {
+            // Upper-case after a hyphen or an apostrophe as at the start: "Mensah-Bonsu", "O'Halloran".
+            if after_letter && c.is_alphabetic() {
+                word.extend(c.to_lowercase());
+            } else {
+                word.push(c);
+            }
+            after_letter = c.is_alphabetic();
+        }
+        if word.len() == e - s {
+            out.replace_range(s..e, &word);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The surname by which a person found in a text can be named alone elsewhere in the same document: from
+/// the first particle to the end ("van der Berg" of "Jan van der Berg"), else the last word ("Okafor" of
+/// "Dr. Amara Okafor", "Oyelaran-Fitzgerald"). None for a single word or a lone initial before it, for a name
+/// written family name first ("Wang Xiuying": its last word is a given name), and where the surname is a word
+/// that ends names (a month, "Street", a title).
+pub(super) fn surname_of(name: &str) -> Option<Vec<String>> {
+    let toks = word_tokens(name);
+    let words: Vec<&str> = toks.iter().map(|&(s, e)| name_word(&name[s..e])).collect();
+    let named: Vec<usize> = (0..words.len()).filter(|&i| !PARTICLES.contains(&words[i])).collect();
+    let last = *named.last()?;
+    if named.len() < 2 || words[last].chars().count() < 2 || SURNAME_FIRST.contains(&words[named[0]]) {
+        return None;
+    }
+    let from = (named[named.len() - 2] + 1..last).find(|&i| PARTICLES.contains(&words[i])).unwrap_or(last);
+    let surname: Vec<String> = words[from..=last].iter().map(|w| w.to_lowercase()).collect();
+    (!ends_names(words[last]) && !NOT_NAMES.contains(&words[last])).then_some(surname)
+}
+
+/// Mentions of a surname from [`surname_of`] in a text: the same words (case aside), the first starting
+/// upper-case or a particle, as whole words; the span leaves out a possessive.
+pub(super) fn surname_mentions(text: &str, surname: &[String]) -> Vec<(usize, usize)> {
+    let toks = word_tokens(text);
+    let mut out = Vec::new();
+    let n = surname.len();
+    for i in 0..toks.len().saturating_sub(n - 1) {
+        let first = &text[toks[i].0..toks[i].1];
+        if !(first.chars().next().is_some_and(char::is_uppercase) || PARTICLES.contains(&first)) {
+            continue;
+        }
+        let same = (0..n).all(|k| {
+            let w = &text[toks[i + k].0..toks[i + k].1];
+            let w = if k + 1 == n { name_word(w) } else { w };
+            (k == 0 || adjacent(text, toks[i + k - 1], toks[i + k])) && w.to_lowercase() == surname[k]
+        });
+        if same {
+            out.push(span_of(text, &toks, i, i + n - 1));
+        }
+    }
+    out
 }
 
 /// Whether a name found at `start..end` is an organisation, a place or a thing named after a person: its
@@ -525,6 +612,36 @@ mod tests {
     }
 
     #[test]
+    fn surnames_and_their_mentions() {
+        let surname = |n: &str| surname_of(n).map(|s| s.join(" "));
+        assert_eq!(surname("Amara Okafor").as_deref(), Some("okafor"));
+        assert_eq!(surname("J. R. Okoro").as_deref(), Some("okoro"));
+        assert_eq!(surname("Jan van der Berg").as_deref(), Some("van der berg"));
+        assert_eq!(surname("AKOSUA MENSAH-BONSU").as_deref(), Some("mensah-bonsu"));
+        // One word, or a name written family name first, has no surname to look for alone.
+        assert_eq!(surname("Okafor"), None);
+        assert_eq!(surname("Wang Xiuying"), None);
+        let text = "Okafor's draft: OKAFOR signed, okafor (a handle) did not; Van der Berg and Okaforo agreed.";
+        let found: Vec<&str> =
+            surname_mentions(text, &["okafor".into()]).into_iter().map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(found, ["Okafor", "OKAFOR"]);
+        let found: Vec<&str> = surname_mentions(text, &["van".into(), "der".into(), "berg".into()])
+            .into_iter()
+            .map(|(s, e)| &text[s..e])
+            .collect();
+        assert_eq!(found, ["Van der Berg"]);
+    }
+
+    #[test]
+    fn names_in_capitals_are_read_as_names() {
+        let text = "SIGNED: MARGARETHA VAN ZYL  TITLE: CFO, O'HALLORAN-DIAZ JO. CONFIDENTIAL";
+        let view = names_view(text);
+        assert_eq!(view, "SIGNED: Margaretha Van Zyl  TITLE: CFO, O'Halloran-Diaz Jo. CONFIDENTIAL");
+        assert_eq!(view.len(), text.len());
+        assert!(matches!(names_view("Nothing in capitals, or ONE word."), Cow::Borrowed(_)));
+    }
+
+    #[test]
     fn particles_prefixes_and_initials() {
         let text = "Seán Ó Ceallaigh met Noor al-Huda Khalil; signed J. Okwuosa.";
         let found = names(text, |w| {
@@ -534,6 +651,11 @@ mod tests {
         assert_eq!(initial_before("J. Okwuosa", 3), Some(0));
         assert_eq!(initial_before("No. Okwuosa", 4), None);
         assert_eq!(initial_before("Ok", 0), None);
+        assert_eq!(initial_before("by J. R. Okoro", 9), Some(3));
+        assert_eq!(initial_before("M.K. Das", 5), Some(0));
+        assert_eq!(initial_before("(H.-P. Weber)", 7), Some(1));
+        assert_eq!(initial_before("Ö. Karagöz", "Ö. ".len()), Some(0));
+        assert_eq!(initial_before("Dept. R. Okoro", 9), Some(6));
     }
 
     #[test]

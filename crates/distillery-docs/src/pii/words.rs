@@ -378,10 +378,11 @@ pub(super) const TITLE_WORDS: &[&str] = &[
     "Dame",
 ];
 
-/// Words between the parts of a name ("van der", "bin", "Ó", "ap").
+/// Words between the parts of a name ("van der", "bin", "Ó", "ap", "op den", "de los", the "t" of "van 't").
 pub(super) const PARTICLES: &[&str] = &[
     "van", "von", "de", "der", "den", "da", "del", "della", "di", "le", "la", "bin", "binti", "al", "el", "ter", "ten",
     "du", "dos", "das", "delos", "dela", "bint", "ibn", "zu", "af", "ap", "ferch", "Ó", "Ní", "Uí", "Nic", "Mhic",
+    "op", "los", "las", "t",
 ];
 
 /// Common surnames of cultures that write the family name first.

@@ -10,7 +10,7 @@ use super::checks::patterns;
 use super::ner::PieceScore;
 use super::words::{
     COMMON_CAPITALISED, MONTHS_AND_DAYS, NAMED_LIKE_PEOPLE, NOT_NAMES, NOT_SURNAMES, ORGANISATION_HEADS, PARTICLES,
-    PERSON_COLUMNS, SURNAME_FIRST, TITLE_WORDS,
+    PERSON_ACTS, PERSON_COLUMNS, SURNAME_FIRST, TITLE_WORDS,
 };
 use super::{PiiKind, Redactor};
 
@@ -174,6 +174,43 @@ fn name_runs(text: &str, toks: &[(usize, usize)]) -> Vec<Vec<usize>> {
     out
 }
 
+/// Lone capitalised words that act as a person does: one of [`PERSON_ACTS`] follows ("Okonkwo approved"), or
+/// "and"/"or" and another such word does ("Nakamura and Ochieng both voted": "both", "also", "then" may come
+/// before the verb). Not part of a longer run of capitalised words or after a particle ("de Vries"), and not a
+/// word that ends names.
+fn acting_words(text: &str, toks: &[(usize, usize)]) -> Vec<usize> {
+    let word = |i: usize| &text[toks[i].0..toks[i].1];
+    let spaced = |a: usize, b: usize| b < toks.len() && &text[toks[a].1..toks[b].0] == " ";
+    let lone = |i: usize| {
+        let w = word(i);
+        is_capitalised(w)
+            && !ends_names(w)
+            && !NOT_NAMES.contains(&w)
+            && !(i > 0
+                && adjacent(text, toks[i - 1], toks[i])
+                && (is_name_word(word(i - 1)) || PARTICLES.contains(&word(i - 1))))
+            && !(i + 1 < toks.len() && adjacent(text, toks[i], toks[i + 1]) && is_name_word(word(i + 1)))
+    };
+    let acts = |i: usize| {
+        let mut j = i + 1;
+        if spaced(i, j) && ["both", "also", "then"].contains(&word(j)) {
+            j += 1;
+        }
+        spaced(j - 1, j) && PERSON_ACTS.contains(&word(j))
+    };
+    let mut out = Vec::new();
+    for i in 0..toks.len() {
+        if !lone(i) {
+            continue;
+        }
+        let joined = spaced(i, i + 1) && ["and", "or"].contains(&word(i + 1)) && spaced(i + 1, i + 2) && lone(i + 2);
+        if acts(i) || (joined && acts(i + 2)) {
+            out.push(i);
+        }
+    }
+    out
+}
+
 /// The byte range of a run of words, without a final possessive.
 fn span_of(text: &str, toks: &[(usize, usize)], first: usize, last: usize) -> (usize, usize) {
     let (s, e) = (toks[first].0, toks[last].1);
@@ -262,12 +299,22 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
                 (false, None) => {}
             }
         }
-        if words.len() >= 2 {
-            let (s, e) = span_of(text, &toks, words[0], words[words.len() - 1]);
+        let (s, e) = span_of(text, &toks, words[0], words[words.len() - 1]);
+        let initial = initial_before(text, s);
+        if words.len() >= 2 || initial.is_some() {
+            // An item with an initial ("T. Nakamura") starts at the initial.
+            let s = initial.unwrap_or(s);
             if list_item(text, s, e) {
                 let mean = words.iter().map(|&k| score[k]).sum::<f32>() / words.len() as f32;
                 items.push((s, e, mean));
             }
+        }
+    }
+    // A lone word acting as a person does, where the model is sure of it ("Okonkwo approved the budget").
+    for i in acting_words(text, &toks) {
+        let (s, e) = span_of(text, &toks, i, i);
+        if score[i] >= WORD_STRONG && !found.iter().any(|&(a, b)| a < e && s < b) {
+            found.push((s, e));
         }
     }
     if items.len() >= 2 && found.iter().any(|&(s, e)| list_item(text, s, e)) {
@@ -321,16 +368,22 @@ pub(super) fn names_view(text: &str) -> Cow<'_, str> {
 
 /// The surname by which a person found in a text can be named alone elsewhere in the same document: from
 /// the first particle to the end ("van der Berg" of "Jan van der Berg"), else the last word ("Okafor" of
-/// "Dr. Amara Okafor", "Oyelaran-Fitzgerald"). None for a single word or a lone initial before it, for a name
-/// written family name first ("Wang Xiuying": its last word is a given name), and where the surname is a word
-/// that ends names (a month, "Street", a title).
+/// "Dr. Amara Okafor", "Oyelaran-Fitzgerald"); the first word of a name written family name first ("Wang" of
+/// "Wang Xiuying"). None for a single word or a lone initial before it, and where the surname is a word that
+/// ends names (a month, "Street", a title).
 pub(super) fn surname_of(name: &str) -> Option<Vec<String>> {
     let toks = word_tokens(name);
     let words: Vec<&str> = toks.iter().map(|&(s, e)| name_word(&name[s..e])).collect();
     let named: Vec<usize> = (0..words.len()).filter(|&i| !PARTICLES.contains(&words[i])).collect();
     let last = *named.last()?;
-    if named.len() < 2 || words[last].chars().count() < 2 || SURNAME_FIRST.contains(&words[named[0]]) {
+    if named.len() < 2 || words[last].chars().count() < 2 {
         return None;
+    }
+    // Family name first ("Wang Xiaoming"): the first word, where it is not a two-letter one ("He", "Li",
+    // "Do" start too many sentences).
+    let first = words[named[0]];
+    if SURNAME_FIRST.contains(&first) {
+        return (first.chars().count() > 2).then(|| vec![first.to_lowercase()]);
     }
     let from = (named[named.len() - 2] + 1..last).find(|&i| PARTICLES.contains(&words[i])).unwrap_or(last);
     let surname: Vec<String> = words[from..=last].iter().map(|w| w.to_lowercase()).collect();
@@ -463,18 +516,20 @@ pub(super) fn model_backs(text: &str, scores: &[PieceScore], start: usize, end: 
     capitalised.is_empty() || capitalised.iter().sum::<f32>() / capitalised.len() as f32 >= RULE_VETO
 }
 
-/// Byte ranges where [`model_people`] can find a name (runs of two or more name words, or one after an
-/// initial), so the model need not read the rest.
+/// Byte ranges where [`model_people`] can find a name (runs of two or more name words, one after an
+/// initial, a lone word acting as a person does), so the model need not read the rest.
 pub(super) fn name_candidates(text: &str) -> Vec<(usize, usize)> {
     let toks = word_tokens(text);
-    name_runs(text, &toks)
+    let mut c: Vec<(usize, usize)> = name_runs(text, &toks)
         .into_iter()
         .filter_map(|run| {
             let (first, last) = (run[0], run[run.len() - 1]);
             let (s, e) = (toks[first].0, toks[last].1);
             (last > first || initial_before(text, s).is_some()).then_some((s, e))
         })
-        .collect()
+        .collect();
+    c.extend(acting_words(text, &toks).into_iter().map(|i| toks[i]));
+    c
 }
 
 fn first_names() -> &'static HashSet<String> {
@@ -618,9 +673,10 @@ mod tests {
         assert_eq!(surname("J. R. Okoro").as_deref(), Some("okoro"));
         assert_eq!(surname("Jan van der Berg").as_deref(), Some("van der berg"));
         assert_eq!(surname("AKOSUA MENSAH-BONSU").as_deref(), Some("mensah-bonsu"));
-        // One word, or a name written family name first, has no surname to look for alone.
+        // One word has no surname to look for alone, nor a two-letter family name written first.
         assert_eq!(surname("Okafor"), None);
-        assert_eq!(surname("Wang Xiuying"), None);
+        assert_eq!(surname("Wang Xiuying").as_deref(), Some("wang"));
+        assert_eq!(surname("Li Wei"), None);
         let text = "Okafor's draft: OKAFOR signed, okafor (a handle) did not; Van der Berg and Okaforo agreed.";
         let found: Vec<&str> =
             surname_mentions(text, &["okafor".into()]).into_iter().map(|(s, e)| &text[s..e]).collect();
@@ -630,6 +686,24 @@ mod tests {
             .map(|(s, e)| &text[s..e])
             .collect();
         assert_eq!(found, ["Van der Berg"]);
+    }
+
+    #[test]
+    fn lone_words_acting_as_people() {
+        let acting = |text: &str| -> Vec<String> {
+            let toks = word_tokens(text);
+            acting_words(text, &toks).into_iter().map(|i| text[toks[i].0..toks[i].1].to_string()).collect()
+        };
+        assert_eq!(acting("Okonkwo approved the budget."), ["Okonkwo"]);
+        assert_eq!(acting("Nakamura and Ochieng both voted against it."), ["Nakamura", "Ochieng"]);
+        // Part of a longer name, a word that ends names, or no act after it.
+        assert!(
+            acting("Chiamaka Nwankwo approved it; The board approved; de Vries signed; Okonkwo will sign.").is_empty()
+        );
+        // The model decides: a strong score makes it a name, a weak one does not.
+        let text = "Lindqvist signed the NDA; Finance approved.";
+        assert_eq!(names(text, |w| if w == "Lindqvist" { 0.95 } else { 0.3 }), ["Lindqvist"]);
+        assert!(names(text, |_| 0.3).is_empty());
     }
 
     #[test]

@@ -211,9 +211,10 @@ fn bounded(s: &Scored, b: Bounds) {
 // (0.70 / 0.35), which a judge exactly as good fails about one run in four by the binomial spread alone
 // (recall 0.333 in the CI run of 2026-12-07). Now each bound is where a judge as good as the measured one
 // (recall 0.43, 6.6% of bad pairs accepted, precision 0.80 of ~14 accepted) falls in under 1 run in 100,
-// while a judge that passes junk still fails: accepting everything gives precision 0.40 and 100% of bad
-// pairs; passing one bad pair in five fails the third bound.
+// while a judge that passes junk still fails: accepting everything gives precision 0.375 and 100% of bad
+// pairs; passing more than one bad pair in five fails the third bound.
 const HELD_OUT_05B: Bounds = Bounds { precision: 0.50, recall: 0.20, bad_accepted: 0.20 };
 // Held-out at qwen2.5-1.5b over five runs: precision 0.771-0.839, recall 0.600-0.900, 4-8 bad pairs accepted
-// of 50. Same rule (recall 0.85, 14% of bad pairs accepted, precision 0.79 of ~33 accepted).
-const HELD_OUT_15B: Bounds = Bounds { precision: 0.60, recall: 0.60, bad_accepted: 0.30 };
+// of 50. Same rule (14% of bad pairs accepted, precision 0.79 of ~33 accepted); recall has been as low as
+// 0.600 (judge.v4) against 0.800-0.900 since, so its bound sits below that run.
+const HELD_OUT_15B: Bounds = Bounds { precision: 0.60, recall: 0.50, bad_accepted: 0.30 };

@@ -18,7 +18,7 @@ mod placeholders;
 mod words;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -247,42 +247,17 @@ impl Redactor {
     }
 
     /// [`Redactor::find`] for the texts of one document, with the NER model run over all of them in batches.
-    /// A person found with a full name is found again where any of the texts names them by surname alone
-    /// ("Amara Okafor ... Okafor approved it").
     pub fn find_many(&self, texts: &[&str]) -> Vec<Vec<Finding>> {
         let views: Vec<Cow<'_, str>> = texts.iter().map(|t| names::names_view(t)).collect();
-        let view_refs: Vec<&str> = views.iter().map(|v| v.as_ref()).collect();
-        let scores = self.person_scores(&view_refs);
+        let views: Vec<&str> = views.iter().map(|v| v.as_ref()).collect();
+        let scores = self.person_scores(&views);
         let mut found: Vec<Vec<Finding>> = texts
             .iter()
-            .zip(&view_refs)
+            .zip(&views)
             .enumerate()
             .map(|(i, (t, v))| self.find_with(t, v, scores.as_ref().map(|s| s[i].as_slice())))
             .collect();
-        let mut surnames: Vec<Vec<String>> = texts
-            .iter()
-            .zip(&found)
-            .flat_map(|(t, f)| {
-                f.iter().filter(|f| f.kind == PiiKind::Person).filter_map(|f| names::surname_of(&t[f.start..f.end]))
-            })
-            .collect();
-        surnames.sort();
-        surnames.dedup();
-        if surnames.is_empty() {
-            return found;
-        }
-        for (text, f) in texts.iter().zip(&mut found) {
-            for surname in &surnames {
-                for (start, end) in names::surname_mentions(text, surname) {
-                    if f.iter().all(|x| end <= x.start || start >= x.end)
-                        && !names::names_an_organisation(text, start, end)
-                    {
-                        f.push(Finding { kind: PiiKind::Person, start, end });
-                    }
-                }
-            }
-            f.sort_by_key(|x| x.start);
-        }
+        surname_mentions(texts, &views, &mut found);
         found
     }
 
@@ -426,7 +401,9 @@ impl Redactor {
         }
         names::csv_people(names_view, &mut |kind, start, end| people.push((kind, start, end)));
         for (kind, start, end) in people {
-            if !names::names_an_organisation(names_view, start, end) {
+            // An organisation in either: "DLA PIPER LLP" reads "Dla Piper Llp" in the view.
+            if !names::names_an_organisation(names_view, start, end) && !names::names_an_organisation(text, start, end)
+            {
                 push(kind, start, end);
             }
         }
@@ -518,6 +495,50 @@ impl Redactor {
     }
 }
 
+/// A person found by a full name in one of a document's texts is found again where any of them names them by
+/// surname alone ("Amara Okafor ... Okafor approved it"), unless the surname is written in lower case somewhere
+/// in the document (an everyday word there) or the mention names an organisation ("Okafor Holdings").
+/// `views` are the texts as the name detectors read them; `found` is sorted and without overlaps, per text.
+fn surname_mentions(texts: &[&str], views: &[&str], found: &mut [Vec<Finding>]) {
+    let mut surnames: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+    for (view, f) in views.iter().zip(found.iter()) {
+        for f in f.iter().filter(|f| f.kind == PiiKind::Person) {
+            if let Some(surname) = names::surname_of(&view[f.start..f.end]) {
+                let same_start = surnames.entry(surname[0].clone()).or_default();
+                if !same_start.contains(&surname) {
+                    same_start.push(surname);
+                }
+            }
+        }
+    }
+    if surnames.is_empty() {
+        return;
+    }
+    let everyday: HashSet<&str> = texts.iter().flat_map(|t| names::lower_case_words(t)).collect();
+    for same_start in surnames.values_mut() {
+        same_start.retain(|s| s.last().is_some_and(|w| !everyday.contains(w.as_str())));
+    }
+    for ((text, view), f) in texts.iter().zip(views).zip(found.iter_mut()) {
+        let overlaps = |start: usize, end: usize| {
+            let i = f.partition_point(|x| x.start < end);
+            i > 0 && f[i - 1].end > start
+        };
+        let more: Vec<Finding> = names::surname_mentions(view, &surnames)
+            .into_iter()
+            .filter(|&(start, end)| {
+                !overlaps(start, end)
+                    && !names::names_an_organisation(view, start, end)
+                    && !names::names_an_organisation(text, start, end)
+            })
+            .map(|(start, end)| Finding { kind: PiiKind::Person, start, end })
+            .collect();
+        if !more.is_empty() {
+            f.extend(more);
+            f.sort_by_key(|x| x.start);
+        }
+    }
+}
+
 /// Keeps the highest-priority (then longest) of overlapping findings: the credentials of a URL win over
 /// the email-like `password@host` inside it, a card number over a phone-like digit run.
 fn resolve(mut c: Vec<Finding>) -> Vec<Finding> {
@@ -585,6 +606,33 @@ mod tests {
         ] {
             assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
         }
+    }
+
+    #[test]
+    fn a_surname_alone_is_found_across_a_documents_texts() {
+        let r = Redactor::new(PiiConfig::default());
+        let texts = [
+            "Minutes taken by Amara Okafor and Sarah Price.",
+            "Okafor approved the budget. Price list attached; the price rose. Okafor Holdings replied.",
+            "AMARA OKAFOR",
+        ];
+        let found: Vec<Vec<String>> = r
+            .find_many(&texts)
+            .iter()
+            .zip(texts)
+            .map(|(f, t)| {
+                f.iter().filter(|f| f.kind == PiiKind::Person).map(|f| t[f.start..f.end].to_string()).collect()
+            })
+            .collect();
+        // "Price" is an everyday word (and written in lower case here); "Okafor Holdings" is a firm.
+        assert_eq!(found[1], ["Okafor"]);
+        let mut doc =
+            Extracted { blocks: texts.iter().map(|t| Block::new(BlockKind::Paragraph, *t)).collect(), pages: None };
+        r.redact_document(&mut doc);
+        // One person, one placeholder: full name, surname alone, capitals.
+        assert!(doc.blocks[0].text.starts_with("Minutes taken by [PERSON_1]"), "{}", doc.blocks[0].text);
+        assert!(doc.blocks[1].text.starts_with("[PERSON_1] approved"), "{}", doc.blocks[1].text);
+        assert_eq!(doc.blocks[2].text, "[PERSON_1]");
     }
 
     #[test]

@@ -3,14 +3,14 @@
 //! per-piece scores.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use super::checks::patterns;
 use super::ner::PieceScore;
 use super::words::{
     COMMON_CAPITALISED, MONTHS_AND_DAYS, NAMED_LIKE_PEOPLE, NOT_NAMES, NOT_SURNAMES, ORGANISATION_HEADS, PARTICLES,
-    PERSON_ACTS, PERSON_COLUMNS, SURNAME_FIRST, TITLE_WORDS,
+    PERSON_ACTS, PERSON_COLUMNS, SURNAME_FIRST, TITLE_WORDS, WORD_SURNAMES,
 };
 use super::{PiiKind, Redactor};
 
@@ -299,10 +299,13 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
                 (false, None) => {}
             }
         }
-        let (s, e) = span_of(text, &toks, words[0], words[words.len() - 1]);
+        // A run of particles alone ("Dear Nic,") holds no name.
+        let (Some(&head), Some(&tail)) = (words.first(), words.last()) else { continue };
+        let (s, e) = span_of(text, &toks, head, tail);
         let initial = initial_before(text, s);
-        if words.len() >= 2 || initial.is_some() {
-            // An item with an initial ("T. Nakamura") starts at the initial.
+        // An item with an initial ("T. Nakamura") starts at the initial, where the model gives its word some
+        // weight (not "A. Finance, B. Legal").
+        if words.len() >= 2 || initial.is_some_and(|_| score[head] >= WORD_WEAK) {
             let s = initial.unwrap_or(s);
             if list_item(text, s, e) {
                 let mean = words.iter().map(|&k| score[k]).sum::<f32>() / words.len() as f32;
@@ -332,12 +335,15 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
 /// The text as the name detectors read it: a run of two or more words in capitals ("MARGARETHA VAN ZYL",
 /// "LIM WEI JIE" in a signature or a header, one space apart) written as a name is ("Margaretha Van Zyl"), for the model and
 /// the rules know names by their case. Each letter keeps its byte length, so offsets hold in both; a word
-/// whose letters would change length stays as it is. A lone word in capitals ("CONFIDENTIAL") stays too.
+/// with a letter whose lower case differs in length stays as it is. A lone word in capitals
+/// ("CONFIDENTIAL") stays too, as do scripts without case.
 pub(super) fn names_view(text: &str) -> Cow<'_, str> {
     let toks = word_tokens(text);
     let caps = |&(s, e): &(usize, usize)| {
         let w = &text[s..e];
-        w.chars().filter(|c| c.is_alphabetic()).count() >= 2 && !w.chars().any(char::is_lowercase)
+        w.chars().filter(|c| c.is_alphabetic()).count() >= 2
+            && w.chars().any(char::is_uppercase)
+            && !w.chars().any(char::is_lowercase)
     };
     // Words of a name are one space apart; two spaces part the columns of a form ("NAME: KIM SOO-YEON  TITLE").
     let joined = |a: usize, b: usize| caps(&toks[a]) && caps(&toks[b]) && &text[toks[a].1..toks[b].0] == " ";
@@ -348,18 +354,29 @@ pub(super) fn names_view(text: &str) -> Cow<'_, str> {
     }
     let mut out = text.to_string();
     for (&(s, e), _) in toks.iter().zip(&in_run).filter(|(_, r)| **r) {
+        let raw = &text[s..e];
+        let possessive = raw.ends_with("'S") || raw.ends_with("’S");
         let mut word = String::with_capacity(e - s);
         let mut after_letter = false;
-        for c in text[s..e].chars() {
-            // Upper-case after a hyphen or an apostrophe as at the start: "Mensah-Bonsu", "O'Halloran".
-            if after_letter && c.is_alphabetic() {
-                word.extend(c.to_lowercase());
+        let mut same_length = true;
+        for (i, c) in raw.char_indices() {
+            // Upper-case after a hyphen or an apostrophe as at the start ("Mensah-Bonsu", "O'Halloran"), but
+            // not a possessive's "S" ("OKAFOR'S").
+            if (after_letter || (possessive && i + 1 == raw.len())) && c.is_alphabetic() {
+                let mut lower = c.to_lowercase();
+                match (lower.next(), lower.next()) {
+                    (Some(l), None) if l.len_utf8() == c.len_utf8() => word.push(l),
+                    _ => {
+                        same_length = false;
+                        break;
+                    }
+                }
             } else {
                 word.push(c);
             }
             after_letter = c.is_alphabetic();
         }
-        if word.len() == e - s {
+        if same_length {
             out.replace_range(s..e, &word);
         }
     }
@@ -369,49 +386,77 @@ pub(super) fn names_view(text: &str) -> Cow<'_, str> {
 /// The surname by which a person found in a text can be named alone elsewhere in the same document: from
 /// the first particle to the end ("van der Berg" of "Jan van der Berg"), else the last word ("Okafor" of
 /// "Dr. Amara Okafor", "Oyelaran-Fitzgerald"); the first word of a name written family name first ("Wang" of
-/// "Wang Xiuying"). None for a single word or a lone initial before it, and where the surname is a word that
-/// ends names (a month, "Street", a title).
+/// "Wang Xiuying"); a generation ("Jr") is passed over. None for a single word (an initial before it
+/// aside: "J. Okafor" gives "Okafor"), for a two-letter family name ("He", "Li"), where the surname is a word
+/// that ends names (a month, "Street", a title), and where it is an everyday word ("Price", "Banks", "Sun":
+/// [`WORD_SURNAMES`]).
 pub(super) fn surname_of(name: &str) -> Option<Vec<String>> {
     let toks = word_tokens(name);
     let words: Vec<&str> = toks.iter().map(|&(s, e)| name_word(&name[s..e])).collect();
-    let named: Vec<usize> = (0..words.len()).filter(|&i| !PARTICLES.contains(&words[i])).collect();
+    let named: Vec<usize> = (0..words.len())
+        .filter(|&i| !PARTICLES.contains(&words[i]) && !GENERATIONS.iter().any(|g| g.eq_ignore_ascii_case(words[i])))
+        .collect();
     let last = *named.last()?;
     if named.len() < 2 || words[last].chars().count() < 2 {
         return None;
     }
     // Family name first ("Wang Xiaoming"): the first word, where it is not a two-letter one ("He", "Li",
     // "Do" start too many sentences).
+    let everyday = |w: &str| WORD_SURNAMES.iter().any(|x| x.eq_ignore_ascii_case(w));
     let first = words[named[0]];
-    if SURNAME_FIRST.contains(&first) {
-        return (first.chars().count() > 2).then(|| vec![first.to_lowercase()]);
+    if SURNAME_FIRST.iter().any(|x| x.eq_ignore_ascii_case(first)) {
+        return (first.chars().count() > 2 && !everyday(first)).then(|| vec![first.to_lowercase()]);
     }
     let from = (named[named.len() - 2] + 1..last).find(|&i| PARTICLES.contains(&words[i])).unwrap_or(last);
     let surname: Vec<String> = words[from..=last].iter().map(|w| w.to_lowercase()).collect();
-    (!ends_names(words[last]) && !NOT_NAMES.contains(&words[last])).then_some(surname)
+    let common = from == last && everyday(words[last]);
+    (!ends_names(words[last]) && !common).then_some(surname)
 }
 
-/// Mentions of a surname from [`surname_of`] in a text: the same words (case aside), the first starting
-/// upper-case or a particle, as whole words; the span leaves out a possessive.
-pub(super) fn surname_mentions(text: &str, surname: &[String]) -> Vec<(usize, usize)> {
+/// Mentions of the surnames from [`surname_of`] in a text (keyed by their first word): the same words (case
+/// aside), the first starting upper-case or a particle, as whole words, the longest surname where several
+/// start at a word ("Van der Berg" before "Berg"); the span leaves out a possessive. One pass over the text.
+pub(super) fn surname_mentions(text: &str, surnames: &HashMap<String, Vec<Vec<String>>>) -> Vec<(usize, usize)> {
     let toks = word_tokens(text);
+    let lower: Vec<String> = toks.iter().map(|&(s, e)| name_word(&text[s..e]).to_lowercase()).collect();
     let mut out = Vec::new();
-    let n = surname.len();
-    for i in 0..toks.len().saturating_sub(n - 1) {
+    let mut i = 0;
+    while i < toks.len() {
         let first = &text[toks[i].0..toks[i].1];
-        if !(first.chars().next().is_some_and(char::is_uppercase) || PARTICLES.contains(&first)) {
-            continue;
-        }
-        let same = (0..n).all(|k| {
-            let w = &text[toks[i + k].0..toks[i + k].1];
-            let w = if k + 1 == n { name_word(w) } else { w };
-            (k == 0 || adjacent(text, toks[i + k - 1], toks[i + k])) && w.to_lowercase() == surname[k]
+        let starts = first.chars().next().is_some_and(char::is_uppercase) || PARTICLES.contains(&first);
+        let matched = surnames.get(&lower[i]).filter(|_| starts).and_then(|candidates| {
+            candidates
+                .iter()
+                .filter(|sn| {
+                    i + sn.len() <= toks.len()
+                        && (1..sn.len()).all(|k| {
+                            adjacent(text, toks[i + k - 1], toks[i + k])
+                                && !ends_possessive(&text[toks[i + k - 1].0..toks[i + k - 1].1])
+                                && lower[i + k] == sn[k]
+                        })
+                })
+                .map(Vec::len)
+                .max()
         });
-        if same {
-            out.push(span_of(text, &toks, i, i + n - 1));
+        match matched {
+            Some(n) => {
+                out.push(span_of(text, &toks, i, i + n - 1));
+                i += n;
+            }
+            None => i += 1,
         }
     }
     out
 }
+
+/// The words of a text written in lower case: a surname that is one of them in a document ("price" beside a
+/// "Price" found as a surname) is an everyday word there.
+pub(super) fn lower_case_words(text: &str) -> impl Iterator<Item = &str> {
+    word_tokens(text).into_iter().map(move |(s, e)| &text[s..e]).filter(|w| !w.chars().any(char::is_uppercase))
+}
+
+/// Generations after a name, never its surname.
+const GENERATIONS: &[&str] = &["Jr", "Jnr", "Snr", "Sr", "II", "III", "IV"];
 
 /// Whether a name found at `start..end` is an organisation, a place or a thing named after a person: its
 /// last word is one of [`ORGANISATION_HEADS`], or the next word is (after at most one capitalised word:
@@ -677,15 +722,27 @@ mod tests {
         assert_eq!(surname("Okafor"), None);
         assert_eq!(surname("Wang Xiuying").as_deref(), Some("wang"));
         assert_eq!(surname("Li Wei"), None);
-        let text = "Okafor's draft: OKAFOR signed, okafor (a handle) did not; Van der Berg and Okaforo agreed.";
-        let found: Vec<&str> =
-            surname_mentions(text, &["okafor".into()]).into_iter().map(|(s, e)| &text[s..e]).collect();
-        assert_eq!(found, ["Okafor", "OKAFOR"]);
-        let found: Vec<&str> = surname_mentions(text, &["van".into(), "der".into(), "berg".into()])
-            .into_iter()
-            .map(|(s, e)| &text[s..e])
-            .collect();
-        assert_eq!(found, ["Van der Berg"]);
+        assert_eq!(surname("Sarah Price"), None);
+        assert_eq!(surname("SARAH PRICE"), None);
+        // An everyday word after a particle is a surname still.
+        assert_eq!(surname("Jan van der Wood").as_deref(), Some("van der wood"));
+        assert_eq!(surname("Sun Li"), None);
+        assert_eq!(surname("John Smith Jr").as_deref(), Some("smith"));
+        let mut surnames: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+        for sn in [vec!["okafor"], vec!["berg"], vec!["van", "der", "berg"]] {
+            surnames.entry(sn[0].to_string()).or_default().push(sn.into_iter().map(String::from).collect());
+        }
+        let text = "Okafor's draft: OKAFOR signed, okafor (a handle) did not; Van der Berg, Berg and Okaforo agreed.";
+        let found: Vec<&str> = surname_mentions(text, &surnames).into_iter().map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(found, ["Okafor", "OKAFOR", "Van der Berg", "Berg"]);
+    }
+
+    #[test]
+    fn particles_alone_and_lettered_lists_are_no_names() {
+        // A run of particles alone ("Nic" is one) once panicked; "A. Finance, B. Legal" is a lettered list.
+        assert!(names("Dear Nic, thanks. Ní raibh sé ann.", |_| 0.95).is_empty());
+        let text = "Signed by Amara Okafor, A. Finance, B. Legal";
+        assert_eq!(names(text, |w| if ["Amara", "Okafor"].contains(&w) { 0.95 } else { 0.0 }), ["Amara Okafor"]);
     }
 
     #[test]
@@ -713,6 +770,10 @@ mod tests {
         assert_eq!(view, "SIGNED: Margaretha Van Zyl  TITLE: CFO, O'Halloran-Diaz Jo. CONFIDENTIAL");
         assert_eq!(view.len(), text.len());
         assert!(matches!(names_view("Nothing in capitals, or ONE word."), Cow::Borrowed(_)));
+        assert_eq!(names_view("FROM OKAFOR'S DESK"), "From Okafor's Desk");
+        // Scripts without case are not capitals, and a letter whose lower case is longer keeps its word.
+        assert!(matches!(names_view("삼성 SDS 보고서"), Cow::Borrowed(_)));
+        assert_eq!(names_view("MAR\u{212A}US OFFICE"), "MAR\u{212A}US Office");
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::PiiKind;
 
-/// Per-document placeholder numbering: the same value gets the same placeholder.
+/// Per-document placeholder numbering: the same value gets the same placeholder (a person's name in any case,
+/// and their surname alone after their full name).
 #[derive(Default)]
 pub(super) struct Placeholders {
     seen: HashMap<(PiiKind, String), String>,
@@ -23,6 +24,10 @@ impl Placeholders {
         *n += 1;
         let p = format!("[{}_{}]", kind.label(), n);
         self.seen.insert(key, p.clone());
+        // The surname of a person's full name, found alone later, is the same person.
+        if let Some(surname) = (kind == PiiKind::Person).then(|| super::names::surname_of(value)).flatten() {
+            self.seen.entry((kind, surname.join(" "))).or_insert_with(|| p.clone());
+        }
         p
     }
 }
@@ -31,7 +36,7 @@ fn normalize(kind: PiiKind, value: &str) -> String {
     match kind {
         PiiKind::Phone | PiiKind::CreditCard | PiiKind::Ssn => value.chars().filter(char::is_ascii_digit).collect(),
         PiiKind::Iban => value.chars().filter(|c| !c.is_whitespace()).collect(),
-        PiiKind::Email | PiiKind::IpAddress => value.to_lowercase(),
+        PiiKind::Email | PiiKind::IpAddress | PiiKind::Person => value.to_lowercase(),
         _ => value.to_string(),
     }
 }

@@ -612,7 +612,7 @@ mod tests {
     fn a_surname_alone_is_found_across_a_documents_texts() {
         let r = Redactor::new(PiiConfig::default());
         let texts = [
-            "Minutes taken by Amara Okafor and Sarah Price.",
+            "Minutes taken by Amara Okafor (amara.okafor@example.com, @okafor) and Sarah Price.",
             "Okafor approved the budget. Price list attached; the price rose. Okafor Holdings replied.",
             "AMARA OKAFOR",
         ];

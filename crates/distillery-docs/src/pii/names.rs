@@ -449,10 +449,22 @@ pub(super) fn surname_mentions(text: &str, surnames: &HashMap<String, Vec<Vec<St
     out
 }
 
-/// The words of a text written in lower case: a surname that is one of them in a document ("price" beside a
-/// "Price" found as a surname) is an everyday word there.
+/// The words of a text written in lower case, in running text: a surname that is one of them in a document
+/// ("price" beside a "Price" found as a surname) is an everyday word there. A word inside an e-mail address,
+/// a URL, a file name or a handle ("amara.okafor@example.com", "@okafor") does not count.
 pub(super) fn lower_case_words(text: &str) -> impl Iterator<Item = &str> {
-    word_tokens(text).into_iter().map(move |(s, e)| &text[s..e]).filter(|w| !w.chars().any(char::is_uppercase))
+    word_tokens(text).into_iter().filter_map(move |(s, e)| {
+        let w = &text[s..e];
+        let before = text[..s].chars().next_back();
+        let mut after = text[e..].chars();
+        let prose_before = before.is_none_or(|c| c.is_whitespace() || "(\"'“‘[".contains(c));
+        let prose_after = match after.next() {
+            None => true,
+            Some('.') => after.next().is_none_or(char::is_whitespace),
+            Some(c) => c.is_whitespace() || ",;:!?)\"'”’]".contains(c),
+        };
+        (prose_before && prose_after && !w.chars().any(char::is_uppercase)).then_some(w)
+    })
 }
 
 /// Generations after a name, never its surname.
@@ -732,9 +744,12 @@ mod tests {
         for sn in [vec!["okafor"], vec!["berg"], vec!["van", "der", "berg"]] {
             surnames.entry(sn[0].to_string()).or_default().push(sn.into_iter().map(String::from).collect());
         }
-        let text = "Okafor's draft: OKAFOR signed, okafor (a handle) did not; Van der Berg, Berg and Okaforo agreed.";
+        let text = "Okafor's draft: OKAFOR signed, okafor (a word) did not; Van der Berg, Berg and Okaforo agreed.";
         let found: Vec<&str> = surname_mentions(text, &surnames).into_iter().map(|(s, e)| &text[s..e]).collect();
         assert_eq!(found, ["Okafor", "OKAFOR", "Van der Berg", "Berg"]);
+        let words: Vec<&str> =
+            lower_case_words("the price rose; amara.okafor@x.com, @okafor, file okafor.pdf.").collect();
+        assert_eq!(words, ["the", "price", "rose", "file"]);
     }
 
     #[test]

@@ -401,9 +401,7 @@ impl Redactor {
         }
         names::csv_people(names_view, &mut |kind, start, end| people.push((kind, start, end)));
         for (kind, start, end) in people {
-            // An organisation in either: "DLA PIPER LLP" reads "Dla Piper Llp" in the view.
-            if !names::names_an_organisation(names_view, start, end) && !names::names_an_organisation(text, start, end)
-            {
+            if !names::names_an_organisation_in(text, names_view, start, end) {
                 push(kind, start, end);
             }
         }
@@ -525,11 +523,7 @@ fn surname_mentions(texts: &[&str], views: &[&str], found: &mut [Vec<Finding>]) 
         };
         let more: Vec<Finding> = names::surname_mentions(view, &surnames)
             .into_iter()
-            .filter(|&(start, end)| {
-                !overlaps(start, end)
-                    && !names::names_an_organisation(view, start, end)
-                    && !names::names_an_organisation(text, start, end)
-            })
+            .filter(|&(start, end)| !overlaps(start, end) && !names::names_an_organisation_in(text, view, start, end))
             .map(|(start, end)| Finding { kind: PiiKind::Person, start, end })
             .collect();
         if !more.is_empty() {

@@ -180,7 +180,7 @@ fn name_runs(text: &str, toks: &[(usize, usize)]) -> Vec<Vec<usize>> {
 /// word that ends names.
 fn acting_words(text: &str, toks: &[(usize, usize)]) -> Vec<usize> {
     let word = |i: usize| &text[toks[i].0..toks[i].1];
-    let spaced = |a: usize, b: usize| b < toks.len() && &text[toks[a].1..toks[b].0] == " ";
+    let spaced = |a: usize, b: usize| b < toks.len() && one_space(text, toks[a], toks[b]);
     let lone = |i: usize| {
         let w = word(i);
         is_capitalised(w)
@@ -339,14 +339,17 @@ pub(super) fn model_people(text: &str, scores: &[PieceScore], push: &mut impl Fn
 /// ("CONFIDENTIAL") stays too, as do scripts without case.
 pub(super) fn names_view(text: &str) -> Cow<'_, str> {
     let toks = word_tokens(text);
-    let caps = |&(s, e): &(usize, usize)| {
-        let w = &text[s..e];
-        w.chars().filter(|c| c.is_alphabetic()).count() >= 2
-            && w.chars().any(char::is_uppercase)
-            && !w.chars().any(char::is_lowercase)
-    };
-    // Words of a name are one space apart; two spaces part the columns of a form ("NAME: KIM SOO-YEON  TITLE").
-    let joined = |a: usize, b: usize| caps(&toks[a]) && caps(&toks[b]) && &text[toks[a].1..toks[b].0] == " ";
+    let caps: Vec<bool> = toks
+        .iter()
+        .map(|&(s, e)| {
+            let w = &text[s..e];
+            w.chars().filter(|c| c.is_alphabetic()).count() >= 2
+                && w.chars().any(char::is_uppercase)
+                && !w.chars().any(char::is_lowercase)
+        })
+        .collect();
+    // Words of a name are one space apart ("NAME: KIM SOO-YEON  TITLE" holds one name).
+    let joined = |a: usize, b: usize| caps[a] && caps[b] && one_space(text, toks[a], toks[b]);
     let in_run: Vec<bool> =
         (0..toks.len()).map(|i| (i > 0 && joined(i - 1, i)) || (i + 1 < toks.len() && joined(i, i + 1))).collect();
     if !in_run.contains(&true) {
@@ -400,9 +403,9 @@ pub(super) fn surname_of(name: &str) -> Option<Vec<String>> {
     if named.len() < 2 || words[last].chars().count() < 2 {
         return None;
     }
+    let everyday = |w: &str| WORD_SURNAMES.iter().any(|x| x.eq_ignore_ascii_case(w));
     // Family name first ("Wang Xiaoming"): the first word, where it is not a two-letter one ("He", "Li",
     // "Do" start too many sentences).
-    let everyday = |w: &str| WORD_SURNAMES.iter().any(|x| x.eq_ignore_ascii_case(w));
     let first = words[named[0]];
     if SURNAME_FIRST.iter().any(|x| x.eq_ignore_ascii_case(first)) {
         return (first.chars().count() > 2 && !everyday(first)).then(|| vec![first.to_lowercase()]);
@@ -491,6 +494,12 @@ pub(super) fn names_an_organisation(text: &str, start: usize, end: usize) -> boo
         }
         _ => false,
     }
+}
+
+/// [`names_an_organisation`] in the text or in its [`names_view`]: "DLA PIPER LLP" reads "Dla Piper Llp" in
+/// the view, whose title case hides the "LLP" the list knows.
+pub(super) fn names_an_organisation_in(text: &str, view: &str, start: usize, end: usize) -> bool {
+    names_an_organisation(view, start, end) || names_an_organisation(text, start, end)
 }
 
 /// Whether `start..end` lies inside a mention of one of [`NAMED_LIKE_PEOPLE`] (a whole-word match around it).
@@ -645,6 +654,11 @@ fn ends_possessive(w: &str) -> bool {
 fn is_capitalised(w: &str) -> bool {
     let mut cs = w.chars();
     cs.next().is_some_and(char::is_uppercase) && w.chars().any(char::is_lowercase)
+}
+
+/// Exactly one space between two words (a name's words; two spaces part the columns of a form).
+fn one_space(text: &str, a: (usize, usize), b: (usize, usize)) -> bool {
+    &text[a.1..b.0] == " "
 }
 
 /// Only spaces or tabs between two words.

@@ -1,7 +1,11 @@
 //! Structure-aware chunking within a token budget, and context grouping.
 //!
-//! Sections start at headings and never share a chunk. Inside a section, whole blocks are packed up to
-//! `max_tokens`; a block over budget is split at sentence boundaries, a sentence over budget at word
+//! A new top-level section (a change of the first heading) always starts a new chunk. Inside one, whole
+//! blocks are packed up to `max_tokens`, across the headings of its subsections when `pack_sections` is on
+//! (the default): a handbook of short sections becomes a few chunks instead of one per section, so one
+//! generation call writes several pairs over them instead of one call per two sentences (12 calls for three
+//! short example documents became 5). The chunk's heading path is the headings its sections share; the
+//! subsection headings are in its text. A block over budget a block over budget is split at sentence boundaries, a sentence over budget at word
 //! boundaries (the only place a sentence is ever cut), and a single "word" over budget (a multi-megabyte
 //! hex string, a base64 blob) at character boundaries. No chunk is over `max_tokens` nor over `max_chars`
 //! characters, whatever the tokenizer says, so a chunk record always fits a Kafka message. Optional overlap
@@ -29,6 +33,9 @@ pub struct ChunkConfig {
     pub min_tokens: usize,
     /// Budget of a generation context (the chunk plus neighbours), in tokens.
     pub context_tokens: usize,
+    /// Consecutive sections under the same top-level heading share a chunk while it stays within budget
+    /// (off: every heading starts a new chunk).
+    pub pack_sections: bool,
     /// Upper bound of one chunk in characters, whatever the tokenizer counts (a context holds at most
     /// `max_chars * context_tokens / max_tokens`): it keeps every chunk record far below Kafka's message
     /// size limit.
@@ -37,7 +44,14 @@ pub struct ChunkConfig {
 
 impl Default for ChunkConfig {
     fn default() -> Self {
-        ChunkConfig { max_tokens: 384, overlap_tokens: 0, min_tokens: 24, context_tokens: 1024, max_chars: 6144 }
+        ChunkConfig {
+            max_tokens: 384,
+            overlap_tokens: 0,
+            min_tokens: 24,
+            context_tokens: 1024,
+            pack_sections: true,
+            max_chars: 6144,
+        }
     }
 }
 
@@ -114,6 +128,25 @@ impl Unit {
 struct Open {
     units: Vec<Unit>,
     tokens: usize,
+    /// The headings every section of the open chunk shares, and the sections its first and last units are in.
+    path: Vec<String>,
+    section: usize,
+    last_section: usize,
+}
+
+impl Open {
+    /// Adds a unit of the section `section` under `path`.
+    fn push(&mut self, unit: Unit, path: &[String], section: usize) {
+        if self.units.is_empty() {
+            self.path = path.to_vec();
+            self.section = section;
+        } else {
+            let shared = self.path.iter().zip(path).take_while(|(a, b)| a == b).count();
+            self.path.truncate(shared);
+        }
+        self.last_section = section;
+        self.units.push(unit);
+    }
 }
 
 /// Cuts a document into chunks.
@@ -126,13 +159,9 @@ pub fn chunk(doc: &Extracted, counter: &dyn TokenCounter, cfg: &ChunkConfig) -> 
     let mut open = Open::default();
     let mut offset = 0usize;
 
-    let emit = |open: &mut Open,
-                headings: &[(u8, String)],
-                section: usize,
-                pieces: &mut Vec<(Vec<Unit>, Vec<String>, usize)>| {
+    let emit = |open: &mut Open, pieces: &mut Vec<(Vec<Unit>, Vec<String>, usize)>| {
         if !open.units.is_empty() {
-            let path = headings.iter().map(|(_, t)| t.clone()).collect();
-            pieces.push((std::mem::take(&mut open.units), path, section));
+            pieces.push((std::mem::take(&mut open.units), std::mem::take(&mut open.path), open.section));
         }
         open.tokens = 0;
     };
@@ -142,34 +171,41 @@ pub fn chunk(doc: &Extracted, counter: &dyn TokenCounter, cfg: &ChunkConfig) -> 
         let end = start + block.text.len();
         offset = end + BLOCK_SEPARATOR.len();
         if let BlockKind::Heading(level) = block.kind {
-            emit(&mut open, &headings, section, &mut pieces);
+            let top = headings.first().map(|(_, t)| t.clone());
             while headings.last().is_some_and(|(l, _)| *l >= level) {
                 headings.pop();
             }
             headings.push((level, block.text.clone()));
             section += 1;
+            if !cfg.pack_sections || headings.first().map(|(_, t)| t) != top.as_ref() {
+                emit(&mut open, &mut pieces);
+            }
             continue;
         }
+        let path: Vec<String> = headings.iter().map(|(_, t)| t.clone()).collect();
         for unit in split_block(&canonical, start, end, block.kind, block.page, counter, Budget::of(cfg)) {
             let open_chars: usize = open.units.iter().map(|u| u.chars).sum::<usize>() + open.units.len() * 2;
             if open.tokens > 0
                 && (open.tokens + sep_tokens + unit.tokens > cfg.max_tokens || open_chars + unit.chars > cfg.max_chars)
             {
                 let tail = overlap_tail(&canonical, &open.units, counter, cfg.overlap_tokens);
-                emit(&mut open, &headings, section, &mut pieces);
+                let tail_section = open.last_section;
+                emit(&mut open, &mut pieces);
+                // The closing sentences of another section are not repeated into this one.
                 if let Some(t) = tail
+                    && tail_section == section
                     && t.tokens + sep_tokens + unit.tokens <= cfg.max_tokens
                     && t.chars + 2 + unit.chars <= cfg.max_chars
                 {
                     open.tokens = t.tokens;
-                    open.units.push(t);
+                    open.push(t, &path, section);
                 }
             }
             open.tokens += unit.tokens + if open.units.is_empty() { 0 } else { sep_tokens };
-            open.units.push(unit);
+            open.push(unit, &path, section);
         }
     }
-    emit(&mut open, &headings, section, &mut pieces);
+    emit(&mut open, &mut pieces);
 
     // Merge runts into the previous chunk of the same section when that stays within budget.
     let mut merged: Vec<(Vec<Unit>, Vec<String>, usize)> = Vec::new();
@@ -557,7 +593,7 @@ mod tests {
             Block::new(BlockKind::Heading(2), "Pay"),
             Block::new(BlockKind::Paragraph, "Salaries are paid monthly. Ünïcödé ok."),
         ]);
-        let cfg = ChunkConfig { max_tokens: 100, min_tokens: 0, ..Default::default() };
+        let cfg = ChunkConfig { max_tokens: 100, min_tokens: 0, pack_sections: false, ..Default::default() };
         let pieces = chunk(&d, &ApproxCounter, &cfg);
         assert_eq!(pieces.len(), 3);
         assert_eq!(pieces[0].heading_path, vec!["Guide"]);
@@ -569,6 +605,47 @@ mod tests {
             let span: String = canonical[p.char_start..p.char_end].iter().collect();
             assert_eq!(span, p.text);
         }
+    }
+
+    /// Short sections under one top-level heading share a chunk (one generation call for them), within the
+    /// budget; its heading path is what they share, their own headings are in its text; a new top-level
+    /// heading still starts a new chunk.
+    #[test]
+    fn short_sections_are_packed_under_their_top_level_heading() {
+        let d = doc(vec![
+            Block::new(BlockKind::Heading(1), "Guide"),
+            Block::new(BlockKind::Paragraph, "Intro paragraph here."),
+            Block::new(BlockKind::Heading(2), "Leave"),
+            Block::new(BlockKind::Paragraph, "Annual leave is twenty five days."),
+            Block::new(BlockKind::Heading(2), "Pay"),
+            Block::new(BlockKind::Paragraph, "Salaries are paid monthly."),
+            Block::new(BlockKind::Heading(3), "Bonus"),
+            Block::new(BlockKind::Paragraph, words(30, "B")),
+            Block::new(BlockKind::Heading(1), "Appendix"),
+            Block::new(BlockKind::Paragraph, "Contacts are listed here."),
+        ]);
+        let cfg = ChunkConfig { max_tokens: 30, min_tokens: 0, ..Default::default() };
+        let pieces = chunk(&d, &ApproxCounter, &cfg);
+        let texts: Vec<&str> = pieces.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(pieces.len(), 3, "{texts:?}");
+        assert_eq!(
+            pieces[0].text,
+            "Intro paragraph here.\n\nLeave\n\nAnnual leave is twenty five days.\n\nPay\n\nSalaries are paid monthly."
+        );
+        assert_eq!(pieces[0].heading_path, vec!["Guide"]);
+        // The next section does not fit: it starts a chunk of its own, with its own path.
+        assert_eq!(pieces[1].heading_path, vec!["Guide", "Pay", "Bonus"]);
+        assert!(pieces[1].text.starts_with("B0 "));
+        assert_eq!(pieces[2].heading_path, vec!["Appendix"], "a new top-level section starts a new chunk");
+        assert_eq!(pieces[2].text, "Contacts are listed here.");
+        let canonical: Vec<char> = d.text().chars().collect();
+        for p in &pieces {
+            assert!(p.tokens <= 30, "{} tokens", p.tokens);
+            assert_eq!(canonical[p.char_start..p.char_end].iter().collect::<String>(), p.text);
+        }
+        // Unpacked, every section is a chunk of its own.
+        let unpacked = chunk(&d, &ApproxCounter, &ChunkConfig { pack_sections: false, ..cfg });
+        assert_eq!(unpacked.len(), 5);
     }
 
     #[test]

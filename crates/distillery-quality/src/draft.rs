@@ -20,11 +20,15 @@ pub struct QualityConfig {
     pub check_numbers: bool,
     /// Reject questions whose words are more than this share copied in order from the context.
     pub max_question_copy: f32,
+    /// Share of a QA answer's content words (at least [`STRAY_MIN_WORDS`] of them) that may be in neither
+    /// the sentence the pair was written about nor its question; above it the answer is about other
+    /// sentences and goes to a repair (1 disables).
+    pub max_stray: f32,
 }
 
 impl Default for QualityConfig {
     fn default() -> Self {
-        QualityConfig { min_grounding: 0.5, check_numbers: true, max_question_copy: 0.9 }
+        QualityConfig { min_grounding: 0.5, check_numbers: true, max_question_copy: 0.9, max_stray: 0.4 }
     }
 }
 
@@ -36,7 +40,47 @@ impl QualityConfig {
         if !(0.0..=1.0).contains(&self.max_question_copy) {
             errors.push(format!("{section}.max_question_copy must be in [0, 1]"));
         }
+        if !(0.0..=1.0).contains(&self.max_stray) {
+            errors.push(format!("{section}.max_stray must be in [0, 1]"));
+        }
     }
+}
+
+/// Fewest content words outside its sentence and question that make an answer stray (a short answer with
+/// one synonym is not straying).
+pub const STRAY_MIN_WORDS: usize = 5;
+
+/// A QA answer stays on the sentence(s) it was written about: most of its content words are in that
+/// evidence or in its question. 0.5B, given a plan of several sentences, opened answers with the plan's first
+/// sentence ("Larkspur Instruments designs and builds precision flow meters for water utilities with a
+/// standard working week of 37.5 hours"), which the whole-context grounding check cannot see and its judge
+/// passed 5/5 (four of ten kept pairs of a side-by-side run).
+pub fn check_on_evidence(
+    question: &str,
+    answer: &str,
+    evidence: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
+    if cfg.max_stray >= 1.0 || evidence.trim().is_empty() {
+        return Ok(());
+    }
+    let known: HashSet<String> = stems(evidence).into_iter().chain(stems(question)).collect();
+    let words = content_words(answer);
+    let stray: Vec<&String> = words.iter().filter(|w| !known.contains(stem(w))).collect();
+    if stray.len() >= STRAY_MIN_WORDS && stray.len() as f32 > cfg.max_stray * words.len() as f32 {
+        let shown: Vec<&str> = stray.iter().take(6).map(|w| w.as_str()).collect();
+        return Err((
+            RejectReason::Ungrounded,
+            format!(
+                "the answer strays from its sentence (\"{}\"): {} of its {} content words are in neither that sentence nor the question ({})",
+                evidence.trim(),
+                stray.len(),
+                words.len(),
+                shown.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Share of the answer's content words found in the context.
@@ -523,6 +567,73 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(r, RejectReason::Ungrounded);
+    }
+
+    /// Answers of a 0.5B side-by-side run that opened with another sentence of the plan stray; answers that
+    /// quote, shorten or paraphrase their sentence (or a multi-hop pair's two) do not.
+    #[test]
+    fn answers_that_stray_from_their_sentence_fail() {
+        let cfg = QualityConfig::default();
+        let stray = [
+            (
+                "What is the standard working week for Larkspur Instruments?",
+                "Larkspur Instruments designs and builds precision flow meters for water utilities with a standard \
+                 working week of 37.5 hours.",
+                "The standard working week is 37.5 hours, Monday to Friday.",
+            ),
+            (
+                "What is the core hours for Larkspur Instruments?",
+                "Larkspur Instruments designs and builds precision flow meters for water utilities with core hours of \
+                 10:00 to 15:00.",
+                "Core hours are 10:00 to 15:00; outside core hours employees choose when to start and finish, as long \
+                 as the weekly total is met.",
+            ),
+            (
+                "What are the conditions for returning employees from parental leave?",
+                "Employees must return work-related expenses up to 2,000 NOK, and larger amounts need approval from \
+                 the finance controller.",
+                "Employees returning from parental leave may work 80% of their hours at full pay for the first eight \
+                 weeks back.",
+            ),
+        ];
+        for (q, a, e) in stray {
+            let (reason, why) = check_on_evidence(q, a, e, &cfg).expect_err(a);
+            assert_eq!(reason, RejectReason::Ungrounded);
+            assert!(why.contains("strays from its sentence") && why.contains(e), "{why}");
+        }
+        let on = [
+            (
+                "What is the minimum length for a password?",
+                "14 characters",
+                "Passwords must be at least 14 characters long.",
+            ),
+            (
+                "How are leave requests approved at Larkspur Instruments?",
+                "Employees submit them in the HR portal, and the line manager approves them two weeks ahead.",
+                "Leave requests are made in the HR portal and must be approved by the line manager at least two weeks \
+                 before the first day of leave.",
+            ),
+            (
+                "What does the FM-400 measure?",
+                "The FM-400 measures the volumetric flow of clean water in closed pipes with a nominal diameter from \
+                 DN50 to DN600.",
+                "The FM-400 measures the volumetric flow of clean water in closed pipes with a nominal diameter from \
+                 DN50 to DN600.",
+            ),
+            (
+                "How much leave can a full-time employee carry over, and until when?",
+                "Full-time employees get 25 days a year and may carry up to 5 unused days over, which expire on 31 March.",
+                "Full-time employees receive 25 days of paid annual leave per calendar year, plus public holidays. Up \
+                 to 5 unused days may be carried over to the next year; carried-over days expire on 31 March.",
+            ),
+        ];
+        for (q, a, e) in on {
+            assert_eq!(check_on_evidence(q, a, e, &cfg), Ok(()), "{a}");
+        }
+        // Without a sentence (a conversation, a user template) or when disabled, nothing is checked.
+        let (q, a, _) = stray[0];
+        assert_eq!(check_on_evidence(q, a, " ", &cfg), Ok(()));
+        assert_eq!(check_on_evidence(q, a, stray[0].2, &QualityConfig { max_stray: 1.0, ..cfg }), Ok(()));
     }
 
     #[test]

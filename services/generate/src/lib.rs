@@ -269,12 +269,17 @@ impl Generate {
     }
 
     /// A draft that passes its checks; or its rejection (a flaw in the question, or in a repair), which
-    /// keeps it for inspection; or, for a first draft with a flawed answer, a repair request.
-    fn checked(&self, draft: Draft, question: &str, answer: &str, context: &str) -> Record {
+    /// keeps it for inspection; or, for a first draft with a flawed answer, a repair request. `evidence` is
+    /// the sentence(s) the pair was planned on, which its answer must stay on.
+    fn checked(&self, draft: Draft, question: &str, answer: &str, context: &str, evidence: Option<&str>) -> Record {
         let q = &self.cfg.quality;
         match quality::check_question(question, context, q) {
             Err(flaw) => screened(draft, Err(flaw)),
-            Ok(()) => self.repaired_or_screened(draft, quality::check_reply(question, answer, context, q)),
+            Ok(()) => {
+                let reply = quality::check_reply(question, answer, context, q)
+                    .and_then(|()| evidence.map_or(Ok(()), |e| quality::check_on_evidence(question, answer, e, q)));
+                self.repaired_or_screened(draft, reply)
+            }
         }
     }
 

@@ -135,7 +135,7 @@ impl Generate {
             let (question, answer) = (draft.question().to_string(), draft.answer().to_string());
             records.push(match verdict {
                 Some(rejection) => screened(draft, Err(rejection)),
-                None => self.checked(draft, &question, &answer, &chunk.context_text),
+                None => self.checked(draft, &question, &answer, &chunk.context_text, about.as_deref()),
             });
         }
         // The drafts that go on to judging are judged together, in one call.

@@ -238,6 +238,37 @@ async fn each_pair_is_assigned_a_sentence_which_becomes_its_evidence() {
     assert_eq!(d[2].messages[1].chunk_ids, vec!["chunk-2".to_string()], "traced to the member it lies in");
 }
 
+/// An answer that opens with another sentence of the plan strays from its own: it goes to one repair (given
+/// its sentence) before any judge tokens are spent, and the pair that stays on its sentence goes on.
+#[tokio::test]
+async fn an_answer_straying_from_its_sentence_goes_to_a_repair() {
+    let server = MockServer::start().await;
+    let reply = json!({"pairs": [
+        {"question": "How many days of paid leave do employees get per year?",
+         "answer": "Employees get 25 days of paid leave per year."},
+        {"question": "Until when can unused leave be carried over?",
+         "answer": "Employees get paid leave each year and the manager approves requests two weeks ahead, \
+                    so unused leave lasts until March."}
+    ]});
+    mount(&server, ok(&reply.to_string()), Some(1)).await;
+    let stage = generator_with(
+        llm_config(&server),
+        GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, ..Default::default() },
+        None,
+    )
+    .await;
+    let records = generate_once(&stage).await;
+    assert_eq!(drafts(&records).len(), 1, "{records:#?}");
+    let repair = records
+        .iter()
+        .find_map(|r| if let Record::Regenerate(g) = r { Some(g) } else { None })
+        .expect("a repair request");
+    let (reason, finding) = repair.failed_check().expect("a failed check, no model score");
+    assert_eq!(reason, RejectReason::Ungrounded);
+    assert!(finding.contains("strays from its sentence"), "{finding}");
+    assert!(finding.contains("Unused leave can be carried over"), "names the sentence it must stay on: {finding}");
+}
+
 #[tokio::test]
 async fn repeated_questions_are_rejected_as_duplicates_never_dropped() {
     let server = MockServer::start().await;

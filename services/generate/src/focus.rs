@@ -95,13 +95,25 @@ const EXPLAINS: &[&str] = &[
 ];
 
 /// A sentence worth a question: a statement of some length with several content words (not a heading, a
-/// label or a fragment of a list).
+/// label, a fragment of a list, or a question the document asks: it states no fact to ask about).
 fn informative(sentence: &str) -> bool {
-    let s = sentence.trim();
-    if s.starts_with('#') || s.ends_with(':') {
+    let s = unlabelled(sentence);
+    if s.starts_with('#') || s.ends_with(':') || s.ends_with('?') || title(s) {
         return false;
     }
     text::words(s).len() >= 5 && text::content_words(s).len() >= 3
+}
+
+/// A line in title case without a full stop: a document's title or a heading the extractor read as text
+/// ("Larkspur FM-400 Ultrasonic Flow Meter: Frequently Asked Questions" was planned as a pair's sentence,
+/// and the pair rejected for straying from it).
+fn title(s: &str) -> bool {
+    if s.ends_with(['.', '!', ';', ')', '"']) {
+        return false;
+    }
+    let words: Vec<&str> = s.split_whitespace().filter(|w| w.chars().next().is_some_and(char::is_alphabetic)).collect();
+    let capitalised = words.iter().filter(|w| w.chars().next().is_some_and(char::is_uppercase)).count();
+    words.len() >= 3 && capitalised * 4 >= words.len() * 3
 }
 
 fn has_number(sentence: &str) -> bool {
@@ -180,6 +192,19 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn titles_and_the_documents_own_questions_are_not_planned_on() {
+        let sentences = s(&[
+            "Larkspur FM-400 Ultrasonic Flow Meter: Frequently Asked Questions",
+            "[2] What does the FM-400 measure in closed pipes?",
+            "The FM-400 measures the volumetric flow of clean water in closed pipes.",
+            "Hardware security keys are preferred over authenticator apps",
+            "Annual Leave And Sick Leave Rules For Employees",
+        ]);
+        let planned: Vec<usize> = plan(&sentences, 5).iter().flat_map(|i| i.sentences.clone()).collect();
+        assert_eq!(planned, vec![2, 3], "a fact stated with or without a full stop; no title, no question");
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! that granularity (an edit regenerates the packed chunk holding it, and the chunks after it when the
 //! packing shifts). The chunk's heading path is the headings its sections share; the subsection headings
 //! are in its text. A new top-level section always starts a new chunk. Inside a chunk, whole blocks are
-//! packed up to `max_tokens`; a block over budget a block over budget is split at sentence boundaries, a sentence over budget at word
-//! boundaries (the only place a sentence is ever cut), and a single "word" over budget (a multi-megabyte
+//! packed up to `max_tokens`; a block over budget is split at sentence boundaries, a sentence over budget
+//! at word boundaries (the only place a sentence is ever cut), and a single "word" over budget (a multi-megabyte
 //! hex string, a base64 blob) at character boundaries. No chunk is over `max_tokens` nor over `max_chars`
 //! characters, whatever the tokenizer says, so a chunk record always fits a Kafka message. Optional overlap
 //! repeats the previous chunk's last sentences. Every chunk's text is exactly its char span of the

@@ -111,9 +111,18 @@ impl Scope {
     }
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, never one this test process was given before: the listener is dropped
+/// before the caller binds the port, and the kernel may hand the same port out again meanwhile (a Kafka
+/// end-to-end run once gave the sink's ops port to dedup too, which then could not start).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The `distillery` binary built for this test.

@@ -58,10 +58,11 @@ pub const STRAY_MIN_WORDS: usize = 5;
 pub fn check_on_evidence(
     question: &str,
     answer: &str,
-    evidence: &str,
+    evidence: Option<&str>,
     cfg: &QualityConfig,
 ) -> Result<(), (RejectReason, String)> {
-    if cfg.max_stray >= 1.0 || evidence.trim().is_empty() {
+    let Some(evidence) = evidence.filter(|e| !e.trim().is_empty()) else { return Ok(()) };
+    if cfg.max_stray >= 1.0 {
         return Ok(());
     }
     let known: HashSet<String> = stems(evidence).into_iter().chain(stems(question)).collect();
@@ -597,7 +598,7 @@ mod tests {
             ),
         ];
         for (q, a, e) in stray {
-            let (reason, why) = check_on_evidence(q, a, e, &cfg).expect_err(a);
+            let (reason, why) = check_on_evidence(q, a, Some(e), &cfg).expect_err(a);
             assert_eq!(reason, RejectReason::Ungrounded);
             assert!(why.contains("strays from its sentence") && why.contains(e), "{why}");
         }
@@ -628,12 +629,13 @@ mod tests {
             ),
         ];
         for (q, a, e) in on {
-            assert_eq!(check_on_evidence(q, a, e, &cfg), Ok(()), "{a}");
+            assert_eq!(check_on_evidence(q, a, Some(e), &cfg), Ok(()), "{a}");
         }
         // Without a sentence (a conversation, a user template) or when disabled, nothing is checked.
         let (q, a, _) = stray[0];
-        assert_eq!(check_on_evidence(q, a, " ", &cfg), Ok(()));
-        assert_eq!(check_on_evidence(q, a, stray[0].2, &QualityConfig { max_stray: 1.0, ..cfg }), Ok(()));
+        assert_eq!(check_on_evidence(q, a, Some(" "), &cfg), Ok(()));
+        assert_eq!(check_on_evidence(q, a, None, &cfg), Ok(()));
+        assert_eq!(check_on_evidence(q, a, Some(stray[0].2), &QualityConfig { max_stray: 1.0, ..cfg }), Ok(()));
     }
 
     #[test]

@@ -277,7 +277,7 @@ impl Generate {
             Err(flaw) => screened(draft, Err(flaw)),
             Ok(()) => {
                 let reply = quality::check_reply(question, answer, context, q)
-                    .and_then(|()| evidence.map_or(Ok(()), |e| quality::check_on_evidence(question, answer, e, q)));
+                    .and_then(|()| quality::check_on_evidence(question, answer, evidence, q));
                 self.repaired_or_screened(draft, reply)
             }
         }

@@ -119,10 +119,7 @@ impl Generate {
         let checked = if draft.kind == DraftKind::Qa {
             let result = quality::check_not_feedback(&last_answer, feedback, &prev.context_text)
                 .and_then(|()| quality::check_pair(&question, &last_answer, &prev.context_text, &self.cfg.quality))
-                .and_then(|()| {
-                    known_evidence
-                        .map_or(Ok(()), |e| quality::check_on_evidence(&question, &last_answer, e, &self.cfg.quality))
-                });
+                .and_then(|()| quality::check_on_evidence(&question, &last_answer, known_evidence, &self.cfg.quality));
             screened(draft, result)
         } else {
             self.checked_conversation(draft, &prev.context_text, Some(feedback))

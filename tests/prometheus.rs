@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use distillery_core::Topic;
+use distillery_core::codec::fixtures;
+use distillery_core::{Draft, Message, Record, Role, Topic, ids};
+use distillery_runtime::Publisher;
 use distillery_store::ObjectStore;
 use serde_json::Value;
 
@@ -62,9 +64,36 @@ fn service_config(stage: &str, scope: &Scope, servers: &Servers, port: u16) -> S
     c
 }
 
+/// A right, grounded question/answer pair about the FAQ (`faq` is its text, the draft's context).
+fn sound_draft(faq: &[u8]) -> Draft {
+    let mut d = fixtures::draft();
+    let context = String::from_utf8_lossy(faq).into_owned();
+    d.id = ids::hash_parts(&["prometheus-test-draft", &context]);
+    d.document_id = ids::hash_parts(&["prometheus-test-document", &context]);
+    d.chunk_id = ids::hash_parts(&["prometheus-test-chunk", &context]);
+    d.context_id = d.chunk_id.clone();
+    d.context_text = context;
+    let mut q = Message::new(Role::User, "Which pipe diameters is the FM-400 made for?");
+    q.chunk_ids = vec![d.chunk_id.clone()];
+    let mut a = Message::new(Role::Assistant, "Closed pipes with a nominal diameter from DN50 to DN600.");
+    a.chunk_ids = vec![d.chunk_id.clone()];
+    d.messages = vec![q, a];
+    d.reasoning = None;
+    d.evidence = Some("closed pipes with a nominal diameter from\nDN50 to DN600".into());
+    d.attempt = 1;
+    d.parent_ids = vec![d.chunk_id.clone()];
+    d.previous = None;
+    d.superseded_by = None;
+    d.batch = None;
+    d
+}
+
 /// The API has no Kafka: [ops], [llm] and [tabular] only.
 /// The API's bearer token in this test (the tables API spends LLM calls and is never served without one).
 const API_TOKEN: &str = "prometheus-test-token";
+
+/// The services' `RUST_LOG`: the LLM stages' and client's debug lines too.
+const STALL_LOG: &str = "info,rdkafka=warn,distillery_generate=debug,distillery_judge=debug,distillery_llm=debug";
 
 fn api_config(scope: &Scope, servers: &Servers, port: u16) -> String {
     format!(
@@ -268,7 +297,8 @@ async fn prometheus_scrapes_the_running_services_and_every_dashboard_query_reads
         let port = free_port();
         let cfg = scope.path(&format!("{stage}.toml"));
         std::fs::write(&cfg, service_config(stage, &scope, &servers, port)).unwrap();
-        services.push(Service::start(stage, &cfg, port, &logs));
+        // Debug lines of the LLM stages: a stall (a chunk never turned into drafts) shows where it stopped.
+        services.push(Service::start_logging(stage, &cfg, port, &logs, STALL_LOG));
     }
     let api_port = free_port();
     let api_cfg = scope.path("api.toml");
@@ -314,6 +344,10 @@ async fn prometheus_scrapes_the_running_services_and_every_dashboard_query_reads
             .expect("publish event");
     }
     publisher.publish_raw(Topic::Events, "garbage", b"{not an event").await.unwrap();
+    // The judge's families appear with its first verdict. The small generator's drafts of this one document
+    // can all fail generate's checks (then no draft reaches the judge and the judge exports none of them), so
+    // a sound draft about the document is put on `drafts` too.
+    publisher.publish(vec![Record::Draft(sound_draft(&docs[0].1))]).await.expect("publish a draft");
 
     // The garbage event fires the chart's DistilleryDeadLetters alert in this Prometheus.
     let mut fired = None;
@@ -395,9 +429,22 @@ async fn prometheus_scrapes_the_running_services_and_every_dashboard_query_reads
             break (exported, texts);
         }
         if started.elapsed() > deadline {
-            for s in &services {
-                eprintln!("==== {} ====\n{}", s.stage, s.log_text());
+            // What each process had done (its counters and gauges) and what the LLM server was doing.
+            for (s, (_, text)) in services.iter().zip(&texts) {
+                let samples: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.starts_with("distillery_") && !l.contains("_bucket{"))
+                    .filter(|l| l.rsplit(' ').next().is_some_and(|v| v != "0"))
+                    .collect();
+                eprintln!(
+                    "==== {} ====\n{}\n---- its non-zero samples ----\n{}",
+                    s.stage,
+                    s.log_text(),
+                    samples.join("\n")
+                );
             }
+            let llm_samples: Vec<&str> = llm_text.lines().filter(|l| l.starts_with("llamacpp:")).collect();
+            eprintln!("==== llama.cpp ====\n{}", llm_samples.join("\n"));
             panic!(
                 "after {deadline:?} the services still export none of {missing:?} (they export {:?})",
                 exported.keys().collect::<Vec<_>>()

@@ -152,12 +152,17 @@ pub struct Service {
 
 impl Service {
     pub fn start(stage: &'static str, config: &Path, port: u16, logs: &Path) -> Service {
+        Service::start_logging(stage, config, port, logs, "info,rdkafka=warn")
+    }
+
+    /// [`Service::start`] with its own `RUST_LOG` filter (a test that must explain a stall logs more).
+    pub fn start_logging(stage: &'static str, config: &Path, port: u16, logs: &Path, filter: &str) -> Service {
         let log = logs.join(format!("{stage}-{}.log", distillery_core::now_ms()));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary())
             .args(["service", stage, "--config"])
             .arg(config)
-            .env("RUST_LOG", "info,rdkafka=warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()

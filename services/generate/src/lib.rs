@@ -1,5 +1,6 @@
 //! Generate: a chunk (with its context) becomes training drafts in one schema-constrained call: several
-//! question/answer pairs, or a multi-turn conversation. A `Regenerate` becomes one improved version of a
+//! question/answer pairs (with those of the other chunks of its context gathered into the same call), or a
+//! multi-turn conversation. A `Regenerate` becomes one improved version of a
 //! low-scored draft, written with the critic's feedback, remembering the low-scored attempt for DPO pairs.
 //!
 //! Variety: each QA pair is assigned a different sentence of the chunk and a kind of question; the questions
@@ -22,7 +23,7 @@ mod conversation;
 pub mod focus;
 pub mod grounding;
 pub mod memory;
-mod qa;
+pub mod qa;
 mod regenerate;
 pub mod service;
 
@@ -36,7 +37,7 @@ use distillery_core::{
     StageName, Topic, ids, now_ms,
 };
 use distillery_llm::{LlmConfig, LlmRole};
-use distillery_prompts::{LlmCaller, Task, Templates};
+use distillery_prompts::{Gather, LlmCaller, Task, Templates};
 use distillery_vector::{Embedder, EmbedderConfig, embedder_config};
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +77,8 @@ pub struct GenerateConfig {
     /// Exchanges (user + assistant) per conversation.
     pub conversation_turns: usize,
     /// Most question/answer pairs asked for per chunk, one per informative sentence (fewer when the chunk has
-    /// fewer): several per call amortise the context's tokens.
+    /// fewer), and per call when the chunks of a context are gathered (`gather_wait_ms`): several per call
+    /// amortise the context's tokens.
     pub pairs_per_chunk: usize,
     /// Longest question the output schema allows, in characters.
     pub max_question_chars: usize,
@@ -104,6 +106,10 @@ pub struct GenerateConfig {
     /// A first draft whose answers fail a check gets one rewrite with the check's finding (and, if the
     /// rewrite is accepted, a DPO pair against the flawed draft) instead of an immediate rejection.
     pub repair: bool,
+    /// How long a QA chunk waits, in milliseconds, for the other chunks of its context so that their pairs
+    /// are asked for in one call (the context paid once), until their plans fill `pairs_per_chunk` or every
+    /// chunk of the context has come. Each draft stays its own chunk's. 0: one call per chunk.
+    pub gather_wait_ms: u64,
 }
 
 impl Default for GenerateConfig {
@@ -124,6 +130,7 @@ impl Default for GenerateConfig {
             templates: BTreeMap::new(),
             quality: QualityConfig::default(),
             repair: true,
+            gather_wait_ms: 1000,
         }
     }
 }
@@ -147,6 +154,9 @@ impl GenerateConfig {
         }
         if !(0.0..=1.0).contains(&self.question_similarity) {
             errors.push(format!("{section}.question_similarity must be in [0, 1] (0 disables)"));
+        }
+        if self.gather_wait_ms > 600_000 {
+            errors.push(format!("{section}.gather_wait_ms must be at most 600000 (got {})", self.gather_wait_ms));
         }
         if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
             errors.push(format!("{section}.temperature must be in [0, 2]"));
@@ -178,6 +188,9 @@ impl GenerateConfig {
     }
 }
 
+/// Chunks the runtime admits per LLM slot when chunks are gathered into calls.
+const GATHERED_PER_SLOT: usize = 4;
+
 /// Shares of a call's usage over `n` records (the first absorbs the remainder).
 fn share(total: u32, n: usize, i: usize) -> u32 {
     let n = n.max(1) as u32;
@@ -192,6 +205,8 @@ pub struct Generate {
     pub memory: QuestionMemory,
     /// The sentence encoder comparing questions by meaning (unset: the word checks only).
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// The chunks of a context being gathered into one call.
+    gather: Gather<qa::Planned, Vec<Record>>,
 }
 
 /// What builds the generate stage: the generator model and what to generate.
@@ -229,7 +244,8 @@ impl Generate {
         caller.templates = cfg.templates()?;
         caller.temperature = cfg.temperature;
         let memory = QuestionMemory::new(cfg.memory, 10_000);
-        Ok(Generate { caller, cfg, memory, embedder: None })
+        let gather = Gather::new(std::time::Duration::from_millis(cfg.gather_wait_ms), "generate_gather");
+        Ok(Generate { caller, cfg, memory, embedder: None, gather })
     }
 
     /// The stage comparing questions by meaning too, with this encoder.
@@ -339,14 +355,17 @@ impl Stage for Generate {
         &[Topic::Chunks, Topic::Regenerate]
     }
 
+    /// Chunks waiting for the rest of their context hold a slot of the runtime but no LLM slot: the runtime
+    /// admits a few chunks per LLM slot when they are gathered (the LLM client still runs at most its slots).
     fn default_concurrency(&self) -> usize {
-        self.caller.llm.concurrency()
+        let per_slot = if self.cfg.gather_wait_ms > 0 { GATHERED_PER_SLOT } else { 1 };
+        self.caller.llm.concurrency() * per_slot
     }
 
     async fn process(&self, input: Input) -> Result<Vec<Record>, StageError> {
         match input.as_record() {
             Some(Record::Chunk(chunk)) => match self.cfg.mode_for(&chunk.id) {
-                Mode::Qa => self.qa(chunk).await,
+                Mode::Qa => self.qa_gathered(chunk).await,
                 Mode::Conversation => self.conversation(chunk).await,
             },
             Some(Record::Regenerate(regen)) => match self.regenerate(regen).await {

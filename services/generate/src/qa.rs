@@ -4,28 +4,131 @@
 //! choose it. A pair repeating an earlier question (of the reply, or remembered for the document; in words, or
 //! in meaning by sentence embeddings) ends as a `duplicate` rejection, never judged. The drafts of one call that go on to judging carry their batch, so
 //! the judge scores them together in one call.
+//!
+//! Chunks of one context are gathered ([`distillery_prompts::gather`]) until their plans fill a call's
+//! `pairs_per_chunk` (or every chunk of the context has come), and asked for in as few calls of at most
+//! `pairs_per_chunk` pairs as hold them: the context and the system prompt are paid once for several
+//! chunks, and each draft stays the draft of the chunk its sentence is in, so an edit of one section still
+//! regenerates that section's pairs alone.
 
 use distillery_core::{Chunk, DraftBatch, DraftKind, Message, Record, RejectReason, Role, StageError, ids};
 use distillery_llm::Usage;
 use distillery_prompts::templates::{QaReply, QuestionForm};
-use distillery_prompts::{Task, seed_of, templates};
+use distillery_prompts::{Member, Task, seed_of, templates};
 
 use distillery_quality::{draft as quality, text};
 use distillery_vector::dot;
 
+use crate::focus::FocusItem;
 use crate::{Generate, Reasoning, focus, grounding, screened, share};
 
 /// A pair the model wrote, and why it will not be judged (if it will not).
 type Pair = (templates::QaPair, Option<(RejectReason, String)>);
 
-impl Generate {
-    pub(crate) async fn qa(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
+/// A chunk and the pairs planned about it, as it joins the call of its context.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    chunk: Chunk,
+    sentences: Vec<String>,
+    plan: Vec<FocusItem>,
+}
+
+impl Planned {
+    /// At most `max_pairs` pairs planned over the chunk's sentences.
+    pub fn new(chunk: &Chunk, max_pairs: usize) -> Planned {
         let sentences = match text::sentences(&chunk.text) {
             s if s.is_empty() => vec![chunk.text.trim().to_string()],
             s => s,
         };
-        let plan = focus::plan(&sentences, self.cfg.pairs_per_chunk);
+        let plan = focus::plan(&sentences, max_pairs);
+        Planned { chunk: chunk.clone(), sentences, plan }
+    }
+
+    /// Pairs planned about the chunk.
+    pub fn pairs(&self) -> usize {
+        self.plan.len()
+    }
+}
+
+/// Items in order, in consecutive calls whose sizes add up to at most `budget` (an item larger than the
+/// budget has a call of its own; no item is split).
+fn in_calls<T>(items: Vec<T>, size: impl Fn(&T) -> usize, budget: usize) -> Vec<Vec<T>> {
+    let mut calls: Vec<Vec<T>> = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let n = size(&item);
+        match calls.last_mut() {
+            Some(call) if used + n <= budget => {
+                used += n;
+                call.push(item);
+            }
+            _ => {
+                used = n;
+                calls.push(vec![item]);
+            }
+        }
+    }
+    calls
+}
+
+impl Member for Planned {
+    fn member_id(&self) -> &str {
+        &self.chunk.id
+    }
+    fn order(&self) -> i64 {
+        i64::from(self.chunk.ordinal)
+    }
+}
+
+impl Generate {
+    /// The pairs of one chunk, in the call of its context's chunks gathered with it (its own call when
+    /// gathering is off or its context is the chunk alone).
+    pub(crate) async fn qa_gathered(&self, chunk: &Chunk) -> Result<Vec<Record>, StageError> {
+        let planned = Planned::new(chunk, self.cfg.pairs_per_chunk);
+        if self.cfg.gather_wait_ms == 0 || chunk.context_chunk_ids.len() < 2 {
+            return Ok(self.qa_call(vec![planned]).await?.pop().unwrap_or_default());
+        }
+        let expected: Vec<&String> =
+            chunk.context_chunk_ids.iter().filter(|id| self.cfg.mode_for(id) == crate::Mode::Qa).collect();
+        let budget = self.cfg.pairs_per_chunk;
+        let complete = |members: &[Planned]| {
+            members.iter().map(Planned::pairs).sum::<usize>() >= budget
+                || expected.iter().all(|id| members.iter().any(|m| m.chunk.id == **id))
+        };
+        self.gather.join(&chunk.context_id, planned, complete, |members| self.qa_calls(members)).await
+    }
+
+    /// The gathered chunks in calls of at most `pairs_per_chunk` planned pairs each (a chunk is never
+    /// split), made at once: each member's records, in order.
+    async fn qa_calls(&self, members: Vec<Planned>) -> Result<Vec<Vec<Record>>, StageError> {
+        let calls = in_calls(members, Planned::pairs, self.cfg.pairs_per_chunk);
+        let replies = futures::future::try_join_all(calls.into_iter().map(|call| self.qa_call(call))).await?;
+        Ok(replies.into_iter().flatten().collect())
+    }
+
+    /// One call for the pairs planned about some chunks of one context: each member's records, in order.
+    async fn qa_call(&self, members: Vec<Planned>) -> Result<Vec<Vec<Record>>, StageError> {
+        let Some(first) = members.first() else { return Ok(Vec::new()) };
+        let chunk = &first.chunk;
+        // The members' sentences one after the other, and each planned pair's member.
+        let mut sentences: Vec<String> = Vec::new();
+        let mut plan: Vec<FocusItem> = Vec::new();
+        let mut owner: Vec<usize> = Vec::new();
+        for (m, member) in members.iter().enumerate() {
+            let offset = sentences.len();
+            sentences.extend(member.sentences.iter().cloned());
+            for item in &member.plan {
+                plan.push(FocusItem {
+                    kind: item.kind,
+                    sentences: item.sentences.iter().map(|i| i + offset).collect(),
+                });
+                owner.push(m);
+            }
+        }
         let n = plan.len().max(1);
+        // The call's key: the chunk's id, or every member's when several share the call.
+        let key = members.iter().map(|m| m.chunk.id.as_str()).collect::<Vec<_>>().join(",");
+        let text_of_members = members.iter().map(|m| m.chunk.text.as_str()).collect::<Vec<_>>().join("\n");
         let explicit = self.cfg.reasoning == Reasoning::Explicit;
         let avoid: Vec<String> = self.memory.recall(&chunk.document_id).into_iter().rev().take(12).collect();
         let extra = self.cfg.extra_instructions.as_deref();
@@ -43,7 +146,8 @@ impl Generate {
         );
         // A question's form is part of the schema: an English chunk gets English questions (an interrogative
         // first, one question mark at the end); any other language one question mark at the end.
-        let form = if text::looks_english(&chunk.text) { QuestionForm::English } else { QuestionForm::AnyLanguage };
+        let form =
+            if text::looks_english(&text_of_members) { QuestionForm::English } else { QuestionForm::AnyLanguage };
         let template_hash = self.caller.templates.hash(
             Task::Qa,
             &[
@@ -54,7 +158,7 @@ impl Generate {
                 if explicit { "explicit" } else { "model" },
             ],
         );
-        let seed = seed_of(&chunk.id);
+        let seed = seed_of(&key);
         let schema = templates::qa_schema(n, self.cfg.max_question_chars, self.cfg.max_answer_chars, explicit, form);
         let req = self.caller.request(&chunk.context_text, task, seed, "qa_pairs", schema);
         let out = self
@@ -98,22 +202,20 @@ impl Generate {
                 .map(|((p, _), vector)| (p.question.trim().to_string(), vector)),
         );
         let total = pairs.len();
-        let mut records = Vec::with_capacity(total);
+        let mut records: Vec<Vec<Record>> = vec![Vec::new(); members.len()];
         for (i, (p, verdict)) in pairs.into_iter().enumerate() {
+            let chunk = &members[owner.get(i).copied().unwrap_or(0)].chunk;
             let usage = Usage {
                 prompt_tokens: share(out.usage.prompt_tokens, total, i),
                 completion_tokens: share(out.usage.completion_tokens, total, i),
             };
             let model = self.caller.model_call(template, &template_hash, seed, usage, latency);
-            let id = ids::hash_parts(&[
-                "draft",
-                &chunk.id,
-                DraftKind::Qa.as_str(),
-                &template_hash,
-                &model.model,
-                "1",
-                &i.to_string(),
-            ]);
+            let index = i.to_string();
+            let mut parts = vec!["draft", &chunk.id, DraftKind::Qa.as_str(), &template_hash, &model.model, "1", &index];
+            if members.len() > 1 {
+                parts.push(&key);
+            }
+            let id = ids::hash_parts(&parts);
             // The pair's assigned sentence(s) are its evidence.
             let item = plan.get(i);
             let about = item.map(|it| it.evidence(&sentences));
@@ -133,22 +235,25 @@ impl Generate {
             draft.difficulty = item.map(|it| it.kind.difficulty().to_string());
             draft.evidence = support.map(|s| s.quote);
             let (question, answer) = (draft.question().to_string(), draft.answer().to_string());
-            records.push(match verdict {
+            records[owner.get(i).copied().unwrap_or(0)].push(match verdict {
                 Some(rejection) => screened(draft, Err(rejection)),
                 None => self.checked(draft, &question, &answer, &chunk.context_text, about.as_deref()),
             });
         }
         // The drafts that go on to judging are judged together, in one call.
-        let batch_id = ids::hash_parts(&["batch", &chunk.id, &template_hash, &self.caller.llm.config().model, "1"]);
-        let size = records.iter().filter(|r| matches!(r, Record::Draft(_))).count();
+        let batch_id = ids::hash_parts(&["batch", &key, &template_hash, &self.caller.llm.config().model, "1"]);
+        let size = records.iter().flatten().filter(|r| matches!(r, Record::Draft(_))).count();
         if size > 1 {
-            for (index, r) in
-                records.iter_mut().filter_map(|r| if let Record::Draft(d) = r { Some(d) } else { None }).enumerate()
+            for (index, r) in records
+                .iter_mut()
+                .flatten()
+                .filter_map(|r| if let Record::Draft(d) = r { Some(d) } else { None })
+                .enumerate()
             {
                 r.batch = Some(DraftBatch { id: batch_id.clone(), index: index as i32, size: size as i32 });
             }
         }
-        tracing::debug!(chunk = %chunk.id, drafts = records.len(), judged_together = size, prompt_tokens = out.usage.prompt_tokens,
+        tracing::debug!(chunk = %chunk.id, chunks = members.len(), drafts = total, judged_together = size, prompt_tokens = out.usage.prompt_tokens,
             completion_tokens = out.usage.completion_tokens, "generated pairs");
         Ok(records)
     }
@@ -193,5 +298,18 @@ impl Generate {
             }
         }
         Ok(vectors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathered_chunks_are_asked_for_in_calls_within_the_budget() {
+        assert_eq!(in_calls(vec![3, 3, 4], |n| *n, 6), vec![vec![3, 3], vec![4]]);
+        assert_eq!(in_calls(vec![2, 2, 2], |n| *n, 6), vec![vec![2, 2, 2]]);
+        assert_eq!(in_calls(vec![1, 7, 1], |n| *n, 6), vec![vec![1], vec![7], vec![1]]);
+        assert_eq!(in_calls(Vec::<usize>::new(), |n| *n, 6), Vec::<Vec<usize>>::new());
     }
 }

@@ -2,7 +2,7 @@
 //! threshold it goes on to `judged`; below, it goes back once to `regenerate` with the critic's rationale,
 //! and after the last attempt to `rejected` (low_score) with its scores.
 //!
-//! Throughput: the drafts of one generation call are gathered ([`gather`]) and judged together, in one
+//! Throughput: the drafts of one generation call are gathered ([`distillery_prompts::gather`]) and judged together, in one
 //! answer call and one critic call for the whole batch ([`evaluate`]), both starting with the context the
 //! generator's call had, so the server's prefix cache serves it.
 //!
@@ -21,19 +21,17 @@ use distillery_core::{
     Draft, Input, Judged, Metrics, Record, Regenerate, RejectReason, Rejected, Stage, StageError, StageName, Topic,
 };
 use distillery_llm::{LlmConfig, LlmRole};
-use distillery_prompts::{LlmCaller, Task, Templates};
+use distillery_prompts::{Gather, LlmCaller, Task, Templates};
 use distillery_quality::Agreement;
 use serde::{Deserialize, Serialize};
 
 pub mod evaluate;
-pub mod gather;
 pub mod metrics;
 pub mod own_answers;
 pub mod service;
 
 use distillery_quality::verdict::{Distrust, Echo, Screened, VerdictChecks};
 
-use crate::gather::Gather;
 use crate::metrics::JudgeMetrics;
 use crate::own_answers::OwnAnswers;
 
@@ -121,8 +119,8 @@ pub struct Judge {
     pub metrics: JudgeMetrics,
     /// The instructions of every task, which neither a draft nor a rationale may copy.
     echo: Echo,
-    /// The batches being gathered.
-    gather: Gather<Evaluation>,
+    /// The batches being gathered (the drafts of one generation call, judged in one call).
+    gather: Gather<Draft, Evaluation>,
     /// The judge's own short answers, for drafts judged again with the same question.
     own_answers: OwnAnswers,
 }
@@ -174,7 +172,7 @@ impl Judge {
             .collect();
         let placeholders: Vec<&str> = Task::ALL.iter().flat_map(|t| t.placeholders().iter().copied()).collect();
         let echo = Echo::new(texts, &placeholders, cfg.checks.echo_words);
-        let gather = Gather::new(std::time::Duration::from_millis(cfg.batch_wait_ms));
+        let gather = Gather::new(std::time::Duration::from_millis(cfg.batch_wait_ms), "judge_batch");
         Ok(Judge { caller, cfg, metrics: JudgeMetrics::of(&metrics), echo, gather, own_answers: OwnAnswers::default() })
     }
 
@@ -238,7 +236,14 @@ impl Stage for Judge {
         let Some(Record::Draft(draft)) = input.as_record() else {
             return Err(StageError::dead_letter("unexpected_input", "judge consumes drafts"));
         };
-        let evaluation = self.gather.join(draft.clone(), |drafts| self.evaluate_batch(drafts)).await?;
+        let evaluation = match draft.batch.as_ref().filter(|b| b.size > 1) {
+            Some(batch) => {
+                let size = batch.size as usize;
+                let complete = |drafts: &[Draft]| drafts.len() >= size;
+                self.gather.join(&batch.id, draft.clone(), complete, |drafts| self.evaluate_batch(drafts)).await?
+            }
+            None => self.evaluate(draft).await?,
+        };
         match evaluation {
             Evaluation::Screened(screened) => Ok(vec![self.route_screened(draft.clone(), screened)]),
             Evaluation::Judged { judged, .. } => Ok(vec![self.route(judged)]),

@@ -207,6 +207,8 @@ pub struct Generate {
     pub embedder: Option<Arc<dyn Embedder>>,
     /// The chunks of a context being gathered into one call.
     gather: Gather<qa::Planned, Vec<Record>>,
+    /// The chunks of each context already in a call.
+    served: qa::Served,
 }
 
 /// What builds the generate stage: the generator model and what to generate.
@@ -245,7 +247,7 @@ impl Generate {
         caller.temperature = cfg.temperature;
         let memory = QuestionMemory::new(cfg.memory, 10_000);
         let gather = Gather::new(std::time::Duration::from_millis(cfg.gather_wait_ms), "generate_gather");
-        Ok(Generate { caller, cfg, memory, embedder: None, gather })
+        Ok(Generate { caller, cfg, memory, embedder: None, gather, served: qa::Served::default() })
     }
 
     /// The stage comparing questions by meaning too, with this encoder.

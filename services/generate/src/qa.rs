@@ -11,6 +11,9 @@
 //! chunks, and each draft stays the draft of the chunk its sentence is in, so an edit of one section still
 //! regenerates that section's pairs alone.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
 use distillery_core::{Chunk, DraftBatch, DraftKind, Message, Record, RejectReason, Role, StageError, ids};
 use distillery_llm::Usage;
 use distillery_prompts::templates::{QaReply, QuestionForm};
@@ -47,6 +50,31 @@ impl Planned {
     /// Pairs planned about the chunk.
     pub fn pairs(&self) -> usize {
         self.plan.len()
+    }
+}
+
+/// The chunks of each context already in a call (gathered, or alone), so the last chunks of a context do not
+/// wait for ones that came before them. Bounded: past [`Served::CONTEXTS`] contexts it starts afresh (a
+/// forgotten context costs its next chunk a wait, nothing more).
+#[derive(Debug, Default)]
+pub struct Served(Mutex<HashMap<String, HashSet<String>>>);
+
+impl Served {
+    const CONTEXTS: usize = 4096;
+
+    fn add(&self, context: &str, chunks: impl Iterator<Item = String>) {
+        let mut served = self.0.lock().expect("served lock");
+        if served.len() >= Self::CONTEXTS && !served.contains_key(context) {
+            served.clear();
+        }
+        served.entry(context.to_string()).or_default().extend(chunks);
+    }
+
+    /// Whether every one of `chunks` of `context` has been in a call.
+    fn all<'a>(&self, context: &str, mut chunks: impl Iterator<Item = &'a &'a String>) -> bool {
+        let served = self.0.lock().expect("served lock");
+        let earlier = served.get(context);
+        chunks.all(|c| earlier.is_some_and(|e| e.contains(c.as_str())))
     }
 }
 
@@ -91,11 +119,18 @@ impl Generate {
         let expected: Vec<&String> =
             chunk.context_chunk_ids.iter().filter(|id| self.cfg.mode_for(id) == crate::Mode::Qa).collect();
         let budget = self.cfg.pairs_per_chunk;
+        let context = chunk.context_id.as_str();
+        // Complete when the plans fill a call, or when no other chunk of the context is still to come (each
+        // is here or was in an earlier call).
         let complete = |members: &[Planned]| {
             members.iter().map(Planned::pairs).sum::<usize>() >= budget
-                || expected.iter().all(|id| members.iter().any(|m| m.chunk.id == **id))
+                || self.served.all(context, expected.iter().filter(|id| !members.iter().any(|m| m.chunk.id == ***id)))
         };
-        self.gather.join(&chunk.context_id, planned, complete, |members| self.qa_calls(members)).await
+        let evaluate = |members: Vec<Planned>| {
+            self.served.add(context, members.iter().map(|m| m.chunk.id.clone()));
+            self.qa_calls(members)
+        };
+        self.gather.join(context, planned, complete, evaluate).await
     }
 
     /// The gathered chunks in calls of at most `pairs_per_chunk` planned pairs each (a chunk is never

@@ -1,7 +1,8 @@
 //! The QA chunks of one context share one generation call: a local HTTP fake of an OpenAI-compatible server
 //! answers with a pair per planned sentence it is shown, and counts the calls. Each draft stays the draft of
-//! the chunk its sentence is in; the drafts of the call are one judge batch; a chunk whose context-mates never
-//! come goes alone after the wait; with gathering off every chunk has its own call.
+//! the chunk its sentence is in; the drafts of the call are one judge batch; a call whose plans are full goes
+//! at once, and the context's last chunk does not wait for those already served; a chunk whose context-mates
+//! never come goes alone after the wait; with gathering off every chunk has its own call.
 
 use std::time::{Duration, Instant};
 
@@ -102,7 +103,7 @@ async fn server() -> MockServer {
     server
 }
 
-async fn generator(server: &MockServer, gather_wait_ms: u64) -> Generate {
+async fn generator(server: &MockServer, gather_wait_ms: u64, pairs_per_chunk: usize) -> Generate {
     let llm = LlmConfig {
         base_url: format!("{}/v1", server.uri()),
         model: "fake".into(),
@@ -115,7 +116,7 @@ async fn generator(server: &MockServer, gather_wait_ms: u64) -> Generate {
     // Questions are compared in words only (no encoder here).
     let cfg = GenerateConfig {
         modes: vec![Mode::Qa],
-        pairs_per_chunk: 6,
+        pairs_per_chunk,
         question_similarity: 0.0,
         gather_wait_ms,
         ..Default::default()
@@ -162,7 +163,7 @@ fn assert_own(k: usize, records: &[Record]) {
 #[tokio::test]
 async fn the_chunks_of_a_context_share_one_call_and_keep_their_own_drafts() {
     let server = server().await;
-    let stage = generator(&server, 30_000).await;
+    let stage = generator(&server, 30_000, 6).await;
     let started = Instant::now();
     let (a, b, c) = tokio::join!(run(&stage, 2), run(&stage, 0), run(&stage, 1));
     assert!(started.elapsed() < Duration::from_secs(20), "complete without waiting out the gather");
@@ -190,9 +191,26 @@ async fn the_chunks_of_a_context_share_one_call_and_keep_their_own_drafts() {
 }
 
 #[tokio::test]
+async fn a_full_call_goes_at_once_and_the_last_chunk_of_the_context_does_not_wait_for_it() {
+    let server = server().await;
+    // Two chunks' plans fill a call of four pairs; the third chunk is the last of its context to come.
+    let stage = generator(&server, 30_000, 4).await;
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(run(&stage, 2), run(&stage, 0), run(&stage, 1));
+    assert!(started.elapsed() < Duration::from_secs(20), "nobody waited out the gather");
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2, "a full call of two chunks, then the third alone");
+    for (k, records) in [(2, &a), (0, &b), (1, &c)] {
+        assert_own(k, records);
+    }
+    assert_eq!(drafts(&a)[0].batch.as_ref().unwrap().id, drafts(&b)[0].batch.as_ref().unwrap().id);
+    assert_ne!(drafts(&a)[0].batch.as_ref().unwrap().id, drafts(&c)[0].batch.as_ref().unwrap().id);
+}
+
+#[tokio::test]
 async fn a_chunk_whose_context_mates_never_come_goes_alone_after_the_wait() {
     let server = server().await;
-    let stage = generator(&server, 300).await;
+    let stage = generator(&server, 300, 6).await;
     let started = Instant::now();
     let records = run(&stage, 1).await;
     assert!(started.elapsed() >= Duration::from_millis(300), "it waited for the rest of its context");
@@ -206,7 +224,7 @@ async fn a_chunk_whose_context_mates_never_come_goes_alone_after_the_wait() {
 #[tokio::test]
 async fn with_gathering_off_every_chunk_has_its_own_call() {
     let server = server().await;
-    let stage = generator(&server, 0).await;
+    let stage = generator(&server, 0, 6).await;
     let (a, b, c) = tokio::join!(run(&stage, 0), run(&stage, 1), run(&stage, 2));
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
     for (k, records) in [(0, &a), (1, &b), (2, &c)] {

@@ -23,7 +23,7 @@ mod conversation;
 pub mod focus;
 pub mod grounding;
 pub mod memory;
-pub mod qa;
+mod qa;
 mod regenerate;
 pub mod service;
 

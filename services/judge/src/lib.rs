@@ -2,9 +2,9 @@
 //! threshold it goes on to `judged`; below, it goes back once to `regenerate` with the critic's rationale,
 //! and after the last attempt to `rejected` (low_score) with its scores.
 //!
-//! Throughput: the drafts of one generation call are gathered ([`distillery_prompts::gather`]) and judged together, in one
-//! answer call and one critic call for the whole batch ([`evaluate`]), both starting with the context the
-//! generator's call had, so the server's prefix cache serves it.
+//! Throughput: the drafts of one generation call are gathered ([`distillery_prompts::gather`]) and judged
+//! together, in one answer call and one critic call for the whole batch ([`evaluate`]), both starting with
+//! the context the generator's call had, so the server's prefix cache serves it.
 //!
 //! Precision first: a draft whose answer is cut off or that copies a task's instructions is stopped by
 //! [`distillery_quality::verdict::screen`] before any judge call (sent to one repair while it has attempts

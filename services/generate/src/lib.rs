@@ -77,9 +77,11 @@ pub struct GenerateConfig {
     /// Exchanges (user + assistant) per conversation.
     pub conversation_turns: usize,
     /// Most question/answer pairs asked for per chunk, one per informative sentence (fewer when the chunk has
-    /// fewer), and per call when the chunks of a context are gathered (`gather_wait_ms`): several per call
-    /// amortise the context's tokens.
+    /// fewer): several per call amortise the context's tokens.
     pub pairs_per_chunk: usize,
+    /// Most question/answer pairs asked for in one call when the chunks of a context are gathered
+    /// (`gather_wait_ms`); a chunk whose plan alone is larger has a call of its own.
+    pub pairs_per_call: usize,
     /// Longest question the output schema allows, in characters.
     pub max_question_chars: usize,
     /// Longest answer (and evidence) the output schema allows, in characters.
@@ -107,7 +109,7 @@ pub struct GenerateConfig {
     /// rewrite is accepted, a DPO pair against the flawed draft) instead of an immediate rejection.
     pub repair: bool,
     /// How long a QA chunk waits, in milliseconds, for the other chunks of its context so that their pairs
-    /// are asked for in one call (the context paid once), until their plans fill `pairs_per_chunk` or every
+    /// are asked for in one call (the context paid once), until their plans fill `pairs_per_call` or every
     /// chunk of the context has come. Each draft stays its own chunk's. 0: one call per chunk.
     pub gather_wait_ms: u64,
 }
@@ -119,6 +121,7 @@ impl Default for GenerateConfig {
             conversation_share: 0.25,
             conversation_turns: 3,
             pairs_per_chunk: 6,
+            pairs_per_call: 8,
             max_question_chars: 200,
             max_answer_chars: 500,
             reasoning: Reasoning::Model,
@@ -148,6 +151,9 @@ impl GenerateConfig {
         }
         if !(1..=20).contains(&self.pairs_per_chunk) {
             errors.push(format!("{section}.pairs_per_chunk must be in 1..=20 (got {})", self.pairs_per_chunk));
+        }
+        if !(1..=20).contains(&self.pairs_per_call) {
+            errors.push(format!("{section}.pairs_per_call must be in 1..=20 (got {})", self.pairs_per_call));
         }
         if self.max_question_chars < 20 || self.max_answer_chars < 20 {
             errors.push(format!("{section}.max_question_chars and max_answer_chars must be >= 20"));

@@ -6,8 +6,8 @@
 //! the judge scores them together in one call.
 //!
 //! Chunks of one context are gathered ([`distillery_prompts::gather`]) until their plans fill a call's
-//! `pairs_per_chunk` (or every chunk of the context has come), and asked for in as few calls of at most
-//! `pairs_per_chunk` pairs as hold them: the context and the system prompt are paid once for several
+//! `pairs_per_call` (or every chunk of the context has come), and asked for in as few calls of at most
+//! `pairs_per_call` pairs as hold them: the context and the system prompt are paid once for several
 //! chunks, and each draft stays the draft of the chunk its sentence is in, so an edit of one section still
 //! regenerates that section's pairs alone.
 
@@ -118,7 +118,7 @@ impl Generate {
         }
         let expected: Vec<&String> =
             chunk.context_chunk_ids.iter().filter(|id| self.cfg.mode_for(id) == crate::Mode::Qa).collect();
-        let budget = self.cfg.pairs_per_chunk;
+        let budget = self.cfg.pairs_per_call;
         let context = chunk.context_id.as_str();
         // Complete when the plans fill a call, or when no other chunk of the context is still to come (each
         // is here or was in an earlier call).
@@ -133,10 +133,10 @@ impl Generate {
         self.gather.join(context, planned, complete, evaluate).await
     }
 
-    /// The gathered chunks in calls of at most `pairs_per_chunk` planned pairs each (a chunk is never
+    /// The gathered chunks in calls of at most `pairs_per_call` planned pairs each (a chunk is never
     /// split), made at once: each member's records, in order.
     async fn qa_calls(&self, members: Vec<Planned>) -> Result<Vec<Vec<Record>>, StageError> {
-        let calls = in_calls(members, Planned::pairs, self.cfg.pairs_per_chunk);
+        let calls = in_calls(members, Planned::pairs, self.cfg.pairs_per_call);
         let replies = futures::future::try_join_all(calls.into_iter().map(|call| self.qa_call(call))).await?;
         Ok(replies.into_iter().flatten().collect())
     }

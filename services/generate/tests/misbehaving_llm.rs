@@ -550,7 +550,15 @@ async fn a_slow_response_is_waited_for_without_holding_up_others() {
         let (stage, finished) = (stage.clone(), finished.clone());
         tokio::spawn(async move {
             let out = Collected::default();
-            let c = Chunk { id: id.into(), context_text: text.clone(), text, ..chunk() };
+            // Each its own context (a context's id is its members'), so neither waits to share a call.
+            let c = Chunk {
+                id: id.into(),
+                context_id: format!("ctx-{id}"),
+                context_chunk_ids: vec![id.into()],
+                context_text: text.clone(),
+                text,
+                ..chunk()
+            };
             let input = Input::record(Topic::Chunks, Record::Chunk(c));
             handle(&*stage, input, &out, &Metrics::global(), &retry(), &CancellationToken::new()).await.unwrap();
             finished.lock().unwrap().push(id);

@@ -103,7 +103,7 @@ async fn server() -> MockServer {
     server
 }
 
-async fn generator(server: &MockServer, gather_wait_ms: u64, pairs_per_chunk: usize) -> Generate {
+async fn generator(server: &MockServer, gather_wait_ms: u64, pairs_per_call: usize) -> Generate {
     let llm = LlmConfig {
         base_url: format!("{}/v1", server.uri()),
         model: "fake".into(),
@@ -116,7 +116,8 @@ async fn generator(server: &MockServer, gather_wait_ms: u64, pairs_per_chunk: us
     // Questions are compared in words only (no encoder here).
     let cfg = GenerateConfig {
         modes: vec![Mode::Qa],
-        pairs_per_chunk,
+        pairs_per_chunk: 6,
+        pairs_per_call,
         question_similarity: 0.0,
         gather_wait_ms,
         ..Default::default()

@@ -108,9 +108,9 @@ pub struct GenerateConfig {
     /// A first draft whose answers fail a check gets one rewrite with the check's finding (and, if the
     /// rewrite is accepted, a DPO pair against the flawed draft) instead of an immediate rejection.
     pub repair: bool,
-    /// How long a QA chunk waits, in milliseconds, for the other chunks of its context so that their pairs
-    /// are asked for in one call (the context paid once), until their plans fill `pairs_per_call` or every
-    /// chunk of the context has come. Each draft stays its own chunk's. 0: one call per chunk.
+    /// How long a QA chunk waits, in milliseconds, for the other chunks of its context, so that their pairs
+    /// are asked for together in as few calls of `pairs_per_call` as hold them (the context paid once per
+    /// call). Each draft stays its own chunk's. 0: one call per chunk.
     pub gather_wait_ms: u64,
 }
 

@@ -5,9 +5,9 @@
 //! in meaning by sentence embeddings) ends as a `duplicate` rejection, never judged. The drafts of one call that go on to judging carry their batch, so
 //! the judge scores them together in one call.
 //!
-//! Chunks of one context are gathered ([`distillery_prompts::gather`]) until their plans fill a call's
-//! `pairs_per_call` (or every chunk of the context has come), and asked for in as few calls of at most
-//! `pairs_per_call` pairs as hold them: the context and the system prompt are paid once for several
+//! Chunks of one context are gathered ([`distillery_prompts::gather`]) until every chunk of the context
+//! has come (or the wait ends), and asked for in as few calls of at most `pairs_per_call` pairs as hold
+//! them: the context and the system prompt are paid once for several
 //! chunks, and each draft stays the draft of the chunk its sentence is in, so an edit of one section still
 //! regenerates that section's pairs alone.
 
@@ -78,25 +78,33 @@ impl Served {
     }
 }
 
-/// Items in order, in consecutive calls whose sizes add up to at most `budget` (an item larger than the
-/// budget has a call of its own; no item is split).
+/// Items in as few calls as hold them with sizes adding up to at most `budget` each (first fit, largest
+/// first; an item larger than the budget has a call of its own; no item is split); each call's items in
+/// their order, the calls in the order of their first items.
 fn in_calls<T>(items: Vec<T>, size: impl Fn(&T) -> usize, budget: usize) -> Vec<Vec<T>> {
-    let mut calls: Vec<Vec<T>> = Vec::new();
-    let mut used = 0;
-    for item in items {
-        let n = size(&item);
-        match calls.last_mut() {
-            Some(call) if used + n <= budget => {
-                used += n;
-                call.push(item);
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
+    let mut calls: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in order {
+        let n = size(&items[i]);
+        match calls.iter_mut().find(|(used, _)| used + n <= budget) {
+            Some((used, call)) => {
+                *used += n;
+                call.push(i);
             }
-            _ => {
-                used = n;
-                calls.push(vec![item]);
-            }
+            None => calls.push((n, vec![i])),
         }
     }
-    calls
+    let mut calls: Vec<Vec<usize>> = calls
+        .into_iter()
+        .map(|(_, mut c)| {
+            c.sort_unstable();
+            c
+        })
+        .collect();
+    calls.sort_by_key(|c| c[0]);
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    calls.into_iter().map(|c| c.into_iter().filter_map(|i| slots[i].take()).collect()).collect()
 }
 
 impl Member for Planned {
@@ -118,13 +126,11 @@ impl Generate {
         }
         let expected: Vec<&String> =
             chunk.context_chunk_ids.iter().filter(|id| self.cfg.mode_for(id) == crate::Mode::Qa).collect();
-        let budget = self.cfg.pairs_per_call;
         let context = chunk.context_id.as_str();
-        // Complete when the plans fill a call, or when no other chunk of the context is still to come (each
-        // is here or was in an earlier call).
+        // Complete when no other chunk of the context is still to come (each is here or was in an earlier
+        // call); the wait ends a group whose other chunks are held up (or skipped: already done).
         let complete = |members: &[Planned]| {
-            members.iter().map(Planned::pairs).sum::<usize>() >= budget
-                || self.served.all(context, expected.iter().filter(|id| !members.iter().any(|m| m.chunk.id == ***id)))
+            self.served.all(context, expected.iter().filter(|id| !members.iter().any(|m| m.chunk.id == ***id)))
         };
         let evaluate = |members: Vec<Planned>| {
             self.served.add(context, members.iter().map(|m| m.chunk.id.clone()));
@@ -342,9 +348,17 @@ mod tests {
 
     #[test]
     fn gathered_chunks_are_asked_for_in_calls_within_the_budget() {
-        assert_eq!(in_calls(vec![3, 3, 4], |n| *n, 6), vec![vec![3, 3], vec![4]]);
-        assert_eq!(in_calls(vec![2, 2, 2], |n| *n, 6), vec![vec![2, 2, 2]]);
-        assert_eq!(in_calls(vec![1, 7, 1], |n| *n, 6), vec![vec![1], vec![7], vec![1]]);
-        assert_eq!(in_calls(Vec::<usize>::new(), |n| *n, 6), Vec::<Vec<usize>>::new());
+        // (position, planned pairs): each call's items in their order, calls in the order of their first.
+        let calls = |sizes: &[usize], budget| -> Vec<Vec<usize>> {
+            let items: Vec<(usize, usize)> = sizes.iter().copied().enumerate().collect();
+            in_calls(items, |it| it.1, budget).into_iter().map(|c| c.into_iter().map(|it| it.0).collect()).collect()
+        };
+        let expect = |v: &[&[usize]]| v.iter().map(|c| c.to_vec()).collect::<Vec<Vec<usize>>>();
+        // Six sections of 4, 3, 4, 3, 3, 4 pairs in calls of 8: three calls, not five.
+        assert_eq!(calls(&[4, 3, 4, 3, 3, 4], 8), expect(&[&[0, 2], &[1, 5], &[3, 4]]));
+        assert_eq!(calls(&[3, 3, 4], 6), expect(&[&[0, 1], &[2]]));
+        assert_eq!(calls(&[2, 2, 2], 6), expect(&[&[0, 1, 2]]));
+        assert_eq!(calls(&[1, 7, 1], 6), expect(&[&[0, 2], &[1]]));
+        assert!(calls(&[], 6).is_empty());
     }
 }

@@ -1,8 +1,8 @@
 //! The QA chunks of one context share one generation call: a local HTTP fake of an OpenAI-compatible server
 //! answers with a pair per planned sentence it is shown, and counts the calls. Each draft stays the draft of
-//! the chunk its sentence is in; the drafts of the call are one judge batch; a call whose plans are full goes
-//! at once, and the context's last chunk does not wait for those already served; a chunk whose context-mates
-//! never come goes alone after the wait; with gathering off every chunk has its own call.
+//! the chunk its sentence is in; the drafts of the call are one judge batch; a call holds at most
+//! `pairs_per_call` pairs; the context's last chunks do not wait for one already served; a chunk whose
+//! context-mates never come goes alone after the wait; with gathering off every chunk has its own call.
 
 use std::time::{Duration, Instant};
 
@@ -192,20 +192,35 @@ async fn the_chunks_of_a_context_share_one_call_and_keep_their_own_drafts() {
 }
 
 #[tokio::test]
-async fn a_full_call_goes_at_once_and_the_last_chunk_of_the_context_does_not_wait_for_it() {
+async fn a_call_holds_at_most_pairs_per_call_pairs() {
     let server = server().await;
-    // Two chunks' plans fill a call of four pairs; the third chunk is the last of its context to come.
+    // Three chunks of two pairs each, calls of four pairs: two calls.
     let stage = generator(&server, 30_000, 4).await;
     let started = Instant::now();
     let (a, b, c) = tokio::join!(run(&stage, 2), run(&stage, 0), run(&stage, 1));
     assert!(started.elapsed() < Duration::from_secs(20), "nobody waited out the gather");
-    let requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 2, "a full call of two chunks, then the third alone");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
     for (k, records) in [(2, &a), (0, &b), (1, &c)] {
         assert_own(k, records);
     }
-    assert_eq!(drafts(&a)[0].batch.as_ref().unwrap().id, drafts(&b)[0].batch.as_ref().unwrap().id);
-    assert_ne!(drafts(&a)[0].batch.as_ref().unwrap().id, drafts(&c)[0].batch.as_ref().unwrap().id);
+    let batch = |r: &[Record]| drafts(r)[0].batch.as_ref().unwrap().id.clone();
+    assert_eq!(batch(&b), batch(&c), "chunks 0 and 1 share a call");
+    assert_ne!(batch(&a), batch(&b), "chunk 2 has the second");
+}
+
+#[tokio::test]
+async fn the_last_chunks_of_a_context_do_not_wait_for_one_already_served() {
+    let server = server().await;
+    let stage = generator(&server, 2_000, 6).await;
+    // Chunk 0 comes alone and goes alone after the wait ...
+    assert_own(0, &run(&stage, 0).await);
+    // ... then chunks 1 and 2 complete the context at once: one call, no wait.
+    let started = Instant::now();
+    let (b, c) = tokio::join!(run(&stage, 1), run(&stage, 2));
+    assert!(started.elapsed() < Duration::from_millis(1_500), "they did not wait for chunk 0");
+    assert_own(1, &b);
+    assert_own(2, &c);
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
 #[tokio::test]

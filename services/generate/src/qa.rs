@@ -7,9 +7,8 @@
 //!
 //! Chunks of one context are gathered ([`distillery_prompts::gather`]) until every chunk of the context
 //! has come (or the wait ends), and asked for in as few calls of at most `pairs_per_call` pairs as hold
-//! them: the context and the system prompt are paid once for several
-//! chunks, and each draft stays the draft of the chunk its sentence is in, so an edit of one section still
-//! regenerates that section's pairs alone.
+//! them: the context and the system prompt are paid once for several chunks, and each draft stays the draft
+//! of the chunk its sentence is in, so an edit of one section still regenerates that section's pairs alone.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -245,7 +244,8 @@ impl Generate {
         let total = pairs.len();
         let mut records: Vec<Vec<Record>> = vec![Vec::new(); members.len()];
         for (i, (p, verdict)) in pairs.into_iter().enumerate() {
-            let chunk = &members[owner.get(i).copied().unwrap_or(0)].chunk;
+            let member = owner.get(i).copied().unwrap_or(0);
+            let chunk = &members[member].chunk;
             let usage = Usage {
                 prompt_tokens: share(out.usage.prompt_tokens, total, i),
                 completion_tokens: share(out.usage.completion_tokens, total, i),
@@ -276,7 +276,7 @@ impl Generate {
             draft.difficulty = item.map(|it| it.kind.difficulty().to_string());
             draft.evidence = support.map(|s| s.quote);
             let (question, answer) = (draft.question().to_string(), draft.answer().to_string());
-            records[owner.get(i).copied().unwrap_or(0)].push(match verdict {
+            records[member].push(match verdict {
                 Some(rejection) => screened(draft, Err(rejection)),
                 None => self.checked(draft, &question, &answer, &chunk.context_text, about.as_deref()),
             });

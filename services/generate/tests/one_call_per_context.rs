@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use distillery_core::{Chunk, Draft, Input, Metrics, ObjectRef, Record, StoreKind, Topic};
+use distillery_core::codec::fixtures;
+use distillery_core::{Chunk, Draft, Input, Metrics, Record, Topic};
 use distillery_generate::{Generate, GenerateConfig, Mode};
 use distillery_llm::{LlmClient, LlmConfig, LlmRole};
 use distillery_prompts::LlmCaller;
@@ -54,26 +55,16 @@ fn chunk(k: usize) -> Chunk {
     Chunk {
         id: format!("chunk-{k}"),
         document_id: "doc-leave".into(),
-        source: ObjectRef {
-            store: StoreKind::S3,
-            bucket: "docs".into(),
-            key: "hr/leave.md".into(),
-            version_id: None,
-            etag: None,
-        },
         ordinal: k as i32,
         total: 3,
+        char_start: 0,
         char_end: text.len() as i64,
         text,
         heading_path: vec!["Leave".into()],
-        page_start: None,
-        page_end: None,
-        char_start: 0,
-        token_count: 30,
         context_id: "ctx-leave".into(),
         context_chunk_ids: (0..3).map(|i| format!("chunk-{i}")).collect(),
         context_text: context(),
-        superseded_by: None,
+        ..fixtures::chunk()
     }
 }
 

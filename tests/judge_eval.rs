@@ -92,8 +92,18 @@ fn judge_set(llm: &str, model: &str, name: &str) -> (Vec<Value>, Scored) {
         assert!((1..=5).contains(&overall), "{}: overall {overall}", l["id"]);
         assert!(v["rationale"].is_string(), "{}: rationale", l["id"]);
         if v.get("check").is_none_or(Value::is_null) {
+            // The critic scores every criterion, unless the answer check settled the pair first: then the
+            // critic was not asked and only the criterion the check failed is scored (2).
+            let settled = v["judge_calls"] == 0;
+            if settled {
+                assert!(!accept, "{}: settled by the answer check, yet accepted: {v}", l["id"]);
+                assert!(matches!(v["answer_check"].as_str(), Some("differs" | "not_stated")), "{}: {v}", l["id"]);
+            }
             for c in ["faithfulness", "correctness", "clarity", "usefulness"] {
-                assert!((1..=5).contains(&v[c].as_i64().unwrap_or(0)), "{}: {c} in {v}", l["id"]);
+                let score = v[c].as_i64();
+                let ok =
+                    if settled { score.is_none() || score == Some(2) } else { (1..=5).contains(&score.unwrap_or(0)) };
+                assert!(ok, "{}: {c} in {v}", l["id"]);
             }
             assert!(v["own_answer"].is_string(), "{}: the judge's own answer in {v}", l["id"]);
         } else {

@@ -60,20 +60,23 @@ pub const ANSWER: &str = "TASK: answer each question below from the context only
 words such as the number, name, date or time, or yes or no with its condition. If the context does not answer a \
 question, write \"not stated\".\n<questions>\n{questions}\n</questions>";
 
-/// The critic's task (judge.v5): several examples of one context in one call, each compared fact by fact
+/// The critic's task (judge.v6): several examples of one context in one call, each compared fact by fact
 /// before any score, the rationale in the critic's own words (judge.v2's "one short sentence naming the main
 /// weakness, or why it is good" was copied back by 0.5B as its rationale), criteria only: the overall score
 /// is derived from them ([`Verdict::overall`]), never asked for, so it cannot contradict them. judge.v5: each
 /// criterion says what earns 5 as well as what earns 1; judge.v4 named only usefulness's 1, and 1.5B then scored
 /// usefulness 1 beside 5s for faithfulness, correctness and clarity on sound pairs (13 of 18 regenerations of a
 /// side-by-side run, most rejected as "the rationale praises the example but the scores reject it").
+/// judge.v6: the rationale at most 15 words, not repeating the answer, and at most 100 characters by the
+/// schema ([`judge_schema`]): 1.5B restated the whole answer as "The context states that ..." (158 characters
+/// on average over the labelled dev set), a third of the critic's output tokens.
 pub const JUDGE: &str = "TASK: check each numbered example below against the context.\n<examples>\n{example}\n\
 </examples>\nFor each example, in order: find the context sentence its answer relies on and compare them fact by \
-fact; in the rationale, name in your own words the fact the answer gets right or wrong (quote a number or name that \
-differs). Then score it 1-5: faithfulness (5 if every claim is in the context, 1 if any claim is not or differs), \
-correctness (5 if it answers the question exactly, 1 if it answers something else or states a fact wrongly), \
-clarity (5 if it reads well without the context), usefulness (5 if it tells a fact a reader would ask for, 1 if it \
-only repeats the question or is about the document's layout).";
+fact; in the rationale, at most 15 words and in your own words, name the fact the answer gets right or wrong \
+(quote a number or name that differs; do not repeat the answer). Then score it 1-5: faithfulness (5 if every claim \
+is in the context, 1 if any claim is not or differs), correctness (5 if it answers the question exactly, 1 if it \
+answers something else or states a fact wrongly), clarity (5 if it reads well without the context), usefulness (5 \
+if it tells a fact a reader would ask for, 1 if it only repeats the question or is about the document's layout).";
 
 /// compare.v1: which of two answers to one question is better, asked in both orders to cancel position bias
 /// before a regeneration and its first draft become a DPO pair.
@@ -123,7 +126,7 @@ impl Templates {
         tasks.insert(Task::Regenerate, ("regenerate.v2".to_string(), REGENERATE.to_string()));
         tasks.insert(Task::Repair, ("repair.v1".to_string(), REPAIR.to_string()));
         tasks.insert(Task::Answer, ("answer.v1".to_string(), ANSWER.to_string()));
-        tasks.insert(Task::Judge, ("judge.v5".to_string(), JUDGE.to_string()));
+        tasks.insert(Task::Judge, ("judge.v6".to_string(), JUDGE.to_string()));
         tasks.insert(Task::Compare, ("compare.v1".to_string(), COMPARE.to_string()));
         Templates { system: SYSTEM.to_string(), tasks }
     }
@@ -418,7 +421,7 @@ pub fn judge_schema(examples: usize) -> Value {
                 "items": {
                     "type": "object",
                     "properties": {
-                        "rationale": {"type": "string", "maxLength": 200},
+                        "rationale": {"type": "string", "maxLength": 100},
                         "faithfulness": score, "correctness": score, "clarity": score, "usefulness": score
                     },
                     "required": ["rationale", "faithfulness", "correctness", "clarity", "usefulness"],

@@ -11,7 +11,7 @@ use distillery_core::{
     RejectReason, Rejected, Role, StoreKind, Topic,
 };
 use distillery_generate::{Generate, GenerateConfig, Mode};
-use distillery_judge::{Judge, JudgeConfig};
+use distillery_judge::{Evaluation, Judge, JudgeConfig};
 use distillery_llm::{Ledger, LlmRole};
 use distillery_llm::{LlmClient, LlmConfig};
 use distillery_prompts::LlmCaller;
@@ -651,6 +651,12 @@ async fn mount_judge(server: &MockServer, own: &[&str], verdicts: Value) {
         .await;
 }
 
+/// The schema name of every call the server saw, in order: which of the judge's calls were made.
+async fn schema_names(server: &MockServer) -> Vec<String> {
+    let seen = bodies(server).await;
+    seen.iter().map(|b| b["response_format"]["json_schema"]["name"].as_str().unwrap_or_default().to_string()).collect()
+}
+
 async fn judge_once(server: &MockServer) -> Vec<Record> {
     let llm = LlmClient::connect(llm_config(server), LlmRole::Judge, Metrics::global()).await;
     let judge = Judge::new(LlmCaller::new(Arc::new(llm), None), JudgeConfig::default(), Metrics::global()).unwrap();
@@ -699,17 +705,26 @@ async fn a_low_verdict_goes_back_for_regeneration_with_the_critique() {
 }
 
 #[tokio::test]
-async fn an_answer_that_differs_from_the_judges_own_does_not_pass_however_the_critic_scores_it() {
-    // A critic that scores everything 5 cannot pass an answer whose number differs from the judge's own
-    // short answer; the difference is the feedback.
+async fn an_answer_that_differs_from_the_judges_own_does_not_pass_and_costs_no_critic_call() {
+    // An answer whose number differs from the judge's own short answer cannot pass, whatever a critic would
+    // say: the difference is the feedback, and the critic is not asked (a critic scoring everything 5 is
+    // mounted and never called).
     let server = MockServer::start().await;
     let praise = json!({"verdicts": [{"rationale": "Correct and grounded.", "faithfulness": 5, "correctness": 5,
                                       "clarity": 5, "usefulness": 5}]});
     mount_judge(&server, &["30 days"], praise.clone()).await;
     let records = judge_once(&server).await;
     let Record::Regenerate(regen) = &records[0] else { panic!("{records:#?}") };
-    assert_eq!(regen.scores().map(|s| (s.overall, s.correctness)), Some((2, 2)));
+    let scores = regen.scores().expect("scores");
+    assert_eq!((scores.overall, scores.correctness), (2, 2));
+    assert_eq!((scores.faithfulness, scores.clarity, scores.usefulness), (0, 0, 0), "not scored");
     assert!(regen.feedback().contains("Answer check") && regen.feedback().contains("30"), "{}", regen.feedback());
+    assert!(
+        regen.feedback().starts_with("Answer check: the context gives 30"),
+        "only the finding: {}",
+        regen.feedback()
+    );
+    assert_eq!(schema_names(&server).await, ["answers"]);
     // The same critic, the same answer as the judge's own: passes.
     let server = MockServer::start().await;
     mount_judge(&server, &["25 days"], praise.clone()).await;
@@ -717,12 +732,6 @@ async fn an_answer_that_differs_from_the_judges_own_does_not_pass_however_the_cr
     let Record::Judged(j) = &records[0] else { panic!("{records:#?}") };
     assert!(j.passed);
     assert_eq!(j.scores.overall, 5);
-    // No answer in the context, by the judge's reading: not passed either.
-    let server = MockServer::start().await;
-    mount_judge(&server, &["not stated"], praise).await;
-    let records = judge_once(&server).await;
-    let Record::Regenerate(regen) = &records[0] else { panic!("{records:#?}") };
-    assert!(regen.feedback().contains("no answer"), "{}", regen.feedback());
     // Both calls started with the same system prompt and context; the critic's is a follow-up of the
     // answer call, so the server's prefix cache serves the context again.
     let bodies = bodies(&server).await;
@@ -732,6 +741,45 @@ async fn an_answer_that_differs_from_the_judges_own_does_not_pass_however_the_cr
     assert!(!answer_user.contains("Answer:"), "the examples' answers are not shown before the judge answers");
     assert_eq!(bodies[1]["messages"][1], bodies[0]["messages"][1], "same prefix");
     assert_eq!(bodies[1]["messages"][2]["role"], "assistant");
+    // No answer in the context, by the judge's reading: not passed either, and no critic call.
+    let server = MockServer::start().await;
+    mount_judge(&server, &["not stated"], praise).await;
+    let records = judge_once(&server).await;
+    let Record::Regenerate(regen) = &records[0] else { panic!("{records:#?}") };
+    assert!(regen.feedback().contains("no answer"), "{}", regen.feedback());
+    assert_eq!(regen.scores().map(|s| (s.overall, s.faithfulness, s.correctness)), Some((2, 2, 0)));
+    assert_eq!(schema_names(&server).await, ["answers"]);
+}
+
+#[tokio::test]
+async fn the_critic_sees_only_the_examples_the_answer_check_left_open() {
+    // A batch of two: the first answer differs from the judge's own, the second agrees. The critic is asked
+    // about the second alone (one example, numbered 1); each draft keeps its own outcome.
+    let server = MockServer::start().await;
+    let one = json!({"verdicts": [{"rationale": "States the 25 days exactly.", "faithfulness": 5,
+                                   "correctness": 5, "clarity": 5, "usefulness": 5}]});
+    mount_judge(&server, &["30 days", "25 days"], one).await;
+    let llm = LlmClient::connect(llm_config(&server), LlmRole::Judge, Metrics::global()).await;
+    let judge = Judge::new(LlmCaller::new(Arc::new(llm), None), JudgeConfig::default(), Metrics::global()).unwrap();
+    let mut second = judge_draft();
+    second.id = "draft-2".into();
+    second.messages[0] = Message::new(Role::User, "How many days of annual leave does a full-time employee get?");
+    let out = judge.evaluate_batch(vec![judge_draft(), second]).await.expect("judged");
+    let outcome = |e: &Evaluation| match e {
+        Evaluation::Judged { judged, asked, .. } => (judged.passed, judged.scores.overall, *asked),
+        Evaluation::Screened(s) => panic!("screened: {s:?}"),
+    };
+    assert_eq!(outcome(&out[0]), (false, 2, 0), "settled by the answer check, the critic not asked");
+    assert_eq!(outcome(&out[1]), (true, 5, 1));
+    let seen = bodies(&server).await;
+    assert_eq!(seen.len(), 2);
+    let schema = &seen[1]["response_format"]["json_schema"];
+    assert_eq!(
+        (schema["name"].as_str(), &schema["schema"]["properties"]["verdicts"]["maxItems"]),
+        (Some("verdicts"), &json!(1))
+    );
+    let task = seen[1]["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
+    assert!(task.contains("full-time employee") && !task.contains("per year?"), "only the open example: {task}");
 }
 
 #[tokio::test]
@@ -767,23 +815,19 @@ async fn a_regeneration_meets_the_judges_first_answer_to_its_question_without_a_
     let Record::Judged(j) = &records[0] else { panic!("{records:#?}") };
     assert!(j.passed, "{}", j.rationale);
     assert_eq!(reused() - before, 1);
-    // Three calls: the first draft's answers and verdicts, then only the regeneration's verdicts, which
-    // carry the judge's first answer as its earlier reply.
+    // Two calls: the first draft's answers (it differs from them, so no critic call), then only the
+    // regeneration's verdicts, which carry the judge's first answer as its earlier reply.
+    assert_eq!(schema_names(&server).await, ["answers", "verdicts"]);
     let seen = bodies(&server).await;
-    let names: Vec<&str> =
-        seen.iter().map(|b| b["response_format"]["json_schema"]["name"].as_str().unwrap_or_default()).collect();
-    assert_eq!(names, ["answers", "verdicts", "verdicts"]);
-    assert_eq!(seen[2]["messages"][1], seen[0]["messages"][1], "the same answer request as the first");
-    let earlier: Value = serde_json::from_str(seen[2]["messages"][2]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(seen[1]["messages"][1], seen[0]["messages"][1], "the same answer request as the first");
+    let earlier: Value = serde_json::from_str(seen[1]["messages"][2]["content"].as_str().unwrap()).unwrap();
     assert_eq!(earlier, json!({"answers": ["25 days"]}));
     // Another question of the same context is asked for.
     let mut other = judge_draft();
     other.id = "draft-2".into();
     other.messages[0] = Message::new(Role::User, "Until when can unused leave be carried over?");
     judge_one(other).await;
-    let seen = bodies(&server).await;
-    assert_eq!(seen.len(), 5);
-    assert_eq!(seen[3]["response_format"]["json_schema"]["name"], "answers");
+    assert_eq!(schema_names(&server).await, ["answers", "verdicts", "answers", "verdicts"]);
 }
 
 /// Runs a regeneration request through generate, the model answering `answer`.

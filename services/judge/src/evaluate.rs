@@ -8,7 +8,8 @@
 //!    questions again;
 //! 4. a verdict whose rationale cannot be trusted is asked again (with the other distrusted ones of the
 //!    batch), and never passes while still distrusted; an answer that differs from the judge's own, or
-//!    whose question the judge found no answer to, is capped below passing with that as its rationale;
+//!    whose question the judge found no answer to, is capped below passing with that as its rationale, and
+//!    is not shown to the critic at all (its verdict could not change the outcome);
 //! 5. a passing regeneration is compared with the draft it replaces, in both orders, before the two may
 //!    become a DPO pair.
 
@@ -30,6 +31,10 @@ use crate::{Evaluation, Judge};
 /// rationales; eight verdicts do not fit the single-verdict default and came back cut off at 1.5B).
 const VERDICT_TOKENS: u32 = 96;
 const ANSWER_TOKENS: u32 = 48;
+
+/// The highest score of the criterion an answer check fails (correctness where the answer differs from the
+/// judge's own, faithfulness where the judge found no answer): below any threshold above it.
+const ANSWER_CHECK_CAP: i32 = 2;
 
 /// `req` with room for `n` items of `per_item` tokens (never less than the single-call default of 256).
 fn room(mut req: distillery_llm::ChatRequest, per_item: u32, n: usize) -> distillery_llm::ChatRequest {
@@ -160,79 +165,111 @@ impl Judge {
             None
         };
 
-        // 2. The critic, on every example at once; 3. again on those whose verdict cannot be trusted.
+        // 2. Each answer compared with the judge's own. One that differs, or whose question the judge found no
+        //    answer to, cannot pass whatever the critic says (its cap is below any threshold): it is settled
+        //    here and the critic is not asked about it, so a regeneration that misses again costs no call.
+        let checked: Vec<Option<(String, Agreement)>> = drafts
+            .iter()
+            .enumerate()
+            .map(|(k, draft)| {
+                let own = own.as_ref()?.get(k)?;
+                let a = answer::agreement(draft.question(), draft.answer(), own);
+                self.metrics.answer_check.with_label_values(&[a.label()]).inc();
+                Some((own.trim().to_string(), a))
+            })
+            .collect();
+        let settled = |k: usize| {
+            ANSWER_CHECK_CAP < self.cfg.threshold
+                && matches!(&checked[k], Some((_, Agreement::Differs(_) | Agreement::NotStated)))
+        };
+        let critiqued: Vec<usize> = (0..n).filter(|&k| !settled(k)).collect();
+
+        // 3. The critic, on the other examples at once; 4. again on those whose verdict cannot be trusted.
         let critic_task = |members: &[&Draft]| {
             templates::render(judge_text, &[("example", &templates::neutralize(&examples(members)))])
         };
-        let req = match &prior {
-            Some((req, reply)) => {
-                self.caller.follow_up(req, reply, critic_task(drafts), seed, "verdicts", templates::judge_schema(n))
-            }
-            None => self.caller.request(context, critic_task(drafts), seed, "verdicts", templates::judge_schema(n)),
-        };
-        let req = room(req, VERDICT_TOKENS, n);
-        let out = self.caller.call::<JudgeReply, _>(document, req, |r| r.check(n)).await?;
-        spent.add(out.usage, out.response.latency);
-        let mut verdicts: Vec<Verdict> = out.value.verdicts;
-        let mut asked = vec![1u32; n];
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; n];
+        let mut asked = vec![0u32; n];
         let mut distrust: Vec<Option<Distrust>> = vec![None; n];
-        for k in 0..n {
-            distrust[k] = self.read_trust(&verdicts[k], context, asked[k]);
-        }
-        for round in 1..=self.cfg.checks.reasks {
-            let again: Vec<usize> = (0..n).filter(|&k| distrust[k].is_some()).collect();
+        let mut again = critiqued;
+        for round in 0..=self.cfg.checks.reasks {
             if again.is_empty() {
                 break;
             }
             let members: Vec<&Draft> = again.iter().map(|&k| drafts[k]).collect();
-            tracing::debug!(drafts = again.len(), "verdicts not trusted; asking again");
-            let req = self.caller.request(
-                context,
-                critic_task(&members),
-                seed.wrapping_add(u64::from(round)),
-                "verdicts",
-                templates::judge_schema(members.len()),
-            );
-            let req = room(req, VERDICT_TOKENS, members.len());
-            let out = self.caller.call::<JudgeReply, _>(document, req, |r| r.check(members.len())).await?;
+            let m = members.len();
+            let req = match (&prior, round) {
+                // The first ask follows the answer call, so the server's prefix cache serves it again.
+                (Some((req, reply)), 0) => self.caller.follow_up(
+                    req,
+                    reply,
+                    critic_task(&members),
+                    seed,
+                    "verdicts",
+                    templates::judge_schema(m),
+                ),
+                _ => {
+                    if round > 0 {
+                        tracing::debug!(drafts = m, "verdicts not trusted; asking again");
+                    }
+                    self.caller.request(
+                        context,
+                        critic_task(&members),
+                        seed.wrapping_add(u64::from(round)),
+                        "verdicts",
+                        templates::judge_schema(m),
+                    )
+                }
+            };
+            let out = self.caller.call::<JudgeReply, _>(document, room(req, VERDICT_TOKENS, m), |r| r.check(m)).await?;
             spent.add(out.usage, out.response.latency);
             for (v, &k) in out.value.verdicts.into_iter().zip(&again) {
                 asked[k] += 1;
                 distrust[k] = self.read_trust(&v, context, asked[k]);
-                verdicts[k] = v;
+                verdicts[k] = Some(v);
             }
+            again.retain(|&k| distrust[k].is_some());
         }
 
-        // 4. The verdicts, capped where the answer differs from the judge's own.
+        // 5. The verdicts, capped where the answer differs from the judge's own; a settled example's only
+        //    scores are the capped ones (its other criteria stay 0: not scored).
         let mut results = Vec::with_capacity(n);
         for (k, draft) in drafts.iter().enumerate() {
-            let v = &verdicts[k];
-            let mut scores = Scores {
-                overall: v.overall(),
-                faithfulness: v.faithfulness,
-                correctness: v.correctness,
-                clarity: v.clarity,
-                usefulness: v.usefulness,
+            let (mut scores, mut rationale) = match &verdicts[k] {
+                Some(v) => (
+                    Scores {
+                        overall: v.overall(),
+                        faithfulness: v.faithfulness,
+                        correctness: v.correctness,
+                        clarity: v.clarity,
+                        usefulness: v.usefulness,
+                    },
+                    v.rationale.trim().to_string(),
+                ),
+                // Settled by the answer check: only the criterion it measured is scored, and its finding is the
+                // whole rationale (below).
+                None => (
+                    Scores { overall: ANSWER_CHECK_CAP, faithfulness: 0, correctness: 0, clarity: 0, usefulness: 0 },
+                    String::new(),
+                ),
             };
-            let mut rationale = v.rationale.trim().to_string();
-            let check = own.as_ref().and_then(|o| o.get(k)).map(|o| {
-                let a = answer::agreement(draft.question(), draft.answer(), o);
-                self.metrics.answer_check.with_label_values(&[a.label()]).inc();
-                (o.trim().to_string(), a)
-            });
-            match &check {
+            // A criterion not scored (0) gets the cap.
+            let cap = |c: i32| if c == 0 { ANSWER_CHECK_CAP } else { c.min(ANSWER_CHECK_CAP) };
+            match &checked[k] {
                 Some((_, Agreement::Differs(why))) => {
-                    scores.correctness = scores.correctness.min(2);
+                    scores.correctness = cap(scores.correctness);
                     rationale = format!("{rationale} Answer check: {why}.");
                 }
                 Some((_, Agreement::NotStated)) => {
-                    scores.faithfulness = scores.faithfulness.min(2);
+                    scores.faithfulness = cap(scores.faithfulness);
                     rationale =
                         format!("{rationale} Answer check: the judge found no answer to this question in the context.");
                 }
                 _ => {}
             }
-            scores.overall = scores.overall.min(scores.faithfulness).min(scores.correctness);
+            rationale = rationale.trim_start().to_string();
+            let scored = [scores.faithfulness, scores.correctness].into_iter().filter(|&c| c > 0);
+            scores.overall = scored.fold(scores.overall, i32::min);
             let trusted = distrust[k].is_none();
             if let Some(d) = &distrust[k] {
                 rationale = format!(
@@ -259,7 +296,12 @@ impl Judge {
                 judged_at_ms: now_ms(),
             };
             tracing::debug!(draft = %draft.id, overall = scores.overall, passed, asked = asked[k], "judged");
-            results.push(Evaluation::Judged { judged, asked: asked[k], distrust: distrust[k].clone(), answer: check });
+            results.push(Evaluation::Judged {
+                judged,
+                asked: asked[k],
+                distrust: distrust[k].clone(),
+                answer: checked[k].clone(),
+            });
         }
         Ok(results)
     }

@@ -63,6 +63,11 @@ fn draft_of(pair: &Pair) -> Draft {
     }
 }
 
+/// A criterion's score, `None` when it was not scored (0).
+fn scored(score: i32) -> Option<i32> {
+    (score > 0).then_some(score)
+}
+
 /// The output line of one evaluation.
 fn verdict_line(e: Result<Evaluation, String>) -> Value {
     match e {
@@ -78,10 +83,11 @@ fn verdict_line(e: Result<Evaluation, String>) -> Value {
         Ok(Evaluation::Judged { judged, asked, distrust, answer }) => json!({
             "accept": judged.passed,
             "overall": judged.scores.overall,
-            "faithfulness": judged.scores.faithfulness,
-            "correctness": judged.scores.correctness,
-            "clarity": judged.scores.clarity,
-            "usefulness": judged.scores.usefulness,
+            // A criterion the critic did not score (0: the answer check settled the pair) is null.
+            "faithfulness": scored(judged.scores.faithfulness),
+            "correctness": scored(judged.scores.correctness),
+            "clarity": scored(judged.scores.clarity),
+            "usefulness": scored(judged.scores.usefulness),
             "rationale": judged.rationale,
             "trusted": distrust.is_none(),
             "distrust": distrust.as_ref().map(|d| d.label()),

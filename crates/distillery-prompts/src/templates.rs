@@ -421,7 +421,7 @@ pub fn judge_schema(examples: usize) -> Value {
                 "items": {
                     "type": "object",
                     "properties": {
-                        "rationale": {"type": "string", "maxLength": 100},
+                        "rationale": {"type": "string", "maxLength": RATIONALE_CHARS},
                         "faithfulness": score, "correctness": score, "clarity": score, "usefulness": score
                     },
                     "required": ["rationale", "faithfulness", "correctness", "clarity", "usefulness"],
@@ -433,6 +433,9 @@ pub fn judge_schema(examples: usize) -> Value {
         "additionalProperties": false
     })
 }
+
+/// Most characters of a critic's rationale: the output schema holds it to this (judge.v6).
+pub const RATIONALE_CHARS: usize = 100;
 
 /// The critic's verdict on one example: criteria only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -451,6 +454,20 @@ impl Verdict {
     /// usefulness at most (an unclear or useless example is at best "improvable").
     pub fn overall(&self) -> i32 {
         self.faithfulness.min(self.correctness).min(self.clarity.min(self.usefulness) + 1).clamp(1, 5)
+    }
+
+    /// The rationale as a record keeps it: trimmed, and where the schema's limit cut it off, ended at its
+    /// last whole word with an ellipsis (a cut can leave half a word, or stray tokens a small model wrote
+    /// as it was stopped).
+    pub fn rationale(&self) -> String {
+        let r = self.rationale.trim();
+        if r.chars().count() < RATIONALE_CHARS {
+            return r.to_string();
+        }
+        match r.rfind(char::is_whitespace) {
+            Some(i) => format!("{}…", r[..i].trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == ';')),
+            None => r.to_string(),
+        }
     }
 
     pub fn check(&self) -> Result<(), String> {
@@ -625,6 +642,28 @@ mod tests {
         assert!(r.check(1).unwrap_err().contains("verdict 1: clarity"));
         r.verdicts[0].clarity = 6;
         assert!(r.check(1).is_err());
+    }
+
+    #[test]
+    fn a_rationale_cut_off_by_the_schema_ends_at_a_whole_word() {
+        let with = |r: &str| Verdict { rationale: r.to_string(), ..verdict(5, 5, 5, 5) };
+        assert_eq!(
+            with("  Gives the 25 days the context states. ").rationale(),
+            "Gives the 25 days the context states."
+        );
+        // 100 characters, the last word cut in half and a stray token after it.
+        let cut =
+            "The context explains how the FM-400 calculates the flow velocity, using the transit-time ultrasonic方";
+        assert_eq!(cut.chars().count(), RATIONALE_CHARS);
+        assert_eq!(
+            with(cut).rationale(),
+            "The context explains how the FM-400 calculates the flow velocity, using the transit-time…"
+        );
+        let comma = format!("{}, and more", "x".repeat(RATIONALE_CHARS - 10));
+        assert_eq!(with(&comma).rationale(), format!("{}, and…", "x".repeat(RATIONALE_CHARS - 10)));
+        // The schema holds the critic to the same limit.
+        let schema = judge_schema(1);
+        assert_eq!(schema["properties"]["verdicts"]["items"]["properties"]["rationale"]["maxLength"], RATIONALE_CHARS);
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl Judge {
                         clarity: v.clarity,
                         usefulness: v.usefulness,
                     },
-                    v.rationale.trim().to_string(),
+                    v.rationale(),
                 ),
                 // Settled by the answer check: only the criterion it measured is scored, and its finding is the
                 // whole rationale (below).
@@ -308,7 +308,7 @@ impl Judge {
 
     /// Whether a verdict can be trusted, counted by its ask number.
     fn read_trust(&self, v: &Verdict, context: &str, asked: u32) -> Option<Distrust> {
-        let d = checks::distrust(v.rationale.trim(), v.overall(), self.cfg.threshold, &self.echo, context);
+        let d = checks::distrust(&v.rationale(), v.overall(), self.cfg.threshold, &self.echo, context);
         let outcome = match (&d, asked) {
             (None, 1) => "trusted",
             (None, _) => "trusted_on_reask",

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use distillery_core::RejectReason;
 use serde::{Deserialize, Serialize};
 
-use crate::text::{STOPWORDS, content_words, stem, stems, words};
+use crate::text::{STOPWORDS, content_words, every_sentence, stem, stems, words};
 
 /// Thresholds of the pre-judge checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -278,7 +278,62 @@ pub fn check_reply(
     cfg: &QualityConfig,
 ) -> Result<(), (RejectReason, String)> {
     check_answer(question.trim(), answer)?;
-    check_grounded(question, answer, context, cfg)
+    check_grounded(question, answer, context, cfg)?;
+    check_within_two_sentences(question, answer, context, cfg)
+}
+
+/// A QA answer rests on at most two sentences of its context: most of its content words are in the two
+/// sentences that hold the most of them, or in its question. The whole-context grounding check passes an
+/// answer built from words scattered over the context: "a cost-centre owner is the finance director of a
+/// business unit, who signs off the unit's budget every January" took each word from somewhere, and the
+/// 1.5B critic passed it as "the context states that ...". The generator's own drafts are held to their
+/// planned sentence ([`check_on_evidence`]); this holds an answer from anywhere to the best two, with the
+/// same bounds (`max_stray`, at least [`STRAY_MIN_WORDS`] stray words).
+pub fn check_within_two_sentences(
+    question: &str,
+    answer: &str,
+    context: &str,
+    cfg: &QualityConfig,
+) -> Result<(), (RejectReason, String)> {
+    if cfg.max_stray >= 1.0 {
+        return Ok(());
+    }
+    let asked = stems(question);
+    let words: Vec<String> = content_words(answer);
+    // (stem, word) of the answer's content words that its question does not name.
+    let open: Vec<(&str, &str)> =
+        words.iter().map(|w| (stem(w), w.as_str())).filter(|(s, _)| !asked.contains(*s)).collect();
+    if open.len() < STRAY_MIN_WORDS {
+        return Ok(());
+    }
+    let held: Vec<HashSet<String>> = every_sentence(context).map(|s| stems(&s)).collect();
+    let covered =
+        |i: usize, j: usize| open.iter().filter(|(w, _)| held[i].contains(*w) || held[j].contains(*w)).count();
+    let (mut best, mut at) = (0, (0, 0));
+    for i in 0..held.len() {
+        for j in i..held.len() {
+            let c = covered(i, j);
+            if c > best {
+                (best, at) = (c, (i, j));
+            }
+        }
+    }
+    let in_best = |w: &str| [at.0, at.1].iter().any(|&k| held.get(k).is_some_and(|s| s.contains(w)));
+    let stray: Vec<&str> = open.iter().filter(|(s, _)| !in_best(s)).map(|(_, w)| *w).collect();
+    if stray.len() >= STRAY_MIN_WORDS && stray.len() as f32 > cfg.max_stray * words.len() as f32 {
+        let shown: Vec<&str> = stray.iter().take(6).copied().collect();
+        return Err((
+            RejectReason::Ungrounded,
+            format!(
+                "the answer rests on no one or two sentences of the context: {} of its {} content words are in neither \
+                 the two sentences that hold most of it nor the question ({})",
+                stray.len(),
+                words.len(),
+                shown.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Every number the answer states, and most of its content words, are in the context or in the question it
@@ -568,6 +623,32 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(r, RejectReason::Ungrounded);
+    }
+
+    #[test]
+    fn an_answer_built_from_words_scattered_over_the_context_fails() {
+        let cfg = QualityConfig::default();
+        let ctx = "Expense claims are approved by the cost-centre owner. The finance team reconciles company cards \
+                   monthly. A director may approve travel above 2,000 EUR. Each business reports to the board. A unit \
+                   of work is logged in hours. Employees sign the travel policy when they join. The budget is reviewed every quarter. The \
+                   financial year starts in January. Receipts must be uploaded within 30 days.";
+        let q = "What is a cost-centre owner?";
+        // Every word is somewhere in the context (the whole-context check passes it), none of it in one place.
+        let scattered = "A cost-centre owner is the finance director of a business unit, who signs off the unit's budget every January.";
+        assert_eq!(check_grounded(q, scattered, ctx, &cfg), Ok(()), "grounded word by word");
+        let (reason, why) = check_reply(q, scattered, ctx, &cfg).expect_err("scattered");
+        assert_eq!(reason, RejectReason::Ungrounded);
+        assert!(why.contains("rests on no one or two sentences") && why.contains("director"), "{why}");
+        // An answer from one sentence, or from two (a multi-hop pair), passes; so does a short one.
+        for fine in [
+            "The cost-centre owner approves expense claims.",
+            "The cost-centre owner approves expense claims, and the budget is reviewed every quarter.",
+            "They approve claims.",
+        ] {
+            assert_eq!(check_reply(q, fine, ctx, &cfg), Ok(()), "{fine}");
+        }
+        // max_stray = 1 turns it off.
+        assert_eq!(check_within_two_sentences(q, scattered, ctx, &QualityConfig { max_stray: 1.0, ..cfg }), Ok(()));
     }
 
     /// Answers of a 0.5B side-by-side run that opened with another sentence of the plan stray; answers that

@@ -77,12 +77,15 @@ pub const MAX_FOCUS_SENTENCES: usize = 40;
 /// The sentences of a chunk's text, in order: lines first (list items and table rows end without a full
 /// stop), then Unicode sentence boundaries; pieces without a letter or a digit are dropped.
 pub fn sentences(text: &str) -> Vec<String> {
+    every_sentence(text).take(MAX_FOCUS_SENTENCES).collect()
+}
+
+/// Every sentence of a text, in order, split as [`sentences`] splits them.
+pub fn every_sentence(text: &str) -> impl Iterator<Item = String> + '_ {
     text.lines()
         .flat_map(|line| line.unicode_sentences())
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|s| s.chars().any(char::is_alphanumeric))
-        .take(MAX_FOCUS_SENTENCES)
-        .collect()
 }
 
 #[cfg(test)]

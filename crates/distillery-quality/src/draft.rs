@@ -400,8 +400,13 @@ const NEGATIONS: &[&str] =
 /// question, and it denies nothing ("Does X offer support? Yes, X offers support.").
 pub fn adds_nothing(question: &str, answer: &str) -> bool {
     let q = stems(question);
+    // Every word of the question, short ones too: "Does X use passwords? Yes, X uses passwords." ("use" is
+    // too short to be a content word; "uses" is one).
+    let q_words: HashSet<String> = words(question).into_iter().collect();
+    let inflected =
+        |w: &str| ["s", "es", "d", "ed"].iter().any(|s| w.strip_suffix(s).is_some_and(|r| q_words.contains(r)));
     let q_numbers = numbers(question);
-    stems(answer).is_subset(&q)
+    content_words(answer).iter().all(|w| q.contains(stem(w)) || q_words.contains(w) || inflected(w))
         && numbers(answer).iter().all(|n| q_numbers.contains(n))
         && !words(answer).iter().any(|w| NEGATIONS.contains(&w.as_str()))
 }
@@ -573,6 +578,10 @@ mod tests {
         assert!(adds_nothing("Does Mirela Cloud offer support?", "Yes, Mirela Cloud offers support."));
         assert!(adds_nothing("Do employees need to tell anyone when they are ill?", "Yes, they do."));
         assert!(adds_nothing("Does Halden & Price reimburse expenses?", "Yes, Halden & Price reimburses expenses."));
+        assert!(
+            adds_nothing("Does Corvel Systems use passwords?", "Yes, Corvel Systems uses passwords."),
+            "use / uses"
+        );
         assert!(!adds_nothing("Is Bluetooth supported?", "No, Bluetooth is not supported."), "a denial says something");
         assert!(!adds_nothing("How many days of leave do I get?", "25 days."), "a number the question lacks");
         assert!(!adds_nothing("Who approves leave?", "The line manager approves leave."));

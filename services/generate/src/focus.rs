@@ -43,7 +43,7 @@ impl QuestionKind {
     fn prompt(self) -> &'static str {
         match self {
             QuestionKind::Factual => "factual question",
-            QuestionKind::Explanatory => "explanatory question (why or how)",
+            QuestionKind::Explanatory => "explanatory question (why or how: the reason it gives)",
             QuestionKind::Analytical => "analytical question (how its facts relate)",
             QuestionKind::MultiHop => "multi-hop question (needs both sentences)",
         }
@@ -58,6 +58,18 @@ pub struct FocusItem {
 }
 
 impl FocusItem {
+    /// How the prompt names the item's kind: an explanatory question asks why only where its sentence gives
+    /// a reason.
+    fn prompt(&self, sentences: &[String]) -> &'static str {
+        let reason = || self.sentences.iter().filter_map(|&i| sentences.get(i)).any(|s| gives_reason(s));
+        match self.kind {
+            QuestionKind::Explanatory if !reason() => {
+                "explanatory question (how, when or on what condition: the sentence gives no reason to ask why)"
+            }
+            kind => kind.prompt(),
+        }
+    }
+
     /// The evidence of the pair: its sentences, in order, joined.
     pub fn evidence(&self, sentences: &[String]) -> String {
         self.sentences.iter().filter_map(|&i| sentences.get(i)).map(|s| unlabelled(s)).collect::<Vec<_>>().join(" ")
@@ -93,6 +105,17 @@ const EXPLAINS: &[&str] = &[
     "allowed",
     "only",
 ];
+
+/// Words that give a reason: only a sentence with one of them answers a "why". The other words of
+/// [`EXPLAINS`] mark a rule, condition or procedure ("must", "only", "before"), about which 1.5B, told to ask
+/// "why or how", asked why and made the reason up ("because it ensures compliance with security policies and
+/// regulations": 4 of the 11 `ungrounded` drafts of a side-by-side run were explanatory questions).
+const REASONS: &[&str] = &["because", "so", "therefore", "order", "ensure", "ensures", "otherwise", "since", "reason"];
+
+/// Whether a sentence gives a reason.
+fn gives_reason(sentence: &str) -> bool {
+    text::words(sentence).iter().any(|w| REASONS.contains(&w.as_str()))
+}
 
 /// A sentence worth a question: a statement of some length with several content words (not a heading, a
 /// label, a fragment of a list, or a question the document asks: it states no fact to ask about).
@@ -180,7 +203,7 @@ pub fn render(items: &[FocusItem], sentences: &[String]) -> String {
                 .filter_map(|&i| sentences.get(i))
                 .map(|s| format!("\"{}\"", distillery_prompts::templates::neutralize(unlabelled(s))))
                 .collect();
-            format!("{}. {}: {}", k + 1, item.kind.prompt(), quoted.join(" + "))
+            format!("{}. {}: {}", k + 1, item.prompt(sentences), quoted.join(" + "))
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -243,13 +266,21 @@ mod tests {
 
     #[test]
     fn the_focus_quotes_each_sentence_beside_its_kind() {
-        let sentences = s(&["The kettle holds 1.7 litres of water.", "It switches off when the water boils."]);
-        let p = plan(&sentences, 2);
+        let sentences = s(&[
+            "The kettle holds 1.7 litres of water.",
+            "It switches off when the water boils.",
+            "Descale it every month because limescale slows the heating.",
+        ]);
+        let p = plan(&sentences, 3);
         let r = render(&p, &sentences);
+        // A why only where the sentence gives the reason.
         assert_eq!(
             r,
             "1. factual question: \"The kettle holds 1.7 litres of water.\"\n\
-             2. explanatory question (why or how): \"It switches off when the water boils.\""
+             2. explanatory question (how, when or on what condition: the sentence gives no reason to ask why): \
+             \"It switches off when the water boils.\"\n\
+             3. explanatory question (why or how: the reason it gives): \"Descale it every month because limescale \
+             slows the heating.\""
         );
         assert_eq!(p[0].evidence(&sentences), "The kettle holds 1.7 litres of water.");
         assert_eq!(QuestionKind::MultiHop.difficulty(), "hard");

@@ -67,9 +67,8 @@ pub fn check_on_evidence(
     }
     let known: HashSet<String> = stems(evidence).into_iter().chain(stems(question)).collect();
     let words = content_words(answer);
-    let stray: Vec<&String> = words.iter().filter(|w| !known.contains(stem(w))).collect();
-    if stray.len() >= STRAY_MIN_WORDS && stray.len() as f32 > cfg.max_stray * words.len() as f32 {
-        let shown: Vec<&str> = stray.iter().take(6).map(|w| w.as_str()).collect();
+    if let Some(stray) = too_many_stray(&words, |s| known.contains(s), cfg.max_stray) {
+        let shown: Vec<&str> = stray.iter().take(6).copied().collect();
         return Err((
             RejectReason::Ungrounded,
             format!(
@@ -282,6 +281,13 @@ pub fn check_reply(
     check_within_two_sentences(question, answer, context, cfg)
 }
 
+/// The answer's content words whose stems are not `known`, when they are too many to be a paraphrase: at
+/// least [`STRAY_MIN_WORDS`] and more than `max_stray` of all its content words.
+fn too_many_stray(words: &[String], known: impl Fn(&str) -> bool, max_stray: f32) -> Option<Vec<&str>> {
+    let stray: Vec<&str> = words.iter().filter(|w| !known(stem(w))).map(String::as_str).collect();
+    (stray.len() >= STRAY_MIN_WORDS && stray.len() as f32 > max_stray * words.len() as f32).then_some(stray)
+}
+
 /// A QA answer rests on at most two sentences of its context: most of its content words are in the two
 /// sentences that hold the most of them, or in its question. The whole-context grounding check passes an
 /// answer built from words scattered over the context: "a cost-centre owner is the finance director of a
@@ -300,15 +306,13 @@ pub fn check_within_two_sentences(
     }
     let asked = stems(question);
     let words: Vec<String> = content_words(answer);
-    // (stem, word) of the answer's content words that its question does not name.
-    let open: Vec<(&str, &str)> =
-        words.iter().map(|w| (stem(w), w.as_str())).filter(|(s, _)| !asked.contains(*s)).collect();
+    // The stems of the answer's content words that its question does not name: too few to stray, no search.
+    let open: Vec<&str> = words.iter().map(|w| stem(w)).filter(|s| !asked.contains(*s)).collect();
     if open.len() < STRAY_MIN_WORDS {
         return Ok(());
     }
     let held: Vec<HashSet<String>> = every_sentence(context).map(|s| stems(&s)).collect();
-    let covered =
-        |i: usize, j: usize| open.iter().filter(|(w, _)| held[i].contains(*w) || held[j].contains(*w)).count();
+    let covered = |i: usize, j: usize| open.iter().filter(|w| held[i].contains(**w) || held[j].contains(**w)).count();
     let (mut best, mut at) = (0, (0, 0));
     for i in 0..held.len() {
         for j in i..held.len() {
@@ -318,9 +322,9 @@ pub fn check_within_two_sentences(
             }
         }
     }
-    let in_best = |w: &str| [at.0, at.1].iter().any(|&k| held.get(k).is_some_and(|s| s.contains(w)));
-    let stray: Vec<&str> = open.iter().filter(|(s, _)| !in_best(s)).map(|(_, w)| *w).collect();
-    if stray.len() >= STRAY_MIN_WORDS && stray.len() as f32 > cfg.max_stray * words.len() as f32 {
+    let in_best =
+        |w: &str| asked.contains(w) || [at.0, at.1].iter().any(|&k| held.get(k).is_some_and(|s| s.contains(w)));
+    if let Some(stray) = too_many_stray(&words, in_best, cfg.max_stray) {
         let shown: Vec<&str> = stray.iter().take(6).copied().collect();
         return Err((
             RejectReason::Ungrounded,

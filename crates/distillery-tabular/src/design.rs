@@ -394,9 +394,10 @@ fn unique_names(schema: &mut TableSchema) {
     }
 }
 
-/// An expression of a model's design that names a column by one word of its name ("books" for
-/// `customer_total_books`) reads that column when exactly one earlier column has the word as a whole part
-/// of its name: the slip small models make most, mended without another LLM call. An ambiguous or unknown
+/// An expression of a model's design that names a column by part of its name ("books" for
+/// `customer_total_books`, "churn_duration" for `customer_churn_duration`) reads that column when exactly one
+/// earlier column has those words, whole and in that order, in its name: the slip small models make most,
+/// mended without another LLM call. An ambiguous or unknown
 /// name is left for validation to report (and the repair call to fix). Only designs are mended so.
 fn mend_references(schema: &mut TableSchema) {
     for i in 0..schema.columns.len() {
@@ -407,11 +408,15 @@ fn mend_references(schema: &mut TableSchema) {
             if earlier.iter().any(|c| c.name == v) {
                 continue;
             }
-            let word = v.to_ascii_lowercase();
+            let wanted = v.to_ascii_lowercase();
+            let wanted: Vec<&str> = wanted.split('_').collect();
             let matches: Vec<&str> = earlier
                 .iter()
                 .map(|c| c.name.as_str())
-                .filter(|n| n.to_ascii_lowercase().split('_').any(|part| part == word))
+                .filter(|n| {
+                    let parts: Vec<String> = n.to_ascii_lowercase().split('_').map(str::to_string).collect();
+                    parts.windows(wanted.len()).any(|w| w.iter().zip(&wanted).all(|(a, b)| a == b))
+                })
                 .collect();
             if let [only] = matches.as_slice() {
                 *expr = replace_identifier(expr, &v, only);
@@ -681,7 +686,7 @@ mod tests {
     }
 
     #[test]
-    fn an_expression_naming_a_column_by_one_word_of_its_name_is_mended() {
+    fn an_expression_naming_a_column_by_part_of_its_name_is_mended() {
         let design: DesignTable = serde_json::from_str(
             r#"{"columns": [
                 {"column": "customer_id", "kind": "id"},
@@ -689,6 +694,9 @@ mod tests {
                 {"column": "late_days", "kind": "integer", "min": 0, "max": 9},
                 {"column": "overdue_days", "kind": "integer", "min": 0, "max": 9},
                 {"column": "customer_late_fee", "kind": "expression", "expr": "books * 0.5 + if(books > 3, 1.0, 0.0)", "type": "float"},
+                {"column": "customer_churn_duration", "kind": "integer", "min": 1, "max": 9},
+                {"column": "customer_churn_frequency", "kind": "integer", "min": 1, "max": 9},
+                {"column": "churn_outcome", "kind": "expression", "expr": "churn_duration * churn_frequency", "type": "int"},
                 {"column": "label", "kind": "expression", "expr": "if(books > 3, \"books: many\", \"books: few\")", "type": "string"}
             ], "locale": "en", "name": "library"}"#,
         )
@@ -696,7 +704,10 @@ mod tests {
         let schema = check(design, "library", None).expect("mended, valid");
         let Generator::Expression { expr, .. } = &schema.columns[4].generator else { panic!() };
         assert_eq!(expr, "customer_total_books * 0.5 + if(customer_total_books > 3, 1.0, 0.0)");
-        let Generator::Expression { expr, .. } = &schema.columns[5].generator else { panic!() };
+        // Two words of a name, in order (CI's 0.5B design of "customer churn data": a failed design before).
+        let Generator::Expression { expr, .. } = &schema.columns[7].generator else { panic!() };
+        assert_eq!(expr, "customer_churn_duration * customer_churn_frequency");
+        let Generator::Expression { expr, .. } = &schema.columns[8].generator else { panic!() };
         assert_eq!(
             expr, "if(customer_total_books > 3, \"books: many\", \"books: few\")",
             "string literals are left alone"
@@ -706,12 +717,15 @@ mod tests {
             r#"{"columns": [
                 {"column": "late_days", "kind": "integer", "min": 0, "max": 9},
                 {"column": "overdue_days", "kind": "integer", "min": 0, "max": 9},
-                {"column": "fee", "kind": "expression", "expr": "days * 2", "type": "int"}
+                {"column": "fee", "kind": "expression", "expr": "days * 2", "type": "int"},
+                {"column": "fee_2", "kind": "expression", "expr": "days_late * 2", "type": "int"}
             ], "locale": "en", "name": "x"}"#,
         )
         .unwrap();
         let errors = check(ambiguous, "x", None).unwrap_err();
         assert!(errors.iter().any(|e| e.contains("\"days\", which does not exist")), "{errors:?}");
+        // Words out of order are not a part of the name: left for validation.
+        assert!(errors.iter().any(|e| e.contains("\"days_late\", which does not exist")), "{errors:?}");
     }
 
     const BAD: &str = r#"{"columns": [

@@ -1,6 +1,6 @@
 //! Gathering records that travel one at a time so one model call serves them all: the judge gathers the
 //! drafts of one generation call and scores them together; generate gathers the chunks of one context and
-//! asks for their pairs in one call.
+//! asks for their pairs in one call, and the rewrites of one context so that the judge scores them together.
 //!
 //! Each record's `process` joins its group here, under the group's key; the member whose arrival completes
 //! the group (the caller says when a group is complete) leads: it evaluates the whole group and hands every
@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use distillery_core::{Draft, StageError};
+use distillery_core::{Draft, Regenerate, StageError};
 use tokio::sync::oneshot;
 
 type Reply<T> = oneshot::Sender<Result<T, StageError>>;
@@ -32,6 +32,16 @@ impl Member for Draft {
     }
     fn order(&self) -> i64 {
         self.batch.as_ref().map_or(0, |b| i64::from(b.index))
+    }
+}
+
+/// A rewrite request joins the other rewrites of its context, in the order of the drafts it rewrites.
+impl Member for Regenerate {
+    fn member_id(&self) -> &str {
+        &self.id
+    }
+    fn order(&self) -> i64 {
+        self.draft.order()
     }
 }
 

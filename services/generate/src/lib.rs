@@ -110,7 +110,9 @@ pub struct GenerateConfig {
     pub repair: bool,
     /// How long a QA chunk waits, in milliseconds, for the other chunks of its context, so that their pairs
     /// are asked for together in as few calls of `pairs_per_call` as hold them (the context paid once per
-    /// call). Each draft stays its own chunk's. 0: one call per chunk.
+    /// call). Each draft stays its own chunk's. Also how long a QA rewrite (a repair or a regeneration) waits
+    /// for the other rewrites of its context, so that the judge scores their drafts in one call. 0: one call
+    /// per chunk, and each rewrite judged alone.
     pub gather_wait_ms: u64,
 }
 
@@ -213,6 +215,8 @@ pub struct Generate {
     pub embedder: Option<Arc<dyn Embedder>>,
     /// The chunks of a context being gathered into one call.
     gather: Gather<qa::Planned, Vec<Record>>,
+    /// The rewrites of a context being gathered, so that their drafts reach the judge as one batch.
+    rewrites: Gather<Regenerate, regenerate::Rewritten>,
     /// The chunks of each context already in a call.
     served: qa::Served,
 }
@@ -252,8 +256,9 @@ impl Generate {
         caller.templates = cfg.templates()?;
         caller.temperature = cfg.temperature;
         let memory = QuestionMemory::new(cfg.memory, 10_000);
-        let gather = Gather::new(std::time::Duration::from_millis(cfg.gather_wait_ms), "generate_gather");
-        Ok(Generate { caller, cfg, memory, embedder: None, gather, served: qa::Served::default() })
+        let wait = std::time::Duration::from_millis(cfg.gather_wait_ms);
+        let (gather, rewrites) = (Gather::new(wait, "generate_gather"), Gather::new(wait, "generate_rewrites"));
+        Ok(Generate { caller, cfg, memory, embedder: None, gather, rewrites, served: qa::Served::default() })
     }
 
     /// The stage comparing questions by meaning too, with this encoder.
@@ -376,24 +381,7 @@ impl Stage for Generate {
                 Mode::Qa => self.qa_gathered(chunk).await,
                 Mode::Conversation => self.conversation(chunk).await,
             },
-            Some(Record::Regenerate(regen)) => match self.regenerate(regen).await {
-                Ok(r) => Ok(r),
-                // The first draft is accounted for by the rejection: it carries the scores it got.
-                Err(e) if matches!(e.disposition, distillery_core::Disposition::Reject(_)) => {
-                    let reason = match e.disposition {
-                        distillery_core::Disposition::Reject(r) => r,
-                        _ => RejectReason::LlmError,
-                    };
-                    let detail = match regen.failed_check() {
-                        Some((_, finding)) => format!("{finding}; its repair failed: {}", e.message),
-                        None => format!("regeneration failed: {}", e.message),
-                    };
-                    let mut r = unredone(regen, reason, detail);
-                    r.raw_output = e.raw_output.clone();
-                    Ok(vec![Record::Rejected(r)])
-                }
-                Err(e) => Err(e),
-            },
+            Some(Record::Regenerate(regen)) => self.regenerate_gathered(regen).await,
             _ => Err(StageError::dead_letter("unexpected_input", "generate consumes chunks and regenerate requests")),
         }
     }

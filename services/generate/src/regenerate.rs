@@ -3,7 +3,8 @@
 //! replaces, for DPO pairs; a rewrite that repeats the draft unchanged is rejected without judging it again.
 
 use distillery_core::{
-    Draft, DraftKind, Message, PriorAttempt, Record, Regenerate, RejectReason, Role, Scores, StageError, ids, now_ms,
+    Disposition, Draft, DraftBatch, DraftKind, Message, PriorAttempt, Record, Regenerate, RejectReason, Role, Scores,
+    StageError, ids, now_ms,
 };
 use distillery_prompts::templates::RegenerateReply;
 use distillery_prompts::{Task, seed_of, templates, transcript};
@@ -15,7 +16,51 @@ use crate::{Generate, grounding, screened, unredone};
 /// The scores of a draft no model scored (a repair request comes from the checks).
 const NOT_SCORED: Scores = Scores { overall: 0, faithfulness: 0, correctness: 0, clarity: 0, usefulness: 0 };
 
+/// One rewrite's outcome, handed to each member of a gathered group.
+pub(crate) type Rewritten = Result<Vec<Record>, StageError>;
+
 impl Generate {
+    /// A QA rewrite waits (`gather_wait_ms`) for the other rewrites of its context that arrive with it (the
+    /// repairs of one generation call, the regenerations of one judged batch); they are made at once, and
+    /// their new drafts leave as one batch, so the judge scores them in one call (and one answer call)
+    /// instead of a pair of calls each. A conversation's rewrite goes alone, as the judge scores it alone.
+    pub(crate) async fn regenerate_gathered(&self, regen: &Regenerate) -> Result<Vec<Record>, StageError> {
+        if self.cfg.gather_wait_ms == 0 || regen.draft.kind != DraftKind::Qa {
+            return self.rewrite(regen).await;
+        }
+        let key = regen.draft.context_id.clone();
+        let evaluate = |group: Vec<Regenerate>| async move {
+            let rewritten = futures::future::join_all(group.iter().map(|r| self.rewrite(r))).await;
+            tracing::debug!(rewrites = group.len(), context = %key, "rewrites of one context made together");
+            Ok::<_, StageError>(judged_together(rewritten))
+        };
+        // Complete only when the wait ends: the rewrites of a context come from several upstream calls.
+        let complete = |_: &[Regenerate]| false;
+        self.rewrites.join(&regen.draft.context_id, regen.clone(), complete, evaluate).await?
+    }
+
+    /// The rewrite's records: its new draft, or the rejection that accounts for the draft it was to replace.
+    async fn rewrite(&self, regen: &Regenerate) -> Rewritten {
+        match self.regenerate(regen).await {
+            Ok(r) => Ok(r),
+            // The first draft is accounted for by the rejection: it carries the scores it got.
+            Err(e) if matches!(e.disposition, Disposition::Reject(_)) => {
+                let reason = match e.disposition {
+                    Disposition::Reject(r) => r,
+                    _ => RejectReason::LlmError,
+                };
+                let detail = match regen.failed_check() {
+                    Some((_, finding)) => format!("{finding}; its repair failed: {}", e.message),
+                    None => format!("regeneration failed: {}", e.message),
+                };
+                let mut r = unredone(regen, reason, detail);
+                r.raw_output = e.raw_output.clone();
+                Ok(vec![Record::Rejected(r)])
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub(crate) async fn regenerate(&self, regen: &Regenerate) -> Result<Vec<Record>, StageError> {
         let prev = &regen.draft;
         let feedback = regen.feedback();
@@ -126,4 +171,28 @@ impl Generate {
         };
         Ok(vec![checked])
     }
+}
+
+/// The new drafts of rewrites made together become one batch (the judge gathers a batch by its id and scores
+/// it once all `size` members are in); a lone draft needs none.
+fn judged_together(mut rewritten: Vec<Rewritten>) -> Vec<Rewritten> {
+    let members: Vec<&str> = rewritten
+        .iter()
+        .flatten()
+        .flatten()
+        .filter_map(|r| if let Record::Draft(d) = r { Some(d.id.as_str()) } else { None })
+        .collect();
+    let size = members.len() as i32;
+    if size < 2 {
+        return rewritten;
+    }
+    let id = ids::hash_parts(&[vec!["rewrites"], members].concat());
+    let drafts = rewritten.iter_mut().flatten().flatten().filter_map(|r| match r {
+        Record::Draft(d) => Some(d),
+        _ => None,
+    });
+    for (index, d) in drafts.enumerate() {
+        d.batch = Some(DraftBatch { id: id.clone(), index: index as i32, size });
+    }
+    rewritten
 }

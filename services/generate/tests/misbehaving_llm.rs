@@ -930,3 +930,96 @@ async fn a_regeneration_that_changes_nothing_is_rejected_without_judging_it_agai
     assert_eq!((d[0].attempt, d[0].answer()), (2, better));
     assert_eq!(d[0].previous.as_ref().map(|p| p.draft_id.as_str()), Some("draft-1"));
 }
+
+#[tokio::test]
+async fn the_repairs_of_one_context_are_judged_together() {
+    // Two first drafts of one context state a number the context does not: each goes to a repair. The
+    // repairs arrive together, so their new drafts leave as one batch and the judge scores both in one
+    // answer call and one critic call, not a pair of calls each.
+    let flawed = |id: &str, days: &str| {
+        let mut d = judge_draft();
+        d.id = id.into();
+        d.messages[1] = Message::new(Role::Assistant, format!("Employees get {days} days of paid leave per year."));
+        let finding = format!("the answer states numbers the context does not: {days}");
+        Regenerate::repair(d, RejectReason::Ungrounded, finding)
+    };
+    let server = MockServer::start().await;
+    let reply = json!({"answers": ["Employees get 25 days of paid leave per year."],
+                       "evidence": "Employees get 25 days of paid leave per year."});
+    mount(&server, ok(&reply.to_string()), None).await;
+    let stage = generator(&server, None).await;
+    let out = Collected::default();
+    let rewrite = |regen: Regenerate| {
+        let (stage, out) = (&stage, &out);
+        async move {
+            let input = Input::record(Topic::Regenerate, Record::Regenerate(regen));
+            handle(stage, input, out, &Metrics::global(), &retry(), &CancellationToken::new())
+                .await
+                .expect("published");
+        }
+    };
+    tokio::join!(rewrite(flawed("draft-a", "30")), rewrite(flawed("draft-b", "35")));
+    let records = out.take();
+    let mended: Vec<Draft> = drafts(&records).into_iter().cloned().collect();
+    assert_eq!(mended.len(), 2, "{records:#?}");
+    assert_eq!(bodies(&server).await.len(), 2, "one rewrite call each");
+    let batches: Vec<_> = mended.iter().map(|d| d.batch.clone().expect("one batch for the judge")).collect();
+    assert_eq!(batches[0].id, batches[1].id);
+    assert!(batches.iter().all(|b| b.size == 2), "{batches:?}");
+    let mut places: Vec<i32> = batches.iter().map(|b| b.index).collect();
+    places.sort_unstable();
+    assert_eq!(places, [0, 1]);
+
+    // A rewrite that arrives alone is judged alone: no batch to wait for.
+    rewrite(flawed("draft-c", "40")).await;
+    let lone = out.take();
+    assert_eq!(drafts(&lone).len(), 1, "{lone:#?}");
+    assert_eq!(drafts(&lone)[0].batch, None);
+
+    let judge_server = MockServer::start().await;
+    let sound = json!({"rationale": "States the 25 days.", "faithfulness": 5, "correctness": 5, "clarity": 5,
+                       "usefulness": 5});
+    mount_judge(&judge_server, &["25 days", "25 days"], json!({"verdicts": [sound, sound]})).await;
+    let llm = LlmClient::connect(llm_config(&judge_server), LlmRole::Judge, Metrics::global()).await;
+    let judge = Judge::new(LlmCaller::new(Arc::new(llm), None), JudgeConfig::default(), Metrics::global()).unwrap();
+    let judged = Collected::default();
+    let judge_one = |draft: Draft| {
+        let (judge, judged) = (&judge, &judged);
+        async move {
+            let input = Input::record(Topic::Drafts, Record::Draft(draft));
+            handle(judge, input, judged, &Metrics::global(), &retry(), &CancellationToken::new()).await.unwrap();
+        }
+    };
+    tokio::join!(judge_one(mended[0].clone()), judge_one(mended[1].clone()));
+    let judged = judged.take();
+    assert_eq!(judged.iter().filter(|r| matches!(r, Record::Judged(j) if j.passed)).count(), 2, "{judged:#?}");
+    assert_eq!(schema_names(&judge_server).await, ["answers", "verdicts"], "both scored in one call");
+}
+
+#[tokio::test]
+async fn without_gathering_each_rewrite_goes_alone() {
+    let server = MockServer::start().await;
+    let reply = json!({"answers": ["Employees get 25 days of paid leave per year."],
+                       "evidence": "Employees get 25 days of paid leave per year."});
+    mount(&server, ok(&reply.to_string()), None).await;
+    let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, gather_wait_ms: 0, ..Default::default() };
+    let stage = generator_with(llm_config(&server), cfg, None).await;
+    let out = Collected::default();
+    let rewrite = |id: &str| {
+        let mut d = judge_draft();
+        d.id = id.into();
+        d.messages[1] = Message::new(Role::Assistant, "Employees get 30 days of paid leave per year.");
+        let regen = Regenerate::repair(d, RejectReason::Ungrounded, "states 30".into());
+        let (stage, out) = (&stage, &out);
+        async move {
+            let input = Input::record(Topic::Regenerate, Record::Regenerate(regen));
+            handle(stage, input, out, &Metrics::global(), &retry(), &CancellationToken::new())
+                .await
+                .expect("published");
+        }
+    };
+    tokio::join!(rewrite("draft-a"), rewrite("draft-b"));
+    let records = out.take();
+    assert_eq!(drafts(&records).len(), 2, "{records:#?}");
+    assert!(drafts(&records).iter().all(|d| d.batch.is_none()), "{records:#?}");
+}

@@ -3,7 +3,7 @@
 //! numbers, bad IBAN checksums, ...). Prints the table; requires recall >= 0.99 on every structured type.
 //!
 //! Person names are scored with the NER model (the default configuration when it is installed) and with the
-//! rules alone, on the two development sets and the five held-out sets, with the time each took (cases/s, KB/s). These tests need the model: `scripts/test-servers
+//! rules alone, on the two development sets and the six held-out sets, with the time each took (cases/s, KB/s). These tests need the model: `scripts/test-servers
 //! start` installs it and sets `DISTILLERY_NER_MODEL_DIR` (or `source scripts/lib.sh && ensure_ner_model`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,6 +50,7 @@ const HELD_OUT_V2: &str = include_str!("../../../tests/data/pii_holdout_v2.jsonl
 const HELD_OUT_V3: &str = include_str!("../../../tests/data/pii_holdout_v3.jsonl");
 const HELD_OUT_V4: &str = include_str!("../../../tests/data/pii_holdout_v4.jsonl");
 const HELD_OUT_V5: &str = include_str!("../../../tests/data/pii_holdout_v5.jsonl");
+const HELD_OUT_V6: &str = include_str!("../../../tests/data/pii_holdout_v6.jsonl");
 const DEV_NAMES: &str = include_str!("data/pii_names_dev.jsonl");
 
 /// The installed NER model; a missing one fails the test with the command that installs it.
@@ -335,6 +336,17 @@ fn pii_detection_on_the_fifth_held_out_set() {
     held_out_persons("v5", HELD_OUT_V5, V5_PERSON_RECALL, V5_PERSON_PRECISION);
 }
 
+/// The sixth held-out set (196 cases, 242 person mentions, 47 lines without an entity): written on 2026-12-07
+/// by a helper that saw neither the detector nor any other set, with names from every continent in hard
+/// forms (Pacific and African names, family names first, capitals, surnames alone, names that are words),
+/// committed before it was first measured; its misses are not printed. First measured with the model: **P 0.970
+/// R 0.802** (rules alone P 0.887 R 0.355; the model alone P 0.964 R 0.785): the model misses most of what the
+/// rules cannot find, and recall is short of the goal (0.95).
+#[test]
+fn pii_detection_on_the_sixth_held_out_set() {
+    held_out_persons("v6", HELD_OUT_V6, V6_PERSON_RECALL, V6_PERSON_PRECISION);
+}
+
 /// Scores persons on a held-out set with and without the model, prints both, and bounds the model's figures;
 /// the model must find a person the rules miss.
 fn held_out_persons(set: &str, data: &str, min_recall: f64, min_precision: f64) {
@@ -351,6 +363,10 @@ fn held_out_persons(set: &str, data: &str, min_recall: f64, min_precision: f64) 
     assert!(p.precision() >= min_precision, "held-out {set} person precision {:.3}", p.precision());
     assert!(p.recall() > r.recall(), "the model adds no person the rules miss");
 }
+
+/// Held-out v6 person figures with the model, as measured less a small margin.
+const V6_PERSON_RECALL: f64 = 0.77;
+const V6_PERSON_PRECISION: f64 = 0.94;
 
 /// Held-out v5 person figures with the model, as measured less a small margin.
 const V5_PERSON_RECALL: f64 = 0.84;

@@ -931,35 +931,48 @@ async fn a_regeneration_that_changes_nothing_is_rejected_without_judging_it_agai
     assert_eq!(d[0].previous.as_ref().map(|p| p.draft_id.as_str()), Some("draft-1"));
 }
 
-#[tokio::test]
-async fn the_repairs_of_one_context_are_judged_together() {
-    // Two first drafts of one context state a number the context does not: each goes to a repair. The
-    // repairs arrive together, so their new drafts leave as one batch and the judge scores both in one
-    // answer call and one critic call, not a pair of calls each.
-    let flawed = |id: &str, days: &str| {
-        let mut d = judge_draft();
-        d.id = id.into();
-        d.messages[1] = Message::new(Role::Assistant, format!("Employees get {days} days of paid leave per year."));
-        let finding = format!("the answer states numbers the context does not: {days}");
-        Regenerate::repair(d, RejectReason::Ungrounded, finding)
-    };
+/// A first draft of one context whose answer states `days` days of leave, sent to a repair.
+fn repair_of(id: &str, days: &str) -> Regenerate {
+    let mut d = judge_draft();
+    d.id = id.into();
+    d.messages[1] = Message::new(Role::Assistant, format!("Employees get {days} days of paid leave per year."));
+    let finding = format!("the answer states numbers the context does not: {days}");
+    Regenerate::repair(d, RejectReason::Ungrounded, finding)
+}
+
+/// A model that mends every answer to the context's 25 days.
+async fn mending_server() -> MockServer {
     let server = MockServer::start().await;
     let reply = json!({"answers": ["Employees get 25 days of paid leave per year."],
                        "evidence": "Employees get 25 days of paid leave per year."});
     mount(&server, ok(&reply.to_string()), None).await;
-    let stage = generator(&server, None).await;
+    server
+}
+
+/// Runs rewrite requests through generate at once, as a runtime does with records that arrive together.
+async fn rewrite_together(stage: &Generate, regens: Vec<Regenerate>) -> Vec<Record> {
     let out = Collected::default();
-    let rewrite = |regen: Regenerate| {
-        let (stage, out) = (&stage, &out);
+    futures::future::join_all(regens.into_iter().map(|regen| {
+        let out = &out;
         async move {
             let input = Input::record(Topic::Regenerate, Record::Regenerate(regen));
             handle(stage, input, out, &Metrics::global(), &retry(), &CancellationToken::new())
                 .await
                 .expect("published");
         }
-    };
-    tokio::join!(rewrite(flawed("draft-a", "30")), rewrite(flawed("draft-b", "35")));
-    let records = out.take();
+    }))
+    .await;
+    out.take()
+}
+
+#[tokio::test]
+async fn the_repairs_of_one_context_are_judged_together() {
+    // Two first drafts of one context state a number the context does not: each goes to a repair. The
+    // repairs arrive together, so their new drafts leave as one batch and the judge scores both in one
+    // answer call and one critic call, not a pair of calls each.
+    let server = mending_server().await;
+    let stage = generator(&server, None).await;
+    let records = rewrite_together(&stage, vec![repair_of("draft-a", "30"), repair_of("draft-b", "35")]).await;
     let mended: Vec<Draft> = drafts(&records).into_iter().cloned().collect();
     assert_eq!(mended.len(), 2, "{records:#?}");
     assert_eq!(bodies(&server).await.len(), 2, "one rewrite call each");
@@ -971,8 +984,7 @@ async fn the_repairs_of_one_context_are_judged_together() {
     assert_eq!(places, [0, 1]);
 
     // A rewrite that arrives alone is judged alone: no batch to wait for.
-    rewrite(flawed("draft-c", "40")).await;
-    let lone = out.take();
+    let lone = rewrite_together(&stage, vec![repair_of("draft-c", "40")]).await;
     assert_eq!(drafts(&lone).len(), 1, "{lone:#?}");
     assert_eq!(drafts(&lone)[0].batch, None);
 
@@ -998,28 +1010,10 @@ async fn the_repairs_of_one_context_are_judged_together() {
 
 #[tokio::test]
 async fn without_gathering_each_rewrite_goes_alone() {
-    let server = MockServer::start().await;
-    let reply = json!({"answers": ["Employees get 25 days of paid leave per year."],
-                       "evidence": "Employees get 25 days of paid leave per year."});
-    mount(&server, ok(&reply.to_string()), None).await;
+    let server = mending_server().await;
     let cfg = GenerateConfig { modes: vec![Mode::Qa], pairs_per_chunk: 2, gather_wait_ms: 0, ..Default::default() };
     let stage = generator_with(llm_config(&server), cfg, None).await;
-    let out = Collected::default();
-    let rewrite = |id: &str| {
-        let mut d = judge_draft();
-        d.id = id.into();
-        d.messages[1] = Message::new(Role::Assistant, "Employees get 30 days of paid leave per year.");
-        let regen = Regenerate::repair(d, RejectReason::Ungrounded, "states 30".into());
-        let (stage, out) = (&stage, &out);
-        async move {
-            let input = Input::record(Topic::Regenerate, Record::Regenerate(regen));
-            handle(stage, input, out, &Metrics::global(), &retry(), &CancellationToken::new())
-                .await
-                .expect("published");
-        }
-    };
-    tokio::join!(rewrite("draft-a"), rewrite("draft-b"));
-    let records = out.take();
+    let records = rewrite_together(&stage, vec![repair_of("draft-a", "30"), repair_of("draft-b", "35")]).await;
     assert_eq!(drafts(&records).len(), 2, "{records:#?}");
     assert!(drafts(&records).iter().all(|d| d.batch.is_none()), "{records:#?}");
 }
